@@ -1,0 +1,80 @@
+"""The ``corpusmap`` command: a click group; each command lives in its own module and only parses,
+calls the library and reports. Errors a user can cause become one line and a non-zero exit."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+
+import click
+
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.progress import set_quiet
+
+# (module, attribute) of every command; modules are imported lazily so `corpusmap --help` stays fast
+COMMANDS = {
+    "embed": ("corpusmap.cli.embed", "embed"),
+    "merge": ("corpusmap.cli.embed", "merge"),
+    "neighbors": ("corpusmap.cli.neighbors", "neighbors"),
+    "evaluate": ("corpusmap.cli.evaluate", "evaluate"),
+    "map": ("corpusmap.cli.maps", "map_command"),
+    "plot": ("corpusmap.cli.maps", "plot"),
+    "excess": ("corpusmap.cli.excess", "excess"),
+    "run": ("corpusmap.cli.pipeline", "run"),
+}
+
+
+def _debug() -> bool:
+    return os.environ.get("CORPUSMAP_DEBUG", "") not in ("", "0")
+
+
+class CorpusmapGroup(click.Group):
+    """Lazy command loading, and library errors turned into click errors (no tracebacks)."""
+
+    def list_commands(self, ctx):
+        return [name for name, (module, _) in COMMANDS.items() if importlib.util.find_spec(module)]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        if importlib.util.find_spec(module) is None:
+            return None
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageProblem as exc:
+            raise click.UsageError(str(exc), ctx) from (exc if _debug() else None)
+        except CorpusmapError as exc:
+            if _debug():
+                raise
+            raise click.ClickException(str(exc)) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted; run the same command again to resume.", err=True)
+            sys.exit(130)
+        except MemoryError:
+            raise click.ClickException("out of memory; try a smaller --batch-size or block size") from None
+        except Exception as exc:  # anything unexpected: one line, the traceback only on request
+            if _debug():
+                raise
+            raise click.ClickException(
+                f"{type(exc).__name__}: {exc} (set CORPUSMAP_DEBUG=1 to see the traceback)") from None
+
+
+@click.group(cls=CorpusmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="corpusmap")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or info lines, only errors.")
+def main(quiet: bool) -> None:
+    """Turn a corpus of scientific abstracts into a map.
+
+    Typical run: corpusmap embed abstracts.jsonl.gz -o RUN; corpusmap neighbors RUN;
+    corpusmap map RUN --method tsne; corpusmap evaluate RUN; corpusmap excess RUN.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    set_quiet(quiet)
