@@ -44,6 +44,7 @@ class Progress:
         self._bar = None
         self._start = time.monotonic()
         self._last_log = self._start
+        self._logged = 0
         if _QUIET:
             return
         if getattr(self._stream, "isatty", lambda: False)():
@@ -61,7 +62,7 @@ class Progress:
             return
         now = time.monotonic()
         if now - self._last_log >= self.interval:
-            self._last_log = now
+            self._last_log, self._logged = now, self.done
             log.info(self._line(now))
 
     def _line(self, now: float) -> str:
@@ -74,7 +75,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif not _QUIET and self.done:
+        elif not _QUIET and self.done != self._logged:
             log.info(self._line(time.monotonic()))
 
     def __enter__(self) -> "Progress":
