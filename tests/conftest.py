@@ -13,6 +13,8 @@ EXAMPLE_CORPUS = ROOT / "examples" / "elife_2012_2016.jsonl.gz"
 
 # Keep BLAS/torch from oversubscribing the 2-core CI machine.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No network here or in CI: unknown hub models must fail at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

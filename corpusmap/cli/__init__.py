@@ -48,7 +48,7 @@ class CorpusmapGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UsageProblem as exc:
-            raise click.UsageError(str(exc), ctx) from (exc if _debug() else None)
+            raise click.UsageError(str(exc)) from (exc if _debug() else None)
         except CorpusmapError as exc:
             if _debug():
                 raise

