@@ -211,50 +211,118 @@ def _shard_done(folder: Path, index: int, request_id: str) -> bool:
     return True
 
 
-def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker: tuple[int, int] = (0, 1),
-                  overwrite: bool = False, encoder=None) -> dict:
-    """Encode the pending shards of this worker; returns the embeddings manifest (complete or not)."""
+@dataclass(frozen=True)
+class ShardPlan:
+    """How a run's rows are cut into shards, and the request every shard must be made with."""
+
+    request: dict
+    request_id: str
+    n: int
+    shard_rows: int
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.n / self.shard_rows)
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        return index * self.shard_rows, min((index + 1) * self.shard_rows, self.n)
+
+
+def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> ShardPlan:
+    """Check ``options`` against what RUN already holds (refusing a mix) and plan the shards."""
     if options.shard_rows < 1:
         raise UsageProblem("--shard-rows must be at least 1")
     corpus = read_json(run.corpus_manifest_path)
-    n = corpus["rows"]
-    n_shards = math.ceil(n / options.shard_rows)
     request = _request(options, corpus)
     _check_request(run, request, overwrite)
-    folder = run.embeddings_dir
-    request_id = _request_id(request)
-    mine = [i for i in range(n_shards) if i % worker[1] == worker[0]]
-    pending = [i for i in mine if not _shard_done(folder, i, request_id)]
+    run.embeddings_dir.mkdir(parents=True, exist_ok=True)
+    return ShardPlan(request, _request_id(request), corpus["rows"], options.shard_rows)
+
+
+def pending_shards(run: Run, plan: ShardPlan, worker: tuple[int, int] = (0, 1)) -> list[int]:
+    """This worker's shards (every N-th) that have no valid receipt yet."""
+    mine = [i for i in range(plan.n_shards) if i % worker[1] == worker[0]]
+    pending = [i for i in mine if not _shard_done(run.embeddings_dir, i, plan.request_id)]
     if len(pending) < len(mine):
         progress.info(f"embed: {len(mine) - len(pending)} of {len(mine)} shards already done, skipping them")
+    return pending
+
+
+def start_manifest(run: Run, plan: ShardPlan, encoder) -> None:
+    """Record the resolved encoder parameters before the first shard (manifest not complete yet)."""
+    corpus = read_json(run.corpus_manifest_path)
+    params = dict(encoder.describe(), store_dtype=plan.request["store_dtype"], shard_rows=plan.shard_rows,
+                  n=plan.n, n_shards=plan.n_shards, corpus_sha256=corpus["sha256"])
+    write_json(run.embeddings_manifest_path, _manifest(plan.request, params, [], complete=False))
+
+
+def prepare_encoder(run: Run, plan: ShardPlan, options: EmbedOptions, device: str = "auto"):
+    """Load the model (or fit/load TF-IDF) for this plan."""
+    encoder = _build_encoder(options, device)
+    if getattr(encoder, "kind", "") == "tfidf":
+        _fit_tfidf(run, encoder, plan.n)
+    return encoder
+
+
+def read_shard_texts(run: Run, plan: ShardPlan, index: int) -> list[str]:
+    start, stop = plan.bounds(index)
+    return run.read_corpus_rows(start, stop, ["text"]).column(0).to_pylist()
+
+
+def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, device: str) -> None:
+    """Store one shard's vectors (temp name, rename) and then its receipt."""
+    start, stop = plan.bounds(index)
+    vectors = encoded.vectors.astype(np.dtype(plan.request["store_dtype"]), copy=False)
+    if vectors.shape[0] != stop - start:
+        raise RuntimeError(f"shard {index}: {vectors.shape[0]} vectors for {stop - start} rows")
+    if not np.isfinite(vectors).all():
+        raise CorpusmapError(f"the model produced NaN or infinite values in shard {index} "
+                             f"(rows {start}-{stop}); try --dtype float32")
+    path = run.embeddings_dir / f"{shard_name(index)}.npy"
+    save_npy(path, vectors)
+    write_receipt(run.embeddings_dir, index, {
+        "index": index, "file": path.name, "start": start, "stop": stop, "rows": stop - start,
+        "sha256": sha256_file(path), "truncated": encoded.truncated, "request_id": plan.request_id,
+        "seconds": round(seconds, 3), "device": device})
+
+
+def encode_shard(run: Run, plan: ShardPlan, encoder, index: int) -> int:
+    """Read, encode and store one shard; returns its row count (used by other engines, e.g. Ray)."""
+    began = time.perf_counter()
+    encoded = encoder.encode(read_shard_texts(run, plan, index))
+    write_shard(run, plan, index, encoded, time.perf_counter() - began, getattr(encoder, "device", "cpu"))
+    return encoded.vectors.shape[0]
+
+
+def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker: tuple[int, int] = (0, 1),
+                  overwrite: bool = False, encoder=None) -> dict:
+    """Encode the pending shards of this worker; returns the embeddings manifest (complete or not).
+
+    The next shard is read and tokenised in a background thread while the current one is encoded.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan = plan_shards(run, options, overwrite)
+    pending = pending_shards(run, plan, worker)
     if not pending and run.embeddings_manifest_path.is_file():
         return finalize(run)
-    folder.mkdir(parents=True, exist_ok=True)
-    encoder = encoder or _build_encoder(options, device)
-    if getattr(encoder, "kind", "") == "tfidf":
-        _fit_tfidf(run, encoder, n)
-    params = dict(encoder.describe(), store_dtype=request["store_dtype"], shard_rows=options.shard_rows,
-                  n=n, n_shards=n_shards, corpus_sha256=corpus["sha256"])
-    write_json(run.embeddings_manifest_path, _manifest(request, params, [], complete=False))
-    store_dtype = np.dtype(request["store_dtype"])
-    rows_pending = sum(min((i + 1) * options.shard_rows, n) - i * options.shard_rows for i in pending)
-    with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar:
-        for index in pending:
-            start, stop = index * options.shard_rows, min((index + 1) * options.shard_rows, n)
+    encoder = encoder or prepare_encoder(run, plan, options, device)
+    start_manifest(run, plan, encoder)
+    prepare = getattr(encoder, "prepare", None) or (lambda texts: texts)
+    compute = getattr(encoder, "compute", None) or encoder.encode
+    load = lambda i: prepare(read_shard_texts(run, plan, i))  # noqa: E731
+    rows_pending = sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
+    with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="corpusmap-loader") as loader:
+        upcoming = loader.submit(load, pending[0]) if pending else None
+        for position, index in enumerate(pending):
             began = time.perf_counter()
-            texts = run.read_corpus_rows(start, stop, ["text"]).column(0).to_pylist()
-            encoded = encoder.encode(texts)
-            vectors = encoded.vectors.astype(store_dtype, copy=False)
-            if not np.isfinite(vectors).all():
-                raise CorpusmapError(f"the model produced NaN or infinite values in shard {index} "
-                                     f"(rows {start}-{stop}); try --dtype float32")
-            path = folder / f"{shard_name(index)}.npy"
-            save_npy(path, vectors)
-            write_receipt(folder, index, {
-                "index": index, "file": path.name, "start": start, "stop": stop, "rows": stop - start,
-                "sha256": sha256_file(path), "truncated": encoded.truncated, "request_id": request_id,
-                "seconds": round(time.perf_counter() - began, 3), "device": getattr(encoder, "device", "cpu")})
-            bar.update(stop - start)
+            prepared = upcoming.result()
+            if position + 1 < len(pending):
+                upcoming = loader.submit(load, pending[position + 1])
+            encoded = compute(prepared)
+            write_shard(run, plan, index, encoded, time.perf_counter() - began, getattr(encoder, "device", "cpu"))
+            bar.update(encoded.vectors.shape[0])
     return finalize(run)
 
 

@@ -30,6 +30,15 @@ class Encoded:
     truncated: int = 0
 
 
+@dataclass
+class Prepared:
+    """Tokenised texts waiting for the model: the encoding, truncation count and token lengths."""
+
+    encoding: object
+    truncated: int
+    lengths: np.ndarray
+
+
 # ---------------------------------------------------------------------------------------------- devices
 
 def resolve_device(device: str) -> str:
@@ -200,24 +209,36 @@ class TransformerEncoder:
             truncated = sum(1 for ids in full if len(ids) > self.max_length)
         return enc, truncated
 
-    def encode(self, texts: Sequence[str]) -> Encoded:
+    def prepare(self, texts: Sequence[str]) -> "Prepared":
+        """CPU-side work (tokenising), separable so a loader thread can run it ahead of :meth:`compute`."""
+        if not len(texts):
+            return Prepared({}, 0, np.zeros(0, dtype=np.int64))
+        enc, truncated = self.tokenize(texts)
+        lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+        return Prepared(enc, truncated, lengths)
+
+    def compute(self, prepared: "Prepared") -> Encoded:
+        """Run the model over length-sorted batches and put the vectors back in input order."""
         import torch
 
-        if not len(texts):
-            return Encoded(np.zeros((0, self.dim), dtype=np.float32))
-        enc, truncated = self.tokenize(texts)
+        n = len(prepared.lengths)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if not n:
+            return Encoded(out)
+        enc = prepared.encoding
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         pin = self.device.startswith("cuda")
         with torch.inference_mode():
-            for rows in plan_batches(lengths, self.batch_size, self.max_tokens_per_batch):
+            for rows in plan_batches(prepared.lengths, self.batch_size, self.max_tokens_per_batch):
                 features = self._model.tokenizer.pad({k: [enc[k][i] for i in rows] for k in keys},
                                                      return_tensors="pt")
                 features = {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin)
                             for k, v in features.items()}
                 out[rows] = self._forward(features)
-        return Encoded(out, truncated)
+        return Encoded(out, prepared.truncated)
+
+    def encode(self, texts: Sequence[str]) -> Encoded:
+        return self.compute(self.prepare(texts))
 
     def _forward(self, features) -> np.ndarray:
         import torch
