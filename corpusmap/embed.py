@@ -366,14 +366,78 @@ def finalize(run: Run, verify: bool = False) -> dict:
     return manifest
 
 
+def parse_devices(spec: Optional[str]) -> list[str]:
+    """``--devices``: ``all`` (every visible GPU), GPU ids ``0,1``, or device names ``cuda:0,cpu,cpu``."""
+    if not spec:
+        return []
+    if spec == "all":
+        import torch
+
+        count = torch.cuda.device_count()
+        if not count:
+            raise CorpusmapError("--devices all: PyTorch sees no CUDA GPU")
+        return [f"cuda:{i}" for i in range(count)]
+    devices = []
+    for item in (part.strip() for part in spec.split(",")):
+        if item.isdigit():
+            devices.append(f"cuda:{item}")
+        elif item == "cpu" or item.startswith("cuda"):
+            devices.append(item)
+        else:
+            raise UsageProblem(f"--devices takes 'all', GPU ids (0,1) or device names (cuda:0,cpu), not {item!r}")
+    return devices
+
+
+def _device_worker(run_dir: str, options: EmbedOptions, device: str, worker: tuple[int, int], quiet: bool) -> None:
+    """One process of a multi-device run: its own device, every N-th shard, its own shard files."""
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // worker[1]))
+    progress.set_quiet(quiet)
+    encode_shards(Run(run_dir), options, device=device, worker=worker)
+
+
+def encode_on_devices(run: Run, options: EmbedOptions, devices: list[str], overwrite: bool = False) -> dict:
+    """One worker process per device (e.g. per GPU of a node); the parent collects the manifest."""
+    import multiprocessing
+
+    plan = plan_shards(run, options, overwrite)
+    if options.model.lower() == "tfidf":
+        prepare_encoder(run, plan, options)  # fit once, before the workers load the stored fit
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_device_worker, name=f"corpusmap-{device}",
+                               args=(str(run.path), options, device, (i, len(devices)), progress.is_quiet()))
+               for i, device in enumerate(devices)]
+    for process in workers:
+        process.start()
+    failed = []
+    for process in workers:
+        process.join()
+        if process.exitcode != 0:
+            failed.append(process.name)
+    if failed:
+        raise CorpusmapError(f"embedding worker(s) {', '.join(failed)} failed; re-run the same command to resume")
+    return finalize(run)
+
+
 def embed(inputs: Iterable[str], run_dir: str | Path, columns: ColumnMap = ColumnMap(),
           filters: CorpusFilters = CorpusFilters(), options: EmbedOptions = EmbedOptions(),
           device: str = "auto", worker: tuple[int, int] = (0, 1), overwrite: bool = False,
-          pubmed_labels: bool = False) -> dict:
-    """Read the inputs and encode them into ``run_dir``; returns the embeddings manifest."""
+          pubmed_labels: bool = False, devices: Optional[list[str]] = None) -> dict:
+    """Read the inputs and encode them into ``run_dir``; returns the embeddings manifest.
+
+    ``devices`` (more than one) runs one worker process per device on this node.
+    """
     options.resolved_store_dtype()
     run = Run(run_dir)
     if run.path.exists() and not run.path.is_dir():
         raise CorpusmapError(f"-o {run.path} exists and is not a directory")
     prepare_corpus(run, inputs, columns, filters, overwrite=overwrite, pubmed_labels=pubmed_labels)
+    if devices and len(devices) > 1:
+        if worker != (0, 1):
+            raise UsageProblem("--devices and --shard do not combine; use one per job")
+        return encode_on_devices(run, options, devices, overwrite=overwrite)
+    if devices:
+        device = devices[0]
     return encode_shards(run, options, device=device, worker=worker, overwrite=overwrite)

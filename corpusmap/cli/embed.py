@@ -6,7 +6,7 @@ import click
 from corpusmap import progress
 from corpusmap.cli.common import device_option, run_argument
 from corpusmap.corpus import ColumnMap, CorpusFilters
-from corpusmap.embed import EmbedOptions, embed as embed_corpus, finalize, parse_worker
+from corpusmap.embed import EmbedOptions, embed as embed_corpus, finalize, parse_devices, parse_worker
 from corpusmap.encoders import DTYPES, POOLINGS
 from corpusmap.store import open_run
 
@@ -26,6 +26,8 @@ from corpusmap.store import open_run
 @click.option("--max-tokens-per-batch", type=click.IntRange(min=1), default=None,
               help="Token budget per batch instead of a fixed row count (batches of short texts get more rows).")
 @device_option
+@click.option("--devices", default=None, metavar="LIST",
+              help="One worker process per device: 'all' GPUs, GPU ids '0,1', or names 'cuda:0,cpu'.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
               help="Compute precision of the model.")
 @click.option("--store-dtype", type=click.Choice(["auto", "float32", "float16"]), default="auto",
@@ -52,7 +54,7 @@ from corpusmap.store import open_run
 @click.option("--section-labels", is_flag=True, help="PubMed XML: prefix abstract sections with their labels.")
 @click.option("--overwrite", is_flag=True, help="Replace a run made with other inputs or parameters.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_per_batch, device, dtype,
+def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_per_batch, device, devices, dtype,
           store_dtype, normalize, dim, seed, shard_rows, worker, id_col, text_col, title_col, year_col,
           label_col, min_chars, max_chars, english_only, section_labels, overwrite, quiet):
     """Read abstracts (CSV/TSV/JSONL/JSON/Parquet/PubMed XML, .gz too; files, folders or globs) and encode
@@ -67,7 +69,8 @@ def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_pe
                            max_tokens_per_batch=max_tokens_per_batch, dtype=dtype, store_dtype=store_dtype,
                            normalize=normalize, shard_rows=shard_rows, dim=dim, seed=seed)
     manifest = embed_corpus(inputs, run_dir, columns, filters, options, device=device,
-                            worker=parse_worker(worker), overwrite=overwrite, pubmed_labels=section_labels)
+                            worker=parse_worker(worker), overwrite=overwrite, pubmed_labels=section_labels,
+                            devices=parse_devices(devices))
     _report(manifest, run_dir)
 
 
