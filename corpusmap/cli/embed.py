@@ -40,6 +40,11 @@ from corpusmap.store import open_run
               help="Rows per vector shard (the unit of resuming).")
 @click.option("--shard", "worker", default=None, metavar="I/N",
               help="Encode only shards I, I+N, ... (job arrays; default from SLURM_ARRAY_TASK_ID/COUNT).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine's processes; ray: a Ray cluster (Ray Data actors, GPU when present).")
+@click.option("--address", default=None, help="--engine ray: address of a running Ray cluster (default: local).")
+@click.option("--num-workers", type=click.IntRange(min=1), default=None,
+              help="--engine ray: number of encoder actors (default: one per GPU, else per CPU).")
 @click.option("--id-col", default=None, help="Column with the document id (default: auto).")
 @click.option("--text-col", default=None, help="Column with the abstract (default: abstract or text).")
 @click.option("--title-col", default=None, help="Title column; its text is prepended to the abstract.")
@@ -55,7 +60,7 @@ from corpusmap.store import open_run
 @click.option("--overwrite", is_flag=True, help="Replace a run made with other inputs or parameters.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_per_batch, device, devices, dtype,
-          store_dtype, normalize, dim, seed, shard_rows, worker, id_col, text_col, title_col, year_col,
+          store_dtype, normalize, dim, seed, shard_rows, worker, engine, address, num_workers, id_col, text_col, title_col, year_col,
           label_col, min_chars, max_chars, english_only, section_labels, overwrite, quiet):
     """Read abstracts (CSV/TSV/JSONL/JSON/Parquet/PubMed XML, .gz too; files, folders or globs) and encode
     them into vectors in RUN. Re-running the same command resumes an interrupted run."""
@@ -68,9 +73,19 @@ def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_pe
     options = EmbedOptions(model=model, pooling=pooling, max_length=max_length, batch_size=batch_size,
                            max_tokens_per_batch=max_tokens_per_batch, dtype=dtype, store_dtype=store_dtype,
                            normalize=normalize, shard_rows=shard_rows, dim=dim, seed=seed)
-    manifest = embed_corpus(inputs, run_dir, columns, filters, options, device=device,
-                            worker=parse_worker(worker), overwrite=overwrite, pubmed_labels=section_labels,
-                            devices=parse_devices(devices))
+    if engine == "ray":
+        if worker or devices or device != "auto":
+            raise click.UsageError("--engine ray places work itself; drop --shard, --devices and --device")
+        from corpusmap.ray_engine import embed_with_ray
+
+        manifest = embed_with_ray(run_dir, inputs, columns, filters, options, address=address,
+                                  num_workers=num_workers, overwrite=overwrite, pubmed_labels=section_labels)
+    else:
+        if address or num_workers:
+            raise click.UsageError("--address and --num-workers go with --engine ray")
+        manifest = embed_corpus(inputs, run_dir, columns, filters, options, device=device,
+                                worker=parse_worker(worker), overwrite=overwrite, pubmed_labels=section_labels,
+                                devices=parse_devices(devices))
     _report(manifest, run_dir)
 
 
