@@ -452,7 +452,10 @@ class _Normaliser:
         mapping = resolve_columns(names, self.columns, path)
         mapping["language"] = _find(names, LANGUAGE_CANDIDATES)
         if self.schema is None:  # the first file fixes the extra columns
-            used = {v for k, v in mapping.items() if v is not None and k != "language"}
+            # a date column that feeds the year stays too (monthly periods need it)
+            used = {v for k, v in mapping.items() if v is not None and k not in ("language", "year")}
+            if mapping["year"] is not None and mapping["year"].lower() == "year":
+                used.add(mapping["year"])
             self.extras = [n for n in names if n not in used and n.lower() not in CORE_COLUMNS]
             fields = [pa.field("id", pa.string()), pa.field("text", pa.string()),
                       pa.field("title", pa.string()), pa.field("year", pa.int32()),

@@ -1,0 +1,347 @@
+"""Excess-vocabulary outputs: tables (parquet + CSV), ``report.md`` and figures (matplotlib, Agg, atomic writes).
+
+Figures:
+
+- ``figures/words_<t>.png``: frequency over time of the top excess words of t, each with its counterfactual
+  projection (dashed, from t−3 and t−2 on to t), as in Figure 1 of the study;
+- ``figures/scatter_<t>.png``: δ against p_t (log x) for every analysed word, and r against p_t with the
+  ratio threshold; excess words highlighted, the top ones named;
+- ``figures/groups.png``: share of abstracts containing each word group, per period;
+- ``figures/subgroups_<group>_<t>.png``: δ of a word group per subgroup.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from corpusmap.atomic import atomic_path
+from corpusmap.excess import (ExcessAnalysis, ExcessParams, counterfactual, earlier_periods, frequency_series,
+                              group_frequency_series)
+from corpusmap.vocab import CountTable, PresenceTable
+
+EXCESS_COLOR = "#c0392b"
+OTHER_COLOR = "#9aa5b1"
+PROJECTION_COLOR = "#555555"
+
+
+# -------------------------------------------------------------------------------------------- tables
+
+def write_table(df: pd.DataFrame, base: Path, csv: bool = True) -> list[Path]:
+    """``base.parquet`` and ``base.csv``, atomically."""
+    paths = [base.with_suffix(".parquet")]
+    with atomic_path(paths[0]) as tmp:
+        df.to_parquet(tmp, index=False)
+    if csv:
+        paths.append(base.with_suffix(".csv"))
+        with atomic_path(paths[1]) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.10g")
+    return paths
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "group"
+
+
+# ------------------------------------------------------------------------------------------- figures
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    _plt().close(fig)
+    return path
+
+
+def _period_ticks(ax, periods: Sequence[str], max_labels: int = 12) -> None:
+    step = max(1, math.ceil(len(periods) / max_labels))
+    ticks = list(range(0, len(periods), step))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([periods[i] for i in ticks], rotation=45 if len(periods[0]) > 4 or len(ticks) > 8 else 0,
+                       ha="right" if len(periods[0]) > 4 or len(ticks) > 8 else "center", fontsize=7)
+
+
+def plot_word_trends(path: Path, table: CountTable, words_df: pd.DataFrame, target: str, n: int = 12,
+                     by: str = "delta", params: ExcessParams = ExcessParams()) -> Optional[Path]:
+    """Small multiples: frequency (% of abstracts) of the top-``n`` excess words of ``target`` over all periods,
+    with the counterfactual projection from t−3 and t−2 to t (dashed) and the excess gap at t."""
+    excess = words_df[words_df["is_excess"]].sort_values(by, ascending=False, kind="stable").head(n)
+    if excess.empty:
+        return None
+    plt = _plt()
+    words = excess["word"].tolist()
+    freqs = frequency_series(table, words) * 100
+    periods = table.periods
+    x = np.arange(len(periods))
+    jt = periods.index(str(target))
+    t1, t2, t3 = earlier_periods(target)
+    j2, j3 = periods.index(t2), periods.index(t3)
+    ncols = min(4, len(words))
+    nrows = math.ceil(len(words) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.1 * nrows), squeeze=False)
+    for ax, (_, row) in zip(axes.ravel(), excess.iterrows()):
+        y = freqs.loc[row["word"]].to_numpy()
+        ax.plot(x, y, "-o", color="#2c3e50", ms=2.5, lw=1)
+        steps = np.arange(j3, jt + 1)
+        proj = y[j2] + np.maximum(y[j2] - y[j3], 0) * (steps - j2) / (jt - j2) * params.trend_steps
+        ax.plot(steps, proj, "--", color=PROJECTION_COLOR, lw=1)
+        ax.plot([jt, jt], [row["q"] * 100, row["p"] * 100], "-", color=EXCESS_COLOR, lw=2)
+        ax.plot([jt], [row["p"] * 100], "o", color=EXCESS_COLOR, ms=4)
+        ax.set_title(f"{row['word']}\nδ={row['delta'] * 100:+.2f} pp, r={row['ratio']:.2f}", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.tick_params(labelsize=7)
+        _period_ticks(ax, periods, max_labels=6)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes.ravel()[len(words):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("% of abstracts", fontsize=7)
+    fig.suptitle(f"Top excess words of {target} by {'gap δ' if by == 'delta' else 'ratio r'} "
+                 f"(dashed: counterfactual from {t3} and {t2})", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_delta_scatter(path: Path, words_df: pd.DataFrame, target: str, annotate: int = 8,
+                       params: ExcessParams = ExcessParams()) -> Optional[Path]:
+    """Left: δ against p_t (log x), right: r against p_t (log–log) with the ratio threshold; excess words red."""
+    if words_df.empty:
+        return None
+    plt = _plt()
+    ex = words_df["is_excess"].to_numpy()
+    p = words_df["p"].to_numpy()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, y in ((a1, words_df["delta"].to_numpy() * 100), (a2, words_df["ratio"].to_numpy())):
+        ax.scatter(p[~ex], y[~ex], s=3, c=OTHER_COLOR, alpha=0.5, lw=0, rasterized=True, label="other words")
+        ax.scatter(p[ex], y[ex], s=9, c=EXCESS_COLOR, lw=0, label=f"excess words ({int(ex.sum())})")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"frequency in {target} (share of abstracts, p)")
+        ax.spines[["top", "right"]].set_visible(False)
+    a1.axhline(params.min_delta * 100, color=PROJECTION_COLOR, lw=0.8, ls="--")
+    a1.axhline(0, color="black", lw=0.5)
+    a1.set_ylabel("excess gap δ = p − q (percentage points)")
+    a2.set_yscale("log")
+    xs = np.logspace(np.log10(max(p.min(), 1e-12)), 0, 100)
+    lr, la = np.log10(params.min_ratio), np.log10(params.ratio_anchor)
+    a2.plot(xs, 10 ** (lr - (np.log10(xs) - la) * (lr / -la)), "--", color=PROJECTION_COLOR, lw=0.8,
+            label="ratio threshold")
+    a2.axhline(1, color="black", lw=0.5)
+    a2.set_ylabel("excess ratio r = p / q")
+    top = words_df[ex]
+    for ax, key, scale in ((a1, "delta", 100), (a2, "ratio", 1)):   # each panel names its own top words
+        ranked = top.nlargest(annotate, key)
+        for k, (_, row) in enumerate(ranked.iterrows()):  # a column of names, largest first, lines to points
+            ax.annotate(row["word"], (row["p"], row[key] * scale), xytext=(0.03, 0.95 - 0.065 * k),
+                        textcoords="axes fraction", fontsize=7, va="top",
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#777", "shrinkB": 2})
+    a2.legend(fontsize=7, loc="lower right", frameon=False)
+    fig.suptitle(f"Words analysed in {target}: {len(words_df):,}, excess: {int(ex.sum()):,}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_groups(path: Path, presence: PresenceTable, groups: Sequence[str]) -> Optional[Path]:
+    """Share of abstracts (%) containing at least one word of each group, per period."""
+    if not groups:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    periods = sorted(presence.frame["period"].unique().tolist())
+    for g in groups:
+        s = group_frequency_series(presence, g).reindex(periods)
+        ax.plot(np.arange(len(periods)), s.to_numpy() * 100, "-o", ms=3, lw=1.2, label=g)
+    _period_ticks(ax, periods)
+    ax.set_ylabel("% of abstracts with any word of the group")
+    ax.set_ylim(bottom=0)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_subgroups(path: Path, sub_df: pd.DataFrame, group: str, target: str, by: str,
+                   n: int = 40) -> Optional[Path]:
+    """Horizontal bars: δ (percentage points) of ``group`` in ``target`` per subgroup, largest first."""
+    if sub_df.empty:
+        return None
+    plt = _plt()
+    df = sub_df.head(n).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.24 * len(df)))
+    colors = [EXCESS_COLOR if d > 0 else OTHER_COLOR for d in df["delta"]]
+    ax.barh(np.arange(len(df)), df["delta"] * 100, color=colors)
+    ax.set_yticks(np.arange(len(df)))
+    ax.set_yticklabels([f"{s} (n={n:,})" for s, n in zip(df["subgroup"], df["n_docs"])], fontsize=7)
+    ax.axvline(0, color="black", lw=0.5)
+    ax.set_xlabel(f"excess gap δ of word group {group!r} in {target} (percentage points)")
+    ax.set_title(f"By {by}: subgroups with at least {sub_df.attrs.get('min_group_size', 0):,} abstracts "
+                 f"in each of the four periods", fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# -------------------------------------------------------------------------------------------- report
+
+def _md_word(w: str) -> str:
+    return str(w).replace("\\", "\\\\").replace("_", "\\_").replace("|", "\\|").replace("*", "\\*")
+
+
+def _pct(x: float, digits: int = 3) -> str:
+    return f"{x * 100:.{digits}f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{x * 100:+.3f} pp"
+
+
+def _word_rows(df: pd.DataFrame, periods: list[str]) -> list[str]:
+    t, t1, t2, t3 = periods
+    lines = [f"| # | word | abstracts | p {t3} | p {t2} | p {t1} | p {t} | q | δ | r |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, (_, r) in enumerate(df.iterrows(), 1):
+        lines.append(f"| {i} | {_md_word(r['word'])} | {int(r['count']):,} | {_pct(r['p_prev3'])} | "
+                     f"{_pct(r['p_prev2'])} | {_pct(r['p_prev1'])} | {_pct(r['p'])} | {_pct(r['q'])} | "
+                     f"{_pp(r['delta'])} | {r['ratio']:.2f} |")
+    return lines
+
+
+def render_report(analysis: ExcessAnalysis, *, source: str, stats: Optional[dict] = None, top: int = 20,
+                  groups_df: Optional[pd.DataFrame] = None, group_words: Optional[dict] = None,
+                  subgroups: Optional[dict] = None, by: Optional[str] = None, figures: Optional[dict] = None,
+                  notes: Sequence[str] = (), files: Sequence[str] = ()) -> str:
+    """The markdown report; ``figures`` maps names (``words_<t>``, ...) to paths relative to the report."""
+    table, params = analysis.table, analysis.params
+    figures = figures or {}
+    periods = table.periods
+    kind = table.period_kind
+    out = ["# Excess vocabulary", ""]
+    out.append(f"Source: {source}. {int(table.totals.sum()):,} abstracts in {len(periods)} {kind}s "
+               f"({periods[0]}–{periods[-1]}); {len(table):,} distinct words.")
+    if stats:
+        skipped = {k: stats.get(k, 0) for k in ("missing_text", "missing_period", "invalid_period")}
+        if any(skipped.values()):
+            out.append(f"Rows skipped: {skipped['missing_text']:,} without a text, {skipped['missing_period']:,} "
+                       f"without a {kind}, {skipped['invalid_period']:,} with an unreadable {kind}.")
+        if stats.get("title_column"):
+            out.append(f"Words were counted on title + abstract (column `{stats['title_column']}`).")
+    out += ["", "Abstracts per period: " + ", ".join(f"{p}: {n:,}" for p, n in zip(periods, table.totals)), ""]
+    for note in notes:
+        out.append(f"> {note}")
+    if notes:
+        out.append("")
+    out += ["## Method", "",
+            "As in Kobak, González-Márquez, Horvát & Lause (Science Advances 2025). A word's frequency in a "
+            "period is the share of that period's abstracts containing it at least once (lower-cased tokens of "
+            "`\\b\\w\\w+\\b`, as scikit-learn's `CountVectorizer`), smoothed: p = (count + 1) / (total + 1).",
+            "",
+            f"- analysed words: {'letters a–z only, ' if params.letters_only else ''}at least "
+            f"{params.min_letters} characters, p ≥ {params.min_freq:g} in t and in t−1;",
+            f"- counterfactual q = p(t−2) + max(0, p(t−2) − p(t−3)) · {params.trend_steps:g} (the trend, never a "
+            "projected decline);",
+            "- excess gap δ = p − q, excess ratio r = p / q;",
+            f"- excess word: δ > {params.min_delta:g} or log10 r > log10 {params.min_ratio:g} − "
+            f"(log10 p − log10 {params.ratio_anchor:g}) · log10({params.min_ratio:g}) / "
+            f"{-math.log10(params.ratio_anchor):g}.",
+            "", "## Summary", "",
+            "| target | abstracts | analysed words | excess words | top by δ | top by r |",
+            "|---|---:|---:|---:|---|---|"]
+    for _, r in analysis.summary().iterrows():
+        out.append(f"| {r['target']} | {r['abstracts']:,} | {r['analysed_words']:,} | {r['excess_words']:,} | "
+                   f"{_md_word(r['top_by_delta'])} | {_md_word(r['top_by_ratio'])} |")
+    out.append("")
+    if groups_df is not None and not groups_df.empty:
+        out += _group_section(groups_df, group_words or {})
+    for t, df in analysis.words.items():
+        t_periods = [t, *earlier_periods(t)]
+        ex = df[df["is_excess"]]
+        out += [f"## {t}", "",
+                f"{len(df):,} words analysed, **{len(ex):,} excess words** "
+                f"(compared with {', '.join(reversed(t_periods[1:]))}; {df.attrs['total']:,} abstracts in {t}).",
+                ""]
+        if ex.empty:
+            out += ["No excess words.", ""]
+        else:
+            out += [f"### Top {min(top, len(ex))} excess words by gap δ", ""]
+            out += _word_rows(ex.head(top), t_periods) + [""]
+            by_r = ex.sort_values("ratio", ascending=False, kind="stable").head(top)
+            out += [f"### Top {min(top, len(ex))} excess words by ratio r", ""]
+            out += _word_rows(by_r, t_periods) + [""]
+        for key, title in ((f"words_{t}", "Top excess words over time"),
+                           (f"scatter_{t}", "All analysed words")):
+            if key in figures:
+                out += [f"![{title}, {t}]({figures[key]})", ""]
+        if groups_df is not None and not groups_df.empty:
+            g = groups_df[groups_df["target"] == t]
+            if not g.empty:
+                best = g.sort_values("delta", ascending=False).iloc[0]
+                out += [f"Word groups in {t}: the largest gap is {_pp(best['delta'])} for `{best['group']}` "
+                        f"(see *Word groups* above).", ""]
+        for (group, target), sub in (subgroups or {}).items():
+            if target != t:
+                continue
+            out += _subgroup_section(sub, group, t, by, figures.get(f"subgroups_{safe_name(group)}_{t}"))
+    if files:
+        out += ["## Files", ""] + [f"- `{f}`" for f in files] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _group_section(groups_df: pd.DataFrame, group_words: dict) -> list[str]:
+    out = ["## Word groups", "",
+           "For a group of words, p is the share of abstracts containing at least one of them; q and δ as for "
+           "single words. **δ of a group of style words is a lower bound on the share of abstracts processed "
+           "with an LLM** in that period: an abstract can be LLM-edited without using any of the words, and "
+           "content words (e.g. *covid* in 2020) measure a change of topic, not of style. The excess words of a "
+           "period include both kinds unless you pass your own style-word list with `--group-words`.", "",
+           "| target | group | words | abstracts with any | p | q | δ (lower bound) | r |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for _, r in groups_df.iterrows():
+        out.append(f"| {r['target']} | `{r['group']}` | {r['n_words']:,} | {r['n_with']:,} of {r['n_docs']:,} | "
+                   f"{_pct(r['p'], 2)} | {_pct(r['q'], 2)} | **{_pp(r['delta'])}** | {r['ratio']:.2f} |")
+    out.append("")
+    for g, words in group_words.items():
+        shown = ", ".join(_md_word(w) for w in list(words)[:40])
+        more = f" … ({len(words):,} in all)" if len(words) > 40 else ""
+        out.append(f"- `{g}`: {shown}{more}")
+    out.append("")
+    return out
+
+
+def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], figure: Optional[str]) -> list[str]:
+    min_size = sub.attrs.get("min_group_size", 0)
+    out = [f"### δ of `{group}` by {by or 'subgroup'} ({t})", "",
+           f"Subgroups with at least {min_size:,} abstracts in each of {t} and the three periods before it: "
+           f"{len(sub):,} (left out for size: {sub.attrs.get('skipped', 0):,}).", ""]
+    if sub.empty:
+        return out + ["No subgroup is large enough; lower `--min-group-size` to see smaller ones.", ""]
+    out += [f"| {by or 'subgroup'} | abstracts in {t} | p | q | δ | r |", "|---|---:|---:|---:|---:|---:|"]
+    for _, r in sub.iterrows():
+        out.append(f"| {_md_word(r['subgroup'])} | {r['n_docs']:,} | {_pct(r['p'], 2)} | {_pct(r['q'], 2)} | "
+                   f"{_pp(r['delta'])} | {r['ratio']:.2f} |")
+    out.append("")
+    if figure:
+        out += [f"![δ by {by}, {t}]({figure})", ""]
+    return out
+
+
+def write_report(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+__all__ = ["write_table", "plot_word_trends", "plot_delta_scatter", "plot_groups", "plot_subgroups",
+           "render_report", "write_report", "save_figure", "safe_name"]
