@@ -4,7 +4,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU build of PyTorch first (small and fast to install); set TORCH_SPEC= to let pip choose (e.g. CUDA builds).
 TORCH_SPEC ?= torch==2.13.0
-DEMO_RUN ?= runs/demo
 CORPUSMAP := $(VENV)/bin/corpusmap
 
 .PHONY: venv demo test bench clean
@@ -19,9 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(CORPUSMAP) embed examples/elife_2012_2016.jsonl.gz -o $(DEMO_RUN)
+	$(CORPUSMAP) run examples/demo.toml
 	@echo
-	@echo "Outputs are in $(DEMO_RUN)/: corpus.parquet, embeddings/ (vectors + manifest.json)"
+	@cat runs/demo/eval/metrics.md
+	@echo
+	@echo "Outputs are in runs/demo/: maps/tsne.png (t-SNE map by label), maps/tsne.year.png, maps/*.parquet,"
+	@echo "eval/metrics.md, excess/report.md, embeddings/ (vectors + manifest.json), corpus.parquet"
 
 test: venv
 	$(PY) -m pytest -q

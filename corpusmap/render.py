@@ -1,0 +1,395 @@
+"""PNG maps for papers: matplotlib (Agg, no pyplot state) for the frame, legend and colour bar; points drawn as
+markers up to ``raster_threshold`` points and above that rasterised with numpy, so 20M points take seconds.
+
+The rasteriser bins points into the pixels of the map area. Each pixel's colour is the mean colour of its points
+(categories mix; a numeric column is averaged, then colour-mapped) and its opacity grows with the log of its
+point count, composited over white, the way datashader shades categorical aggregates. No extra dependency.
+
+Colour modes (see :func:`render_map`): ``categorical`` (the most frequent categories in a qualitative palette,
+the rest grey "other", missing values light grey, a legend with counts), ``continuous`` (a colour map and a
+colour bar, e.g. for years) and none (one colour, density by opacity).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from corpusmap.atomic import atomic_path
+from corpusmap.errors import UsageProblem
+
+RASTER_THRESHOLD = 100_000
+OTHER_COLOR = "#b0b0b0"
+MISSING_COLOR = "#dcdcdc"
+SINGLE_COLOR = "#1f4e79"
+HIGHLIGHT_COLOR = "#d62728"
+OTHER_NAME = "other"
+MISSING_NAME = "(none)"
+
+
+@dataclass
+class Categories:
+    """Per-point integer codes into ``names``/``colors``; ``counts`` per category; ``on_top`` codes are drawn
+    last (e.g. the highlighted abstracts of a word query)."""
+
+    codes: np.ndarray
+    names: list
+    colors: list
+    counts: list
+    on_top: list = field(default_factory=list)
+    labelled: int = 0  # the first ``labelled`` categories are real ones (not other/none): candidates for labels
+
+
+def qualitative_palette(n: int) -> list:
+    """``n`` distinct colours: tab10, then tab20, then evenly spaced hues."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if n <= 10:
+        return [to_hex(c) for c in colormaps["tab10"].colors[:n]]
+    if n <= 20:
+        tab20 = colormaps["tab20"].colors
+        order = list(range(0, 20, 2)) + list(range(1, 20, 2))  # strong shades first
+        return [to_hex(tab20[i]) for i in order[:n]]
+    return [to_hex(c) for c in colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))]
+
+
+def _as_arrow_strings(values):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, pa.ChunkedArray):
+        arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    elif isinstance(values, pa.Array):
+        arr = values
+    else:
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python types
+            arr = pa.array([None if v is None else str(v) for v in values])
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        try:
+            arr = pc.cast(arr, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # lists, structs: their text form
+            arr = pa.array([None if v is None else str(v) for v in arr.to_pylist()], type=pa.string())
+    return arr
+
+
+def categorize(values, max_categories: int = 10) -> Categories:
+    """The ``max_categories`` most frequent values get colours; the rest are "other"; null/NaN/"" are "(none)".
+
+    ``values``: an Arrow array (fast for tens of millions of rows), a numpy array or a list.
+    """
+    import pyarrow.compute as pc
+
+    arr = _as_arrow_strings(values)
+    missing = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(arr), ""), True).to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(arr)
+    dictionary = encoded.dictionary.to_pylist()
+    idx = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    idx[missing] = -1
+    counts = np.bincount(idx[idx >= 0], minlength=len(dictionary))
+    # most frequent first, ties broken by name so the palette is stable
+    order = sorted(range(len(dictionary)), key=lambda i: (-counts[i], dictionary[i]))
+    order = [i for i in order if counts[i] > 0]
+    top = order[:max_categories]
+    code_of = np.full(len(dictionary) + 1, len(top), dtype=np.int32)  # last slot: missing (-1)
+    code_of[top] = np.arange(len(top), dtype=np.int32)
+    codes = code_of[idx]
+    names = [dictionary[i] for i in top]
+    colors = qualitative_palette(len(top))
+    counts_out = [int(counts[i]) for i in top]
+    n_other = int(sum(counts[i] for i in order[max_categories:]))
+    if n_other:
+        names.append(OTHER_NAME)
+        colors.append(OTHER_COLOR)
+        counts_out.append(n_other)
+    n_missing = int(missing.sum())
+    if n_missing:
+        codes[missing] = len(names)
+        names.append(MISSING_NAME)
+        colors.append(MISSING_COLOR)
+        counts_out.append(n_missing)
+    return Categories(codes=codes, names=names, colors=colors, counts=counts_out, labelled=len(top))
+
+
+def highlight(mask: np.ndarray, hit_name: str, other_name: str = OTHER_NAME) -> Categories:
+    """Two categories: points where ``mask`` is true (drawn on top, in red) and the rest (grey)."""
+    mask = np.asarray(mask, dtype=bool)
+    codes = np.where(mask, 0, 1).astype(np.int32)
+    return Categories(codes=codes, names=[hit_name, other_name], colors=[HIGHLIGHT_COLOR, OTHER_COLOR],
+                      counts=[int(mask.sum()), int((~mask).sum())], on_top=[0], labelled=0)
+
+
+def _font_size(width: int, height: int, dpi: int) -> float:
+    return float(np.clip(min(width, height) / dpi * 1.25, 5.0, 16.0))
+
+
+def _point_style(n: int, area_pt2: float) -> tuple[float, float]:
+    """Marker area (pt^2) and alpha for ``n`` points on an axes of ``area_pt2``."""
+    size = float(np.clip(0.12 * area_pt2 / max(n, 1), 0.4, 40.0))
+    alpha = 0.9 if n < 10_000 else (0.7 if n < 50_000 else 0.5)
+    return size, alpha
+
+
+def _equal_aspect_limits(x: np.ndarray, y: np.ndarray, box_w: float, box_h: float, pad: float = 0.02):
+    """Data limits that fill a ``box_w`` x ``box_h`` pixel box at equal scale in x and y."""
+    finite = np.isfinite(x) & np.isfinite(y)
+    if not finite.any():
+        return (-1.0, 1.0, -1.0, 1.0)
+    x0, x1 = float(np.min(x[finite])), float(np.max(x[finite]))
+    y0, y1 = float(np.min(y[finite])), float(np.max(y[finite]))
+    w, h = max(x1 - x0, 1e-12), max(y1 - y0, 1e-12)
+    x0, x1, y0, y1 = x0 - pad * w, x1 + pad * w, y0 - pad * h, y1 + pad * h
+    w, h = x1 - x0, y1 - y0
+    scale = max(w / box_w, h / box_h)  # data units per pixel
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - scale * box_w / 2, cx + scale * box_w / 2, cy - scale * box_h / 2, cy + scale * box_h / 2)
+
+
+def _pixel_index(x, y, limits, w: int, h: int):
+    x0, x1, y0, y1 = limits
+    col = np.floor((np.asarray(x, dtype=np.float64) - x0) / (x1 - x0) * w).astype(np.int64)
+    row = np.floor((y1 - np.asarray(y, dtype=np.float64)) / (y1 - y0) * h).astype(np.int64)
+    ok = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    return row * w + col, ok
+
+
+def _spread(image: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over a (2r+1)^2 neighbourhood (a point covers more than one pixel when points are few)."""
+    if radius <= 0:
+        return image
+    h, w = image.shape[:2]
+    padded = np.pad(image, [(radius, radius), (radius, radius)] + [(0, 0)] * (image.ndim - 2))
+    out = np.zeros_like(image)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out += padded[dy:dy + h, dx:dx + w]
+    return out
+
+
+def _alpha(count: np.ndarray, floor: float = 0.35) -> np.ndarray:
+    occupied = count > 0
+    if not occupied.any():
+        return np.zeros_like(count, dtype=np.float64)
+    top = max(float(np.quantile(count[occupied], 0.99)), 1.0)
+    a = floor + (1 - floor) * np.log1p(count) / math.log1p(top)
+    return np.where(occupied, np.clip(a, 0, 1), 0.0)
+
+
+def rasterize(x, y, w: int, h: int, limits, *, rgb: Optional[np.ndarray] = None, codes: Optional[np.ndarray] = None,
+              palette: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None, cmap=None, norm=None,
+              spread: int = 0, background: Optional[tuple] = None) -> np.ndarray:
+    """An (h, w, 3) float image of the points over white.
+
+    Colour per point from ``codes`` into ``palette`` (k, 3), from ``values`` through ``cmap``/``norm`` (mean value
+    per pixel, then coloured), or one colour ``rgb``. ``background``: (x, y) drawn first in light grey.
+    """
+    npix = w * h
+    image = np.ones((h, w, 3))
+    if background is not None:
+        bpix, bok = _pixel_index(background[0], background[1], limits, w, h)
+        bcount = _spread(np.bincount(bpix[bok], minlength=npix).reshape(h, w).astype(np.float64), spread)
+        a = (_alpha(bcount, 0.25) * 0.5)[..., None]
+        grey = np.array([0.75, 0.75, 0.75])
+        image = a * grey + (1 - a) * image
+    pix, ok = _pixel_index(x, y, limits, w, h)
+    pix = pix[ok]
+    count = _spread(np.bincount(pix, minlength=npix).reshape(h, w).astype(np.float64), spread)
+    if codes is not None:
+        codes = np.asarray(codes)[ok]
+        sums = np.zeros((h, w, 3))
+        for c in range(3):
+            sums[..., c] = np.bincount(pix, weights=palette[codes, c], minlength=npix).reshape(h, w)
+        colour = _spread(sums, spread) / np.maximum(count, 1)[..., None]
+    elif values is not None:
+        v = np.asarray(values, dtype=np.float64)[ok]
+        good = np.isfinite(v)
+        vsum = _spread(np.bincount(pix[good], weights=v[good], minlength=npix).reshape(h, w), spread)
+        vcount = _spread(np.bincount(pix[good], minlength=npix).reshape(h, w).astype(np.float64), spread)
+        mean = vsum / np.maximum(vcount, 1)
+        colour = np.asarray(cmap(norm(mean)))[..., :3]
+        colour = np.where((vcount > 0)[..., None], colour, np.array([0.86, 0.86, 0.86]))
+    else:
+        colour = np.broadcast_to(np.asarray(rgb, dtype=np.float64), (h, w, 3))
+    a = _alpha(count)[..., None]
+    return a * colour + (1 - a) * image
+
+
+def render_map(x, y, out, *, categories: Optional[Categories] = None, values=None, width: int = 2000,
+               height: int = 2000, dpi: int = 300, title: Optional[str] = None, legend_title: Optional[str] = None,
+               labels: bool = False, max_labels: int = 12, raster: Optional[bool] = None,
+               raster_threshold: int = RASTER_THRESHOLD, cmap: str = "viridis", integer_ticks: bool = False,
+               background=None, seed: int = 0) -> Path:
+    """Draw a map to a PNG of exactly ``width`` x ``height`` pixels, written atomically to ``out``.
+
+    ``categories`` (see :func:`categorize`, :func:`highlight`) or ``values`` (numbers, NaN = missing) choose the
+    colouring; neither gives one colour. ``labels`` writes the names of the largest categories at their medians.
+    ``raster`` forces or forbids the numpy rasteriser (default: above ``raster_threshold`` points).
+    ``background``: (x, y) of other points (e.g. the reference map of added points), drawn in light grey.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize, to_rgb
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    import matplotlib.patheffects as pe
+
+    for name, value in (("width", width), ("height", height), ("dpi", dpi)):
+        if not isinstance(value, (int, np.integer)) or value < 16:
+            raise UsageProblem(f"--{name} must be an integer of at least 16")
+    if width * height > 400_000_000:
+        raise UsageProblem("the image would exceed 400 megapixels; lower --width/--height")
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(x)
+    out = Path(out)
+    fs = _font_size(width, height, dpi)
+    px_per_pt = dpi / 72.0
+
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    margin = 0.02
+    top_px = (fs * 2.4 * px_per_pt) if title else margin * height
+    legend = None
+    if categories is not None:
+        # the legend first, at the right edge: its measured width decides how much room the map gets
+        handles = [Line2D([], [], marker="o", linestyle="", markersize=fs * 0.8, markerfacecolor=c,
+                          markeredgewidth=0, color=c) for c in categories.colors]
+        texts = [_legend_label(nm, c) for nm, c in zip(categories.names, categories.counts)]
+        legend = fig.legend(handles, texts, loc="center right", bbox_to_anchor=(1 - margin / 2, 0.5),
+                            frameon=False, fontsize=fs * 0.85, title=legend_title, title_fontsize=fs * 0.95,
+                            handletextpad=0.3, borderaxespad=0.0, labelspacing=0.4)
+        right_frac = legend.get_window_extent(renderer).width / width + margin
+    elif values is not None:
+        right_frac = float(np.clip(fs * 10 * px_per_pt / width, 0.08, 0.35))
+    else:
+        right_frac = 0.0
+    ax_rect = [margin, margin, 1 - right_frac - 2 * margin, 1 - top_px / height - 2 * margin]
+    if ax_rect[2] < 0.2:
+        raise UsageProblem("the image is too narrow for the map and its legend; use a larger --width")
+    ax = fig.add_axes(ax_rect)
+    ax.set_axis_off()
+    box_w = max(int(round(ax_rect[2] * width)), 1)
+    box_h = max(int(round(ax_rect[3] * height)), 1)
+    limits = _equal_aspect_limits(x, y, box_w, box_h)
+    if background is not None:
+        bx, by = (np.asarray(background[0], np.float64), np.asarray(background[1], np.float64))
+        limits = _equal_aspect_limits(np.concatenate([x, bx]), np.concatenate([y, by]), box_w, box_h)
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
+
+    use_raster = (n > raster_threshold) if raster is None else raster
+    palette = None
+    if categories is not None:
+        palette = np.array([to_rgb(c) for c in categories.colors])
+    norm = cm = None
+    if values is not None:
+        values = np.asarray(values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        norm, cm = Normalize(lo, hi), colormaps[cmap]
+
+    if use_raster:
+        spread = 1 if n < 1_000_000 else 0
+        if categories is not None and categories.on_top:
+            # later points do not win in a mean, so draw the highlighted points in a second pass
+            hits = np.isin(categories.codes, categories.on_top)
+            img = rasterize(x[~hits], y[~hits], box_w, box_h, limits, codes=categories.codes[~hits],
+                            palette=palette, spread=spread, background=background)
+            over = rasterize(x[hits], y[hits], box_w, box_h, limits, codes=categories.codes[hits], palette=palette,
+                             spread=spread)
+            pix, ok = _pixel_index(x[hits], y[hits], limits, box_w, box_h)
+            covered = _spread(np.bincount(pix[ok], minlength=box_w * box_h).reshape(box_h, box_w)
+                              .astype(np.float64), spread) > 0
+            img = np.where(covered[..., None], over, img)
+        elif categories is not None:
+            img = rasterize(x, y, box_w, box_h, limits, codes=categories.codes, palette=palette, spread=spread,
+                            background=background)
+        elif values is not None:
+            img = rasterize(x, y, box_w, box_h, limits, values=values, cmap=cm, norm=norm, spread=spread,
+                            background=background)
+        else:
+            img = rasterize(x, y, box_w, box_h, limits, rgb=to_rgb(SINGLE_COLOR), spread=spread,
+                            background=background)
+        ax.imshow(np.clip(img, 0, 1), extent=limits, origin="upper", interpolation="nearest", aspect="auto")
+    else:
+        area_pt2 = (box_w / px_per_pt) * (box_h / px_per_pt)
+        size, alpha = _point_style(n if background is None else max(n, len(background[0])), area_pt2)
+        if background is not None:
+            bsize, _ = _point_style(len(background[0]), area_pt2)
+            ax.scatter(background[0], background[1], s=bsize, c="#d0d0d0", linewidths=0, alpha=0.6,
+                       rasterized=True)
+        order = np.random.RandomState(seed).permutation(n)
+        if categories is not None:
+            if categories.on_top:
+                top = np.isin(categories.codes[order], categories.on_top)
+                order = np.concatenate([order[~top], order[top]])
+            colours = palette[categories.codes[order]]
+        elif values is not None:
+            v = values[order]
+            colours = np.asarray(cm(norm(np.where(np.isfinite(v), v, lo))))[:, :3]
+            colours[~np.isfinite(v)] = to_rgb(MISSING_COLOR)
+            # missing first, so they sit under the coloured points
+            first = np.argsort(np.isfinite(v), kind="stable")
+            order, colours = order[first], colours[first]
+        else:
+            colours = np.broadcast_to(np.asarray(to_rgb(SINGLE_COLOR)), (n, 3))
+        ax.scatter(x[order], y[order], s=size, c=colours, linewidths=0, alpha=alpha, rasterized=True)
+
+    legend_x = ax_rect[0] + ax_rect[2] + margin / 2
+    if categories is not None:
+        if labels and categories.labelled:
+            placed = []  # largest categories first; a label that would overlap a placed one is left out
+            for code in range(min(categories.labelled, max_labels)):
+                mask = categories.codes == code
+                if mask.sum() < max(10, 0.005 * n):
+                    continue
+                text = ax.text(float(np.median(x[mask])), float(np.median(y[mask])),
+                               _short(categories.names[code], 28), fontsize=fs * 0.9, ha="center", va="center",
+                               color="black", weight="bold",
+                               path_effects=[pe.withStroke(linewidth=fs * 0.35, foreground="white")])
+                box = text.get_window_extent(renderer)
+                if any(box.overlaps(other) for other in placed):
+                    text.remove()
+                else:
+                    placed.append(box)
+    elif values is not None:
+        cax = fig.add_axes([legend_x + 0.01, 0.2, fs * 1.2 * px_per_pt / width, 0.6])
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=cax)
+        bar.ax.tick_params(labelsize=fs * 0.8)
+        if legend_title:
+            bar.set_label(legend_title, fontsize=fs * 0.9)
+        if integer_ticks:
+            from matplotlib.ticker import MaxNLocator
+
+            bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.text(0.5, 1 - (fs * 1.2 * px_per_pt) / height, title, ha="center", va="center", fontsize=fs * 1.2)
+
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi, facecolor="white")
+    return out
+
+
+def _short(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _legend_label(name: str, count: int) -> str:
+    return f"{_short(name, 32)} ({count:,})"
+
+
+__all__ = ["Categories", "categorize", "highlight", "qualitative_palette", "rasterize", "render_map",
+           "RASTER_THRESHOLD"]

@@ -1,0 +1,198 @@
+"""`corpusmap map` and `corpusmap plot` end to end on real runs of the example corpus (TF-IDF vectors)."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from corpusmap.cli import main
+from tests.conftest import EXAMPLE_CORPUS
+
+FAST_TSNE = ["--gradient", "bh", "--early-exaggeration-iter", "100", "--n-iter", "100", "--threads", "1"]
+SMALL_PNG = ["--width", "600", "--height", "500", "--dpi", "100"]
+
+
+def cli(*args, ok: bool = True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def embed(corpus, run, *extra):
+    cli("embed", corpus, "-o", run, "--model", "tfidf", "--dim", "50", "--quiet", *extra)
+
+
+def read_png(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The example corpus embedded with TF-IDF + SVD, with its exact kNN graph (k=15)."""
+    path = tmp_path_factory.mktemp("maps") / "run"
+    embed(EXAMPLE_CORPUS, path)
+    cli("neighbors", path, "-q")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tsne_map(run):
+    cli("map", run, *FAST_TSNE, *SMALL_PNG, "--seed", "3", "-q")
+    return run / "maps" / "tsne.parquet"
+
+
+def test_tsne_map_parquet_and_png(run, tsne_map):
+    table = pq.read_table(tsne_map)
+    corpus = pq.read_table(run / "corpus.parquet")
+    assert table.num_rows == corpus.num_rows
+    assert table.column_names[:3] == ["id", "x", "y"]
+    assert "text" not in table.column_names
+    assert {"year", "label", "title"} <= set(table.column_names)
+    assert table.schema.field("x").type == "float" and table.schema.field("y").type == "float"
+    assert table.column("id").to_pylist() == corpus.column("id").to_pylist()
+    meta = json.loads(table.schema.metadata[b"corpusmap"])
+    assert meta["method"] == "tsne" and meta["seed"] == 3
+    assert meta["parameters"]["k"] == 10 and meta["parameters"]["gradient"] == "bh"
+    assert [p["n_iter"] for p in meta["schedule"]] == [100, 100]
+    assert meta["knn"]["k"] == 15 and meta["knn"]["metric"] == "euclidean"
+    assert {"openTSNE", "numpy", "corpusmap"} <= set(meta["versions"])
+    png = run / "maps" / "tsne.png"
+    pixels = read_png(png)
+    assert pixels.shape == (500, 600, 3)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+
+
+def test_landscape_preset_records_its_schedule(tmp_path, run):
+    out = cli("map", run, "--preset", "landscape", "--n-iter", "10", "--gradient", "bh", "--threads", "1",
+              "--name", "landscape", "--no-plot", "-q")
+    assert "landscape.parquet" in out.output
+    meta = json.loads(pq.read_schema(run / "maps" / "landscape.parquet").metadata[b"corpusmap"])
+    phases = [(p["phase"], p["n_iter"]) for p in meta["schedule"]]
+    assert phases == [("early_exaggeration", 125), ("annealing", 125), ("main", 10)]
+    assert meta["schedule"][0]["momentum"] == 0.5 and meta["schedule"][0]["exaggeration"] == 12
+    assert not (run / "maps" / "landscape.png").exists()
+
+
+def test_pca_and_umap_maps(run):
+    cli("map", run, "--method", "pca", "--no-plot", "-q")
+    pca = pq.read_table(run / "maps" / "pca.parquet")
+    assert json.loads(pca.schema.metadata[b"corpusmap"])["method"] == "pca"
+    pytest.importorskip("umap")
+    cli("map", run, "--method", "umap", "--n-neighbors", "10", "--n-epochs", "50", "--name", "umap10", "--no-plot",
+        "-q")
+    meta = json.loads(pq.read_schema(run / "maps" / "umap10.parquet").metadata[b"corpusmap"])
+    assert meta["parameters"]["n_neighbors"] == 10 and meta["parameters"]["deterministic"] is True
+
+
+@pytest.mark.parametrize("colour,expect", [("year", "tsne.year.png"), ("label", "tsne.label.png"),
+                                           ("words:cell,cells", "tsne.words-cell-cells.png")])
+def test_plot_colourings(run, tsne_map, colour, expect):
+    out = cli("plot", run, "--map", "tsne", "--color", colour, *SMALL_PNG, "--labels", "-q")
+    png = run / "maps" / expect
+    assert str(png) in out.output
+    pixels = read_png(png)
+    assert pixels.shape == (500, 600, 3)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10
+
+
+def test_plot_to_a_chosen_file(tmp_path, run, tsne_map):
+    target = tmp_path / "figure.png"
+    cli("plot", run, "--map", "tsne", "-o", target, "--width", "1000", "--height", "800", "--dpi", "200",
+        "--title", "eLife", "-q")
+    assert read_png(target).shape == (800, 1000, 3)
+
+
+def test_unknown_colour_column(run, tsne_map):
+    before = sorted(p.name for p in (run / "maps").iterdir())
+    result = cli("plot", run, "--map", "tsne", "--color", "journal", ok=False)
+    assert result.exit_code != 0
+    assert "unknown colour column 'journal'" in result.output and "year" in result.output
+    assert "label" in result.output
+    assert sorted(p.name for p in (run / "maps").iterdir()) == before
+
+
+def test_unknown_map(run):
+    result = cli("plot", run, "--map", "nothere", ok=False)
+    assert result.exit_code != 0 and "no map 'nothere'" in result.output
+
+
+def test_no_knn_graph_names_the_next_step(tmp_path):
+    bare = tmp_path / "bare"
+    embed(EXAMPLE_CORPUS, bare)
+    result = cli("map", bare, ok=False)
+    assert result.exit_code != 0
+    assert "corpusmap neighbors" in result.output
+    assert not (bare / "maps").exists() or not list((bare / "maps").iterdir())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--perplexity", "30"], "needs 3 x perplexity = 90 neighbours"),
+    (["-k", "20"], "needs 20 neighbours"),
+    (["--method", "umap", "--n-neighbors", "30"], "--n-neighbors 30 needs 29 neighbours"),
+    (["--method", "umap", "--perplexity", "5"], "only apply to --method tsne"),
+    (["--name", "../escape"], "map name"),
+    (["--learning-rate", "fast"], "--learning-rate"),
+])
+def test_bad_parameters_fail_cleanly(run, args, message):
+    before = sorted(p.name for p in (run / "maps").iterdir()) if (run / "maps").exists() else []
+    result = cli("map", run, *args, ok=False)
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    after = sorted(p.name for p in (run / "maps").iterdir()) if (run / "maps").exists() else []
+    assert after == before  # no partial files
+
+
+def test_add_points_to_a_map(tmp_path):
+    with gzip.open(EXAMPLE_CORPUS, "rt") as fh:
+        lines = [line for line in fh if line.strip()]
+    (tmp_path / "old.jsonl").write_text("".join(lines[:1400]))
+    (tmp_path / "new.jsonl").write_text("".join(lines[1400:]))
+    ref, new, other = tmp_path / "ref", tmp_path / "new", tmp_path / "other"
+    embed(tmp_path / "old.jsonl", ref)
+    cli("neighbors", ref, "-q")
+    cli("map", ref, *FAST_TSNE, "--no-plot", "-q")
+    # the new run reuses the reference run's TF-IDF fit, so its vectors live in the same space
+    (new / "embeddings").mkdir(parents=True)
+    shutil.copytree(ref / "embeddings" / "tfidf", new / "embeddings" / "tfidf")
+    embed(tmp_path / "new.jsonl", new)
+    stored = ref / "maps" / "tsne.parquet"
+    digest = sha(stored)
+    out = cli("map", ref, "--add", new, "--threads", "1", *SMALL_PNG, "-q")
+    assert "placed" in out.output
+    assert sha(stored) == digest  # the reference map is not touched
+    added = pq.read_table(new / "maps" / "tsne.parquet")
+    assert added.num_rows == len(lines) - 1400
+    meta = json.loads(added.schema.metadata[b"corpusmap"])
+    assert meta["method"] == "tsne-transform" and meta["reference"]["map"] == "tsne"
+    xy = np.column_stack([added.column("x").to_numpy(), added.column("y").to_numpy()])
+    ref_table = pq.read_table(stored)
+    ref_xy = np.column_stack([ref_table.column("x").to_numpy(), ref_table.column("y").to_numpy()])
+    assert np.isfinite(xy).all()
+    assert (xy.min(0) >= ref_xy.min(0) - 0.2 * np.ptp(ref_xy, 0)).all()
+    assert (xy.max(0) <= ref_xy.max(0) + 0.2 * np.ptp(ref_xy, 0)).all()
+    assert read_png(new / "maps" / "tsne.png").shape == (500, 600, 3)
+    # a run with its own TF-IDF fit is refused, and nothing is written
+    embed(tmp_path / "new.jsonl", other)
+    result = cli("map", ref, "--add", other, ok=False)
+    assert result.exit_code != 0 and "TF-IDF fit" in result.output
+    assert not (other / "maps").exists()
+
+
+def test_every_command_has_help():
+    for command in ("map", "plot"):
+        result = cli(command, "--help")
+        assert "Usage:" in result.output and len(result.output) > 300

@@ -1,0 +1,135 @@
+"""PNG rendering: exact pixel size, real colours, legends, the numpy rasteriser, on a real corpus's labels."""
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from corpusmap import render
+from corpusmap.errors import UsageProblem
+from tests.conftest import EXAMPLE_CORPUS
+
+
+def read_png(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def distinct_colours(pixels: np.ndarray) -> int:
+    return len(np.unique(pixels.reshape(-1, 3), axis=0))
+
+
+@pytest.fixture(scope="module")
+def points():
+    """PCA coordinates of the example corpus's TF-IDF vectors, with its subjects and years."""
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    with gzip.open(EXAMPLE_CORPUS, "rt") as fh:
+        records = [json.loads(line) for line in fh if line.strip()]
+    records = [r for r in records if r.get("abstract")]
+    tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform([r["abstract"] for r in records])
+    coords = PCA(2).fit_transform(TruncatedSVD(30, random_state=0).fit_transform(tfidf))
+    subjects = []
+    for r in records:
+        value = r.get("subjects") or []
+        if isinstance(value, str):
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                value = [value]
+        subjects.append(value[0] if value else None)
+    years = np.array([float(r.get("year") or "nan") for r in records])
+    return coords[:, 0], coords[:, 1], subjects, years
+
+
+def test_categorize_top_other_missing():
+    values = ["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] + [None, "", "  "]
+    cats = render.categorize(values, max_categories=2)
+    assert cats.names == ["a", "b", render.OTHER_NAME, render.MISSING_NAME]
+    assert cats.counts == [5, 3, 3, 3]
+    assert cats.labelled == 2
+    assert cats.codes.tolist() == [0] * 5 + [1] * 3 + [2] * 3 + [3] * 3
+    assert len(set(cats.colors)) == 4
+    # ties are broken by name, so the palette does not depend on row order
+    assert render.categorize(["y", "x"]).names == ["x", "y"]
+    import pyarrow as pa
+
+    assert render.categorize(pa.chunked_array([["a", None], ["a", "b"]])).counts == [2, 1, 1]
+    assert render.categorize(np.array([2012, 2013, 2012])).names == ["2012", "2013"]
+    assert render.categorize([["a", "b"], None, ["a", "b"]]).counts == [2, 1]
+
+
+@pytest.mark.parametrize("raster", [False, True])
+def test_categorical_png_has_requested_size_and_colours(tmp_path, points, raster):
+    x, y, subjects, _ = points
+    out = render.render_map(x, y, tmp_path / "map.png", categories=render.categorize(subjects), width=900,
+                            height=700, dpi=150, legend_title="subject", labels=True, title="eLife",
+                            raster=raster)
+    pixels = read_png(out)
+    assert pixels.shape == (700, 900, 3)
+    assert distinct_colours(pixels) > 20
+    non_white = (pixels < 245).any(axis=2).mean()
+    assert 0.01 < non_white < 0.9
+    assert list(tmp_path.iterdir()) == [out]  # atomic: no temporary file left
+
+
+def test_continuous_png_with_colour_bar(tmp_path, points):
+    x, y, _, years = points
+    out = render.render_map(x, y, tmp_path / "year.png", values=years, legend_title="year", integer_ticks=True,
+                            width=640, height=480, dpi=100)
+    pixels = read_png(out)
+    assert pixels.shape == (480, 640, 3)
+    # viridis: both ends of the scale appear (dark purple and yellow-green)
+    assert distinct_colours(pixels) > 30
+
+
+def test_highlight_draws_hits_on_top(tmp_path, points):
+    x, y, _, _ = points
+    hits = np.zeros(len(x), dtype=bool)
+    hits[::9] = True
+    cats = render.highlight(hits, "contains cell")
+    assert cats.counts == [int(hits.sum()), int((~hits).sum())]
+    out = render.render_map(x, y, tmp_path / "w.png", categories=cats, width=400, height=400, dpi=100)
+    pixels = read_png(out).reshape(-1, 3).astype(int)
+    red = (pixels[:, 0] > 180) & (pixels[:, 1] < 90) & (pixels[:, 2] < 90)
+    assert red.sum() > 50
+
+
+def test_many_points_are_rasterised_quickly(tmp_path):
+    import time
+
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    codes = rng.integers(0, 12, n)
+    x = rng.normal(size=n) + (codes % 4) * 4
+    y = rng.normal(size=n) + (codes // 4) * 4
+    t0 = time.perf_counter()
+    out = render.render_map(x, y, tmp_path / "big.png", categories=render.categorize(codes), width=800,
+                            height=800, dpi=100, labels=True)
+    assert time.perf_counter() - t0 < 60
+    pixels = read_png(out)
+    assert pixels.shape == (800, 800, 3) and distinct_colours(pixels) > 100
+
+
+def test_background_points_and_single_colour(tmp_path, points):
+    x, y, _, _ = points
+    out = render.render_map(x[:100], y[:100], tmp_path / "bg.png", background=(x, y), width=300, height=300,
+                            dpi=100)
+    pixels = read_png(out)
+    assert pixels.shape == (300, 300, 3) and distinct_colours(pixels) > 3
+
+
+def test_bad_sizes_are_usage_errors(tmp_path, points):
+    x, y, _, _ = points
+    with pytest.raises(UsageProblem):
+        render.render_map(x, y, tmp_path / "a.png", width=5)
+    with pytest.raises(UsageProblem, match="too narrow"):
+        render.render_map(x, y, tmp_path / "a.png", categories=render.categorize([str(i) for i in range(len(x))]),
+                          width=40, height=400, dpi=100)
+    assert not list(tmp_path.iterdir())
