@@ -148,23 +148,13 @@ def _map_table(run, coords: np.ndarray):
 def _write_parquet(table, metadata: dict, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from corpusmap.atomic import atomic_path
+    from corpusmap.atomic import atomic_path, json_default
 
     schema_meta = dict(table.schema.metadata or {})
-    schema_meta[META_KEY] = json.dumps(metadata, default=_json_default).encode()
+    schema_meta[META_KEY] = json.dumps(metadata, default=json_default).encode()
     table = table.replace_schema_metadata(schema_meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
 def _base_metadata(run, name: str, method: str, layout_info: dict, graph=None) -> dict:
