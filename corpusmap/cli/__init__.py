@@ -77,4 +77,5 @@ def main(quiet: bool) -> None:
     corpusmap map RUN --method tsne; corpusmap evaluate RUN; corpusmap excess RUN.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # no lines about which SIMD build loaded
     set_quiet(quiet)

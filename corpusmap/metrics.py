@@ -1,0 +1,272 @@
+"""Map-quality metrics on plain arrays, as defined in the landscape paper (k = 10, Euclidean).
+
+* :func:`knn_recall` — for a random sample of query points, the fraction of each point's k exact high-D
+  neighbours (itself excluded) that are among its k nearest neighbours in the map; averaged over the queries.
+* :func:`knn_accuracy` — a random sample of labelled points is the test set; each is predicted by a majority vote
+  of its k nearest labelled neighbours (train = every other labelled point); unlabelled points take no part.
+  Ties go to the class that sorts first, as in scikit-learn's ``KNeighborsClassifier``. Chance level = the
+  frequency of the most common class among labelled points (the accuracy of always predicting it); the expected
+  accuracy of guessing by class frequencies, sum of p_c², is reported beside it as ``chance_random``.
+* :func:`year_rmse` — a random sample of dated points; each year is predicted as the mean year of its k nearest
+  dated neighbours; RMSE against the true year. Chance level = the RMSE of predicting the mean year of all dated
+  points for every test point.
+
+Every function takes ``X`` as a numpy array or as the store's vectors (``shape``, ``iter_blocks``, ``take``), and
+``queries`` as a sample size (drawn with ``seed``; ``None`` or ``>= n`` means every eligible point) or an explicit
+array of row numbers. Neighbours are exact: a KD-tree in float64 for maps of up to 3 dimensions, else a FAISS flat
+scan in float32 whose candidates are re-ranked in float64.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.neighbors import as_vectors, exact_search, remove_self, take_float32
+
+Queries = Union[int, None, np.ndarray]
+
+#: extra candidates fetched from the float32 scan before the float64 re-ranking
+RERANK_EXTRA = 8
+
+
+@dataclass(frozen=True)
+class KnnAccuracy:
+    accuracy: float
+    chance: float  # frequency of the most common class among labelled points
+    chance_random: float  # expected accuracy of guessing by class frequencies: sum of p_c^2
+    k: int
+    n_test: int
+    n_train: int
+    n_classes: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class YearRmse:
+    rmse: float
+    chance: float  # RMSE of predicting the mean year
+    mean_year: float
+    k: int
+    n_test: int
+    n_train: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# samples and exact neighbours
+
+
+def sample_queries(eligible, queries: Queries = 10_000, seed: int = 42) -> np.ndarray:
+    """Sorted row numbers of the query sample.
+
+    ``eligible`` is n (all rows) or a boolean mask. ``queries``: a sample size (``None`` or at least the number
+    of eligible rows: all of them) or an explicit array of rows (checked against ``eligible``). The same
+    ``eligible`` and ``seed`` always give the same sample, whatever space the metric is computed in.
+    """
+    rows = np.arange(int(eligible), dtype=np.int64) if np.isscalar(eligible) else \
+        np.flatnonzero(np.asarray(eligible, dtype=bool)).astype(np.int64)
+    if queries is not None and not np.isscalar(queries):
+        chosen = np.unique(np.asarray(queries, dtype=np.int64))
+        if chosen.size and not np.isin(chosen, rows).all():
+            raise CorpusmapError("some query rows are out of range or not eligible (unlabelled or undated)")
+        return chosen
+    if queries is not None and int(queries) < 1:
+        raise UsageProblem(f"the number of queries must be at least 1, got {queries}")
+    if queries is None or int(queries) >= rows.size:
+        return rows
+    rng = np.random.default_rng(int(seed))
+    return np.sort(rows[rng.choice(rows.size, size=int(queries), replace=False)])
+
+
+def exact_neighbors(X, rows: np.ndarray, k: int = 10, metric: str = "euclidean",
+                    candidates: Optional[np.ndarray] = None) -> np.ndarray:
+    """Exact k nearest neighbours (int64, nearest first) of the points ``rows``, self excluded.
+
+    ``candidates`` (boolean mask) restricts the neighbours to those points.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    src = as_vectors(X)
+    n, dim = (int(s) for s in src.shape)
+    pool = n if candidates is None else int(np.count_nonzero(candidates))
+    pool_minus_self = pool - (1 if candidates is None or np.asarray(candidates, bool)[rows].any() else 0)
+    if not 1 <= k <= pool_minus_self:
+        raise UsageProblem(f"k must be between 1 and {pool_minus_self} (the number of other eligible points), "
+                           f"got {k}")
+    if rows.size == 0:
+        return np.zeros((0, k), dtype=np.int64)
+    if dim <= 3 and metric == "euclidean" and isinstance(X, np.ndarray):
+        return _kdtree_neighbors(np.asarray(X, dtype=np.float64), rows, k, candidates)
+    extra = min(RERANK_EXTRA, pool_minus_self - k)
+    cand, _ = exact_search(src, rows, k, metric, candidates=candidates, extra=extra)
+    return _rerank(src, rows, cand, k, metric)
+
+
+def _kdtree_neighbors(X: np.ndarray, rows: np.ndarray, k: int, candidates) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    if not np.isfinite(X).all():
+        raise CorpusmapError("coordinates contain NaN or infinite values")
+    ids = np.arange(X.shape[0]) if candidates is None else np.flatnonzero(candidates)
+    tree = cKDTree(X[ids])
+    kk = min(k + 1, ids.size)
+    dist, pos = tree.query(X[rows], k=kk)
+    dist, pos = dist.reshape(len(rows), kk), pos.reshape(len(rows), kk)
+    ind, _ = remove_self(ids[pos], dist, rows, k)
+    return ind.astype(np.int64)
+
+
+def _rerank(src, rows: np.ndarray, cand: np.ndarray, k: int, metric: str, chunk: int = 2048) -> np.ndarray:
+    """Order float32 candidates by their float64 distance and keep the first k."""
+    out = np.empty((len(rows), k), dtype=np.int64)
+    cosine = metric == "cosine"
+    for s in range(0, len(rows), chunk):
+        c = cand[s:s + chunk]
+        q = take_float32(src, rows[s:s + chunk]).astype(np.float64)
+        uniq, inv = np.unique(c, return_inverse=True)
+        v = take_float32(src, uniq).astype(np.float64)[inv.reshape(c.shape)]
+        if cosine:
+            qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
+            vn = v / np.maximum(np.linalg.norm(v, axis=2, keepdims=True), 1e-300)
+            d = 1.0 - np.einsum("ij,ikj->ik", qn, vn)
+        else:
+            diff = v - q[:, None, :]
+            d = np.einsum("ikj,ikj->ik", diff, diff)
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        out[s:s + chunk] = np.take_along_axis(c, order, axis=1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the metrics from neighbours (used by evaluate to share one neighbour search between metrics)
+
+
+def recall_from_neighbors(high: np.ndarray, low: np.ndarray) -> float:
+    """Mean over rows of |high_i ∩ low_i| / k, for two (m, k) neighbour arrays of the same queries."""
+    high, low = np.asarray(high), np.asarray(low)
+    if high.shape != low.shape:
+        raise ValueError(f"neighbour arrays differ in shape: {high.shape} vs {low.shape}")
+    if high.size == 0:
+        return float("nan")
+    k = high.shape[1]
+    hits = (np.sort(high, axis=1)[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
+    return float(hits.mean() / k)
+
+
+def vote(neighbor_codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Majority vote per row of integer class codes; ties go to the smallest code (the class that sorts first)."""
+    m = neighbor_codes.shape[0]
+    counts = np.zeros((m, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(m), neighbor_codes.shape[1]), neighbor_codes.ravel()), 1)
+    return counts.argmax(axis=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the public metrics
+
+
+def knn_recall(high, Y, k: int = 10, queries: Queries = 10_000, seed: int = 42,
+               metric: str = "euclidean") -> float:
+    """kNN recall@k of the map ``Y`` (n, 2) against the exact high-D neighbours.
+
+    ``high`` is either the high-D vectors (float array or store vectors; exact neighbours are computed with
+    ``metric``) or an integer (n, k') neighbour array with k' >= k and rows nearest first (e.g. a stored exact
+    kNN graph); then its first k columns are the high-D neighbours. The map's neighbours are Euclidean.
+    """
+    Y = np.asarray(Y)
+    n = Y.shape[0]
+    rows = sample_queries(n, queries, seed)
+    if isinstance(high, np.ndarray) and np.issubdtype(high.dtype, np.integer):
+        if high.shape[0] != n or high.shape[1] < k:
+            raise CorpusmapError(f"high-D neighbour array has shape {high.shape}; need ({n}, >= {k})")
+        hi = np.asarray(high[rows, :k], dtype=np.int64)
+    else:
+        hsrc = as_vectors(high)
+        if hsrc.shape[0] != n:
+            raise CorpusmapError(f"high-D vectors have {hsrc.shape[0]:,} rows, the map {n:,}")
+        hi = exact_neighbors(high, rows, k, metric)
+    lo = exact_neighbors(Y, rows, k, "euclidean")
+    return recall_from_neighbors(hi, lo)
+
+
+def label_codes(labels) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (-1 = unlabelled: None, NaN or empty string) and the sorted class names."""
+    import pandas as pd
+
+    s = pd.Series(np.asarray(labels, dtype=object) if not isinstance(labels, pd.Series) else labels,
+                  dtype=object)
+    s = s.where(s.notna(), None)
+    text = s.map(lambda v: None if v is None else (str(v).strip() or None))
+    mask = text.notna().to_numpy()
+    codes = np.full(len(text), -1, dtype=np.int64)
+    if mask.any():
+        classes, inv = np.unique(text[mask].to_numpy(dtype=str), return_inverse=True)
+        codes[mask] = inv
+    else:
+        classes = np.array([], dtype=str)
+    return codes, classes
+
+
+def knn_accuracy(X, labels, k: int = 10, queries: Queries = 10_000, seed: int = 42,
+                 metric: str = "euclidean") -> KnnAccuracy:
+    """kNN classification accuracy (majority vote of the k nearest labelled neighbours); see the module doc."""
+    n = int(as_vectors(X).shape[0])
+    codes, classes = label_codes(labels)
+    if codes.shape[0] != n:
+        raise CorpusmapError(f"{codes.shape[0]:,} labels for {n:,} points")
+    labelled = codes >= 0
+    n_lab = int(labelled.sum())
+    if n_lab == 0:
+        raise CorpusmapError("no labelled points: every label is empty")
+    if n_lab <= k:
+        raise CorpusmapError(f"only {n_lab} labelled points; kNN accuracy needs more than k = {k}")
+    rows = sample_queries(labelled, queries, seed)
+    nb = exact_neighbors(X, rows, k, metric, candidates=labelled)
+    pred = vote(codes[nb], len(classes))
+    freq = np.bincount(codes[labelled], minlength=len(classes)) / n_lab
+    return KnnAccuracy(accuracy=float(np.mean(pred == codes[rows])), chance=float(freq.max()),
+                       chance_random=float(np.sum(freq ** 2)), k=int(k), n_test=int(len(rows)),
+                       n_train=n_lab - 1, n_classes=int(len(classes)))
+
+
+def year_values(years) -> np.ndarray:
+    """Years as float: numbers as they are, strings such as '2019' or '2019-05-01' by their leading year;
+    NaN where missing or unreadable."""
+    import pandas as pd
+
+    s = pd.Series(np.asarray(years, dtype=object))
+    out = pd.to_numeric(s, errors="coerce")
+    text = s[out.isna() & s.notna()].astype(str)
+    if len(text):
+        out[text.index] = pd.to_numeric(text.str.extract(r"^\s*(\d{4})(?!\d)", expand=False), errors="coerce")
+    return out.to_numpy(dtype=np.float64)
+
+
+def year_rmse(X, years, k: int = 10, queries: Queries = 10_000, seed: int = 42,
+              metric: str = "euclidean") -> YearRmse:
+    """RMSE of predicting each test point's year as the mean year of its k nearest dated neighbours."""
+    n = int(as_vectors(X).shape[0])
+    y = year_values(years)
+    if y.shape[0] != n:
+        raise CorpusmapError(f"{y.shape[0]:,} years for {n:,} points")
+    dated = np.isfinite(y)
+    n_dated = int(dated.sum())
+    if n_dated <= k:
+        raise CorpusmapError(f"only {n_dated} points with a year; year RMSE needs more than k = {k}")
+    rows = sample_queries(dated, queries, seed)
+    nb = exact_neighbors(X, rows, k, metric, candidates=dated)
+    pred = y[nb].mean(axis=1)
+    mean_year = float(y[dated].mean())
+    return YearRmse(rmse=float(np.sqrt(np.mean((pred - y[rows]) ** 2))),
+                    chance=float(np.sqrt(np.mean((mean_year - y[rows]) ** 2))), mean_year=mean_year,
+                    k=int(k), n_test=int(len(rows)), n_train=n_dated - 1)
+
+
+__all__ = ["KnnAccuracy", "YearRmse", "sample_queries", "exact_neighbors", "knn_recall", "knn_accuracy",
+           "year_rmse", "recall_from_neighbors", "vote", "label_codes", "year_values"]

@@ -1,0 +1,156 @@
+"""`corpusmap evaluate` / evaluate_run on a real run: high-D, stored maps and the PCA baseline, the files it
+writes, and its bad inputs (clear message, non-zero exit, nothing written)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from sklearn.decomposition import PCA
+from sklearn.neighbors import KNeighborsClassifier
+
+from corpusmap import metrics as M
+from corpusmap.cli import main
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.evaluate import evaluate_run, format_table
+from corpusmap.store import open_run
+
+ACL = "acl_2016_2019.jsonl.gz"
+Q = 1000
+
+
+def build_acl_run(shared_data, tmp_path_factory):
+    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
+    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
+    if not (path / "embeddings" / "manifest.json").is_file():
+        result = CliRunner().invoke(main, ["embed", str(shared_data / ACL), "-o", str(path), "--model", "tfidf",
+                                           "--quiet"])
+        assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def acl_run(shared_data, tmp_path_factory):
+    return build_acl_run(shared_data, tmp_path_factory)
+
+
+@pytest.fixture
+def run(acl_run, tmp_path):
+    dest = tmp_path / "run"
+    shutil.copytree(acl_run, dest, ignore=shutil.ignore_patterns("knn", "eval", "maps"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def data(acl_run):
+    r = open_run(acl_run)
+    X = r.vectors.to_numpy()
+    corpus = r.read_corpus(["id", "label", "year"]).to_pydict()
+    Y = PCA(2, random_state=0).fit_transform(X.astype(np.float64))
+    return X, Y, corpus
+
+
+def write_map(run, name, ids, coords):
+    (run / "maps").mkdir(exist_ok=True)
+    pq.write_table(pa.table({"id": list(ids), "x": coords[:, 0], "y": coords[:, 1]}), run / "maps" / f"{name}.parquet")
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_evaluate_without_maps(run):
+    r = _cli("evaluate", run, "--queries", Q, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "No maps found" in r.output and "| space | kNN recall | kNN accuracy | chance | year RMSE" in r.output
+    result = json.loads((run / "eval" / "metrics.json").read_text())
+    assert [s["space"] for s in result["spaces"]] == ["high-D (300 dims)", "PCA-2D baseline"]
+    assert result["maps_found"] == [] and result["label_col"] == "label" and result["year_col"] == "year"
+    high, pca = result["spaces"]
+    assert high["knn_recall"] is None and 0 < pca["knn_recall"] < 0.1
+    assert high["knn_accuracy"]["accuracy"] > pca["knn_accuracy"]["accuracy"]
+    assert high["knn_accuracy"]["chance"] == pca["knn_accuracy"]["chance"]
+    md = (run / "eval" / "metrics.md").read_text()
+    assert format_table(result) in md and "No maps found" in md
+
+
+def test_evaluate_maps_against_direct_computation(run, data):
+    X, Y, corpus = data
+    ids = corpus["id"]
+    write_map(run, "skpca", ids, Y)
+    perm = np.random.default_rng(0).permutation(len(ids))  # rows in another order: put back in corpus order
+    write_map(run, "shuffled", np.asarray(ids, dtype=object)[perm], Y[perm])
+    result = evaluate_run(run, k=10, queries=Q, seed=5)
+    names = [s["space"] for s in result["spaces"]]
+    assert result["maps_found"] == ["shuffled", "skpca"] and names[1:] == ["shuffled", "skpca", "PCA-2D baseline"]
+    high, shuffled, skpca, baseline = result["spaces"]
+    assert skpca["knn_recall"] == M.knn_recall(X, Y, k=10, queries=Q, seed=5)
+    assert skpca["knn_accuracy"] == M.knn_accuracy(Y, corpus["label"], k=10, queries=Q, seed=5).as_dict()
+    assert skpca["year_rmse"] == M.year_rmse(Y, corpus["year"], k=10, queries=Q, seed=5).as_dict()
+    for key in ("knn_recall", "knn_accuracy", "year_rmse"):
+        assert shuffled[key] == skpca[key]
+        # the baseline is the same PCA computed block by block: same neighbours up to float rounding
+        got, want = baseline[key], skpca[key]
+        if isinstance(want, dict):
+            got, want = got[next(iter(want))], want[next(iter(want))]
+        assert got == pytest.approx(want, abs=0.01)
+    # high-D accuracy through the store equals scikit-learn's leave-one-out classifier on the same test points
+    codes, classes = M.label_codes(corpus["label"])
+    lab = np.flatnonzero(codes >= 0)
+    test = M.sample_queries(codes >= 0, Q, 5)
+    clf = KNeighborsClassifier(n_neighbors=10, algorithm="brute").fit(X[lab].astype(np.float64), codes[lab])
+    expected = np.mean(clf.predict(None)[np.searchsorted(lab, test)] == codes[test])
+    assert high["knn_accuracy"]["accuracy"] == pytest.approx(expected, abs=1e-12)
+    # --map selects; the CLI prints which maps it found
+    r = _cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "Maps found: shuffled, skpca" in r.output
+    assert [s["space"] for s in json.loads((run / "eval" / "metrics.json").read_text())["spaces"]] == [
+        "high-D (300 dims)", "skpca"]
+
+
+def test_evaluate_bad_maps(run, data):
+    X, Y, corpus = data
+    ids = list(corpus["id"])
+    ids[10] = "not-a-paper"
+    write_map(run, "wrong", ids, Y)
+    r = _cli("evaluate", run, "--map", "wrong", "--quiet")
+    assert r.exit_code == 1 and "does not match the corpus" in r.output
+    r = _cli("evaluate", run, "--map", "nope", "--quiet")
+    assert r.exit_code == 2 and "no map named 'nope'" in r.output and "wrong" in r.output
+    write_map(run, "short", corpus["id"][:100], Y[:100])
+    with pytest.raises(CorpusmapError, match="100 rows"):
+        evaluate_run(run, maps=["short"], queries=50)
+    assert not (run / "eval").exists()
+
+
+def test_evaluate_bad_inputs(run, tmp_path):
+    r = _cli("evaluate", run, "--label-col", "no_such_column", "--quiet")
+    assert r.exit_code == 2 and "no_such_column" in r.output and "columns:" in r.output
+    r = _cli("evaluate", run, "-k", 8401, "--quiet")
+    assert r.exit_code == 2 and "k must be" in r.output
+    # an explicitly named label column without a single label
+    table = pq.read_table(run / "corpus.parquet")
+    pq.write_table(table.append_column("empty", pa.array([None] * table.num_rows, pa.string())),
+                   run / "corpus.parquet")
+    r = _cli("evaluate", run, "--label-col", "empty", "--quiet")
+    assert r.exit_code == 1 and "no labelled rows" in r.output
+    with pytest.raises(UsageProblem):
+        evaluate_run(run, year_col="nope")
+    assert not (run / "eval").exists()
+    # NaN in the vectors
+    shard = sorted((run / "embeddings").glob("shard-*.npy"))[0]
+    arr = np.load(shard)
+    arr[5, 0] = np.inf
+    np.save(shard, arr)
+    r = _cli("evaluate", run, "--queries", 100, "--quiet")
+    assert r.exit_code == 1 and "NaN or infinite" in r.output
+    assert not (run / "eval").exists()
+    # no vectors at all
+    shutil.rmtree(run / "embeddings")
+    r = _cli("evaluate", run, "--quiet")
+    assert r.exit_code == 1 and "corpusmap embed" in r.output

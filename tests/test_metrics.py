@@ -1,0 +1,166 @@
+"""Map-quality metrics against independent brute-force computations with scikit-learn, on real TF-IDF vectors.
+
+scikit-learn's ``kneighbors(None)`` / ``predict(None)`` give leave-one-out neighbours (a point is not its own
+neighbour), which is exactly "train = every other labelled point"; the same query rows are used on both sides, so
+the numbers must agree exactly, not just within sampling error.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, NearestNeighbors
+
+from corpusmap import metrics as M
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.neighbors import ArrayVectors
+
+K = 10
+QUERIES = 1500
+
+
+ACL = "acl_2016_2019.jsonl.gz"
+
+
+def build_acl_run(shared_data, tmp_path_factory):
+    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
+    from click.testing import CliRunner
+
+    from corpusmap.cli import main
+
+    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
+    if not (path / "embeddings" / "manifest.json").is_file():
+        result = CliRunner().invoke(main, ["embed", str(shared_data / ACL), "-o", str(path), "--model", "tfidf",
+                                           "--quiet"])
+        assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def acl(shared_data, tmp_path_factory):
+    """Real data: the first 64 TF-IDF+SVD dimensions of the 8,401 ACL abstracts (from a real run), venue as the
+    label and the year as the source gives it (strings or ints); a PCA map of them."""
+    from corpusmap.store import open_run
+
+    run = open_run(build_acl_run(shared_data, tmp_path_factory))
+    X = np.ascontiguousarray(run.vectors.to_numpy()[:, :64])
+    rows = [json.loads(line) for line in gzip.open(shared_data / ACL, "rt")]
+    ids = run.read_corpus(["id"]).column("id").to_pylist()
+    by_id = {str(r["id"]): r for r in rows}
+    labels = np.array([by_id[i].get("venue") for i in ids], dtype=object)
+    years = np.array([by_id[i].get("year") for i in ids], dtype=object)
+    Y = PCA(2, random_state=0).fit_transform(X.astype(np.float64))
+    return X, Y, labels, years
+
+
+def _loo_neighbors(X, k, metric="euclidean"):
+    return NearestNeighbors(n_neighbors=k, algorithm="brute", metric=metric).fit(X).kneighbors(
+        None, return_distance=False)
+
+
+def test_knn_recall_matches_sklearn(acl):
+    X, Y, _, _ = acl
+    rows = M.sample_queries(len(X), QUERIES, seed=3)
+    high = _loo_neighbors(X.astype(np.float64), K)[rows]
+    low = _loo_neighbors(Y, K)[rows]
+    expected = np.mean([len(set(h) & set(lo)) for h, lo in zip(high, low)]) / K
+    assert M.knn_recall(X, Y, k=K, queries=QUERIES, seed=3) == pytest.approx(expected, abs=1e-12)
+    # the same through a stored neighbour array, and through the store interface
+    graph = _loo_neighbors(X.astype(np.float64), 15)
+    assert M.knn_recall(graph, Y, k=K, queries=QUERIES, seed=3) == pytest.approx(expected, abs=1e-12)
+    assert M.knn_recall(ArrayVectors(X), Y, k=K, queries=rows) == pytest.approx(expected, abs=1e-12)
+    # a map is perfect against itself, and a PCA map of text vectors keeps few neighbours
+    assert M.knn_recall(Y, Y, k=K, queries=500) == 1.0
+    assert 0 < expected < 0.2
+
+
+def test_exact_neighbors_cosine_matches_sklearn(acl):
+    X = acl[0]
+    rows = M.sample_queries(len(X), 400, seed=5)
+    nn = NearestNeighbors(n_neighbors=K + 1, algorithm="brute", metric="cosine").fit(X.astype(np.float64))
+    expected = [[j for j in row if j != i][:K] for i, row in zip(rows, nn.kneighbors(X[rows], return_distance=False))]
+    got = M.exact_neighbors(X, rows, K, metric="cosine")
+    same = [set(a) == set(b) for a, b in zip(got, expected)]
+    assert np.mean(same) == 1.0
+    assert not np.array_equal(got, M.exact_neighbors(X, rows, K, metric="euclidean"))
+
+
+def test_knn_accuracy_matches_sklearn_classifier(acl):
+    X, Y, labels, _ = acl
+    labels = labels.copy()
+    rng = np.random.default_rng(0)
+    labels[rng.random(len(labels)) < 0.3] = None  # unlabelled points take no part
+    labels[:20] = ""  # empty strings count as unlabelled too
+    codes, classes = M.label_codes(labels)
+    labelled = np.flatnonzero(codes >= 0)
+    test = M.sample_queries(codes >= 0, QUERIES, seed=11)
+    pos = np.searchsorted(labelled, test)
+    for space in (X.astype(np.float64), Y):
+        clf = KNeighborsClassifier(n_neighbors=K, algorithm="brute").fit(space[labelled], classes[codes[labelled]])
+        expected = np.mean(clf.predict(None)[pos] == classes[codes[test]])
+        got = M.knn_accuracy(space, labels, k=K, queries=QUERIES, seed=11)
+        assert got.accuracy == pytest.approx(expected, abs=1e-12)
+        assert got.n_test == QUERIES and got.n_train == len(labelled) - 1
+    freq = np.bincount(codes[labelled]) / len(labelled)
+    assert got.chance == pytest.approx(freq.max()) and got.chance_random == pytest.approx((freq ** 2).sum())
+    assert got.n_classes == len(classes)
+    high = M.knn_accuracy(X, labels, k=K, queries=QUERIES, seed=11)
+    assert high.accuracy > high.chance > 0.2  # venue is predictable from the text, beyond the majority class
+
+
+def test_knn_accuracy_tie_break_and_exclusions():
+    # point 0 has one neighbour of class "b" and one of class "a" (k=2): the tie goes to "a", which sorts first
+    X = np.array([[0.0], [1.0], [-1.1], [50.0], [51.0], [100.0]])
+    labels = ["a", "b", "a", "c", "c", None]
+    r = M.knn_accuracy(X, labels, k=2, queries=[0])
+    assert r.accuracy == 1.0
+    r = M.knn_accuracy(X, ["z", "b", "y", "c", "c", None], k=2, queries=[0])
+    assert r.accuracy == 0.0  # tie between b and y: b sorts first, truth is z
+    # the unlabelled point 5 is no one's neighbour, and cannot be a test point
+    with pytest.raises(CorpusmapError):
+        M.knn_accuracy(X, labels, k=2, queries=[5])
+    with pytest.raises(CorpusmapError, match="no labelled"):
+        M.knn_accuracy(X, [None, "", None, None, None, None], k=2)
+
+
+def test_year_rmse_matches_sklearn_regressor(acl):
+    X, Y, _, years = acl
+    years = years.copy()
+    years[::7] = None
+    y = M.year_values(years)
+    dated = np.flatnonzero(np.isfinite(y))
+    test = M.sample_queries(np.isfinite(y), QUERIES, seed=2)
+    pos = np.searchsorted(dated, test)
+    for space in (X.astype(np.float64), Y):
+        reg = KNeighborsRegressor(n_neighbors=K, algorithm="brute").fit(space[dated], y[dated])
+        expected = np.sqrt(np.mean((reg.predict(None)[pos] - y[test]) ** 2))
+        got = M.year_rmse(space, years, k=K, queries=QUERIES, seed=2)
+        assert got.rmse == pytest.approx(expected, rel=1e-12)
+    assert got.mean_year == pytest.approx(y[dated].mean())
+    assert got.chance == pytest.approx(np.sqrt(np.mean((y[test] - y[dated].mean()) ** 2)))
+
+
+def test_samples_are_seeded_and_shared_between_spaces():
+    a = M.sample_queries(1000, 100, seed=1)
+    assert np.array_equal(a, M.sample_queries(1000, 100, seed=1))
+    assert not np.array_equal(a, M.sample_queries(1000, 100, seed=2))
+    assert np.array_equal(M.sample_queries(10, 100), np.arange(10))  # more queries than points: all of them
+    mask = np.arange(1000) % 3 == 0
+    assert mask[M.sample_queries(mask, 50, seed=4)].all()
+
+
+def test_bad_inputs():
+    X = np.random.default_rng(0).normal(size=(30, 5))
+    with pytest.raises(UsageProblem):
+        M.knn_recall(X, X[:, :2], k=30)
+    with pytest.raises(CorpusmapError):
+        M.knn_recall(X[:20], X[:, :2], k=3)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(CorpusmapError, match="NaN"):
+        M.knn_recall(bad, X[:, :2], k=3)
+    with pytest.raises(CorpusmapError, match="NaN"):
+        M.knn_recall(X, bad[:, :2], k=3)

@@ -1,0 +1,252 @@
+"""The kNN graph: FAISS against scikit-learn brute force on real vectors, approximate-index recall, saving and
+loading, graphs users bring, and the `corpusmap neighbors` command with its bad inputs."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.neighbors import NearestNeighbors
+
+from corpusmap.cli import main
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.neighbors import (ArrayVectors, KnnGraph, build_knn_graph, graph_from_arrays, load_knn_graph,
+                                 recall_at_k, recall_queries, remove_self, save_knn_graph)
+
+ACL = "acl_2016_2019.jsonl.gz"
+K = 15
+
+
+def build_acl_run(shared_data, tmp_path_factory):
+    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
+    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
+    if not (path / "embeddings" / "manifest.json").is_file():
+        result = CliRunner().invoke(main, ["embed", str(shared_data / ACL), "-o", str(path), "--model", "tfidf",
+                                           "--quiet"])
+        assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def acl_run(shared_data, tmp_path_factory):
+    return build_acl_run(shared_data, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def X(acl_run):
+    """The run's real vectors, cut to 64 dimensions (the leading SVD components) to keep brute force quick."""
+    from corpusmap.store import open_run
+
+    return np.ascontiguousarray(open_run(acl_run).vectors.to_numpy()[:, :64])
+
+
+@pytest.fixture(scope="module")
+def brute(X):
+    """scikit-learn brute-force neighbours, leave-one-out (self excluded), float64."""
+    nn = NearestNeighbors(n_neighbors=K, algorithm="brute").fit(X.astype(np.float64))
+    dist, ind = nn.kneighbors(None)
+    return ind, dist
+
+
+@pytest.fixture
+def run(acl_run, tmp_path):
+    """A private copy of the real run (vectors and corpus only)."""
+    dest = tmp_path / "run"
+    shutil.copytree(acl_run, dest, ignore=shutil.ignore_patterns("knn", "eval", "maps"))
+    return dest
+
+
+def _same_sets(a, b) -> float:
+    return float(np.mean([set(x) == set(y) for x, y in zip(a, b)]))
+
+
+def test_exact_graph_matches_sklearn(X, brute):
+    g = build_knn_graph(X, k=K, index="exact", progress=False)
+    ind, dist = brute
+    assert g.indices.dtype == np.int64 and g.distances.dtype == np.float32 and g.indices.shape == (len(X), K)
+    assert not (g.indices == np.arange(len(X))[:, None]).any()
+    assert _same_sets(g.indices, ind) > 0.999  # float32 vs float64: at most a rare near-tie at the k-th place
+    assert recall_at_k(g.indices, ind) > 0.9999
+    np.testing.assert_allclose(np.sort(g.distances, axis=1), np.sort(dist, axis=1), atol=2e-3)
+    assert (np.diff(g.distances, axis=1) >= 0).all()
+    assert g.manifest["index"]["type"] == "exact" and g.manifest["recall"] == {**g.manifest["recall"], "value": 1.0}
+
+
+def test_cosine_graph_is_inner_product_of_normalised_vectors(X):
+    g = build_knn_graph(X, k=K, metric="cosine", index="exact", progress=False)
+    rows = np.arange(0, len(X), 7)
+    nn = NearestNeighbors(n_neighbors=K + 1, algorithm="brute", metric="cosine").fit(X.astype(np.float64))
+    dist, ind = nn.kneighbors(X[rows])
+    ind, dist = remove_self(ind, dist, rows, K)
+    assert _same_sets(g.indices[rows], ind) > 0.995
+    np.testing.assert_allclose(np.sort(g.distances[rows], axis=1), np.sort(dist, axis=1), atol=1e-5)
+    # cosine on raw vectors = euclidean on unit vectors (same neighbours), but not euclidean on raw vectors
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    e = build_knn_graph(unit, k=K, metric="euclidean", index="exact", progress=False)
+    assert _same_sets(g.indices, e.indices) > 0.995
+    raw = build_knn_graph(X, k=K, metric="euclidean", index="exact", progress=False)
+    assert _same_sets(g.indices, raw.indices) < 0.9
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_approximate_recall_in_manifest_matches_recomputation(X, brute, index):
+    g = build_knn_graph(X, k=K, index=index, seed=7, recall_sample=500, progress=False)
+    rec = g.manifest["recall"]
+    assert rec["measured"] and rec["queries"] == 500
+    rows = recall_queries(len(X), 500, 7)
+    assert rec["value"] == pytest.approx(recall_at_k(g.indices[rows], brute[0][rows]), abs=0.005)
+    assert rec["value"] >= 0.95  # tuned on a separate sample to reach 0.98
+    assert recall_at_k(g.indices, brute[0]) >= 0.95
+    params = g.manifest["index"]["params"]
+    assert ("nprobe" in params) if index == "ivf" else ("efSearch" in params)
+    tuning = g.manifest["index"]["tuning"]
+    chosen = params["nprobe"] if index == "ivf" else params["efSearch"]
+    assert [t["recall"] for t in tuning if t.get("nprobe", t.get("efSearch")) == chosen][0] >= 0.98
+
+
+def test_auto_picks_exact_below_threshold_and_ivf_above(X):
+    assert build_knn_graph(X[:2000], k=5, progress=False).manifest["index"]["type"] == "exact"
+    g = build_knn_graph(X[:2000], k=5, exact_threshold=1000, recall_sample=200, progress=False)
+    assert g.manifest["index"]["type"] == "ivf" and g.manifest["index"]["params"]["nlist"] == 45  # sqrt(n) on CPU
+    g = build_knn_graph(X[:2000], k=5, index="ivf", nlist=500, recall_sample=200, progress=False)
+    assert g.manifest["index"]["params"]["nlist"] == 2000 // 39  # at least 39 training points per list
+
+
+def test_ivf_is_deterministic_given_seed(X):
+    a = build_knn_graph(X[:3000], k=10, index="ivf", seed=3, recall_sample=300, progress=False)
+    b = build_knn_graph(X[:3000], k=10, index="ivf", seed=3, recall_sample=300, progress=False)
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.distances, b.distances)
+    assert a.manifest["index"]["params"] == b.manifest["index"]["params"]
+
+
+def test_duplicates_never_list_self():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 8)).astype(np.float32)
+    X = np.vstack([base, base[:10], base[:10]])  # points 0..9 appear three times
+    g = build_knn_graph(X, k=4, index="exact", progress=False)
+    assert not (g.indices == np.arange(len(X))[:, None]).any()
+    for i in range(10):  # both copies are at distance 0, whatever order FAISS returned them in
+        assert set(g.indices[i, :2]) == {50 + i, 60 + i}
+        np.testing.assert_allclose(g.distances[i, :2], 0, atol=1e-3)
+    # remove_self: self anywhere, or absent (then the last result goes)
+    ids = np.array([[5, 0, 6], [7, 8, 9]])
+    out, _ = remove_self(ids, ids.astype(float), np.array([0, 1]), 2)
+    assert out.tolist() == [[5, 6], [7, 8]]
+
+
+def test_save_and_load_roundtrip(X, tmp_path):
+    g = build_knn_graph(X[:500], k=5, progress=False)
+    save_knn_graph(tmp_path, g)
+    files = sorted(p.name for p in (tmp_path / "knn").iterdir())
+    assert files == ["distances.npy", "indices.npy", "manifest.json"]
+    back = load_knn_graph(tmp_path)
+    assert isinstance(back, KnnGraph) and isinstance(back.indices, np.memmap)
+    assert back.indices.dtype == np.int64 and back.distances.dtype == np.float32
+    assert np.array_equal(back.indices, g.indices) and back.k == 5 and back.metric == "euclidean"
+    m = json.loads((tmp_path / "knn" / "manifest.json").read_text())
+    for key in ("k", "metric", "index", "recall", "n", "dim", "seconds", "versions", "source"):
+        assert key in m
+    assert m["source"] == "faiss" and m["versions"]["faiss"] and m["versions"]["numpy"]
+    with pytest.raises(CorpusmapError, match=r"no kNN graph in .*run `corpusmap neighbors"):
+        load_knn_graph(tmp_path / "elsewhere")
+
+
+def test_user_graph_checked_and_distances_computed(X, brute):
+    ind, dist = brute
+    g = graph_from_arrays(X, ind[:, ::-1].astype(np.int32))  # any order, any integer type
+    assert g.manifest["source"] == "user" and g.indices.dtype == np.int64
+    np.testing.assert_allclose(g.distances, dist, rtol=1e-5, atol=1e-6)  # computed exactly, sorted
+    assert _same_sets(g.indices, ind) == 1.0
+    differ = g.indices[:, 0] != ind[:, 0]  # only where the two nearest are tied (duplicate abstracts)
+    np.testing.assert_allclose(dist[differ, 0], dist[differ, 1], atol=1e-6)
+    bad = ind.copy()
+    bad[3, 2] = 3
+    for arr, match in [(bad, "own neighbour"), (ind + len(X), r"\[0, "), (ind.astype(float), "integers"),
+                       (ind[:-1], "rows"), (np.repeat(ind[:, :1], 2, axis=1), "repeat")]:
+        with pytest.raises(CorpusmapError, match=match):
+            graph_from_arrays(X, arr)
+    with pytest.raises(CorpusmapError, match="shape"):
+        graph_from_arrays(X, ind, dist[:, :3])
+
+
+def test_bad_inputs_in_the_library(X):
+    with pytest.raises(UsageProblem, match="k must be"):
+        build_knn_graph(X[:10], k=10, progress=False)
+    bad = X[:100].copy()
+    bad[42, 3] = np.inf
+    with pytest.raises(CorpusmapError, match="NaN or infinite.*row 42"):
+        build_knn_graph(bad, k=5, progress=False)
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        with pytest.raises(CorpusmapError, match="no GPU"):
+            build_knn_graph(X[:100], k=5, device="cuda", progress=False)
+    assert build_knn_graph(ArrayVectors(X[:100]), k=5, device="cpu", threads=1, progress=False).k == 5
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_neighbors_on_a_real_run(run):
+    r = _cli("neighbors", run, "-k", 12, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "k=12" in r.output and "exact" in r.output
+    g = load_knn_graph(run)
+    assert g.indices.shape == (8401, 12) and g.manifest["dim"] == 300
+    # the same command again has nothing to do; other settings need --overwrite
+    again = _cli("neighbors", run, "-k", 12, "--quiet")
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    other = _cli("neighbors", run, "-k", 10, "--quiet")
+    assert other.exit_code == 1 and "--overwrite" in other.output
+    r = _cli("neighbors", run, "-k", 10, "--metric", "cosine", "--index", "hnsw", "--recall-queries", 300,
+             "--threads", 1, "--overwrite", "--quiet")
+    assert r.exit_code == 0, r.output
+    m = load_knn_graph(run).manifest
+    assert m["metric"] == "cosine" and m["index"]["type"] == "hnsw" and m["recall"]["queries"] == 300
+
+
+def test_cli_neighbors_from_user_graph(run, tmp_path):
+    r = _cli("neighbors", run, "-k", 5, "--quiet")
+    assert r.exit_code == 0, r.output
+    ours = load_knn_graph(run)
+    np.save(tmp_path / "idx.npy", np.asarray(ours.indices))
+    r = _cli("neighbors", run, "--from", tmp_path / "idx.npy", "--overwrite", "--quiet")
+    assert r.exit_code == 0, r.output
+    theirs = load_knn_graph(run)
+    assert theirs.manifest["source"] == "user" and theirs.manifest["distances_computed"]
+    assert np.array_equal(theirs.indices, ours.indices)
+    np.testing.assert_allclose(theirs.distances, ours.distances, rtol=1e-3, atol=1e-3)
+    np.save(tmp_path / "bad.npy", np.asarray(ours.indices)[:100])
+    r = _cli("neighbors", run, "--from", tmp_path / "bad.npy", "--overwrite", "--quiet")
+    assert r.exit_code == 1 and "rows" in r.output
+    assert load_knn_graph(run).manifest["source"] == "user"  # the good graph is still there
+    r = _cli("neighbors", run, "--from-distances", tmp_path / "idx.npy")
+    assert r.exit_code == 2 and "--from" in r.output
+
+
+def test_cli_neighbors_bad_inputs(run, tmp_path):
+    r = _cli("neighbors", run, "-k", 8401, "--quiet")
+    assert r.exit_code == 2 and "at most 8400" in r.output
+    assert not (run / "knn").exists()
+    # a run without vectors names the command that makes them
+    shutil.rmtree(run / "embeddings")
+    r = _cli("neighbors", run, "--quiet")
+    assert r.exit_code == 1 and "corpusmap embed" in r.output
+    r = _cli("neighbors", tmp_path / "nowhere", "--quiet")
+    assert r.exit_code == 1 and "corpusmap embed" in r.output
+
+
+def test_cli_neighbors_refuses_nan_vectors(run):
+    shard = sorted((run / "embeddings").glob("shard-*.npy"))[0]
+    arr = np.load(shard)
+    arr[123, 4] = np.nan
+    np.save(shard, arr)
+    r = _cli("neighbors", run, "--quiet")
+    assert r.exit_code == 1 and "NaN" in r.output and "Traceback" not in r.output
+    assert not (run / "knn" / "manifest.json").exists()
