@@ -27,3 +27,17 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def pubmed_dir(shared_data) -> Path:
     return shared_data / "pubmed_xml"
+
+
+@pytest.fixture(scope="session")
+def acl_tfidf_run(shared_data, tmp_path_factory) -> Path:
+    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
+    from click.testing import CliRunner
+
+    from corpusmap.cli import main
+
+    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
+    result = CliRunner().invoke(main, ["embed", str(shared_data / "acl_2016_2019.jsonl.gz"), "-o", str(path),
+                                       "--model", "tfidf", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return path

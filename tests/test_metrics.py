@@ -25,27 +25,13 @@ QUERIES = 1500
 ACL = "acl_2016_2019.jsonl.gz"
 
 
-def build_acl_run(shared_data, tmp_path_factory):
-    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
-    from click.testing import CliRunner
-
-    from corpusmap.cli import main
-
-    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
-    if not (path / "embeddings" / "manifest.json").is_file():
-        result = CliRunner().invoke(main, ["embed", str(shared_data / ACL), "-o", str(path), "--model", "tfidf",
-                                           "--quiet"])
-        assert result.exit_code == 0, result.output
-    return path
-
-
 @pytest.fixture(scope="module")
-def acl(shared_data, tmp_path_factory):
+def acl(acl_tfidf_run, shared_data):
     """Real data: the first 64 TF-IDF+SVD dimensions of the 8,401 ACL abstracts (from a real run), venue as the
     label and the year as the source gives it (strings or ints); a PCA map of them."""
     from corpusmap.store import open_run
 
-    run = open_run(build_acl_run(shared_data, tmp_path_factory))
+    run = open_run(acl_tfidf_run)
     X = np.ascontiguousarray(run.vectors.to_numpy()[:, :64])
     rows = [json.loads(line) for line in gzip.open(shared_data / ACL, "rt")]
     ids = run.read_corpus(["id"]).column("id").to_pylist()

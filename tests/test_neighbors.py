@@ -19,19 +19,9 @@ ACL = "acl_2016_2019.jsonl.gz"
 K = 15
 
 
-def build_acl_run(shared_data, tmp_path_factory):
-    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
-    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
-    if not (path / "embeddings" / "manifest.json").is_file():
-        result = CliRunner().invoke(main, ["embed", str(shared_data / ACL), "-o", str(path), "--model", "tfidf",
-                                           "--quiet"])
-        assert result.exit_code == 0, result.output
-    return path
-
-
 @pytest.fixture(scope="module")
-def acl_run(shared_data, tmp_path_factory):
-    return build_acl_run(shared_data, tmp_path_factory)
+def acl_run(acl_tfidf_run):
+    return acl_tfidf_run
 
 
 @pytest.fixture(scope="module")
