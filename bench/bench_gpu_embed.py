@@ -2,6 +2,7 @@
 the GPU's peak FLOP/s. The weights are random (no hub here); speed does not depend on their values.
 
     .venv/bin/python bench/bench_gpu_embed.py [--n 20000] [--dtype float16] [--max-tokens 131072] [--device cuda]
+                                              [--tokenizer all-MiniLM-L6-v2]
 
 Goal on one H100-class GPU: >= 5,000 abstracts/s (about 40x the landscape paper's ~114/s).
 Runs on CPU too (``--device cpu --n 200``) as a smoke test.
@@ -28,14 +29,14 @@ def load_texts(n: int) -> list[str]:
     raise SystemExit("no corpus found")
 
 
-def bert_base(folder: Path) -> Path:
-    """A BERT-base checkpoint (random weights) with the uncased BERT vocabulary of the bundled model."""
+def bert_base(folder: Path, tokenizer: str) -> Path:
+    """A BERT-base checkpoint (random weights) with the uncased BERT vocabulary of ``tokenizer``."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from corpusmap.encoders import resolve_model
 
-    AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2")).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model(tokenizer)).save_pretrained(folder)
     torch.manual_seed(0)
     BertModel(BertConfig(max_position_embeddings=512)).save_pretrained(folder)
     return folder
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=131072, help="token budget per batch (0 = fixed rows)")
     parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--tokenizer", default="all-MiniLM-L6-v2", help="model name or folder whose vocabulary to use")
     args = parser.parse_args()
 
     import torch
@@ -56,7 +58,7 @@ def main() -> None:
     from corpusmap.encoders import TransformerEncoder
 
     texts = load_texts(args.n)
-    model_dir = bert_base(Path(tempfile.mkdtemp()))
+    model_dir = bert_base(Path(tempfile.mkdtemp()), args.tokenizer)
     encoder = TransformerEncoder(str(model_dir), pooling="sep", max_length=512, batch_size=args.batch_size,
                                  max_tokens_per_batch=args.max_tokens or None, device=args.device, dtype=args.dtype)
     encoder.encode(texts[:256])  # warm-up: kernels, allocator

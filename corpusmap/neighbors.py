@@ -1,9 +1,10 @@
 """The kNN graph: FAISS search over the stored vectors, computed once and reused by every layout and metric.
 
 Vectors are read in float32 blocks (``iter_blocks``) and never held in float64; the index is filled block by block
-and searched block by block. Self is excluded from every row. ``auto`` uses exact search (``IndexFlat``) below
-``exact_threshold`` points and an IVF index above, with ``nprobe`` raised until recall@k, measured against exact
-search on a seeded sample of queries, reaches ``target_recall``. The measured recall goes into the manifest.
+and searched block by block. Self is excluded from every row. ``auto`` uses exact search below ``exact_threshold``
+points and an approximate index above (IVF-PQ fast scan with exact re-ranking on the CPU, IVF-Flat on a GPU), with
+its search parameters raised until recall@k, measured against exact search on a seeded sample of queries, reaches
+``target_recall``. The measured recall goes into the manifest.
 
 Stored layout (``RUN/knn/``): ``indices.npy`` (int64, n x k), ``distances.npy`` (float32, n x k, sorted ascending
 in each row; Euclidean distance, or ``1 - cosine similarity``) and ``manifest.json``.
@@ -24,7 +25,8 @@ from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import Progress, info
 
 METRICS = ("euclidean", "cosine")
-INDEXES = ("auto", "exact", "ivf", "hnsw")
+INDEXES = ("auto", "exact", "ivf", "ivfpq", "hnsw")
+CPU_ONLY = ("hnsw", "ivfpq")  # FAISS has no GPU HNSW, and no GPU fast-scan PQ
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_BLOCK_ROWS = 65_536
 KNN_DIR = "knn"
@@ -155,7 +157,8 @@ class KnnGraph:
 
 @contextlib.contextmanager
 def faiss_threads(threads: Optional[int]):
-    """Set the thread count of FAISS (OpenMP) and PyTorch for the block, restoring both afterwards."""
+    """Set the thread count of FAISS (OpenMP) and of the dense kernel for the block, restoring both afterwards."""
+    global _THREADS
     faiss = _import_faiss()
 
     if not threads:
@@ -163,18 +166,14 @@ def faiss_threads(threads: Optional[int]):
         return
     if threads < 1:
         raise UsageProblem(f"--threads must be at least 1, got {threads}")
-    torch = _torch()
-    before = faiss.omp_get_max_threads()
-    before_torch = torch.get_num_threads() if torch is not None else None
+    before, before_dense = faiss.omp_get_max_threads(), _THREADS
     faiss.omp_set_num_threads(int(threads))
-    if torch is not None:
-        torch.set_num_threads(int(threads))
+    _THREADS = int(threads)
     try:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-        if torch is not None:
-            torch.set_num_threads(before_torch)
+        _THREADS = before_dense
 
 
 def _use_gpu(device: str) -> bool:
@@ -223,58 +222,96 @@ def _faiss_metric(metric: str):
 # the dense kernel: exact top-k of a block of queries against a block of vectors
 
 
-def _torch():
-    """PyTorch when installed (a corpusmap dependency): its MKL matrix product is 2-4x faster on CPU than the
-    BLAS inside the faiss-cpu wheel, which dominates exact search."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency; FAISS alone still works
-        return None
-    return torch
+_THREADS: Optional[int] = None  # threads of the dense kernel (None: all cores)
+QUERY_ROWS = 1024  # queries per task of the dense kernel
+GROUP = 64  # columns per group in smallest_k
 
 
 def knn_dense(q: np.ndarray, x: np.ndarray, kk: int, metric: str, x_sqnorms: Optional[np.ndarray] = None,
-              chunk_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+              chunk_rows: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``kk`` rows of ``x`` for each row of ``q`` (float32), best first.
 
     Returns FAISS-style raw scores (squared L2 ascending, or inner products descending) and row numbers of
-    ``x``. Uses one matrix product per chunk of ``x`` (PyTorch/MKL when available, else ``faiss.knn``).
+    ``x``. One BLAS matrix product per chunk of ``x`` and :func:`smallest_k` on it. Large batches of queries
+    are split into tasks of :data:`QUERY_ROWS` run by one thread per core, each with a single-threaded BLAS,
+    so that the top-k selection (numpy, one core per call) runs in parallel too.
     """
     kk = int(min(kk, x.shape[0]))
-    torch = _torch()
-    if torch is None:
-        faiss = _import_faiss()
-        return faiss.knn(np.ascontiguousarray(q), np.ascontiguousarray(x), kk, metric=_faiss_metric(metric))
-    q_step = max(1, (1 << 26) // min(chunk_rows, max(x.shape[0], 1)))  # score matrices of at most 256 MB
-    if q.shape[0] > q_step:
-        parts = [knn_dense(q[s:s + q_step], x, kk, metric, x_sqnorms, chunk_rows)
-                 for s in range(0, q.shape[0], q_step)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    q = np.ascontiguousarray(q, dtype=np.float32)
     ip = metric == "cosine"
-    qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
-    best_d = best_i = None
-    for start in range(0, x.shape[0], chunk_rows):
-        xt = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk_rows], dtype=np.float32))
-        if ip:
-            g = torch.mm(qt, xt.T)
-        else:  # |x|^2 - 2 q.x in one fused matrix product; |q|^2 is added to the k winners only
-            xb = xt.numpy()
-            sq = x_sqnorms[start:start + chunk_rows] if x_sqnorms is not None else np.einsum("ij,ij->i", xb, xb)
-            g = torch.addmm(torch.from_numpy(np.ascontiguousarray(sq, dtype=np.float32))[None, :], qt, xt.T,
-                            beta=1.0, alpha=-2.0)
-        kc = min(kk, g.shape[1])
-        d, i = torch.topk(g, kc, dim=1, largest=ip, sorted=True)
-        i = i + start
-        if best_d is None:
+    sq = None if ip else (x_sqnorms if x_sqnorms is not None else np.einsum("ij,ij->i", x, x, dtype=np.float32))
+
+    def task(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        best_d = best_i = None
+        for start in range(0, x.shape[0], chunk_rows):
+            xb = np.asarray(x[start:start + chunk_rows], dtype=np.float32)
+            g = q[rows] @ xb.T
+            if ip:
+                np.negative(g, out=g)
+            else:  # |x|^2 - 2 q.x; |q|^2 is the same along a row and is added to the winners only
+                g *= -2
+                g += sq[start:start + chunk_rows]
+            d, i = smallest_k(g, kk)
+            i += start
+            if best_d is not None:
+                d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
+                order = np.argsort(d, axis=1, kind="stable")[:, :kk]
+                d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
             best_d, best_i = d, i
-        else:
-            d, i = torch.cat([best_d, d], dim=1), torch.cat([best_i, i], dim=1)
-            best_d, pos = torch.topk(d, kk, dim=1, largest=ip, sorted=True)
-            best_i = torch.gather(i, 1, pos)
-    d, i = best_d.numpy(), best_i.numpy().astype(np.int64)
-    if not ip:
-        d = np.maximum(d + np.einsum("ij,ij->i", q, q)[:, None], 0).astype(np.float32)
-    return np.ascontiguousarray(d, dtype=np.float32), i
+        return best_d, best_i
+
+    m = q.shape[0]
+    workers = _THREADS or os.cpu_count() or 1
+    if m < 2 * QUERY_ROWS or workers == 1:
+        d, i = task(slice(0, m))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(task, [slice(s, s + QUERY_ROWS) for s in range(0, m, QUERY_ROWS)]))
+        d, i = np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+    if ip:
+        d = -d
+    else:
+        d = np.maximum(d + np.einsum("ij,ij->i", q, q)[:, None], 0)
+    return np.ascontiguousarray(d, dtype=np.float32), i.astype(np.int64, copy=False)
+
+
+def smallest_k(scores: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``kk`` smallest values of each row and their columns, ascending (equal values by column).
+
+    For long rows the columns are split into :data:`GROUP` interleaved slices and the element-wise minimum
+    over them gives each group's best (a fast, vectorised pass): every one of the row's ``kk`` smallest values
+    lies in one of the ``kk`` groups with the smallest group minima, because the ``kk``-th smallest group
+    minimum is met by ``kk`` distinct elements. Only those groups' columns are then partitioned and sorted.
+    """
+    m, cols = scores.shape
+    kk = min(kk, cols)
+    groups = cols // GROUP
+    if groups >= 4 * kk:
+        best = np.minimum.reduce(scores[:, :groups * GROUP].reshape(m, GROUP, groups), axis=1)
+        chosen = np.argpartition(best, kk - 1, axis=1)[:, :kk]
+        where = (chosen[:, :, None] + groups * np.arange(GROUP)).reshape(m, kk * GROUP)
+        if groups * GROUP < cols:
+            where = np.hstack([where, np.broadcast_to(np.arange(groups * GROUP, cols), (m, cols - groups * GROUP))])
+    else:
+        where = np.broadcast_to(np.arange(cols), (m, cols))
+    vals = np.take_along_axis(scores, where, axis=1)
+    if vals.shape[1] > kk:
+        part = np.argpartition(vals, kk - 1, axis=1)[:, :kk]
+        where, vals = np.take_along_axis(where, part, axis=1), np.take_along_axis(vals, part, axis=1)
+    order = _order_rows(vals, where)
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(where, order, axis=1)
+
+
+def _order_rows(vals: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per-row order by value, then by column (so ties come out the same however they were found)."""
+    order = np.argsort(cols, axis=1, kind="stable")
+    order = np.take_along_axis(order, np.argsort(np.take_along_axis(vals, order, axis=1), axis=1, kind="stable"),
+                               axis=1)
+    return order
 
 
 class DenseIndex:
@@ -389,20 +426,22 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
         ``euclidean`` or ``cosine`` (rows L2-normalised, inner product; distance = 1 - similarity).
     index
         ``exact`` (flat), ``ivf`` (IVF-Flat, ``nlist ≈ sqrt(n)`` on CPU and ``4·sqrt(n)`` on GPU unless
-        given, ``nprobe`` tuned), ``hnsw`` (HNSW-Flat,
-        ``efSearch`` tuned), or ``auto``: exact below ``exact_threshold`` points, IVF above. On the CPU, IVF
-        is :class:`ListBatchedIVF` (same results as FAISS' ``IndexIVFFlat``, searched list by list with
+        given, ``nprobe`` tuned), ``ivfpq`` (CPU: FAISS ``IndexIVFPQFastScan`` with 4-bit codes of 2-D
+        sub-vectors, ``nlist ≈ sqrt(n)``, re-ranked exactly by ``IndexRefineFlat``; ``nprobe`` and the
+        re-ranking depth ``k_factor`` tuned), ``hnsw`` (HNSW-Flat, ``efSearch`` tuned), or ``auto``: exact
+        below ``exact_threshold`` points, above it ``ivfpq`` on the CPU and ``ivf`` on a GPU. On the CPU,
+        ``ivf`` is :class:`ListBatchedIVF` (same results as FAISS' ``IndexIVFFlat``, searched list by list with
         matrix products); on a GPU it is FAISS' GPU ``IndexIVFFlat``. HNSW construction is multi-threaded
-        in FAISS and so not bit-for-bit reproducible unless ``threads=1``; exact and IVF are.
+        in FAISS and so not bit-for-bit reproducible unless ``threads=1``; the others are.
     device
-        ``auto`` uses all GPUs FAISS sees (flat and IVF indexes); ``cuda`` requires one; ``cpu`` never uses one.
+        ``auto`` uses all GPUs FAISS sees (exact and ``ivf``); ``cuda`` requires one; ``cpu`` never uses one.
     seed
         Seeds the IVF training sample and k-means, the tuning queries and the recall queries.
     recall_sample
         Number of queries on which recall@k against exact search is measured (approximate indexes) and on which
-        ``nprobe`` / ``efSearch`` is tuned (a separate sample of the same size).
+        the search parameters are tuned (a separate sample of the same size).
     target_recall
-        Tuning stops at the first ``nprobe`` / ``efSearch`` with recall@k at least this.
+        Tuning stops at the cheapest search parameters found with recall@k at least this.
     threads
         FAISS OpenMP threads on CPU (default: all cores).
 
@@ -424,19 +463,20 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
     if not 1 <= k < n:
         raise UsageProblem(f"k must be between 1 and n - 1 = {n - 1} (the number of other points), got {k}")
     gpu = _use_gpu(device)
-    kind = index if index != "auto" else ("exact" if n < exact_threshold else "ivf")
-    if kind == "hnsw" and gpu:
-        info("HNSW runs on the CPU (FAISS has no GPU HNSW); use --index ivf for a GPU index")
+    kind = index if index != "auto" else ("exact" if n < exact_threshold else ("ivf" if gpu else "ivfpq"))
+    if kind in CPU_ONLY and gpu:
+        info(f"{kind} runs on the CPU (FAISS has no GPU version of it); use --index ivf for a GPU index")
+        gpu = False
     cosine = metric == "cosine"
 
     with faiss_threads(None if gpu else threads):
         params: dict[str, Any] = {}
         tuning: list[dict] = []
         cpu_index = _make_index(kind, dim, metric, n, nlist, hnsw_m, params, seed, gpu)
-        idx = faiss.index_cpu_to_all_gpus(cpu_index) if (gpu and kind != "hnsw") else cpu_index
+        idx = faiss.index_cpu_to_all_gpus(cpu_index) if gpu else cpu_index
         if idx is not cpu_index and kind == "ivf" and hasattr(idx, "cp"):
             idx.cp.seed = cpu_index.cp.seed
-        if kind == "ivf":
+        if kind in ("ivf", "ivfpq"):
             _train_ivf(idx, vectors, n, params, seed, cosine)
         with Progress("kNN graph: adding vectors", total=n, unit="vectors") as bar:
             for _, block in iter_float32_blocks(vectors, block_rows, normalize=cosine):
@@ -444,7 +484,7 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
                 if progress:
                     bar.update(block.shape[0])
 
-        if kind in ("ivf", "hnsw"):
+        if kind != "exact":
             tune_rows = _sample(n, recall_sample, seed, _STREAM_TUNE)
             exact_tune, _ = exact_search(vectors, tune_rows, k, metric, block_rows=block_rows)
             tuning = _tune(idx, kind, gpu, vectors, tune_rows, exact_tune, k, cosine, target_recall, params, n)
@@ -482,7 +522,7 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
         "distance": "euclidean" if metric == "euclidean" else "1 - cosine similarity",
         "index": {"type": kind, "requested": index, "params": params, "tuning": tuning,
                   "exact_threshold": int(exact_threshold)},
-        "recall": recall, "device": "cuda" if gpu and kind != "hnsw" else "cpu",
+        "recall": recall, "device": "cuda" if gpu else "cpu",
         "threads": (None if gpu else (threads or faiss.omp_get_max_threads())),
         "seed": int(seed), "seconds": round(seconds, 3), "versions": _versions(),
     }
@@ -574,15 +614,9 @@ class ListBatchedIVF:
 
 def _top(scores: np.ndarray, kk: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
     """Best ``kk`` of each row, best first: (scores, column numbers)."""
-    torch = _torch()
-    if torch is not None:
-        d, i = torch.topk(torch.from_numpy(scores), kk, dim=1, largest=largest, sorted=True)
-        return d.numpy(), i.numpy().astype(np.int64)
-    key = -scores if largest else scores
-    i = np.argpartition(key, kk - 1, axis=1)[:, :kk] if key.shape[1] > kk else \
-        np.broadcast_to(np.arange(key.shape[1]), key.shape).copy()
-    i = np.take_along_axis(i, np.argsort(np.take_along_axis(key, i, axis=1), axis=1, kind="stable"), axis=1)
-    return np.take_along_axis(scores, i, axis=1), i
+    d, i = smallest_k(-scores if largest else scores, kk)
+    return (-d if largest else d), i
+
 
 def _make_index(kind: str, dim: int, metric: str, n: int, nlist: Optional[int], hnsw_m: int, params: dict,
                 seed: int, gpu: bool):
@@ -590,8 +624,9 @@ def _make_index(kind: str, dim: int, metric: str, n: int, nlist: Optional[int], 
 
     fm = _faiss_metric(metric)
     if kind == "exact":
-        if not gpu and _torch() is not None:
-            params.update({"implementation": "brute force with torch.mm + torch.topk (same results as IndexFlat)"})
+        if not gpu:
+            params.update({"implementation": "brute force: BLAS matrix products and a grouped top-k "
+                                             "(same results as IndexFlat)"})
             return DenseIndex(dim, metric)
         params.update({"implementation": "IndexFlatL2" if fm == faiss.METRIC_L2 else "IndexFlatIP"})
         return faiss.IndexFlatL2(dim) if fm == faiss.METRIC_L2 else faiss.IndexFlatIP(dim)
@@ -611,6 +646,19 @@ def _make_index(kind: str, dim: int, metric: str, n: int, nlist: Optional[int], 
         idx.cp.seed = int(seed) & 0x7FFFFFFF  # k-means initialisation (copied to the GPU clone)
         params.update({"implementation": "IndexIVFFlat", "nlist": nl})
         return idx
+    if kind == "ivfpq":
+        nl = int(nlist) if nlist else int(round(math.sqrt(n)))
+        nl = max(1, min(nl, n // 39 if n >= 39 else 1))
+        sub = dim // 2 if dim % 2 == 0 else dim  # 2-D sub-vectors (1-D for odd dimensions), 4 bits each
+        idx = faiss.index_factory(dim, f"IVF{nl},PQ{sub}x4fs,RFlat", fm)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(idx))
+        ivf.cp.seed = ivf.pq.cp.seed = int(seed) & 0x7FFFFFFF
+        ivf.cp.niter = ivf.pq.cp.niter = 10
+        ivf.pq.cp.max_points_per_centroid = 128  # 2,048 points train each 16-centroid sub-quantizer
+        ivf.by_residual = False  # one lookup table per query instead of one per probed list: several times faster
+        params.update({"implementation": "IndexIVFPQFastScan + IndexRefineFlat (4-bit PQ scan, exact re-ranking)",
+                       "nlist": nl, "pq_subvectors": sub, "pq_bits": 4})
+        return idx
     idx = faiss.IndexHNSWFlat(dim, int(hnsw_m), fm)
     idx.hnsw.efConstruction = max(200, 2 * int(hnsw_m))  # text embeddings need a well-built graph
     params.update({"implementation": "IndexHNSWFlat", "M": int(hnsw_m),
@@ -627,56 +675,88 @@ def _train_ivf(idx, vectors, n: int, params: dict, seed: int, cosine: bool) -> N
     params.update({"train_size": train_n})
 
 
-def _set_param(idx, gpu: bool, name: str, value: int) -> None:
+def _set_param(idx, gpu: bool, name: str, value: float) -> None:
     if isinstance(idx, ListBatchedIVF):
         idx.nprobe = int(value)
         return
     faiss = _import_faiss()
 
+    if isinstance(idx, faiss.IndexRefine):  # ivfpq: re-ranking depth, or a parameter of the IVF inside
+        if name == "k_factor":
+            idx.k_factor = float(value)
+        else:
+            faiss.extract_index_ivf(idx).nprobe = int(value)
+        return
     space = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
     space.set_index_parameter(idx, name, int(value))
 
 
+K_FACTORS = (8, 16, 32)  # ivfpq re-ranking depths tried, cheapest first: k_factor * (k+1) candidates re-ranked
+
+
 def _tune(idx, kind, gpu, vectors, rows, exact, k, cosine, target, params, n) -> list[dict]:
     """The smallest nprobe (IVF) or efSearch (HNSW) found whose recall@k on the tuning queries reaches ``target``:
-    doubling until it does, then the values between the last two at steps of 2^(1/4)."""
+    doubling until it does, then the values between the last two at steps of 2^(1/4). ``ivfpq`` tunes nprobe
+    at each re-ranking depth of :data:`K_FACTORS` and stops at the first depth that reaches the target."""
     queries = take_float32(vectors, rows, normalize=cosine)
-    if kind == "ivf":
+    if kind in ("ivf", "ivfpq"):
         name, lowest, limit = "nprobe", 1, (min(params["nlist"], 2048) if gpu else params["nlist"])
     else:
         name, lowest, limit = "efSearch", max(16, k + 1), 4096
-    tried: dict[int, float] = {}
+    tried: list[dict] = []
 
-    def recall_at(value: int) -> float:
-        if value not in tried:
-            _set_param(idx, gpu, name, value)
-            d, i = idx.search(queries, k + 1)
-            tried[value] = recall_at_k(remove_self(i, d, rows, k)[0], exact)
-        return tried[value]
+    def recall_of(extra: dict):
+        cache: dict[int, float] = {}
 
+        def recall_at(value: int) -> float:
+            if value not in cache:
+                _set_param(idx, gpu, name, value)
+                d, i = idx.search(queries, k + 1)
+                cache[value] = recall_at_k(remove_self(i, d, rows, k)[0], exact)
+                tried.append({**extra, name: value, "recall": round(cache[value], 5)})
+            return cache[value]
+        return recall_at
+
+    for k_factor in (K_FACTORS if kind == "ivfpq" else (None,)):
+        extra = {}
+        if k_factor is not None:
+            _set_param(idx, gpu, "k_factor", k_factor)
+            extra = {"k_factor": k_factor}
+            params["k_factor"] = k_factor
+        chosen, reached = _smallest_reaching(recall_of(extra), lowest, limit, target)
+        if reached:
+            break
+    _set_param(idx, gpu, name, chosen)
+    params[name] = int(chosen)
+    params["tuned_on_queries"] = int(len(rows))
+    return tried
+
+
+def _smallest_reaching(recall_at, lowest: int, limit: int, target: float) -> tuple[int, bool]:
+    """Double from ``lowest`` until ``recall_at(value) >= target`` (or ``limit``), then try the values between the
+    last two at steps of 2^(1/4). Returns (value, whether it reached the target)."""
     value = lowest
     while recall_at(value) < target and value < limit:
         value = min(2 * value, limit)
+    if recall_at(value) < target:
+        return value, False
     chosen = value
-    if recall_at(value) >= target and value > lowest:
+    if value > lowest:
         below = max(lowest, value // 2)
         for j in (1, 2, 3):
             between = int(round(below * 2 ** (j / 4)))
             if below < between < value and recall_at(between) >= target:
                 chosen = between
                 break
-    _set_param(idx, gpu, name, chosen)
-    params[name] = int(chosen)
-    params["tuned_on_queries"] = int(len(rows))
-    return [{name: v, "recall": round(r, 5)} for v, r in sorted(tried.items())]
+    return chosen, True
 
 
 def _fill_missing(idx, kind, gpu, block, raw_d, raw_i, kk, params):
     """IVF with few probes can return fewer than k+1 results (-1 ids); search those rows with more probes."""
     bad = np.flatnonzero((raw_i < 0).any(axis=1))
-    name = "nprobe" if kind == "ivf" else "efSearch"
+    name = "efSearch" if kind == "hnsw" else "nprobe"
     value = params.get(name, 1)
-    limit = params.get("nlist", 1 << 16) if kind == "ivf" else 1 << 16
+    limit = params.get("nlist", 1 << 16) if name == "nprobe" else 1 << 16
     while bad.size and value < limit:
         value = min(limit, value * 4)
         _set_param(idx, gpu, name, value)
@@ -694,13 +774,7 @@ def _versions() -> dict:
 
     from corpusmap import __version__
 
-    torch = _torch()
-    return {"corpusmap": __version__, "faiss": getattr(faiss, "__version__", "unknown"), "numpy": np.__version__,
-            "torch": torch.__version__ if torch is not None else None}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# a graph the user brings
+    return {"corpusmap": __version__, "faiss": getattr(faiss, "__version__", "unknown"), "numpy": np.__version__}
 
 
 def graph_from_arrays(vectors, indices: np.ndarray, distances: Optional[np.ndarray] = None,

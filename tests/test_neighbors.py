@@ -13,7 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 from corpusmap.cli import main
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.neighbors import (ArrayVectors, KnnGraph, build_knn_graph, graph_from_arrays, load_knn_graph,
-                                 recall_at_k, recall_queries, remove_self, save_knn_graph)
+                                 recall_at_k, recall_queries, remove_self, save_knn_graph, smallest_k)
 
 ACL = "acl_2016_2019.jsonl.gz"
 K = 15
@@ -80,7 +80,7 @@ def test_cosine_graph_is_inner_product_of_normalised_vectors(X):
     assert _same_sets(g.indices, raw.indices) < 0.9
 
 
-@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+@pytest.mark.parametrize("index", ["ivf", "ivfpq", "hnsw"])
 def test_approximate_recall_in_manifest_matches_recomputation(X, brute, index):
     g = build_knn_graph(X, k=K, index=index, seed=7, recall_sample=500, progress=False)
     rec = g.manifest["recall"]
@@ -90,25 +90,42 @@ def test_approximate_recall_in_manifest_matches_recomputation(X, brute, index):
     assert rec["value"] >= 0.95  # tuned on a separate sample to reach 0.98
     assert recall_at_k(g.indices, brute[0]) >= 0.95
     params = g.manifest["index"]["params"]
-    assert ("nprobe" in params) if index == "ivf" else ("efSearch" in params)
-    tuning = g.manifest["index"]["tuning"]
-    chosen = params["nprobe"] if index == "ivf" else params["efSearch"]
-    assert [t["recall"] for t in tuning if t.get("nprobe", t.get("efSearch")) == chosen][0] >= 0.98
+    name = "efSearch" if index == "hnsw" else "nprobe"
+    chosen = {name: params[name], **({"k_factor": params["k_factor"]} if index == "ivfpq" else {})}
+    tried = [t for t in g.manifest["index"]["tuning"] if all(t[key] == value for key, value in chosen.items())]
+    assert len(tried) == 1 and tried[0]["recall"] >= 0.98
 
 
-def test_auto_picks_exact_below_threshold_and_ivf_above(X):
+def test_auto_picks_exact_below_threshold_and_ivfpq_above_on_cpu(X):
     assert build_knn_graph(X[:2000], k=5, progress=False).manifest["index"]["type"] == "exact"
-    g = build_knn_graph(X[:2000], k=5, exact_threshold=1000, recall_sample=200, progress=False)
-    assert g.manifest["index"]["type"] == "ivf" and g.manifest["index"]["params"]["nlist"] == 45  # sqrt(n) on CPU
+    g = build_knn_graph(X[:2000], k=5, exact_threshold=1000, recall_sample=200, device="cpu", progress=False)
+    params = g.manifest["index"]["params"]
+    assert g.manifest["index"]["type"] == "ivfpq" and params["nlist"] == 45  # sqrt(n)
+    assert params["pq_subvectors"] == 32 and params["pq_bits"] == 4  # 2-D sub-vectors of the 64 dimensions
     g = build_knn_graph(X[:2000], k=5, index="ivf", nlist=500, recall_sample=200, progress=False)
     assert g.manifest["index"]["params"]["nlist"] == 2000 // 39  # at least 39 training points per list
 
 
-def test_ivf_is_deterministic_given_seed(X):
-    a = build_knn_graph(X[:3000], k=10, index="ivf", seed=3, recall_sample=300, progress=False)
-    b = build_knn_graph(X[:3000], k=10, index="ivf", seed=3, recall_sample=300, progress=False)
+@pytest.mark.parametrize("index", ["ivf", "ivfpq"])
+def test_ivf_is_deterministic_given_seed(X, index):
+    a = build_knn_graph(X[:3000], k=10, index=index, seed=3, recall_sample=300, progress=False)
+    b = build_knn_graph(X[:3000], k=10, index=index, seed=3, recall_sample=300, progress=False)
     assert np.array_equal(a.indices, b.indices) and np.array_equal(a.distances, b.distances)
     assert a.manifest["index"]["params"] == b.manifest["index"]["params"]
+
+
+@pytest.mark.parametrize("cols", [40, 5000, 5000 + 37])
+def test_smallest_k_equals_a_full_sort_with_ties(X, cols):
+    """The grouped selection against a full lexicographic sort (value, then column), on real squared distances
+    rounded so that ties are common."""
+    scores = np.round(((X[:50, None, :] - X[None, :cols, :]) ** 2).sum(-1), 1).astype(np.float32)
+    d, i = smallest_k(scores, 16)
+    full = np.sort(scores, axis=1)[:, :16]
+    assert np.array_equal(d, full)  # the same values, ascending
+    assert np.array_equal(np.take_along_axis(scores, i, axis=1), d)  # at the columns returned
+    assert all(len(set(row)) == 16 for row in i)
+    below = scores < full[:, -1:]  # every column strictly better than the 16th value is among them
+    assert all(set(np.flatnonzero(b)) <= set(row) for b, row in zip(below, i))
 
 
 def test_duplicates_never_list_self():

@@ -12,15 +12,16 @@ from corpusmap.errors import CorpusmapError, UsageProblem
 @run_argument
 @click.option("-k", "k", type=click.IntRange(min=1), default=15, show_default=True,
               help="Neighbours per point (self excluded); store at least as many as any map or metric needs.")
-@click.option("--index", type=click.Choice(["auto", "exact", "ivf", "hnsw"]), default="auto", show_default=True,
-              help="auto: exact below --exact-threshold points, IVF above (tuned to --target-recall).")
+@click.option("--index", type=click.Choice(["auto", "exact", "ivf", "ivfpq", "hnsw"]), default="auto", show_default=True,
+              help="auto: exact below --exact-threshold points; above, ivfpq on the CPU and ivf on a GPU "
+                   "(search parameters tuned to --target-recall).")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
               help="Distance; cosine stores 1 - cosine similarity.")
 @device_option
 @threads_option
 @seed_option
 @click.option("--target-recall", type=click.FloatRange(0.0, 1.0), default=0.98, show_default=True,
-              help="Approximate indexes: raise nprobe/efSearch until recall@k reaches this.")
+              help="Approximate indexes: raise nprobe/k_factor/efSearch until recall@k reaches this.")
 @click.option("--recall-queries", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Queries on which recall@k against exact search is measured.")
 @click.option("--exact-threshold", type=click.IntRange(min=0), default=100_000, show_default=True,
