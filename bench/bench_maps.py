@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--n-iter", type=int, default=500)
     parser.add_argument("--early-exaggeration-iter", type=int, default=250)
     parser.add_argument("--n-neighbors", type=int, default=15)
-    parser.add_argument("--knn-index", choices=["auto", "exact", "ivf", "hnsw"], default="auto",
+    parser.add_argument("--knn-index", choices=["auto", "exact", "ivf", "ivfpq", "hnsw"], default="auto",
                         help="`corpusmap neighbors --index` for the graph step")
     parser.add_argument("--only", choices=["tsne", "umap"], default=None)
     parser.add_argument("--out", default=None, help="write the results as JSON here too")

@@ -6,6 +6,7 @@ on the texts and the parameters, so an interrupted run that resumes computes exa
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -32,11 +33,16 @@ class Encoded:
 
 @dataclass
 class Prepared:
-    """Tokenised texts waiting for the model: the encoding, truncation count and token lengths."""
+    """Tokenised texts waiting for the model: each tokenizer output (``input_ids``, ``token_type_ids``) as one
+    flat array of all texts' tokens, the number of texts that were cut, and each text's token count."""
 
-    encoding: object
+    tokens: dict
     truncated: int
     lengths: np.ndarray
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths)])
 
 
 # ---------------------------------------------------------------------------------------------- devices
@@ -164,8 +170,7 @@ class TransformerEncoder:
         except Exception as exc:  # hub errors, missing files, bad configs: all mean "cannot use this model"
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CorpusmapError(f"cannot load model {self.model_name!r}: {reason[:300]}") from None
-        if self.dtype != "float32":
-            model = model.to(torch_dtype(self.dtype))
+        model = model.to(torch_dtype(self.dtype))  # also float32 for checkpoints stored in half precision
         model.eval()
         return model
 
@@ -215,7 +220,31 @@ class TransformerEncoder:
             return Prepared({}, 0, np.zeros(0, dtype=np.int64))
         enc, truncated = self.tokenize(texts)
         lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
-        return Prepared(enc, truncated, lengths)
+        tokens = {key: np.fromiter(itertools.chain.from_iterable(enc[key]), dtype=np.int64, count=int(lengths.sum()))
+                  for key in ("input_ids", "token_type_ids") if key in enc}
+        return Prepared(tokens, truncated, lengths)
+
+    def pad(self, prepared: "Prepared", rows: np.ndarray, offsets: np.ndarray) -> dict:
+        """The padded batch of texts ``rows`` as int64 tensors, built with numpy in one vectorised step (padding
+        token by token in Python kept a GPU idle most of the time); the tokenizer's padding side is kept."""
+        import torch
+
+        tokenizer = self._model.tokenizer
+        lengths = prepared.lengths[rows]
+        width = -(-max(int(lengths.max()), 1) // 8) * 8  # a multiple of 8: tensor-core friendly, fewer shapes
+        pos = np.arange(width)
+        start = (width - lengths)[:, None] if getattr(tokenizer, "padding_side", "right") == "left" else 0
+        mask = (pos >= start) & (pos < start + lengths[:, None])
+        source = (offsets[rows][:, None] + pos - start)[mask]
+        pad_values = {"input_ids": tokenizer.pad_token_id or 0,
+                      "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0) or 0}
+        batch = {}
+        for key, flat in prepared.tokens.items():
+            padded = np.full((len(rows), width), pad_values[key], dtype=np.int64)
+            padded[mask] = flat[source]
+            batch[key] = torch.from_numpy(padded)
+        batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
+        return batch
 
     def compute(self, prepared: "Prepared") -> Encoded:
         """Run the model over length-sorted batches and put the vectors back in input order."""
@@ -225,13 +254,11 @@ class TransformerEncoder:
         out = np.empty((n, self.dim), dtype=np.float32)
         if not n:
             return Encoded(out)
-        enc = prepared.encoding
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        offsets = prepared.offsets
         pin = self.device.startswith("cuda")
         with torch.inference_mode():
             for rows in plan_batches(prepared.lengths, self.batch_size, self.max_tokens_per_batch):
-                features = self._model.tokenizer.pad({k: [enc[k][i] for i in rows] for k in keys},
-                                                     return_tensors="pt")
+                features = self.pad(prepared, rows, offsets)
                 features = {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin)
                             for k, v in features.items()}
                 out[rows] = self._forward(features)

@@ -411,7 +411,7 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str = "auto", device: str = "auto",
                     seed: int = 42, recall_sample: int = 1000, target_recall: float = 0.98,
-                    exact_threshold: int = 100_000, threads: Optional[int] = None,
+                    exact_threshold: int = 20_000, threads: Optional[int] = None,
                     block_rows: int = DEFAULT_BLOCK_ROWS, nlist: Optional[int] = None,
                     hnsw_m: int = 32, progress: bool = True) -> KnnGraph:
     """Compute the kNN graph of ``vectors`` (self excluded) with FAISS.

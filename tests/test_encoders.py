@@ -130,6 +130,26 @@ def test_auto_pooling_of_a_plain_checkpoint_is_mean_and_normalize_works(tiny_ber
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
 
 
+def test_half_precision_checkpoint_computes_in_float32_when_asked(tiny_bert, elife_texts, tmp_path):
+    """A checkpoint stored in float16 (common for large hub models) still runs in float32 with the default
+    --dtype, and gives what the float32 checkpoint with the same (rounded) weights gives."""
+    from transformers import AutoModel
+
+    half, rounded = tmp_path / "half", tmp_path / "rounded"
+    model = AutoModel.from_pretrained(tiny_bert)
+    model.half().save_pretrained(half)
+    model.float().save_pretrained(rounded)  # the same float16-rounded weights, stored in float32
+    for folder in (half, rounded):
+        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tiny_bert / name).exists():
+                (folder / name).write_bytes((tiny_bert / name).read_bytes())
+    encoder = TransformerEncoder(str(half), pooling="mean", max_length=64, device="cpu")
+    assert {p.dtype for p in encoder._model.parameters()} == {torch.float32}
+    texts = elife_texts[:6]
+    expected = TransformerEncoder(str(rounded), pooling="mean", max_length=64, device="cpu").encode(texts).vectors
+    np.testing.assert_allclose(encoder.encode(texts).vectors, expected, atol=1e-6)
+
+
 def test_max_length_is_capped_at_the_model_limit(tiny_bert):
     encoder = TransformerEncoder(str(tiny_bert), pooling="mean", max_length=4096, device="cpu")
     assert encoder.max_length == 128

@@ -24,7 +24,7 @@ from corpusmap.errors import CorpusmapError, UsageProblem
               help="Approximate indexes: raise nprobe/k_factor/efSearch until recall@k reaches this.")
 @click.option("--recall-queries", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Queries on which recall@k against exact search is measured.")
-@click.option("--exact-threshold", type=click.IntRange(min=0), default=100_000, show_default=True,
+@click.option("--exact-threshold", type=click.IntRange(min=0), default=20_000, show_default=True,
               help="--index auto: exact search below this many points.")
 @click.option("--from", "from_indices", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Use your own graph: an (n, k) integer .npy of neighbour rows (self excluded).")
