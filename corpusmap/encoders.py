@@ -109,19 +109,30 @@ def pool(token_embeddings, attention_mask, how: str):
     raise UsageProblem(f"unknown pooling {how!r}; use {', '.join(POOLINGS)}")
 
 
+PAD_MULTIPLE = 8  # batches are padded to a multiple of this many tokens
+
+
 def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: Optional[int] = None) -> list[np.ndarray]:
     """Indices of each batch: texts sorted by token length (longest first, stable), then cut into batches of
-    ``batch_size`` rows, or, with ``max_tokens``, as many rows as fit ``rows * longest <= max_tokens``."""
+    ``batch_size`` rows, or, with ``max_tokens``, as many rows as fit ``rows * width <= max_tokens`` where
+    ``width`` is the longest text rounded up to :data:`PAD_MULTIPLE` (the padded width, so that batch shapes
+    repeat from shard to shard and a GPU reuses the kernels it chose for them)."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     if not max_tokens:
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     batches, start = [], 0
     while start < len(order):
-        longest = max(int(lengths[order[start]]), 1)
+        longest = padded_width(int(lengths[order[start]]))
         rows = max(1, min(max_tokens // longest, batch_size if batch_size else len(order)))
         batches.append(order[start:start + rows])
         start += rows
     return batches
+
+
+def padded_width(longest: int) -> int:
+    """Tokens per row of a batch whose longest text has ``longest`` tokens: rounded up to PAD_MULTIPLE
+    (tensor-core friendly, and fewer distinct shapes)."""
+    return -(-max(longest, 1) // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
 class TransformerEncoder:
@@ -231,7 +242,7 @@ class TransformerEncoder:
 
         tokenizer = self._model.tokenizer
         lengths = prepared.lengths[rows]
-        width = -(-max(int(lengths.max()), 1) // 8) * 8  # a multiple of 8: tensor-core friendly, fewer shapes
+        width = padded_width(int(lengths.max()))
         pos = np.arange(width)
         start = (width - lengths)[:, None] if getattr(tokenizer, "padding_side", "right") == "left" else 0
         mask = (pos >= start) & (pos < start + lengths[:, None])
