@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from corpusmap.atomic import read_json
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import info
 
@@ -62,6 +63,23 @@ def read_map(run_path, name: str, corpus_ids: Optional[np.ndarray] = None) -> np
                 raise CorpusmapError(f"map {name!r} does not match the corpus: row {bad} has id {ids[bad]!r}, the "
                                      f"corpus {corpus_ids[bad]!r}; recompute it with `corpusmap map`")
     return coords
+
+
+def stale_maps(run_path, names: Sequence[str]) -> list[str]:
+    """The maps among ``names`` whose layout used a kNN graph other than the one now in ``RUN/knn`` (compared by
+    the sha256 of ``indices.npy`` recorded in both); maps without a graph (PCA, user maps) are never stale."""
+    from corpusmap.maps import read_map_metadata
+    from corpusmap.neighbors import MANIFEST, knn_dir
+
+    folder = Path(getattr(run_path, "path", run_path))
+    manifest_path = knn_dir(folder) / MANIFEST
+    current = read_json(manifest_path).get("indices_sha256") if manifest_path.is_file() else None
+    stale = []
+    for name in names:
+        used = (read_map_metadata(folder / MAPS_DIR / f"{name}.parquet").get("knn") or {}).get("indices_sha256")
+        if used and used != current:
+            stale.append(name)
+    return stale
 
 
 def _column(run, name: Optional[str], flag: str):
@@ -158,6 +176,10 @@ def evaluate_run(run_path, maps: Optional[Sequence[str]] = None, k: int = 10, qu
     spaces_in: list[tuple[str, str, object]] = []
     for name in selected:  # read every map before the (slow) metrics, so a bad map fails fast
         spaces_in.append((name, "map", read_map(run, name, corpus_ids)))
+    for name in stale_maps(run, selected):
+        notes.append(f"map {name} was made from an earlier kNN graph than RUN/knn holds; "
+                     f"`corpusmap map RUN --name {name}` with its method remakes it")
+        info(f"evaluate: {notes[-1]}")
     rows_all = M.sample_queries(n, queries, seed)
     info(f"evaluate: exact high-D neighbours of {len(rows_all):,} queries ({dim} dims, {metric})")
     high_nb = M.exact_neighbors(vectors, rows_all, k, metric)

@@ -182,7 +182,7 @@ def _base_metadata(run, name: str, method: str, layout_info: dict, graph=None) -
         meta["knn"] = {"k": int(graph.k), "metric": graph.metric,
                        "index": (manifest.get("index") or {}).get("type"),
                        "recall": (manifest.get("recall") or {}).get("value"),
-                       "source": manifest.get("source")}
+                       "source": manifest.get("source"), "indices_sha256": manifest.get("indices_sha256")}
     return meta
 
 

@@ -302,16 +302,8 @@ def smallest_k(scores: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
     if vals.shape[1] > kk:
         part = np.argpartition(vals, kk - 1, axis=1)[:, :kk]
         where, vals = np.take_along_axis(where, part, axis=1), np.take_along_axis(vals, part, axis=1)
-    order = _order_rows(vals, where)
+    order = np.lexsort((where, vals), axis=1)  # by value, then by column
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(where, order, axis=1)
-
-
-def _order_rows(vals: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Per-row order by value, then by column (so ties come out the same however they were found)."""
-    order = np.argsort(cols, axis=1, kind="stable")
-    order = np.take_along_axis(order, np.argsort(np.take_along_axis(vals, order, axis=1), axis=1, kind="stable"),
-                               axis=1)
-    return order
 
 
 class DenseIndex:
@@ -884,7 +876,7 @@ def save_knn_graph(run_dir_or_path, graph: KnnGraph) -> Path:
     The old manifest is removed first and the new one written last, so a crash at any point leaves either a
     complete graph or none (never a manifest describing other arrays).
     """
-    from corpusmap.atomic import write_json
+    from corpusmap.atomic import sha256_file, write_json
 
     out = knn_dir(run_dir_or_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -902,6 +894,7 @@ def save_knn_graph(run_dir_or_path, graph: KnnGraph) -> Path:
                 np.save(fh, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
                 fh.flush()
                 os.fsync(fh.fileno())
+        manifest["indices_sha256"] = sha256_file(tmp["indices.npy"])  # maps record it: stale maps are spotted
         (out / MANIFEST).unlink(missing_ok=True)
         for name, path in tmp.items():
             os.replace(path, out / name)

@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from corpusmap import metrics as M
 from corpusmap.cli import main
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.evaluate import evaluate_run, format_table
+from corpusmap.evaluate import evaluate_run, format_table, stale_maps
 from corpusmap.store import open_run
 
 ACL = "acl_2016_2019.jsonl.gz"
@@ -101,6 +101,24 @@ def test_evaluate_maps_against_direct_computation(run, data):
     assert "Maps found: shuffled, skpca" in r.output
     assert [s["space"] for s in json.loads((run / "eval" / "metrics.json").read_text())["spaces"]] == [
         "high-D (300 dims)", "skpca"]
+
+
+def test_maps_made_from_an_earlier_graph_are_named(run, data):
+    """A map records the sha256 of the graph it was laid out from; after `neighbors --overwrite` evaluate says
+    which maps are stale (and PCA-style maps without a graph never are)."""
+    X, Y, corpus = data
+    assert _cli("neighbors", run, "-k", 10, "--quiet").exit_code == 0
+    current = json.loads((run / "knn" / "manifest.json").read_text())["indices_sha256"]
+    for name, sha in (("old", "0" * 64), ("fresh", current), ("nograph", None)):
+        table = pa.table({"id": corpus["id"], "x": Y[:, 0], "y": Y[:, 1]})
+        meta = {"knn": {"indices_sha256": sha}} if sha else {}
+        (run / "maps").mkdir(exist_ok=True)
+        pq.write_table(table.replace_schema_metadata({b"corpusmap": json.dumps(meta).encode()}),
+                       run / "maps" / f"{name}.parquet")
+    assert stale_maps(run, ["fresh", "nograph", "old"]) == ["old"]
+    notes = evaluate_run(run, k=10, queries=200, pca=False)["notes"]
+    assert any("map old was made from an earlier kNN graph" in note for note in notes)
+    assert not any("fresh" in note or "nograph" in note for note in notes)
 
 
 def test_evaluate_bad_maps(run, data):
