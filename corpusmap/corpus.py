@@ -399,13 +399,16 @@ def first_label(value: Any) -> Optional[str]:
     return str(value)
 
 
+_TO_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode  # one encoder, not one per value
+
+
 def _as_string(value: Any) -> Optional[str]:
     if value is None:
         return None
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return _TO_JSON(value)
     return str(value)
 
 
