@@ -45,6 +45,15 @@ class EmbedOptions:
     dim: int = 300  # tfidf only
     seed: int = 42  # tfidf only
     fit_rows: int = 200_000  # tfidf only
+    fit_from: Optional[str] = None  # tfidf only: another run whose TF-IDF fit to reuse (one vector space)
+
+    def check(self) -> None:
+        """Raise the errors a user can cause with these options before anything is read or written."""
+        self.resolved_store_dtype()
+        if self.fit_from:
+            if self.model.lower() != "tfidf":
+                raise UsageProblem("--fit-from reuses a TF-IDF fit; it goes with --model tfidf only")
+            tfidf_fit_files(self.fit_from)
 
     def resolved_store_dtype(self) -> str:
         if self.store_dtype == "auto":
@@ -138,10 +147,29 @@ def _build_encoder(options: EmbedOptions, device: str):
                         seed=options.seed, fit_rows=options.fit_rows)
 
 
-def _fit_tfidf(run: Run, encoder, n_rows: int) -> None:
-    """Fit TF-IDF + SVD on a seeded sample of the corpus (or load the fit a previous attempt stored)."""
-    folder = run.embeddings_dir / "tfidf"
+TFIDF_FIT = "tfidf"  # RUN/embeddings/tfidf holds the fit
+TFIDF_FIT_FILES = ("vocabulary.json", "idf.npy", "components.npy")
+
+
+def tfidf_fit_files(run_dir: str | Path) -> list[Path]:
+    """The files of the TF-IDF fit stored in ``run_dir`` (for ``--fit-from``); an error if there is none."""
+    folder = Path(run_dir) / "embeddings" / TFIDF_FIT
+    files = [folder / name for name in TFIDF_FIT_FILES]
+    if not all(f.is_file() for f in files):
+        raise CorpusmapError(f"--fit-from {run_dir}: no TF-IDF fit there (embeddings/{TFIDF_FIT}); "
+                             f"embed that run with --model tfidf first")
+    return files
+
+
+def _fit_tfidf(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None:
+    """Fit TF-IDF + SVD on a seeded sample of the corpus (or load the fit a previous attempt stored, or copy
+    ``fit_from``'s fit so that both runs' vectors live in one space, as ``map --add`` needs)."""
+    folder = run.embeddings_dir / TFIDF_FIT
     if encoder.load(folder):
+        return
+    if fit_from:
+        encoder.load(tfidf_fit_files(fit_from)[0].parent)
+        encoder.save(folder)
         return
     rng = np.random.default_rng(encoder.seed)
     if n_rows > encoder.fit_rows:
@@ -168,6 +196,9 @@ def _request(options: EmbedOptions, corpus: dict) -> dict:
     common = {"corpus_sha256": corpus["sha256"], "n": corpus["rows"], "shard_rows": options.shard_rows,
               "store_dtype": options.resolved_store_dtype(), "normalize": options.normalize}
     if options.model.lower() == "tfidf":
+        if options.fit_from:  # the fit decides the vectors: identify it by its files' checksums
+            return dict(common, encoder="tfidf",
+                        fit_sha256=[sha256_file(f) for f in tfidf_fit_files(options.fit_from)])
         return dict(common, encoder="tfidf", dim=options.dim, seed=options.seed, fit_rows=options.fit_rows)
     return dict(common, encoder="transformer", model=resolve_model(options.model), pooling=options.pooling,
                 max_length=options.max_length, batch_size=options.batch_size,
@@ -260,7 +291,7 @@ def prepare_encoder(run: Run, plan: ShardPlan, options: EmbedOptions, device: st
     """Load the model (or fit/load TF-IDF) for this plan."""
     encoder = _build_encoder(options, device)
     if getattr(encoder, "kind", "") == "tfidf":
-        _fit_tfidf(run, encoder, plan.n)
+        _fit_tfidf(run, encoder, plan.n, options.fit_from)
     return encoder
 
 
@@ -429,7 +460,7 @@ def embed(inputs: Iterable[str], run_dir: str | Path, columns: ColumnMap = Colum
 
     ``devices`` (more than one) runs one worker process per device on this node.
     """
-    options.resolved_store_dtype()
+    options.check()
     run = Run(run_dir)
     if run.path.exists() and not run.path.is_dir():
         raise CorpusmapError(f"-o {run.path} exists and is not a directory")

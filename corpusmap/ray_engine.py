@@ -298,7 +298,7 @@ def embed_with_ray(run_dir: str | Path, inputs: Iterable[str], columns: ColumnMa
     ``gpus_per_worker`` GPUs, or one per CPU without GPUs). ``gpus_per_worker``: GPUs per actor (default 1 when
     the cluster has GPUs, else 0 = CPU actors; fractions pack several actors on one GPU).
     """
-    options.resolved_store_dtype()
+    options.check()
     _check_pool(num_workers, gpus_per_worker)
     ray = _import_ray()
     run = Run(run_dir)

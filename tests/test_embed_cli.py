@@ -171,6 +171,37 @@ def test_bad_inputs_exit_with_one_line(case, small_corpus, pubmed_dir, tmp_path)
     assert not (run / "embeddings" / "manifest.json").exists()
 
 
+def test_fit_from_puts_a_second_corpus_in_the_first_runs_tfidf_space(small_corpus, acl_tfidf_run, tmp_path):
+    """`--fit-from RUN` copies RUN's TF-IDF fit instead of fitting on the new corpus: the vectors are RUN's fit
+    applied to the new texts (what `map RUN --add NEW_RUN` needs); a different fit on resume is refused."""
+    from corpusmap.encoders import TfidfEncoder
+
+    new = tmp_path / "new"
+    r = invoke("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", acl_tfidf_run, "--quiet")
+    assert r.exit_code == 0, r.output
+    for name in ("vocabulary.json", "idf.npy", "components.npy"):
+        assert (new / "embeddings/tfidf" / name).read_bytes() == (acl_tfidf_run / "embeddings/tfidf" / name).read_bytes()
+    fit = TfidfEncoder()
+    assert fit.load(acl_tfidf_run / "embeddings/tfidf")
+    run = corpusmap.load_run(new)
+    texts = run.read_corpus(["text"]).column("text").to_pylist()
+    np.testing.assert_array_equal(run.vectors.to_numpy(), fit.encode(texts).vectors)
+    assert run.vectors.shape[1] == corpusmap.load_run(acl_tfidf_run).vectors.shape[1]
+    own = tmp_path / "own"  # without --fit-from the fit comes from the new corpus: another space
+    assert invoke("embed", small_corpus, "-o", own, "--model", "tfidf", "--quiet").exit_code == 0
+    assert (own / "embeddings/tfidf/vocabulary.json").read_bytes() != (new / "embeddings/tfidf/vocabulary.json").read_bytes()
+    r = invoke("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", own, "--quiet")
+    assert r.exit_code == 1 and "fit_sha256" in r.output and "--overwrite" in r.output
+
+
+def test_fit_from_errors(small_corpus, tmp_path):
+    r = invoke("embed", small_corpus, "-o", tmp_path / "a", "--fit-from", tmp_path, "--quiet")
+    assert r.exit_code == 2 and "--model tfidf only" in r.output
+    r = invoke("embed", small_corpus, "-o", tmp_path / "b", "--model", "tfidf", "--fit-from", tmp_path, "--quiet")
+    assert r.exit_code == 1 and "no TF-IDF fit there" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything is written
+
+
 def test_every_command_has_help():
     result = invoke("--help")
     assert result.exit_code == 0

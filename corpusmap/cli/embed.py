@@ -36,6 +36,8 @@ from corpusmap.store import open_run
 @click.option("--dim", type=click.IntRange(min=1), default=300, show_default=True,
               help="tfidf only: dimensions after truncated SVD.")
 @click.option("--seed", type=int, default=42, show_default=True, help="tfidf only: seed of the fit sample and SVD.")
+@click.option("--fit-from", "fit_from", default=None, metavar="RUN",
+              help="tfidf only: reuse RUN's TF-IDF fit, so the vectors share RUN's space (for `map RUN --add`).")
 @click.option("--shard-rows", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Rows per vector shard (the unit of resuming).")
 @click.option("--shard", "worker", default=None, metavar="I/N",
@@ -60,7 +62,7 @@ from corpusmap.store import open_run
 @click.option("--overwrite", is_flag=True, help="Replace a run made with other inputs or parameters.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_per_batch, device, devices, dtype,
-          store_dtype, normalize, dim, seed, shard_rows, worker, engine, address, num_workers, id_col, text_col, title_col, year_col,
+          store_dtype, normalize, dim, seed, fit_from, shard_rows, worker, engine, address, num_workers, id_col, text_col, title_col, year_col,
           label_col, min_chars, max_chars, english_only, section_labels, overwrite, quiet):
     """Read abstracts (CSV/TSV/JSONL/JSON/Parquet/PubMed XML, .gz too; files, folders or globs) and encode
     them into vectors in RUN. Re-running the same command resumes an interrupted run."""
@@ -72,7 +74,7 @@ def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_pe
     filters = CorpusFilters(min_chars=min_chars, max_chars=max_chars, english_only=english_only)
     options = EmbedOptions(model=model, pooling=pooling, max_length=max_length, batch_size=batch_size,
                            max_tokens_per_batch=max_tokens_per_batch, dtype=dtype, store_dtype=store_dtype,
-                           normalize=normalize, shard_rows=shard_rows, dim=dim, seed=seed)
+                           normalize=normalize, shard_rows=shard_rows, dim=dim, seed=seed, fit_from=fit_from)
     if engine == "ray":
         if worker or devices or device != "auto":
             raise click.UsageError("--engine ray places work itself; drop --shard, --devices and --device")
