@@ -403,39 +403,18 @@ def tsne_layout(indices: np.ndarray, distances: np.ndarray, vectors=None, *, par
 
 def exact_search(base, queries: np.ndarray, k: int, metric: str = "euclidean", threads: Optional[int] = None,
                  block_rows: int = 262144) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest rows of ``base`` for each query with FAISS, the base read block by block (bounded
-    memory). Distances as in the stored graph: true L2 for euclidean, ``1 - similarity`` for cosine."""
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # no INFO lines about SIMD builds
-    import faiss
+    """Exact k nearest rows of ``base`` for each query (new points, not rows of ``base``), the base read block
+    by block. Distances as in the stored graph: true L2 for euclidean, ``1 - similarity`` for cosine."""
+    from corpusmap.neighbors import faiss_threads, normalize_rows, search_vectors, to_distance
 
-    faiss.omp_set_num_threads(_threads(threads))
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    n_base, d = base.shape
-    k = min(k, n_base)
-    cosine = metric == "cosine"
-    if cosine:
-        faiss.normalize_L2(q)
-    elif metric != "euclidean":
+    if metric not in ("euclidean", "cosine"):
         raise CorpusmapError(f"unsupported kNN metric {metric!r} (euclidean or cosine)")
-    heap = faiss.ResultHeap(len(q), k, keep_max=cosine)
-    for start, block in iter_vector_blocks(base, block_rows):
-        xb = np.ascontiguousarray(block, dtype=np.float32)
-        if cosine:
-            faiss.normalize_L2(xb)
-            index = faiss.IndexFlatIP(d)
-        else:
-            index = faiss.IndexFlatL2(d)
-        index.add(xb)
-        D, I = index.search(q, min(k, len(xb)))
-        if D.shape[1] < k:  # a small last block: pad so the heap sees k columns
-            pad = k - D.shape[1]
-            D = np.hstack([D, np.full((len(q), pad), -np.inf if cosine else np.inf, dtype=np.float32)])
-            I = np.hstack([I, np.full((len(q), pad), -1, dtype=np.int64)])
-        heap.add_result(np.ascontiguousarray(D), np.ascontiguousarray(I + start * (I >= 0)))
-    heap.finalize()
-    D, I = heap.D.astype(np.float32), heap.I.astype(np.int64)
-    D = 1.0 - D if cosine else np.sqrt(np.maximum(D, 0.0))
-    return I, D.astype(np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if metric == "cosine":
+        q = normalize_rows(q)
+    with faiss_threads(_threads(threads)):
+        ind, raw = search_vectors(base, q, min(k, base.shape[0]), metric, block_rows=block_rows)
+    return ind, to_distance(raw, metric)
 
 
 class _ReferenceIndex:

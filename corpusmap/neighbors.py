@@ -205,7 +205,7 @@ def remove_self(ids: np.ndarray, dist: np.ndarray, rows: np.ndarray, k: int) -> 
     return out_i, out_d
 
 
-def _to_distance(raw: np.ndarray, metric: str) -> np.ndarray:
+def to_distance(raw: np.ndarray, metric: str) -> np.ndarray:
     """FAISS scores to distances: sqrt of squared L2 (clipped at 0), or 1 - inner product of unit vectors."""
     if metric == "euclidean":
         return np.sqrt(np.maximum(raw, 0, dtype=np.float32), dtype=np.float32)
@@ -333,24 +333,23 @@ class DenseIndex:
         return out_d, out_i
 
 
-def exact_search(vectors, query_rows: np.ndarray, k: int, metric: str = "euclidean", *,
-                 candidates: Optional[np.ndarray] = None, block_rows: int = DEFAULT_BLOCK_ROWS,
-                 extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours of the points ``query_rows`` by a scan over all vectors, self excluded.
+def search_vectors(vectors, queries: np.ndarray, kk: int, metric: str = "euclidean", *,
+                   candidates: Optional[np.ndarray] = None,
+                   block_rows: int = DEFAULT_BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``kk`` nearest rows of ``vectors`` for each of ``queries`` (float32 rows, unit length for cosine)
+    by a scan over the vectors block by block (memory: the queries plus one block).
 
-    ``candidates`` (boolean mask of length n) restricts the neighbours to those points. Returns
-    ``(indices int64 (m, k+extra), raw FAISS scores float32)`` where scores are squared L2 or inner products of
-    unit vectors (cosine). Memory: the queries plus one block. Used for ground truth and for the metrics.
+    ``candidates`` (boolean mask of length n) restricts the neighbours to those rows. Returns
+    ``(indices int64 (m, kk), raw FAISS scores float32)``: squared L2, or inner products of unit vectors; rows
+    with fewer than ``kk`` candidates are padded with index -1.
     """
     faiss = _import_faiss()
 
     _check_metric(metric)
     vectors = as_vectors(vectors)
-    query_rows = np.asarray(query_rows, dtype=np.int64)
     cosine = metric == "cosine"
-    queries = take_float32(vectors, query_rows, normalize=cosine)
-    kk = k + 1 + extra
-    heap = faiss.ResultHeap(len(query_rows), kk, keep_max=cosine)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    heap = faiss.ResultHeap(len(queries), kk, keep_max=cosine)
     for start, block in iter_float32_blocks(vectors, block_rows, normalize=cosine):
         ids = np.arange(start, start + block.shape[0], dtype=np.int64)
         if candidates is not None:
@@ -366,7 +365,24 @@ def exact_search(vectors, query_rows: np.ndarray, k: int, metric: str = "euclide
         heap.add_result(np.ascontiguousarray(d, dtype=np.float32),
                         np.ascontiguousarray(np.where(i >= 0, ids[np.maximum(i, 0)], -1), dtype=np.int64))
     heap.finalize()
-    ind, raw = remove_self(heap.I, heap.D, query_rows, k + extra)
+    return heap.I.astype(np.int64, copy=False), heap.D.astype(np.float32, copy=False)
+
+
+def exact_search(vectors, query_rows: np.ndarray, k: int, metric: str = "euclidean", *,
+                 candidates: Optional[np.ndarray] = None, block_rows: int = DEFAULT_BLOCK_ROWS,
+                 extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of the points ``query_rows`` among all vectors, self excluded.
+
+    Returns ``(indices int64 (m, k+extra), raw FAISS scores float32)`` as :func:`search_vectors`. Used for
+    ground truth and for the metrics.
+    """
+    _check_metric(metric)
+    vectors = as_vectors(vectors)
+    query_rows = np.asarray(query_rows, dtype=np.int64)
+    queries = take_float32(vectors, query_rows, normalize=metric == "cosine")
+    ind, raw = search_vectors(vectors, queries, k + 1 + extra, metric, candidates=candidates,
+                              block_rows=block_rows)
+    ind, raw = remove_self(ind, raw, query_rows, k + extra)
     if (ind < 0).any():
         raise CorpusmapError(f"fewer than {k + extra} candidate neighbours for some queries; use a smaller k")
     return ind, raw
@@ -492,7 +508,7 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
                     raw_d, raw_i = _fill_missing(idx, kind, gpu, block, raw_d, raw_i, k + 1, params)
                 ind, dist = remove_self(raw_i, raw_d, rows, k)
                 indices[start:start + len(rows)] = ind
-                distances[start:start + len(rows)] = _to_distance(dist, metric)
+                distances[start:start + len(rows)] = to_distance(dist, metric)
                 if progress:
                     bar.update(len(rows))
 
@@ -935,6 +951,6 @@ def load_knn_graph(run_path, mmap: bool = True) -> KnnGraph:
 
 
 __all__ = ["KnnGraph", "ArrayVectors", "DenseIndex", "ListBatchedIVF", "as_vectors", "build_knn_graph",
-           "exact_search", "knn_dense", "graph_from_arrays",
+           "exact_search", "search_vectors", "knn_dense", "graph_from_arrays",
            "load_user_graph", "save_knn_graph", "load_knn_graph", "has_knn_graph", "knn_dir", "recall_queries",
            "recall_at_k", "remove_self"]
