@@ -160,7 +160,8 @@ def main(argv=None):
         return lambda: run_corpusmap(X, args.k, args.threads, index, args.seed)
 
     runners = {
-        "corpusmap auto (ivfpq above 20,000 points: IVF-PQ fast scan + exact re-ranking, tuned to 0.98)": ("ivfpq", ours("auto")),
+        "corpusmap auto (ivfpq above 20,000 points: IVF-PQ fast scan + exact re-ranking, tuned to 0.98)": (
+            "ivfpq", ours("auto")),
         "corpusmap exact (BLAS brute force)": ("exact", ours("exact")),
         "corpusmap ivf (ListBatchedIVF, nprobe tuned to 0.98)": ("ivf", ours("ivf")),
         "corpusmap hnsw (FAISS HNSW, efSearch tuned to 0.98)": ("hnsw", ours("hnsw")),

@@ -180,7 +180,8 @@ def test_fit_from_puts_a_second_corpus_in_the_first_runs_tfidf_space(small_corpu
     r = invoke("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", acl_tfidf_run, "--quiet")
     assert r.exit_code == 0, r.output
     for name in ("vocabulary.json", "idf.npy", "components.npy"):
-        assert (new / "embeddings/tfidf" / name).read_bytes() == (acl_tfidf_run / "embeddings/tfidf" / name).read_bytes()
+        source, copy = acl_tfidf_run / "embeddings/tfidf" / name, new / "embeddings/tfidf" / name
+        assert copy.read_bytes() == source.read_bytes()
     fit = TfidfEncoder()
     assert fit.load(acl_tfidf_run / "embeddings/tfidf")
     run = corpusmap.load_run(new)
@@ -189,7 +190,8 @@ def test_fit_from_puts_a_second_corpus_in_the_first_runs_tfidf_space(small_corpu
     assert run.vectors.shape[1] == corpusmap.load_run(acl_tfidf_run).vectors.shape[1]
     own = tmp_path / "own"  # without --fit-from the fit comes from the new corpus: another space
     assert invoke("embed", small_corpus, "-o", own, "--model", "tfidf", "--quiet").exit_code == 0
-    assert (own / "embeddings/tfidf/vocabulary.json").read_bytes() != (new / "embeddings/tfidf/vocabulary.json").read_bytes()
+    vocabulary = "embeddings/tfidf/vocabulary.json"
+    assert (own / vocabulary).read_bytes() != (new / vocabulary).read_bytes()
     r = invoke("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", own, "--quiet")
     assert r.exit_code == 1 and "fit_sha256" in r.output and "--overwrite" in r.output
 

@@ -62,8 +62,9 @@ from corpusmap.store import open_run
 @click.option("--overwrite", is_flag=True, help="Replace a run made with other inputs or parameters.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_per_batch, device, devices, dtype,
-          store_dtype, normalize, dim, seed, fit_from, shard_rows, worker, engine, address, num_workers, id_col, text_col, title_col, year_col,
-          label_col, min_chars, max_chars, english_only, section_labels, overwrite, quiet):
+          store_dtype, normalize, dim, seed, fit_from, shard_rows, worker, engine, address, num_workers, id_col,
+          text_col, title_col, year_col, label_col, min_chars, max_chars, english_only, section_labels, overwrite,
+          quiet):
     """Read abstracts (CSV/TSV/JSONL/JSON/Parquet/PubMed XML, .gz too; files, folders or globs) and encode
     them into vectors in RUN. Re-running the same command resumes an interrupted run."""
     if quiet:

@@ -12,7 +12,8 @@ from corpusmap.errors import CorpusmapError, UsageProblem
 @run_argument
 @click.option("-k", "k", type=click.IntRange(min=1), default=15, show_default=True,
               help="Neighbours per point (self excluded); store at least as many as any map or metric needs.")
-@click.option("--index", type=click.Choice(["auto", "exact", "ivf", "ivfpq", "hnsw"]), default="auto", show_default=True,
+@click.option("--index", type=click.Choice(["auto", "exact", "ivf", "ivfpq", "hnsw"]), default="auto",
+              show_default=True,
               help="auto: exact below --exact-threshold points; above, ivfpq on the CPU and ivf on a GPU "
                    "(search parameters tuned to --target-recall).")
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
