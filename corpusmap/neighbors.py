@@ -493,8 +493,12 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
                     bar.update(block.shape[0])
 
         if kind != "exact":
+            # exact neighbours of the tuning and the recall queries in one scan over the vectors
             tune_rows = _sample(n, recall_sample, seed, _STREAM_TUNE)
-            exact_tune, _ = exact_search(vectors, tune_rows, k, metric, block_rows=block_rows)
+            check_rows = recall_queries(n, recall_sample, seed)
+            truth, _ = exact_search(vectors, np.concatenate([tune_rows, check_rows]), k, metric,
+                                    block_rows=block_rows)
+            exact_tune, exact_check = truth[:len(tune_rows)], truth[len(tune_rows):]
             tuning = _tune(idx, kind, gpu, vectors, tune_rows, exact_tune, k, cosine, target_recall, params, n)
 
         indices = np.empty((n, k), dtype=np.int64)
@@ -515,10 +519,8 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
     recall: dict[str, Any] = {"value": 1.0, "measured": False, "queries": 0, "target": target_recall,
                               "note": "exact search"}
     if kind != "exact":
-        rows = recall_queries(n, recall_sample, seed)
-        exact, _ = exact_search(vectors, rows, k, metric, block_rows=block_rows)
-        value = recall_at_k(indices[rows], exact)
-        recall = {"value": value, "measured": True, "queries": int(len(rows)), "seed": int(seed),
+        value = recall_at_k(indices[check_rows], exact_check)
+        recall = {"value": value, "measured": True, "queries": int(len(check_rows)), "seed": int(seed),
                   "target": target_recall,
                   "note": "recall@k against exact search on queries sampled by "
                           "corpusmap.neighbors.recall_queries(n, queries, seed)"}
@@ -783,6 +785,10 @@ def _versions() -> dict:
     from corpusmap import __version__
 
     return {"corpusmap": __version__, "faiss": getattr(faiss, "__version__", "unknown"), "numpy": np.__version__}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# a graph the user brings
 
 
 def graph_from_arrays(vectors, indices: np.ndarray, distances: Optional[np.ndarray] = None,
