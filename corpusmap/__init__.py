@@ -8,8 +8,8 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 
 def load_run(path):
-    """Open a run directory: corpus table and memory-mapped vectors (see :class:`corpusmap.store.Run`)."""
-    from corpusmap.store import open_run
+    """Open a run directory: corpus table and memory-mapped vectors (see :class:`corpusmap.run.Run`)."""
+    from corpusmap.run import open_run
 
     return open_run(path)
 

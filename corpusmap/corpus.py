@@ -5,7 +5,6 @@ Every reader streams (memory does not grow with the corpus). The normalised sche
 """
 from __future__ import annotations
 
-import ast
 import glob
 import gzip
 import json
@@ -18,6 +17,7 @@ from typing import Any, Iterable, Iterator, Optional
 import pyarrow as pa
 
 from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.values import parse_list_string, parse_year
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "pubmed")
 _SUFFIX_FORMATS = {
@@ -36,8 +36,6 @@ LABEL_CANDIDATES = ("label", "labels", "journal", "primary_category", "category"
 LANGUAGE_CANDIDATES = ("language", "lang")
 
 CORE_COLUMNS = ("id", "text", "title", "year", "label")
-_YEAR_RE = re.compile(r"^\s*(\d{4})(?!\d)")
-_YEAR_ANYWHERE_RE = re.compile(r"(?<!\d)(1[5-9]\d\d|2[01]\d\d)(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -356,40 +354,15 @@ def resolve_columns(names: list[str], columns: ColumnMap, path: Path) -> dict[st
     return resolved
 
 
-def parse_year(value: Any) -> Optional[int]:
-    """A year from an int, float, or a string starting with four digits ('2021', '2021-03-04', '2021 Spring')."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        if value != value:  # NaN
-            return None
-        year = int(value)
-    else:
-        match = _YEAR_RE.match(str(value))
-        if not match:
-            match = _YEAR_ANYWHERE_RE.search(str(value))
-            if not match:
-                return None
-        year = int(match.group(1))
-    return year if 1000 <= year <= 2999 else None
-
-
 def first_label(value: Any) -> Optional[str]:
     """One label per row: the first element of a list (or of a list stored as a string), else the value."""
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                try:
-                    value = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    return text or None
-        else:
-            return text or None
+        items = parse_list_string(value)
+        if items is None:
+            return value.strip() or None
+        value = items
     if isinstance(value, (list, tuple)):
         for item in value:
             label = first_label(item)

@@ -1,32 +1,37 @@
-"""The embed stage: read the inputs into ``RUN/corpus.parquet``, then encode it shard by shard.
+"""The embed stage: read the inputs into ``RUN/corpus.parquet``, then encode it into vector shards.
 
-Resuming: the corpus is re-read only when the inputs or reader options changed; a shard with a receipt is
-complete and skipped. Workers of a job array (``worker=(i, n)``) take every n-th shard, so several processes
-can fill one run directory without collisions; whoever sees the last receipt writes the final manifest.
+Resuming: the corpus is re-read only when the inputs or reader options changed (inputs that were only touched or
+moved give the same corpus, checked by its checksum, and keep the vectors); a shard with a receipt is complete and
+skipped. Workers of a job array (``worker=(i, n)``) take every n-th shard, so several processes fill one run
+without collisions: one of them reads the corpus while the others wait for it, each shard is encoded under its
+own lock, and whoever sees the last receipt completes the manifest.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from corpusmap import progress
-from corpusmap.atomic import atomic_path, read_json, save_npy, sha256_file, write_json
-from corpusmap.corpus import (ColumnMap, CorpusFilters, CorpusStats, input_fingerprint, iter_corpus,
-                              resolve_inputs)
+from corpusmap.atomic import read_json, save_npy, sha256_file, write_json
+from corpusmap.corpus import ColumnMap, CorpusFilters, CorpusStats, input_fingerprint, iter_corpus, resolve_inputs
+from corpusmap.encoders import encoder_kind
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.store import (Run, package_versions, read_receipt, shard_name, verify_shard, write_receipt)
+from corpusmap.manifests import MANIFEST_FORMAT, canonical_hash, timestamp, try_read_manifest, versions
+from corpusmap.run import Run, writing
+from corpusmap.stage import Result, Stage, Status, describe_changes, params_dict
 
 log = logging.getLogger("corpusmap")
 STORE_DTYPES = ("float32", "float16")
-MANIFEST_FORMAT = 1
+PACKAGES = ("torch", "transformers", "sentence-transformers", "scikit-learn")
 
 
 @dataclass(frozen=True)
@@ -42,18 +47,22 @@ class EmbedOptions:
     store_dtype: str = "auto"
     normalize: bool = False
     shard_rows: int = 16384
-    dim: int = 300  # tfidf only
-    seed: int = 42  # tfidf only
-    fit_rows: int = 200_000  # tfidf only
-    fit_from: Optional[str] = None  # tfidf only: another run whose TF-IDF fit to reuse (one vector space)
+    dim: int = 300  # fitted encoders (tfidf) only
+    seed: int = 42  # fitted encoders only
+    fit_rows: int = 200_000  # fitted encoders only
+    fit_from: Optional[str] = None  # fitted encoders only: another run whose fit to reuse (one vector space)
 
-    def check(self) -> None:
-        """Raise the errors a user can cause with these options before anything is read or written."""
+    def __post_init__(self):
+        if self.shard_rows < 1:
+            raise UsageProblem("--shard-rows must be at least 1")
         self.resolved_store_dtype()
         if self.fit_from:
-            if self.model.lower() != "tfidf":
+            kind = encoder_kind(self.model)
+            if not kind.fitted:
                 raise UsageProblem("--fit-from reuses a TF-IDF fit; it goes with --model tfidf only")
-            tfidf_fit_files(self.fit_from)
+            if not kind.has_fit(self.fit_from):
+                raise CorpusmapError(f"--fit-from {self.fit_from}: no {kind.name} fit there "
+                                     f"(embeddings/{kind.name}); embed that run with --model {kind.name} first")
 
     def resolved_store_dtype(self) -> str:
         if self.store_dtype == "auto":
@@ -63,41 +72,76 @@ class EmbedOptions:
         return self.store_dtype
 
 
+@dataclass(frozen=True)
+class EmbedParams:
+    """The inputs, how they are read, and the encoder options."""
+
+    inputs: tuple = ()
+    columns: ColumnMap = ColumnMap()
+    filters: CorpusFilters = CorpusFilters()
+    section_labels: bool = False  # PubMed XML: prefix abstract sections with their labels
+    options: EmbedOptions = EmbedOptions()
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise UsageProblem("give at least one INPUT file, folder or glob")
+        object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
+        if self.filters.max_chars is not None and self.filters.max_chars < self.filters.min_chars:
+            raise UsageProblem("--max-chars must be at least --min-chars")
+
+
 # ---------------------------------------------------------------------------------------------- corpus
 
-def prepare_corpus(run: Run, inputs: Iterable[str], columns: ColumnMap = ColumnMap(),
-                   filters: CorpusFilters = CorpusFilters(), overwrite: bool = False,
-                   pubmed_labels: bool = False) -> dict:
-    """Write ``RUN/corpus.parquet`` from the inputs, unless it already holds exactly this corpus."""
-    paths = resolve_inputs(inputs)
-    wanted = {"inputs": input_fingerprint(paths), "columns": asdict(columns), "filters": asdict(filters),
-              "pubmed_labels": pubmed_labels}
-    manifest_path = run.corpus_manifest_path
-    if run.has_corpus() and manifest_path.is_file():
-        existing = read_json(manifest_path)
-        if {k: existing.get(k) for k in wanted} == wanted:
-            progress.info(f"corpus: reusing {run.corpus_path} ({existing['stats']['rows_kept']:,} abstracts)")
-            return existing
-        if not overwrite:
-            raise CorpusmapError(
-                f"{run.path} already holds a corpus read from other inputs or with other options; "
-                "use --overwrite to replace it (this deletes its vectors, graph, maps and evaluation) "
-                "or choose another -o directory")
-    if overwrite:
-        removed = run.remove_derived()
-        if removed:
-            progress.info(f"--overwrite: removed {', '.join(removed)} from {run.path}")
-    run.path.mkdir(parents=True, exist_ok=True)
+def _corpus_wanted(params: EmbedParams, paths: list[Path]) -> dict:
+    return {"inputs": input_fingerprint(paths), "columns": asdict(params.columns),
+            "filters": asdict(params.filters), "pubmed_labels": params.section_labels}
+
+
+def _same_files_elsewhere(old: list, new: list) -> bool:
+    """Only paths or modification times differ (moved or touched files): the corpus may well be the same."""
+    return len(old) == len(new) and [o.get("bytes") for o in old] == [n["bytes"] for n in new]
+
+
+def _what_changed(existing: dict, wanted: dict) -> str:
+    parts = [key for key in ("columns", "filters", "pubmed_labels") if existing.get(key) != wanted[key]]
+    old = {i["path"]: i for i in existing.get("inputs") or []}
+    new = {i["path"]: i for i in wanted["inputs"]}
+    for path in sorted(set(old) | set(new)):
+        if path not in new:
+            parts.append(f"input {path} no longer given")
+        elif path not in old:
+            parts.append(f"new input {path}")
+        elif old[path].get("bytes") != new[path]["bytes"]:
+            parts.append(f"input {path} changed size ({old[path].get('bytes'):,} -> {new[path]['bytes']:,} bytes)")
+        elif old[path].get("mtime_ns") != new[path]["mtime_ns"]:
+            parts.append(f"input {path} was modified")
+    return ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "") or "the reader options"
+
+
+def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
+    existing = try_read_manifest(run.corpus_manifest_path) if run.corpus_path.is_file() else None
+    if existing is None:
+        return Status(False, "no corpus yet")
+    wanted = _corpus_wanted(params, paths)
+    if {k: existing.get(k) for k in wanted} == wanted:
+        if run.corpus_path.stat().st_size != existing.get("bytes", run.corpus_path.stat().st_size):
+            return Status(False, f"{run.corpus_path} was changed since it was written")
+        return Status(True, "current")
+    return Status(False, f"other inputs or options: {_what_changed(existing, wanted)}",
+                  (("inputs", "stored", "given"),))
+
+
+def _read_corpus(params: EmbedParams, paths: list[Path], out: Path) -> CorpusStats:
+    import pyarrow.parquet as pq
+
     stats = CorpusStats()
-    total_bytes = sum(p.stat().st_size for p in paths)
-    with atomic_path(run.corpus_path) as tmp, \
-            progress.Progress("reading", total=len(paths), unit="files") as bar:
-        writer = None
-        files_seen = 0
+    with progress.Progress("reading", total=len(paths), unit="files") as bar:
+        writer, files_seen = None, 0
         try:
-            for batch in iter_corpus(paths, columns, filters, stats=stats, pubmed_labels=pubmed_labels):
+            for batch in iter_corpus(paths, params.columns, params.filters, stats=stats,
+                                     pubmed_labels=params.section_labels):
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+                    writer = pq.ParquetWriter(out, batch.schema, compression="zstd")
                 writer.write_batch(batch, row_group_size=65536)
                 if stats.files > files_seen:
                     bar.update(stats.files - files_seen)
@@ -105,16 +149,72 @@ def prepare_corpus(run: Run, inputs: Iterable[str], columns: ColumnMap = ColumnM
         finally:
             if writer is not None:
                 writer.close()
-    manifest = dict(wanted, stats=stats.as_dict(), rows=stats.rows_kept, input_bytes=total_bytes,
-                    sha256=sha256_file(run.corpus_path), versions=package_versions())
-    write_json(manifest_path, manifest)
+    return stats
+
+
+def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> dict:
+    """Write ``RUN/corpus.parquet`` and ``corpus.json`` from the inputs, unless they already hold this corpus.
+
+    New inputs are read completely (into a staging folder) before anything of the old corpus is replaced; a
+    corpus read from other inputs is replaced only with ``overwrite``, except when the inputs were merely moved
+    or touched and give the very same corpus (same checksum), which keeps everything computed from it.
+    """
+    paths = resolve_inputs(params.inputs)
+    with writing(run.path):
+        run.path.mkdir(parents=True, exist_ok=True)
+    with run.lock("corpus"):
+        status = corpus_status(run, params, paths)
+        if status.current:
+            existing = read_json(run.corpus_manifest_path)
+            run.verify(run.corpus_path, existing.get("sha256"), run.rebuild_corpus_hint)
+            progress.info(f"corpus: reusing {run.corpus_path} ({existing['stats']['rows_kept']:,} abstracts)")
+            return existing
+        existing = try_read_manifest(run.corpus_manifest_path) if run.corpus_path.is_file() else None
+        wanted = _corpus_wanted(params, paths)
+        maybe_same = existing is not None and all(existing.get(k) == wanted[k] for k in wanted if k != "inputs") \
+            and _same_files_elsewhere(existing.get("inputs") or [], wanted["inputs"])
+        if status.changed and not overwrite and not maybe_same:
+            raise CorpusmapError(
+                f"{run.path} already holds a corpus read from other inputs or with other options "
+                f"({_what_changed(existing, wanted)}); add --overwrite to replace it (this deletes its vectors "
+                "and everything computed from them) or choose another -o directory")
+        with run.staging("corpus") as staging:
+            staged = staging / run.corpus_path.name
+            stats = _read_corpus(params, paths, staged)
+            sha = sha256_file(staged)
+            if existing is not None and sha == existing.get("sha256"):
+                # moved or touched inputs, or a damaged corpus file: the very same corpus, so everything computed
+                # from it stays valid
+                manifest = dict(existing, inputs=wanted["inputs"], bytes=staged.stat().st_size)
+                write_json(staging / run.corpus_manifest_path.name, manifest)
+                run.commit_files(staging, run.path, manifest=run.corpus_manifest_path.name)
+                run.refresh()
+                progress.info(f"corpus: the inputs give the same corpus as before ({status.reason}); keeping "
+                              "everything computed from it")
+                return manifest
+            if status.changed and not overwrite:
+                raise CorpusmapError(
+                    f"{run.path} already holds a corpus that differs from what the inputs give now "
+                    f"({_what_changed(existing, wanted)}); add --overwrite to replace it (this deletes its vectors "
+                    "and everything computed from them) or choose another -o directory")
+            manifest = dict(wanted, stats=stats.as_dict(), rows=stats.rows_kept,
+                            input_bytes=sum(p.stat().st_size for p in paths), sha256=sha,
+                            bytes=staged.stat().st_size, versions=versions(), created=timestamp(),
+                            stage={"name": "embed", "output": "corpus", "fingerprint": sha, "inputs": {},
+                                   "created": timestamp()})
+            write_json(staging / run.corpus_manifest_path.name, manifest)
+            run.commit_files(staging, run.path, manifest=run.corpus_manifest_path.name)
+    run.refresh()
+    removed = run.invalidate()
+    if removed:
+        progress.info(f"--overwrite: removed {', '.join(removed)} (computed from the old corpus)")
     progress.info(f"corpus: {stats.summary()} -> {run.corpus_path}")
     if stats.years_unparsed:
         progress.info(f"corpus: {stats.years_unparsed:,} rows have a year value that is not a year (kept, no year)")
     return manifest
 
 
-# ---------------------------------------------------------------------------------------------- encoding
+# ---------------------------------------------------------------------------------------------- shards
 
 def parse_worker(spec: Optional[str]) -> tuple[int, int]:
     """``I/N`` (0 <= I < N) -> (I, N): this worker takes shards I, I+N, I+2N, ...
@@ -138,108 +238,20 @@ def parse_worker(spec: Optional[str]) -> tuple[int, int]:
     return index, count
 
 
-def _build_encoder(options: EmbedOptions, device: str):
-    from corpusmap.encoders import make_encoder
-
-    return make_encoder(options.model, pooling=options.pooling, max_length=options.max_length,
-                        batch_size=options.batch_size, max_tokens_per_batch=options.max_tokens_per_batch,
-                        device=device, dtype=options.dtype, normalize=options.normalize, dim=options.dim,
-                        seed=options.seed, fit_rows=options.fit_rows)
-
-
-TFIDF_FIT = "tfidf"  # RUN/embeddings/tfidf holds the fit
-TFIDF_FIT_FILES = ("vocabulary.json", "idf.npy", "components.npy")
-
-
-def tfidf_fit_files(run_dir: str | Path) -> list[Path]:
-    """The files of the TF-IDF fit stored in ``run_dir`` (for ``--fit-from``); an error if there is none."""
-    folder = Path(run_dir) / "embeddings" / TFIDF_FIT
-    files = [folder / name for name in TFIDF_FIT_FILES]
-    if not all(f.is_file() for f in files):
-        raise CorpusmapError(f"--fit-from {run_dir}: no TF-IDF fit there (embeddings/{TFIDF_FIT}); "
-                             f"embed that run with --model tfidf first")
-    return files
-
-
-def _fit_tfidf(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None:
-    """Fit TF-IDF + SVD on a seeded sample of the corpus (or load the fit a previous attempt stored, or copy
-    ``fit_from``'s fit so that both runs' vectors live in one space, as ``map --add`` needs)."""
-    folder = run.embeddings_dir / TFIDF_FIT
-    if encoder.load(folder):
-        return
-    if fit_from:
-        encoder.load(tfidf_fit_files(fit_from)[0].parent)
-        encoder.save(folder)
-        return
-    rng = np.random.default_rng(encoder.seed)
-    if n_rows > encoder.fit_rows:
-        chosen = np.sort(rng.choice(n_rows, encoder.fit_rows, replace=False))
-    else:
-        chosen = np.arange(n_rows)
-    texts, offset = [], 0
-    parquet = pq.ParquetFile(run.corpus_path, memory_map=True)
-    for batch in parquet.iter_batches(batch_size=65536, columns=["text"]):
-        stop = offset + batch.num_rows
-        lo, hi = np.searchsorted(chosen, [offset, stop])
-        column = batch.column(0)
-        texts.extend(column[int(i - offset)].as_py() for i in chosen[lo:hi])
-        offset = stop
-    progress.info(f"tfidf: fitting TF-IDF + SVD on {len(texts):,} abstracts")
-    encoder.fit(texts)
-    encoder.save(folder)
-
-
-def _request(options: EmbedOptions, corpus: dict) -> dict:
-    """What the user asked for, known before any model is loaded: a resumed run must ask the same."""
+def vector_request(options: EmbedOptions, corpus: dict) -> dict:
+    """What the vectors are made of, known before any model is loaded: a resumed run must ask the same."""
     from corpusmap.encoders import resolve_model
 
+    kind = encoder_kind(options.model)
     common = {"corpus_sha256": corpus["sha256"], "n": corpus["rows"], "shard_rows": options.shard_rows,
-              "store_dtype": options.resolved_store_dtype(), "normalize": options.normalize}
-    if options.model.lower() == "tfidf":
+              "store_dtype": options.resolved_store_dtype(), "normalize": options.normalize, "encoder": kind.name}
+    if kind.fitted:
         if options.fit_from:  # the fit decides the vectors: identify it by its files' checksums
-            return dict(common, encoder="tfidf",
-                        fit_sha256=[sha256_file(f) for f in tfidf_fit_files(options.fit_from)])
-        return dict(common, encoder="tfidf", dim=options.dim, seed=options.seed, fit_rows=options.fit_rows)
-    return dict(common, encoder="transformer", model=resolve_model(options.model), pooling=options.pooling,
+            return dict(common, fit_sha256=kind.fit_fingerprint(options.fit_from))
+        return dict(common, dim=options.dim, seed=options.seed, fit_rows=options.fit_rows)
+    return dict(common, model=resolve_model(options.model), pooling=options.pooling,
                 max_length=options.max_length, batch_size=options.batch_size,
                 max_tokens_per_batch=options.max_tokens_per_batch, dtype=options.dtype)
-
-
-def _request_id(request: dict) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _check_request(run: Run, request: dict, overwrite: bool) -> None:
-    """Refuse to mix vectors of different parameters in one run (unless --overwrite)."""
-    path = run.embeddings_manifest_path
-    if not path.is_file():
-        return
-    existing = read_json(path).get("request", {})
-    if existing == request:
-        return
-    changed = sorted(k for k in set(existing) | set(request) if existing.get(k) != request.get(k))
-    if not overwrite:
-        raise CorpusmapError(
-            f"{run.path} already holds vectors made with other parameters ({', '.join(changed)}); "
-            "use --overwrite to replace them (this deletes its vectors, graph, maps and evaluation) "
-            "or choose another -o directory")
-    removed = run.remove_derived()
-    progress.info(f"--overwrite: removed {', '.join(removed)} from {run.path}")
-
-
-def _shard_done(folder: Path, index: int, request_id: str) -> bool:
-    receipt = read_receipt(folder, index)
-    if receipt is None or receipt.get("request_id") != request_id:
-        return False
-    try:
-        verify_shard(folder, receipt)
-    except CorpusmapError as exc:
-        log.warning("%s; encoding it again", exc)
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -260,20 +272,75 @@ class ShardPlan:
 
 
 def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> ShardPlan:
-    """Check ``options`` against what RUN already holds (refusing a mix) and plan the shards."""
-    if options.shard_rows < 1:
-        raise UsageProblem("--shard-rows must be at least 1")
-    corpus = read_json(run.corpus_manifest_path)
-    request = _request(options, corpus)
-    _check_request(run, request, overwrite)
-    run.embeddings_dir.mkdir(parents=True, exist_ok=True)
-    return ShardPlan(request, _request_id(request), corpus["rows"], options.shard_rows)
+    """Check ``options`` against the vectors RUN already holds (refusing a mix unless ``overwrite``, which removes
+    them and what was computed from them) and plan the shards."""
+    corpus = run.corpus_manifest
+    request = vector_request(options, corpus)
+    with run.lock("embeddings"):
+        current = try_read_manifest(run.embeddings_manifest_path) if run.embeddings_manifest_path.is_file() else None
+        existing = None if current is None or _bare_claim(run, current) else current.get("request")
+        if existing is not None and existing != request:
+            changed = tuple((k, existing.get(k), request.get(k)) for k in sorted(set(existing) | set(request))
+                            if existing.get(k) != request.get(k))
+            if not overwrite:
+                raise CorpusmapError(
+                    f"{run.path} already holds vectors made with other parameters ({describe_changes(changed)}); "
+                    "add --overwrite to replace them (this deletes them and everything computed from them) or "
+                    "choose another -o directory")
+            with writing(run.embeddings_dir):
+                shutil.rmtree(run.embeddings_dir)
+            removed = ["embeddings"] + run.invalidate()
+            progress.info(f"--overwrite: removed {', '.join(removed)} from {run.path}")
+            existing = None
+        plan = ShardPlan(request, canonical_hash(request)[:16], corpus["rows"], options.shard_rows)
+        if existing is None:  # claim the run for this request before anything is encoded: one set of vectors
+            with writing(run.embeddings_dir):
+                run.embeddings_dir.mkdir(parents=True, exist_ok=True)
+                for leftover in run.embeddings_dir.iterdir():  # a fit of no recorded request
+                    if leftover.is_dir():
+                        shutil.rmtree(leftover)
+                write_json(run.embeddings_manifest_path, {"format": MANIFEST_FORMAT, "complete": False,
+                                                          "request": request, "n": plan.n,
+                                                          "n_shards": plan.n_shards, "shards": []})
+        run.hold(ENCODING)  # until this process ends: its claim is not a bare one
+    return plan
+
+
+ENCODING = "embeddings/encoding"  # held (shared) by every process that encodes shards of the run
+
+
+def _bare_claim(run: Run, manifest: dict) -> bool:
+    """A manifest that claimed the run for a request whose encoding never started and that no process is working
+    on (replacing it loses nothing)."""
+    return not manifest.get("params") and not any(run.embeddings_dir.glob("shard-*.npy")) \
+        and not run.busy(ENCODING)
+
+
+def _drop_bare_claim(run: Run, plan: ShardPlan) -> None:
+    run.release(ENCODING)
+    with run.lock("embeddings"):
+        current = try_read_manifest(run.embeddings_manifest_path) or {}
+        if current.get("request") == plan.request and _bare_claim(run, current):
+            run.embeddings_manifest_path.unlink(missing_ok=True)
+
+
+def _shard_done(run: Run, index: int, request_id: str) -> bool:
+    """Shard ``index`` has a receipt of this request and passes its checksum (verified once, then remembered)."""
+    receipt = try_read_manifest(run.receipt_path(index))
+    if receipt is None or receipt.get("request_id") != request_id:
+        return False
+    try:
+        run.verify(run.embeddings_dir / receipt["file"], receipt.get("sha256"), "encoding it again")
+    except CorpusmapError as exc:
+        log.warning("%s", exc)
+        return False
+    return True
 
 
 def pending_shards(run: Run, plan: ShardPlan, worker: tuple[int, int] = (0, 1)) -> list[int]:
     """This worker's shards (every N-th) that have no valid receipt yet."""
     mine = [i for i in range(plan.n_shards) if i % worker[1] == worker[0]]
-    pending = [i for i in mine if not _shard_done(run.embeddings_dir, i, plan.request_id)]
+    pending = [i for i in mine if not _shard_done(run, i, plan.request_id)]
     if len(pending) < len(mine):
         progress.info(f"embed: {len(mine) - len(pending)} of {len(mine)} shards already done, skipping them")
     return pending
@@ -281,17 +348,56 @@ def pending_shards(run: Run, plan: ShardPlan, worker: tuple[int, int] = (0, 1)) 
 
 def start_manifest(run: Run, plan: ShardPlan, encoder) -> None:
     """Record the resolved encoder parameters before the first shard (manifest not complete yet)."""
-    corpus = read_json(run.corpus_manifest_path)
-    params = dict(encoder.describe(), store_dtype=plan.request["store_dtype"], shard_rows=plan.shard_rows,
-                  n=plan.n, n_shards=plan.n_shards, corpus_sha256=corpus["sha256"])
-    write_json(run.embeddings_manifest_path, _manifest(plan.request, params, [], complete=False))
+    with run.lock("embeddings"):
+        current = try_read_manifest(run.embeddings_manifest_path) or {}
+        if current.get("request") != plan.request:
+            raise CorpusmapError(f"another corpusmap process replaced the vectors of {run.path} while this one "
+                                 "was starting; run one `corpusmap embed` per run directory at a time")
+        if current.get("params"):
+            return  # another worker of this plan started it
+        params = dict(encoder.describe(), store_dtype=plan.request["store_dtype"], shard_rows=plan.shard_rows,
+                      n=plan.n, n_shards=plan.n_shards, corpus_sha256=plan.request["corpus_sha256"])
+        with writing(run.embeddings_manifest_path):
+            write_json(run.embeddings_manifest_path, _manifest(plan.request, params, [], complete=False))
+
+
+def _fit(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None:
+    """Fit a fitted encoder (TF-IDF + SVD) on a seeded sample of the corpus, or load the fit a previous attempt
+    stored, or copy ``fit_from``'s fit so that both runs' vectors live in one space (as ``map --add`` needs)."""
+    kind = encoder_kind(encoder.describe()["model"])
+    folder = kind.fit_folder(run)
+    with run.lock("embeddings/fit"):
+        if encoder.load(folder):
+            return
+        if fit_from:
+            encoder.load(kind.fit_folder(fit_from))
+            encoder.save(folder)
+            return
+        rng = np.random.default_rng(encoder.seed)
+        chosen = np.sort(rng.choice(n_rows, encoder.fit_rows, replace=False)) if n_rows > encoder.fit_rows \
+            else np.arange(n_rows)
+        texts, offset = [], 0
+        for batch in run.iter_corpus_batches(["text"], 65536):
+            stop = offset + batch.num_rows
+            lo, hi = np.searchsorted(chosen, [offset, stop])
+            column = batch.column(0)
+            texts.extend(column[int(i - offset)].as_py() for i in chosen[lo:hi])
+            offset = stop
+        progress.info(f"{kind.name}: fitting on {len(texts):,} abstracts")
+        encoder.fit(texts)
+        encoder.save(folder)
 
 
 def prepare_encoder(run: Run, plan: ShardPlan, options: EmbedOptions, device: str = "auto"):
-    """Load the model (or fit/load TF-IDF) for this plan."""
-    encoder = _build_encoder(options, device)
-    if getattr(encoder, "kind", "") == "tfidf":
-        _fit_tfidf(run, encoder, plan.n, options.fit_from)
+    """Load the model (or fit/load a fitted encoder) for this plan."""
+    from corpusmap.encoders import make_encoder
+
+    encoder = make_encoder(options.model, pooling=options.pooling, max_length=options.max_length,
+                           batch_size=options.batch_size, max_tokens_per_batch=options.max_tokens_per_batch,
+                           device=device, dtype=options.dtype, normalize=options.normalize, dim=options.dim,
+                           seed=options.seed, fit_rows=options.fit_rows)
+    if encoder_kind(options.model).fitted:
+        _fit(run, encoder, plan.n, options.fit_from)
     return encoder
 
 
@@ -309,20 +415,25 @@ def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, 
     if not np.isfinite(vectors).all():
         raise CorpusmapError(f"the model produced NaN or infinite values in shard {index} "
                              f"(rows {start}-{stop}); try --dtype float32")
-    path = run.embeddings_dir / f"{shard_name(index)}.npy"
-    save_npy(path, vectors)
-    write_receipt(run.embeddings_dir, index, {
-        "index": index, "file": path.name, "start": start, "stop": stop, "rows": stop - start,
-        "sha256": sha256_file(path), "truncated": encoded.truncated, "request_id": plan.request_id,
-        "seconds": round(seconds, 3), "device": device})
+    path = run.shard_path(index)
+    with writing(path):
+        save_npy(path, vectors)
+        write_json(run.receipt_path(index), {
+            "index": index, "file": path.name, "start": start, "stop": stop, "rows": stop - start,
+            "sha256": sha256_file(path), "truncated": encoded.truncated, "request_id": plan.request_id,
+            "seconds": round(seconds, 3), "device": device})
 
 
-def encode_shard(run: Run, plan: ShardPlan, encoder, index: int) -> int:
-    """Read, encode and store one shard; returns its row count (used by other engines, e.g. Ray)."""
-    began = time.perf_counter()
-    encoded = encoder.encode(read_shard_texts(run, plan, index))
-    write_shard(run, plan, index, encoded, time.perf_counter() - began, getattr(encoder, "device", "cpu"))
-    return encoded.vectors.shape[0]
+@contextlib.contextmanager
+def _claim(run: Run, index: int):
+    """Yield True if this process may encode shard ``index`` now (no other process holds it), else False."""
+    try:
+        with run.lock(f"embeddings/shard-{index}", wait=False):
+            for orphan in run.embeddings_dir.glob(f".{run.shard_path(index).name}.tmp-*"):
+                orphan.unlink(missing_ok=True)  # left by a killed writer of this shard
+            yield True
+    except CorpusmapError:
+        yield False
 
 
 def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker: tuple[int, int] = (0, 1),
@@ -337,7 +448,11 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     pending = pending_shards(run, plan, worker)
     if not pending and run.embeddings_manifest_path.is_file():
         return finalize(run)
-    encoder = encoder or prepare_encoder(run, plan, options, device)
+    try:
+        encoder = encoder or prepare_encoder(run, plan, options, device)
+    except BaseException:
+        _drop_bare_claim(run, plan)  # a model that does not load leaves no trace
+        raise
     start_manifest(run, plan, encoder)
     prepare = getattr(encoder, "prepare", None) or (lambda texts: texts)
     compute = getattr(encoder, "compute", None) or encoder.encode
@@ -351,51 +466,69 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
             prepared = upcoming.result()
             if position + 1 < len(pending):
                 upcoming = loader.submit(load, pending[position + 1])
-            encoded = compute(prepared)
-            write_shard(run, plan, index, encoded, time.perf_counter() - began, getattr(encoder, "device", "cpu"))
-            bar.update(encoded.vectors.shape[0])
+            with _claim(run, index) as mine:
+                if mine and not _shard_done(run, index, plan.request_id):  # another process may have done it
+                    encoded = compute(prepared)
+                    write_shard(run, plan, index, encoded, time.perf_counter() - began,
+                                getattr(encoder, "device", "cpu"))
+            bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
     return finalize(run)
 
 
 def _manifest(request: dict, params: dict, receipts: list[dict], complete: bool) -> dict:
     keep = ("index", "file", "start", "stop", "rows", "sha256", "truncated")
-    return {
+    shards = [{k: r[k] for k in keep} for r in receipts]
+    manifest = {
         "format": MANIFEST_FORMAT, "complete": complete,
         "model": params.get("model"), "pooling": params.get("pooling"), "max_length": params.get("max_length"),
         "dtype": params.get("dtype"), "store_dtype": params["store_dtype"], "dim": params["dim"],
         "n": params["n"], "n_shards": params["n_shards"], "shard_rows": params["shard_rows"],
         "normalize": params.get("normalize"), "corpus_sha256": params["corpus_sha256"],
         "truncated": sum(r.get("truncated", 0) for r in receipts),
-        "request": request, "params": params, "shards": [{k: r[k] for k in keep} for r in receipts],
-        "versions": package_versions("torch", "transformers", "sentence-transformers", "scikit-learn"),
+        "request": request, "params": params, "shards": shards,
     }
+    manifest["stage"] = {"name": "embed", "output": "embeddings", "inputs": {"corpus": params["corpus_sha256"]},
+                         "created": timestamp(), "versions": versions(*PACKAGES),
+                         "fingerprint": canonical_hash([request, [s["sha256"] for s in shards]]) if complete
+                         else None}
+    return manifest
 
 
 def finalize(run: Run, verify: bool = False) -> dict:
     """Collect the shard receipts into the manifest; it is marked complete once every shard is there."""
-    folder = run.embeddings_dir
-    if not run.embeddings_manifest_path.is_file():
-        raise CorpusmapError(f"no vectors in {run.path}; run `corpusmap embed INPUT -o {run.path}` first")
-    current = read_json(run.embeddings_manifest_path)
-    request, params = current["request"], current["params"]
-    request_id = _request_id(request)
-    receipts, missing = [], []
-    for index in range(params["n_shards"]):
-        receipt = read_receipt(folder, index)
-        if receipt is None or receipt.get("request_id") != request_id or not (folder / receipt["file"]).is_file():
-            missing.append(shard_name(index))
-            continue
-        if verify:
-            verify_shard(folder, receipt)
-        receipts.append(receipt)
-    manifest = _manifest(request, params, receipts, complete=not missing)
-    write_json(run.embeddings_manifest_path, manifest)
+    from corpusmap.manifests import read_manifest
+
+    with run.lock("embeddings"):
+        current = read_manifest(run.embeddings_manifest_path, run.rebuild_vectors_hint)
+        request, params = current["request"], current.get("params")
+        if not params:  # claimed, but no worker has started encoding
+            return dict(current, missing=[run.shard_path(i).stem for i in range(current.get("n_shards", 0))])
+        request_id = canonical_hash(request)[:16]
+        receipts, missing = [], []
+        for index in range(params["n_shards"]):
+            receipt = try_read_manifest(run.receipt_path(index))
+            if receipt is None or receipt.get("request_id") != request_id \
+                    or not (run.embeddings_dir / receipt["file"]).is_file():
+                missing.append(run.shard_path(index).stem)
+                continue
+            if verify:
+                run.verify(run.embeddings_dir / receipt["file"], receipt["sha256"],
+                           f"delete it and re-run `corpusmap embed` for {run.path} to re-encode it")
+            receipts.append(receipt)
+        manifest = _manifest(request, params, receipts, complete=not missing)
+        if current.get("complete") and manifest["complete"] and current.get("shards") == manifest["shards"]:
+            manifest["stage"] = current["stage"]  # nothing changed: keep the record (and its creation time)
+        with writing(run.embeddings_manifest_path):
+            write_json(run.embeddings_manifest_path, manifest)
+    run.refresh()
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         manifest["missing"] = missing
         progress.info(f"embed: {len(receipts)} of {params['n_shards']} shards done; missing {shown}")
     return manifest
 
+
+# ---------------------------------------------------------------------------------------------- devices
 
 def parse_devices(spec: Optional[str]) -> list[str]:
     """``--devices``: ``all`` (every visible GPU), GPU ids ``0,1``, or device names ``cuda:0,cpu,cpu``."""
@@ -434,7 +567,7 @@ def encode_on_devices(run: Run, options: EmbedOptions, devices: list[str], overw
     import multiprocessing
 
     plan = plan_shards(run, options, overwrite)
-    if options.model.lower() == "tfidf":
+    if encoder_kind(options.model).fitted:
         prepare_encoder(run, plan, options)  # fit once, before the workers load the stored fit
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_device_worker, name=f"corpusmap-{device}",
@@ -452,23 +585,88 @@ def encode_on_devices(run: Run, options: EmbedOptions, devices: list[str], overw
     return finalize(run)
 
 
-def embed(inputs: Iterable[str], run_dir: str | Path, columns: ColumnMap = ColumnMap(),
-          filters: CorpusFilters = CorpusFilters(), options: EmbedOptions = EmbedOptions(),
-          device: str = "auto", worker: tuple[int, int] = (0, 1), overwrite: bool = False,
-          pubmed_labels: bool = False, devices: Optional[list[str]] = None) -> dict:
-    """Read the inputs and encode them into ``run_dir``; returns the embeddings manifest.
+# ---------------------------------------------------------------------------------------------- the stage
 
-    ``devices`` (more than one) runs one worker process per device on this node.
-    """
-    options.check()
-    run = Run(run_dir)
-    if run.path.exists() and not run.path.is_dir():
-        raise CorpusmapError(f"-o {run.path} exists and is not a directory")
-    prepare_corpus(run, inputs, columns, filters, overwrite=overwrite, pubmed_labels=pubmed_labels)
-    if devices and len(devices) > 1:
-        if worker != (0, 1):
+@dataclass
+class EmbedStage(Stage):
+    """``corpusmap embed``: the corpus and its vectors. Where the work runs (engine, devices, this worker's share
+    of the shards) does not change the bytes, so it is not a parameter."""
+
+    engine: str = "local"
+    device: str = "auto"
+    devices: list = field(default_factory=list)
+    worker: tuple = (0, 1)
+    address: Optional[str] = None
+    num_workers: Optional[int] = None
+    gpus_per_worker: Optional[float] = None
+    prepare_only: bool = False
+
+    name = "embed"
+    what = "vectors"
+    packages = PACKAGES
+
+    def key(self, params) -> str:
+        return "embeddings"
+
+    def status(self, run: Run, params: EmbedParams) -> Status:
+        corpus = corpus_status(run, params, resolve_inputs(params.inputs))
+        if not corpus.current:
+            return corpus
+        manifest = try_read_manifest(run.embeddings_manifest_path)
+        if manifest is None:
+            return Status(False, "not computed yet")
+        wanted = vector_request(params.options, read_json(run.corpus_manifest_path))
+        if manifest.get("request") != wanted:
+            stored = manifest.get("request") or {}
+            changed = tuple((k, stored.get(k), wanted.get(k)) for k in sorted(set(stored) | set(wanted))
+                            if stored.get(k) != wanted.get(k))
+            return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
+        if not manifest.get("complete"):
+            return Status(False, f"{len(manifest.get('shards', []))} of {manifest.get('n_shards')} shards done")
+        for shard in manifest["shards"]:
+            try:
+                run.verify(run.embeddings_dir / shard["file"], shard["sha256"], "encoding it again")
+            except CorpusmapError as exc:
+                return Status(False, str(exc))
+        return Status(True, "current")
+
+    def record(self, params: EmbedParams) -> dict:
+        return params_dict(params)
+
+    def run(self, run: Run, params: EmbedParams, overwrite: bool = False) -> Result:
+        if run.path.exists() and not run.path.is_dir():
+            raise CorpusmapError(f"-o {run.path} exists and is not a directory")
+        if self.engine == "ray" and (self.worker != (0, 1) or self.devices or self.device != "auto"):
+            raise UsageProblem("--engine ray places work itself; drop --shard, --devices and --device")
+        if len(self.devices) > 1 and self.worker != (0, 1):
             raise UsageProblem("--devices and --shard do not combine; use one per job")
-        return encode_on_devices(run, options, devices, overwrite=overwrite)
-    if devices:
-        device = devices[0]
-    return encode_shards(run, options, device=device, worker=worker, overwrite=overwrite)
+        before = self.status(run, params) if run.path.is_dir() else Status(False, "not computed yet")
+        if before.current:
+            return Result(self.name, "embeddings", False, "current", read_json(run.embeddings_manifest_path),
+                          where=run.embeddings_dir)
+        corpus = prepare_corpus(run, params, overwrite)
+        if self.prepare_only:
+            return Result(self.name, "corpus", True, before.reason, corpus, where=run.corpus_path)
+        try:
+            if self.engine == "ray":
+                from corpusmap.ray_engine import embed_with_ray
+
+                manifest = embed_with_ray(run, params.options, address=self.address, num_workers=self.num_workers,
+                                          gpus_per_worker=self.gpus_per_worker, overwrite=overwrite)
+            elif len(self.devices) > 1:
+                manifest = encode_on_devices(run, params.options, self.devices, overwrite=overwrite)
+            else:
+                device = self.devices[0] if self.devices else self.device
+                manifest = encode_shards(run, params.options, device=device, worker=self.worker,
+                                         overwrite=overwrite)
+        finally:
+            run.release(ENCODING)
+        return Result(self.name, "embeddings", True, before.reason, manifest, run.invalidate(), run.embeddings_dir)
+
+
+def embed(params: EmbedParams, run_dir: str | Path, overwrite: bool = False, **execution) -> dict:
+    """Read ``params.inputs`` and encode them into ``run_dir``; returns the embeddings manifest.
+
+    ``execution``: where to work (:class:`EmbedStage` fields: engine, device, devices, worker, ...).
+    """
+    return EmbedStage(**execution).run(Run(run_dir), params, overwrite).manifest

@@ -382,10 +382,54 @@ class TfidfEncoder:
         return True
 
 
+FIT_FILES = ("vocabulary.json", "idf.npy", "components.npy")
+
+
+@dataclass(frozen=True)
+class EncoderKind:
+    """What the rest of corpusmap needs to know about a kind of encoder, decided once from the model name.
+
+    ``fitted`` kinds are fitted on the corpus itself and store their fit in ``RUN/embeddings/<name>/``
+    (``fit_files``); two runs share a vector space only if they share the fit.
+    """
+
+    name: str
+    fitted: bool = False
+    fit_files: tuple = ()
+
+    def build(self, model: str, **options):
+        if self.name == "tfidf":
+            keys = ("dim", "seed", "fit_rows", "normalize")
+            return TfidfEncoder(**{k: options[k] for k in keys if options.get(k) is not None})
+        keys = ("pooling", "max_length", "batch_size", "max_tokens_per_batch", "device", "dtype", "normalize")
+        return TransformerEncoder(model, **{k: options[k] for k in keys if options.get(k) is not None})
+
+    def fit_folder(self, run_dir) -> Path:
+        from corpusmap.run import Run
+
+        return Run(run_dir).embeddings_dir / self.name
+
+    def has_fit(self, run_dir) -> bool:
+        return self.fitted and all((self.fit_folder(run_dir) / f).is_file() for f in self.fit_files)
+
+    def fit_fingerprint(self, run_dir) -> Optional[list]:
+        """Checksums of the stored fit (``None`` if there is none)."""
+        from corpusmap.atomic import sha256_file
+
+        if not self.has_fit(run_dir):
+            return None
+        return [sha256_file(self.fit_folder(run_dir) / f) for f in self.fit_files]
+
+
+TRANSFORMER = EncoderKind("transformer")
+ENCODERS = {"tfidf": EncoderKind("tfidf", fitted=True, fit_files=FIT_FILES)}
+
+
+def encoder_kind(model: str) -> EncoderKind:
+    """The kind of encoder a ``--model`` value names: ``tfidf``, else a transformer (hub name or directory)."""
+    return ENCODERS.get(str(model).lower(), TRANSFORMER)
+
+
 def make_encoder(model: str, **options):
-    """``tfidf`` -> :class:`TfidfEncoder`, anything else -> :class:`TransformerEncoder`."""
-    if model.lower() == "tfidf":
-        keys = ("dim", "seed", "fit_rows", "normalize")
-        return TfidfEncoder(**{k: options[k] for k in keys if options.get(k) is not None})
-    keys = ("pooling", "max_length", "batch_size", "max_tokens_per_batch", "device", "dtype", "normalize")
-    return TransformerEncoder(model, **{k: options[k] for k in keys if options.get(k) is not None})
+    """The encoder for ``model`` (see :func:`encoder_kind`)."""
+    return encoder_kind(model).build(model, **options)

@@ -1,144 +1,146 @@
 """Evaluate a run: kNN recall, kNN accuracy and year RMSE in high-D, in each stored map and in a PCA-2D baseline.
 
 The definitions are those of :mod:`corpusmap.metrics`. Every space uses the same seeded query samples, so rows of
-the table are comparable. Results go to ``RUN/eval/metrics.json`` and a readable ``RUN/eval/metrics.md``; nothing
-is written until every number is computed.
+the table are comparable. Results go to ``RUN/eval/metrics.json`` and a readable ``RUN/eval/metrics.md``, which
+appear together once every number is computed.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from corpusmap.atomic import read_json
 from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.manifests import try_read_manifest
+from corpusmap.maps import read_map
 from corpusmap.progress import info
+from corpusmap.run import Run
+from corpusmap.stage import Stage
 
-MAPS_DIR = "maps"
-EVAL_DIR = "eval"
 PCA_NAME = "pca"
 
 
-def find_maps(run_path) -> list[str]:
-    """Names of the maps in ``RUN/maps/*.parquet``, sorted."""
-    folder = Path(getattr(run_path, "path", run_path)) / MAPS_DIR
-    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Which maps (default: every map of the run), k, the query sample, the label and year columns (``None``:
+    ``label``/``year`` when they hold values, else skipped with a note; a named column must hold them)."""
+
+    maps: tuple = ()
+    k: int = 10
+    queries: int = 10_000
+    label_col: Optional[str] = None
+    year_col: Optional[str] = None
+    metric: str = "euclidean"
+    pca: bool = True
+    seed: int = 42
+
+    def __post_init__(self):
+        object.__setattr__(self, "maps", tuple(dict.fromkeys(self.maps)))
+        if self.k < 1:
+            raise UsageProblem(f"-k must be at least 1, got {self.k}")
+        if self.queries < 1:
+            raise UsageProblem(f"--queries must be at least 1, got {self.queries}")
+        if self.metric not in ("euclidean", "cosine"):
+            raise UsageProblem(f"--metric must be euclidean or cosine, not {self.metric!r}")
 
 
-def read_map(run_path, name: str, corpus_ids: Optional[np.ndarray] = None) -> np.ndarray:
-    """The (n, 2) float64 coordinates of map ``name``, in corpus order.
+class EvaluateStage(Stage):
+    """``corpusmap evaluate``: ``RUN/eval`` (metrics.json, metrics.md, manifest.json)."""
 
-    The parquet must have columns ``id``, ``x``, ``y``. Rows are expected in corpus order; a map whose ids are
-    the corpus ids in another order is put back in corpus order; any other difference is an error.
-    """
-    import pyarrow.parquet as pq
+    name = "evaluate"
+    what = "an evaluation"
+    packages = ("faiss-cpu", "scikit-learn")
 
-    path = Path(getattr(run_path, "path", run_path)) / MAPS_DIR / f"{name}.parquet"
-    if not path.is_file():
-        raise CorpusmapError(f"no map {name!r} in {path.parent}")
-    names = pq.read_schema(path).names
-    missing = [c for c in ("x", "y") + (("id",) if corpus_ids is not None else ()) if c not in names]
-    if missing:
-        raise CorpusmapError(f"map {path} lacks column(s) {', '.join(missing)} (needs id, x, y)")
-    table = pq.read_table(path, columns=[c for c in ("id", "x", "y") if c in names])
-    coords = np.column_stack([table.column("x").to_numpy(zero_copy_only=False),
-                              table.column("y").to_numpy(zero_copy_only=False)]).astype(np.float64)
-    if not np.isfinite(coords).all():
-        raise CorpusmapError(f"map {name!r} has NaN or infinite coordinates; recompute it with `corpusmap map`")
-    if corpus_ids is not None:
-        ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-        if len(ids) != len(corpus_ids):
-            raise CorpusmapError(f"map {name!r} has {len(ids):,} rows but the corpus has {len(corpus_ids):,}; "
-                                 f"it was made from another corpus: recompute it with `corpusmap map`")
-        if not np.array_equal(ids, corpus_ids):
-            corpus_ids_s = corpus_ids.astype(str)
-            ids_s = ids.astype(str)
-            if len(set(corpus_ids_s)) == len(corpus_ids_s) and set(ids_s) == set(corpus_ids_s):
-                position = {v: i for i, v in enumerate(ids_s)}
-                coords = coords[[position[v] for v in corpus_ids_s]]
-            else:
-                bad = int(np.flatnonzero(ids_s != corpus_ids_s)[0])
-                raise CorpusmapError(f"map {name!r} does not match the corpus: row {bad} has id {ids[bad]!r}, the "
-                                     f"corpus {corpus_ids[bad]!r}; recompute it with `corpusmap map`")
-    return coords
+    def key(self, params) -> str:
+        return "eval"
+
+    def stored(self, run: Run, params) -> Optional[dict]:
+        return try_read_manifest(run.eval_manifest_path)
+
+    def check_files(self, run: Run, params, manifest: dict) -> Optional[str]:
+        from corpusmap.neighbors import missing_files
+
+        return missing_files(run, run.eval_dir, manifest)
+
+    def selected(self, run: Run, params: EvaluateParams) -> list[str]:
+        found = run.list_maps()
+        unknown = [m for m in params.maps if m not in found]
+        if unknown:
+            raise UsageProblem(f"--map {', '.join(unknown)}: no such map in {run.maps_dir}; found: "
+                               f"{', '.join(found) if found else f'none (run `corpusmap map {run.path}` first)'}")
+        return list(params.maps) or found
+
+    def prepare(self, run: Run, params: EvaluateParams) -> None:
+        run.need_corpus()
+        n = len(run.vectors)
+        if not 1 <= params.k < n:
+            raise UsageProblem(f"-k must be between 1 and n - 1 = {n - 1}, got {params.k}")
+        for col, flag in ((params.label_col, "--label-col"), (params.year_col, "--year-col")):
+            if col is not None:
+                run.corpus_column(col, flag)
+        self.selected(run, params)
+
+    def inputs(self, run: Run, params: EvaluateParams) -> dict:
+        from corpusmap.maps import map_fingerprint
+        from corpusmap.neighbors import vectors_fingerprint
+
+        out = {"corpus": run.corpus_fingerprint, "embeddings": vectors_fingerprint(run)}
+        for name in self.selected(run, params):
+            out[f"maps/{name}"] = map_fingerprint(run, name)
+        return out
+
+    def compute(self, run: Run, params: EvaluateParams, staging: Path, block: dict) -> dict:
+        from corpusmap.atomic import atomic_path, write_json
+        from corpusmap.manifests import canonical_hash, file_record
+
+        result = evaluate_run(run, params, self.selected(run, params))
+        json_name, md_name = Run.EVAL_FILES
+        write_json(staging / json_name, result)
+        with atomic_path(staging / md_name) as tmp:
+            tmp.write_text(format_report(result))
+        files = {name: file_record(staging / name) for name in Run.EVAL_FILES}
+        manifest = {"files": files, "stage": dict(block, fingerprint=canonical_hash(files))}
+        write_json(staging / Run.MANIFEST, manifest)
+        return dict(manifest, result=result)
+
+    def commit(self, run: Run, params, staging: Path) -> None:
+        run.commit_folder(staging, run.eval_dir)
 
 
-def stale_maps(run_path, names: Sequence[str]) -> list[str]:
-    """The maps among ``names`` whose layout used a kNN graph other than the one now in ``RUN/knn`` (compared by
-    the sha256 of ``indices.npy`` recorded in both); maps without a graph (PCA, user maps) are never stale."""
-    from corpusmap.maps import read_map_metadata
-    from corpusmap.neighbors import MANIFEST, knn_dir
+def read_results(run: Run) -> dict:
+    """``RUN/eval/metrics.json``."""
+    from corpusmap.manifests import read_manifest
 
-    folder = Path(getattr(run_path, "path", run_path))
-    manifest_path = knn_dir(folder) / MANIFEST
-    current = read_json(manifest_path).get("indices_sha256") if manifest_path.is_file() else None
-    stale = []
-    for name in names:
-        used = (read_map_metadata(folder / MAPS_DIR / f"{name}.parquet").get("knn") or {}).get("indices_sha256")
-        if used and used != current:
-            stale.append(name)
-    return stale
+    return read_manifest(run.eval_dir / Run.EVAL_FILES[0], f"recompute it with `corpusmap evaluate {run.path}`")
 
 
-def _column(run, name: Optional[str], flag: str):
-    """A corpus column as a numpy object array, or ``None`` when ``name`` is None."""
-    if name is None:
+def _column(run: Run, name: str, flag: str, required: bool) -> Optional[np.ndarray]:
+    """A corpus column as a numpy object array; ``None`` for a default column the corpus lacks."""
+    if not required and name not in run.corpus_columns():
         return None
-    columns = run.corpus_columns()
-    if name not in columns:
-        raise UsageProblem(f"{flag} {name!r}: no such column in {run.corpus_path}; columns: {', '.join(columns)}")
-    return np.asarray(run.read_corpus([name]).column(name).to_pylist(), dtype=object)
+    return np.asarray(run.corpus_column(name, flag).to_pylist(), dtype=object)
 
 
-def evaluate_run(run_path, maps: Optional[Sequence[str]] = None, k: int = 10, queries: int = 10_000,
-                 label_col: Optional[str] = "label", year_col: Optional[str] = "year", seed: int = 42,
-                 metric: str = "euclidean", pca: bool = True, require_labels: bool = False,
-                 require_years: bool = False, write: bool = True) -> dict:
-    """Compute the metrics for a run and write ``RUN/eval/metrics.json`` and ``metrics.md``.
+def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str]) -> dict:
+    """The metrics of the vectors, of each map in ``selected`` and of the PCA-2D baseline (an exact PCA of the
+    vectors, unless a stored map named ``pca`` is evaluated anyway), as the dict stored in ``metrics.json``.
 
-    Parameters
-    ----------
-    maps
-        Map names (``RUN/maps/NAME.parquet``) to evaluate; default: every map found. None found is fine.
-    k, queries, seed
-        Neighbours per point; size of each query sample (all eligible points if fewer); sampling seed.
-    label_col, year_col
-        Corpus columns for kNN accuracy and year RMSE (``None`` skips the metric). An empty label (year)
-        column skips kNN accuracy (year RMSE) with a note, unless ``require_labels`` (``require_years``), when it
-        is an error (the CLI sets them when the column is named explicitly).
-    metric
-        High-D distance (``euclidean`` as in the landscape paper, or ``cosine``); maps are always Euclidean.
-    pca
-        Add the PCA-2D baseline (exact PCA of the vectors; a stored map named ``pca`` is used instead if found).
-
-    Returns
-    -------
-    dict
-        ``spaces``: one entry per space (``high-D``, each map, the baseline) with ``knn_recall`` (``None`` in
-        high-D, where it is 1 by definition), ``knn_accuracy`` and ``year_rmse`` dicts; plus the settings, the
-        maps found and notes.
+    ``spaces`` holds one entry per space with ``knn_recall`` (``None`` in high-D, where it is 1 by definition),
+    ``knn_accuracy`` and ``year_rmse`` dicts; beside it the settings, the maps found and notes.
     """
     from corpusmap import metrics as M
-    from corpusmap.store import open_run
 
     t0 = time.monotonic()
-    run = open_run(run_path)
-    if not run.has_vectors():
-        raise CorpusmapError(f"no vectors in {run.path}; run `corpusmap embed INPUT -o {run.path}` first")
     vectors = run.vectors
     n, dim = (int(s) for s in vectors.shape)
-    if run.n_rows != n:
-        raise CorpusmapError(f"{run.path}: the corpus has {run.n_rows:,} rows but the vectors {n:,}; "
-                             f"re-run `corpusmap embed`")
-    if not 1 <= k < n:
-        raise UsageProblem(f"k must be between 1 and n - 1 = {n - 1}, got {k}")
-    if queries < 1:
-        raise UsageProblem(f"--queries must be at least 1, got {queries}")
-
+    k, queries, seed, metric = params.k, params.queries, params.seed, params.metric
+    label_col, year_col = params.label_col or "label", params.year_col or "year"
+    require_labels, require_years = params.label_col is not None, params.year_col is not None
     notes: list[str] = []
-    labels = _column(run, label_col, "--label-col")
+    labels = _column(run, label_col, "--label-col", require_labels)
     if labels is not None:
         codes, classes = M.label_codes(labels)
         n_lab = int((codes >= 0).sum())
@@ -149,7 +151,7 @@ def evaluate_run(run_path, maps: Optional[Sequence[str]] = None, k: int = 10, qu
                 raise CorpusmapError(msg + "; choose another --label-col")
             notes.append(msg + "; kNN accuracy skipped")
             labels = None
-    years = _column(run, year_col, "--year-col")
+    years = _column(run, year_col, "--year-col", require_years)
     if years is not None:
         y = M.year_values(years)
         n_dated = int(np.isfinite(y).sum())
@@ -160,30 +162,15 @@ def evaluate_run(run_path, maps: Optional[Sequence[str]] = None, k: int = 10, qu
             notes.append(msg + "; year RMSE skipped")
             years = None
 
-    found = find_maps(run)
-    if maps:
-        unknown = [m for m in maps if m not in found]
-        if unknown:
-            raise UsageProblem(f"no map named {', '.join(map(repr, unknown))} in {run.path / MAPS_DIR}; found: "
-                               f"{', '.join(found) if found else 'none (run `corpusmap map RUN` first)'}")
-        selected = list(dict.fromkeys(maps))
-    else:
-        selected = found
-    info(f"evaluate: maps found in {run.path / MAPS_DIR}: {', '.join(found) if found else 'none'}")
-
-    corpus_ids = np.asarray(run.read_corpus(["id"]).column("id").to_pylist(), dtype=object) \
-        if "id" in run.corpus_columns() else None
+    found = run.list_maps()
+    info(f"evaluate: maps found in {run.maps_dir}: {', '.join(found) if found else 'none'}")
     spaces_in: list[tuple[str, str, object]] = []
     for name in selected:  # read every map before the (slow) metrics, so a bad map fails fast
-        spaces_in.append((name, "map", read_map(run, name, corpus_ids)))
-    for name in stale_maps(run, selected):
-        notes.append(f"map {name} was made from an earlier kNN graph than RUN/knn holds; "
-                     f"`corpusmap map RUN --name {name}` with its method remakes it")
-        info(f"evaluate: {notes[-1]}")
+        spaces_in.append((name, "map", read_map(run, name).coords))
     rows_all = M.sample_queries(n, queries, seed)
     info(f"evaluate: exact high-D neighbours of {len(rows_all):,} queries ({dim} dims, {metric})")
     high_nb = M.exact_neighbors(vectors, rows_all, k, metric)
-    if pca and PCA_NAME not in selected:
+    if params.pca and PCA_NAME not in selected:
         from corpusmap.layouts import pca_2d
 
         info("evaluate: PCA-2D baseline")
@@ -226,8 +213,6 @@ def evaluate_run(run_path, maps: Optional[Sequence[str]] = None, k: int = 10, qu
         "spaces": spaces, "notes": notes,
         "seconds": round(time.monotonic() - t0, 3), "corpusmap_version": __version__,
     }
-    if write:
-        write_results(run.path, result)
     return result
 
 
@@ -279,15 +264,4 @@ def format_report(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_results(run_path, result: dict) -> Path:
-    """``RUN/eval/metrics.json`` and ``metrics.md``, each written atomically."""
-    from corpusmap.atomic import atomic_path, write_json
-
-    folder = Path(run_path) / EVAL_DIR
-    write_json(folder / "metrics.json", result)
-    with atomic_path(folder / "metrics.md") as tmp:
-        tmp.write_text(format_report(result))
-    return folder
-
-
-__all__ = ["evaluate_run", "find_maps", "read_map", "format_table", "format_report", "write_results"]
+__all__ = ["EvaluateParams", "EvaluateStage", "evaluate_run", "read_results", "format_table", "format_report"]

@@ -4,9 +4,8 @@ Everything here works on arrays, not on run directories (that is :mod:`corpusmap
 
 * ``indices`` (n, k) int64 and ``distances`` (n, k): the stored kNN graph, self excluded, nearest first;
   euclidean distances are true L2, cosine distances are ``1 - similarity``;
-* ``vectors``: anything with ``shape`` and either ``iter_blocks(block_rows)`` (a run's
-  :class:`~corpusmap.store.ShardedVectors`) or numpy slicing; read block by block, never converted whole
-  except for UMAP, which needs the matrix in memory.
+* ``vectors``: a run's vectors or an array (:mod:`corpusmap.vectors`); read block by block, never converted
+  whole except for UMAP, which needs the matrix in memory.
 
 No function searches neighbours again: t-SNE affinities and the UMAP fuzzy graph are built from the stored
 graph. Each function returns a :class:`Layout`: float32 coordinates and an ``info`` dict with every parameter,
@@ -25,6 +24,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 
 from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.vectors import as_vectors
 
 METHODS = ("tsne", "umap", "pca")
 PRESETS = ("landscape",)
@@ -56,20 +56,13 @@ def _threads(threads: Optional[int]) -> int:
 
 
 def iter_vector_blocks(vectors, block_rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, float64 block)`` over the rows of ``vectors`` (memory-mapped shards or an array)."""
-    if hasattr(vectors, "iter_blocks"):
-        for start, block in vectors.iter_blocks(block_rows, dtype=np.float32):
-            yield start, block.astype(np.float64, copy=False)
-        return
-    n = vectors.shape[0]
-    for start in range(0, n, block_rows):
-        yield start, np.asarray(vectors[start:start + block_rows], dtype=np.float64)
+    """``(start, float64 block)`` over the rows of ``vectors``; each block is a copy, free to change."""
+    for start, block in as_vectors(vectors).iter_blocks(block_rows, dtype=np.float64):
+        yield start, block
 
 
 def vectors_to_numpy(vectors, dtype=np.float32) -> np.ndarray:
-    if hasattr(vectors, "to_numpy"):
-        return vectors.to_numpy(dtype)
-    return np.ascontiguousarray(vectors, dtype=dtype)
+    return as_vectors(vectors).to_numpy(dtype)
 
 
 def check_graph(indices: np.ndarray, distances: np.ndarray, n: Optional[int] = None) -> None:
@@ -197,7 +190,7 @@ class TsneParams:
 
     def validate(self) -> None:
         if self.k < 1:
-            raise UsageProblem("--k must be at least 1")
+            raise UsageProblem("-k must be at least 1")
         if self.perplexity is not None and self.perplexity <= 0:
             raise UsageProblem("--perplexity must be positive")
         for name in ("early_exaggeration_iter", "anneal_iter", "n_iter"):
@@ -401,11 +394,12 @@ def tsne_layout(indices: np.ndarray, distances: np.ndarray, vectors=None, *, par
 # ---------------------------------------------------------------------------------------------- t-SNE: add points
 
 
-def exact_search(base, queries: np.ndarray, k: int, metric: str = "euclidean", threads: Optional[int] = None,
-                 block_rows: int = 262144) -> tuple[np.ndarray, np.ndarray]:
+def nearest_in(base, queries: np.ndarray, k: int, metric: str = "euclidean", threads: Optional[int] = None,
+               block_rows: int = 262144) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows of ``base`` for each query (new points, not rows of ``base``), the base read block
     by block. Distances as in the stored graph: true L2 for euclidean, ``1 - similarity`` for cosine."""
-    from corpusmap.neighbors import faiss_threads, normalize_rows, search_vectors, to_distance
+    from corpusmap.knn import faiss_threads, search_vectors, to_distance
+    from corpusmap.vectors import normalize_rows
 
     if metric not in ("euclidean", "cosine"):
         raise CorpusmapError(f"unsupported kNN metric {metric!r} (euclidean or cosine)")
@@ -441,7 +435,7 @@ class _ReferenceIndex:
                 return self.indices, self.distances
 
             def query(self, query, k):
-                idx, dist = exact_search(self.data, query, k, metric, threads)
+                idx, dist = nearest_in(self.data, query, k, metric, threads)
                 return idx, _tsne_distances(dist, metric)
 
         return ReferenceIndex()
@@ -612,5 +606,5 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: 
 
 __all__ = ["Layout", "TsneParams", "UmapParams", "TransformParams", "METHODS", "PRESETS", "pca_2d",
            "pca_layout", "pca_initialization", "tsne_affinities", "tsne_layout", "tsne_add_layout",
-           "umap_layout", "knn_with_self", "check_k_for_tsne", "check_k_for_umap", "exact_search",
+           "umap_layout", "knn_with_self", "check_k_for_tsne", "check_k_for_umap", "nearest_in",
            "default_threads", "check_graph"]

@@ -24,7 +24,8 @@ from typing import Optional, Union
 import numpy as np
 
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.neighbors import as_vectors, exact_search, remove_self, take_float32
+from corpusmap.knn import exact_search, remove_self
+from corpusmap.vectors import as_vectors, take_float32
 
 Queries = Union[int, None, np.ndarray]
 
@@ -236,16 +237,10 @@ def knn_accuracy(X, labels, k: int = 10, queries: Queries = 10_000, seed: int = 
 
 
 def year_values(years) -> np.ndarray:
-    """Years as float: numbers as they are, strings such as '2019' or '2019-05-01' by their leading year;
-    NaN where missing or unreadable."""
-    import pandas as pd
+    """Years as float (:func:`corpusmap.values.year_array`): NaN where missing or unreadable."""
+    from corpusmap.values import year_array
 
-    s = pd.Series(np.asarray(years, dtype=object))
-    out = pd.to_numeric(s, errors="coerce")
-    text = s[out.isna() & s.notna()].astype(str)
-    if len(text):
-        out[text.index] = pd.to_numeric(text.str.extract(r"^\s*(\d{4})(?!\d)", expand=False), errors="coerce")
-    return out.to_numpy(dtype=np.float64)
+    return year_array(years)
 
 
 def year_rmse(X, years, k: int = 10, queries: Queries = 10_000, seed: int = 42,

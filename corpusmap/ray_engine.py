@@ -1,6 +1,6 @@
 """The Ray engine: encode a run's shards with a pool of Ray actors (one per GPU, or CPU actors), via Ray Data.
 
-The driver (this process) reads the inputs into ``RUN/corpus.parquet`` and plans the shards exactly as the local
+The driver (this process) plans the shards of a run whose corpus is read exactly as the local
 engine does (:mod:`corpusmap.embed`); for TF-IDF it also fits once, so that every actor loads the same stored fit.
 A Ray dataset of the pending shard indices then goes through ``map_batches`` with an actor class that holds the
 encoder (built once per actor, on ``cuda`` when Ray gave the actor a GPU, else on ``cpu``) and, for each index,
@@ -27,17 +27,16 @@ import socket
 import threading
 import time
 import warnings
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
 from corpusmap import progress
-from corpusmap.corpus import ColumnMap, CorpusFilters
-from corpusmap.embed import (EmbedOptions, ShardPlan, finalize, pending_shards, plan_shards, prepare_corpus,
-                             prepare_encoder, read_shard_texts, start_manifest, write_shard)
+from corpusmap.embed import (EmbedOptions, ShardPlan, finalize, pending_shards, plan_shards, prepare_encoder,
+                             read_shard_texts, start_manifest, write_shard)
+from corpusmap.encoders import encoder_kind
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.store import Run
+from corpusmap.run import Run
 
 log = logging.getLogger("corpusmap")
 INSTALL_HINT = "pip install 'corpusmap[ray]'"
@@ -75,7 +74,7 @@ class ShardEncoder:
         import ray
 
         self.device = "cuda" if ray.get_gpu_ids() else "cpu"
-        if self.device == "cpu" and threads and options.model.lower() != "tfidf":
+        if self.device == "cpu" and threads and not encoder_kind(options.model).fitted:
             import torch  # CPU actors: as many torch threads as the CPUs Ray gave the actor
 
             torch.set_num_threads(threads)
@@ -286,25 +285,18 @@ def _pool_size(ray, pending: int, num_workers: Optional[int], gpus_per_worker: O
     return max(1, min(workers, pending)), float(gpus_per_worker), cpus
 
 
-def embed_with_ray(run_dir: str | Path, inputs: Iterable[str], columns: ColumnMap = ColumnMap(),
-                   filters: CorpusFilters = CorpusFilters(), options: EmbedOptions = EmbedOptions(), *,
-                   address: Optional[str] = None, num_workers: Optional[int] = None,
-                   gpus_per_worker: Optional[float] = None, overwrite: bool = False,
-                   pubmed_labels: bool = False, _overlap: Optional[bool] = None) -> dict:
-    """Read the inputs into ``run_dir`` and encode its pending shards on a Ray cluster; returns the manifest.
+def embed_with_ray(run: Run, options: EmbedOptions = EmbedOptions(), *, address: Optional[str] = None,
+                   num_workers: Optional[int] = None, gpus_per_worker: Optional[float] = None,
+                   overwrite: bool = False, _overlap: Optional[bool] = None) -> dict:
+    """Encode the pending shards of ``run`` (whose corpus is read) on a Ray cluster; returns the manifest.
 
     ``address``: a Ray cluster to attach to (``auto``, ``HOST:6379`` or ``ray://HOST:10001``); ``None`` attaches
     to the Ray this process already initialised or starts a local one. ``num_workers``: actors (default: one per
     ``gpus_per_worker`` GPUs, or one per CPU without GPUs). ``gpus_per_worker``: GPUs per actor (default 1 when
     the cluster has GPUs, else 0 = CPU actors; fractions pack several actors on one GPU).
     """
-    options.check()
     _check_pool(num_workers, gpus_per_worker)
     ray = _import_ray()
-    run = Run(run_dir)
-    if run.path.exists() and not run.path.is_dir():
-        raise CorpusmapError(f"-o {run.path} exists and is not a directory")
-    prepare_corpus(run, inputs, columns, filters, overwrite=overwrite, pubmed_labels=pubmed_labels)
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan)
     if not pending:
@@ -312,7 +304,7 @@ def embed_with_ray(run_dir: str | Path, inputs: Iterable[str], columns: ColumnMa
             start_manifest(run, plan, prepare_encoder(run, plan, options, "cpu"))
         return finalize(run)
     manifest_started = False
-    if options.model.lower() == "tfidf":
+    if encoder_kind(options.model).fitted:
         # fit once here and store it in RUN; every actor loads that fit instead of fitting again
         start_manifest(run, plan, prepare_encoder(run, plan, options, "cpu"))
         manifest_started = True

@@ -378,7 +378,7 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
 
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi, facecolor="white")
+            fig.savefig(fh, format=out.suffix.lstrip(".").lower() or "png", dpi=dpi, facecolor="white")
     return out
 
 

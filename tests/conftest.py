@@ -41,3 +41,53 @@ def acl_tfidf_run(shared_data, tmp_path_factory) -> Path:
                                        "--model", "tfidf", "--quiet"])
     assert result.exit_code == 0, result.output
     return path
+
+
+def cli(*args):
+    """Run the corpusmap command line in-process; returns click's Result (exit_code, output)."""
+    from click.testing import CliRunner
+
+    from corpusmap.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def rewrite_corpus(run_dir, table) -> None:
+    """Replace RUN/corpus.parquet by ``table`` as if it had been read so (its recorded checksum updated), to test
+    what later stages do with such a corpus."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from corpusmap.atomic import sha256_file
+
+    path = Path(run_dir) / "corpus.parquet"
+    pq.write_table(table, path)
+    manifest_path = Path(run_dir) / "corpus.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(sha256=sha256_file(path), bytes=path.stat().st_size)
+    manifest_path.write_text(json.dumps(manifest))
+    (Path(run_dir) / ".corpusmap" / "verified.json").unlink(missing_ok=True)
+
+
+def rewrite_shard(run_dir, index: int, array) -> None:
+    """Replace vector shard ``index`` by ``array`` with its checksum updated (vectors made elsewhere)."""
+    import json
+
+    import numpy as np
+
+    from corpusmap.atomic import sha256_file
+
+    folder = Path(run_dir) / "embeddings"
+    path = folder / f"shard-{index:05d}.npy"
+    np.save(path, array)
+    sha = sha256_file(path)
+    receipt = json.loads((folder / f"shard-{index:05d}.json").read_text())
+    receipt["sha256"] = sha
+    (folder / f"shard-{index:05d}.json").write_text(json.dumps(receipt))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        if shard["index"] == index:
+            shard["sha256"] = sha
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (Path(run_dir) / ".corpusmap" / "verified.json").unlink(missing_ok=True)

@@ -56,7 +56,7 @@ def test_embed_writes_vectors_equal_to_the_encoder_and_load_run_reads_them(small
     assert manifest["complete"] and manifest["n"] == 240 and manifest["dim"] == 384
     assert manifest["n_shards"] == 10 and len(manifest["shards"]) == 10
     assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["max_length"] == 64
-    assert manifest["truncated"] > 0 and "torch" in manifest["versions"]
+    assert manifest["truncated"] > 0 and "torch" in manifest["stage"]["versions"]
     loaded = corpusmap.load_run(run)
     vectors = loaded.vectors
     assert vectors.shape == (240, 384)
@@ -99,7 +99,7 @@ def test_rerun_with_other_parameters_is_refused_unless_overwrite(small_corpus, t
     again = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20")
     assert again.exit_code == 0 and shard_bytes(run) == first
     changed = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30")
-    assert changed.exit_code == 1 and "other parameters (dim)" in changed.output
+    assert changed.exit_code == 1 and "other parameters (dim 20 -> 30)" in changed.output
     assert shard_bytes(run) == first
     other_filter = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20",
                           "--min-chars", "900")
@@ -200,7 +200,7 @@ def test_fit_from_errors(small_corpus, tmp_path):
     r = invoke("embed", small_corpus, "-o", tmp_path / "a", "--fit-from", tmp_path, "--quiet")
     assert r.exit_code == 2 and "--model tfidf only" in r.output
     r = invoke("embed", small_corpus, "-o", tmp_path / "b", "--model", "tfidf", "--fit-from", tmp_path, "--quiet")
-    assert r.exit_code == 1 and "no TF-IDF fit there" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "no tfidf fit there" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything is written
 
 

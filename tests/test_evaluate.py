@@ -9,15 +9,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
+from conftest import cli as _cli
+from conftest import rewrite_corpus, rewrite_shard
 from corpusmap import metrics as M
-from corpusmap.cli import main
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.evaluate import evaluate_run, format_table, stale_maps
-from corpusmap.store import open_run
+from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_table, read_results
+from corpusmap.run import Run, open_run
 
 ACL = "acl_2016_2019.jsonl.gz"
 Q = 1000
@@ -49,8 +49,10 @@ def write_map(run, name, ids, coords):
     pq.write_table(pa.table({"id": list(ids), "x": coords[:, 0], "y": coords[:, 1]}), run / "maps" / f"{name}.parquet")
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+def evaluate_run(run, **params):
+    """The metrics of a run with these parameters, recomputed."""
+    EvaluateStage().run(Run(run), EvaluateParams(**params), overwrite=True)
+    return read_results(Run(run))
 
 
 def test_evaluate_without_maps(run):
@@ -96,29 +98,28 @@ def test_evaluate_maps_against_direct_computation(run, data):
     expected = np.mean(clf.predict(None)[np.searchsorted(lab, test)] == codes[test])
     assert high["knn_accuracy"]["accuracy"] == pytest.approx(expected, abs=1e-12)
     # --map selects; the CLI prints which maps it found
-    r = _cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--quiet")
+    r = _cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output
     assert "Maps found: shuffled, skpca" in r.output
     assert [s["space"] for s in json.loads((run / "eval" / "metrics.json").read_text())["spaces"]] == [
         "high-D (300 dims)", "skpca"]
 
 
-def test_maps_made_from_an_earlier_graph_are_named(run, data):
-    """A map records the sha256 of the graph it was laid out from; after `neighbors --overwrite` evaluate says
-    which maps are stale (and PCA-style maps without a graph never are)."""
+def test_maps_made_from_an_earlier_graph_are_removed_with_it(run, data):
+    """A map records the fingerprint of the graph it was laid out from; `neighbors --overwrite` removes the maps
+    (and the evaluation) made from the old graph, and keeps maps that used no graph (PCA, maps made elsewhere)."""
     X, Y, corpus = data
     assert _cli("neighbors", run, "-k", 10, "--quiet").exit_code == 0
-    current = json.loads((run / "knn" / "manifest.json").read_text())["indices_sha256"]
-    for name, sha in (("old", "0" * 64), ("fresh", current), ("nograph", None)):
-        table = pa.table({"id": corpus["id"], "x": Y[:, 0], "y": Y[:, 1]})
-        meta = {"knn": {"indices_sha256": sha}} if sha else {}
-        (run / "maps").mkdir(exist_ok=True)
-        pq.write_table(table.replace_schema_metadata({b"corpusmap": json.dumps(meta).encode()}),
-                       run / "maps" / f"{name}.parquet")
-    assert stale_maps(run, ["fresh", "nograph", "old"]) == ["old"]
-    notes = evaluate_run(run, k=10, queries=200, pca=False)["notes"]
-    assert any("map old was made from an earlier kNN graph" in note for note in notes)
-    assert not any("fresh" in note or "nograph" in note for note in notes)
+    assert _cli("map", run, "--method", "tsne", "--n-iter", 10, "--early-exaggeration-iter", 10, "--no-plot",
+                "--quiet").exit_code == 0
+    assert _cli("map", run, "--method", "pca", "--quiet").exit_code == 0
+    write_map(run, "mine", corpus["id"], Y)
+    assert _cli("evaluate", run, "--queries", 100, "--quiet").exit_code == 0
+    r = _cli("neighbors", run, "-k", 12, "--overwrite")
+    assert r.exit_code == 0 and "removed maps/tsne" in r.output, r.output
+    assert sorted(p.name for p in (run / "maps").iterdir()) == ["mine.parquet", "pca.parquet", "pca.png",
+                                                                 "pca.renders.json"]
+    assert not (run / "eval").exists()  # it evaluated the removed map
 
 
 def test_evaluate_bad_maps(run, data):
@@ -129,10 +130,10 @@ def test_evaluate_bad_maps(run, data):
     r = _cli("evaluate", run, "--map", "wrong", "--quiet")
     assert r.exit_code == 1 and "does not match the corpus" in r.output
     r = _cli("evaluate", run, "--map", "nope", "--quiet")
-    assert r.exit_code == 2 and "no map named 'nope'" in r.output and "wrong" in r.output
+    assert r.exit_code == 2 and "--map nope: no such map" in r.output and "wrong" in r.output
     write_map(run, "short", corpus["id"][:100], Y[:100])
     with pytest.raises(CorpusmapError, match="100 rows"):
-        evaluate_run(run, maps=["short"], queries=50)
+        evaluate_run(run, maps=("short",), queries=50)
     assert not (run / "eval").exists()
 
 
@@ -143,8 +144,7 @@ def test_evaluate_bad_inputs(run, tmp_path):
     assert r.exit_code == 2 and "k must be" in r.output
     # an explicitly named label column without a single label
     table = pq.read_table(run / "corpus.parquet")
-    pq.write_table(table.append_column("empty", pa.array([None] * table.num_rows, pa.string())),
-                   run / "corpus.parquet")
+    rewrite_corpus(run, table.append_column("empty", pa.array([None] * table.num_rows, pa.string())))
     r = _cli("evaluate", run, "--label-col", "empty", "--quiet")
     assert r.exit_code == 1 and "no labelled rows" in r.output
     with pytest.raises(UsageProblem):
@@ -154,7 +154,7 @@ def test_evaluate_bad_inputs(run, tmp_path):
     shard = sorted((run / "embeddings").glob("shard-*.npy"))[0]
     arr = np.load(shard)
     arr[5, 0] = np.inf
-    np.save(shard, arr)
+    rewrite_shard(run, 0, arr)
     r = _cli("evaluate", run, "--queries", 100, "--quiet")
     assert r.exit_code == 1 and "NaN or infinite" in r.output
     assert not (run / "eval").exists()

@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.excess import (ExcessParams, analyse, analyse_words, check_target, default_targets,
-                              group_excess, parse_word_list, subgroup_table)
-from corpusmap.vocab import CountTable, PresenceTable
+from corpusmap.excess import (CountTable, Criteria, PresenceTable, analyse, analyse_words, check_target,
+                              default_targets, group_excess, parse_word_list, subgroup_table)
 
 YEARS = ["2020", "2021", "2022", "2023", "2024"]
 TOTALS = [100_000, 110_000, 120_000, 130_000, 140_000]
@@ -85,7 +84,7 @@ def test_frequency_filter_in_t_and_t_minus_1():
     assert "rarest" not in df.index                    # fails in t-1
     assert (10 + 1) / (TOTALS[4] + 1) < 1e-4 and (200 + 1) / (TOTALS[3] + 1) >= 1e-4
     assert "fading" not in df.index                    # fails in t
-    relaxed = analyse_words(table(), "2024", ExcessParams(min_freq=1e-5)).set_index("word")
+    relaxed = analyse_words(table(), "2024", Criteria(min_freq=1e-5)).set_index("word")
     assert {"rarest", "fading"} <= set(relaxed.index)
 
 
@@ -94,9 +93,9 @@ def test_other_targets_and_configurable_thresholds():
     for word in df.index:
         hand = by_hand(word, "2023")
         assert df.loc[word, "delta"] == hand["delta"] and bool(df.loc[word, "is_excess"]) == hand["is_excess"]
-    strict = analyse_words(table(), "2024", ExcessParams(min_delta=0.5, min_ratio=1e4)).set_index("word")
+    strict = analyse_words(table(), "2024", Criteria(min_delta=0.5, min_ratio=1e4)).set_index("word")
     assert not strict["is_excess"].any()
-    anything = analyse_words(table(), "2024", ExcessParams(letters_only=False, min_letters=3)).set_index("word")
+    anything = analyse_words(table(), "2024", Criteria(letters_only=False, min_letters=3)).set_index("word")
     assert {"abc", "covid19", "naïve"} <= set(anything.index)
 
 

@@ -31,12 +31,11 @@ def ok(*args):
 
 @pytest.fixture(scope="module")
 def acl_run(shared_data, tmp_path_factory):
-    """A RUN directory holding only corpus.parquet, made by corpusmap's reader from the ACL abstracts."""
-    from corpusmap.corpus import iter_corpus
-
-    run = tmp_path_factory.mktemp("run")
-    batches = list(iter_corpus([shared_data / "acl_2016_2019.jsonl.gz"]))
-    pq.write_table(pa.Table.from_batches(batches), run / "corpus.parquet")
+    """A RUN directory holding only the corpus of the ACL abstracts (`corpusmap embed --prepare-only`)."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    r = CliRunner().invoke(main, ["embed", str(shared_data / "acl_2016_2019.jsonl.gz"), "-o", str(run),
+                                  "--prepare-only", "--quiet"])
+    assert r.exit_code == 0, r.output
     return run
 
 
@@ -71,7 +70,7 @@ def test_run_outputs_report_and_manifest(acl_report):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["parameters"]["min_freq"] == 1e-4 and manifest["parameters"]["targets"] == ["2018", "2019"]
     assert manifest["parameters"]["by"] == "label" and manifest["parameters"]["min_group_size"] == 10
-    assert manifest["versions"]["polars"] and manifest["versions"]["numpy"]
+    assert manifest["stage"]["versions"]["polars"] and manifest["stage"]["versions"]["numpy"]
     assert manifest["counts"]["totals"][-4:] == [1534, 2458, 3123, 1070]
     assert [s["pass"] for s in manifest["scans"]] == ["words + groups"]      # groups in the counting pass
     groups = pd.read_csv(out / "groups.csv")
@@ -156,8 +155,8 @@ def test_bad_inputs(tmp_path, acl_run):
     blank.mkdir()
     pq.write_table(pa.table({"text": pa.array([], pa.string()), "year": pa.array([], pa.int32())}),
                    blank / "corpus.parquet")
-    res = invoke(blank)
-    assert res.exit_code == 1 and "no abstracts to count" in res.output
+    res = invoke(blank, "-o", tmp_path / "o5")  # not a run: a folder of inputs, here one empty parquet file
+    assert res.exit_code == 1 and "no abstracts" in res.output
 
     notyear = tmp_path / "notyear.jsonl"
     notyear.write_text("".join(json.dumps({"abstract": f"words number {i}", "year": "spring"}) + "\n"
@@ -167,8 +166,8 @@ def test_bad_inputs(tmp_path, acl_run):
     bad_run = tmp_path / "badrun"
     bad_run.mkdir()
     pq.write_table(pa.table({"text": ["some words"] * 20, "year": ["n.d."] * 20}), bad_run / "corpus.parquet")
-    res = invoke(bad_run)
-    assert res.exit_code == 1 and "does not hold a year" in res.output and "'n.d.'" in res.output
+    res = invoke(bad_run / "corpus.parquet", "--year-col", "year", "-o", tmp_path / "o6")
+    assert res.exit_code == 1 and "holds no years" in res.output and "--year-col" in res.output
 
     res = invoke("--counts", csv, "-o", tmp_path / "o5", "--group", "excess")
     assert res.exit_code == 2 and "need the abstracts" in res.output
@@ -177,7 +176,8 @@ def test_bad_inputs(tmp_path, acl_run):
     res = invoke(notyear)
     assert res.exit_code == 2 and "-o OUT" in res.output
     res = invoke(acl_run, "-o", tmp_path / "o6", "--by", "no_such_column")
-    assert res.exit_code == 1 and "no column 'no_such_column'" in res.output
+    assert res.exit_code == 2 and "--by 'no_such_column': no such column" in res.output
+    assert "columns: id, text, title, year, label, collection, booktitle, doi" in res.output  # the corpus's columns, all of them
 
 
 def test_help():

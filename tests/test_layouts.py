@@ -217,7 +217,7 @@ def test_exact_search_matches_brute_force(elife):
     vectors = elife[0]
     base, queries = vectors[:800], vectors[800:850]
     for metric in ("euclidean", "cosine"):
-        idx, dist = layouts.exact_search(base, queries, 5, metric=metric, block_rows=300)
+        idx, dist = layouts.nearest_in(base, queries, 5, metric=metric, block_rows=300)
         if metric == "cosine":
             b = base / np.linalg.norm(base, axis=1, keepdims=True)
             q = queries / np.linalg.norm(queries, axis=1, keepdims=True)

@@ -69,7 +69,7 @@ def test_tsne_map_parquet_and_png(run, tsne_map):
     assert meta["parameters"]["k"] == 10 and meta["parameters"]["gradient"] == "bh"
     assert [p["n_iter"] for p in meta["schedule"]] == [100, 100]
     assert meta["knn"]["k"] == 15 and meta["knn"]["metric"] == "euclidean"
-    assert {"openTSNE", "numpy", "corpusmap"} <= set(meta["versions"])
+    assert {"openTSNE", "numpy", "corpusmap"} <= set(meta["stage"]["versions"])
     png = run / "maps" / "tsne.png"
     pixels = read_png(png)
     assert pixels.shape == (500, 600, 3)
@@ -120,7 +120,7 @@ def test_unknown_colour_column(run, tsne_map):
     before = sorted(p.name for p in (run / "maps").iterdir())
     result = cli("plot", run, "--map", "tsne", "--color", "journal", ok=False)
     assert result.exit_code != 0
-    assert "unknown colour column 'journal'" in result.output and "year" in result.output
+    assert "--color 'journal': no such column" in result.output and "year" in result.output
     assert "label" in result.output
     assert sorted(p.name for p in (run / "maps").iterdir()) == before
 
@@ -188,7 +188,7 @@ def test_add_points_to_a_map(tmp_path):
     # a run with its own TF-IDF fit is refused, and nothing is written
     embed(tmp_path / "new.jsonl", other)
     result = cli("map", ref, "--add", other, ok=False)
-    assert result.exit_code != 0 and "TF-IDF fit" in result.output
+    assert result.exit_code != 0 and "tfidf fit" in result.output
     assert not (other / "maps").exists()
 
 

@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, Nearest
 
 from corpusmap import metrics as M
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.neighbors import ArrayVectors
+from corpusmap.vectors import ArrayVectors
 
 K = 10
 QUERIES = 1500
@@ -29,7 +29,7 @@ ACL = "acl_2016_2019.jsonl.gz"
 def acl(acl_tfidf_run, shared_data):
     """Real data: the first 64 TF-IDF+SVD dimensions of the 8,401 ACL abstracts (from a real run), venue as the
     label and the year as the source gives it (strings or ints); a PCA map of them."""
-    from corpusmap.store import open_run
+    from corpusmap.run import open_run
 
     run = open_run(acl_tfidf_run)
     X = np.ascontiguousarray(run.vectors.to_numpy()[:, :64])

@@ -7,13 +7,15 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from sklearn.neighbors import NearestNeighbors
 
-from corpusmap.cli import main
+from conftest import cli as _cli
+from conftest import rewrite_shard
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.neighbors import (ArrayVectors, KnnGraph, build_knn_graph, graph_from_arrays, load_knn_graph,
-                                 recall_at_k, recall_queries, remove_self, save_knn_graph, smallest_k)
+from corpusmap.knn import KnnGraph, build_knn_graph, recall_at_k, recall_queries, remove_self, smallest_k
+from corpusmap.neighbors import graph_from_arrays, load_knn_graph, write_graph
+from corpusmap.run import Run, open_run
+from corpusmap.vectors import ArrayVectors
 
 ACL = "acl_2016_2019.jsonl.gz"
 K = 15
@@ -27,8 +29,6 @@ def acl_run(acl_tfidf_run):
 @pytest.fixture(scope="module")
 def X(acl_run):
     """The run's real vectors, cut to 64 dimensions (the leading SVD components) to keep brute force quick."""
-    from corpusmap.store import open_run
-
     return np.ascontiguousarray(open_run(acl_run).vectors.to_numpy()[:, :64])
 
 
@@ -145,19 +145,27 @@ def test_duplicates_never_list_self():
 
 def test_save_and_load_roundtrip(X, tmp_path):
     g = build_knn_graph(X[:500], k=5, progress=False)
-    save_knn_graph(tmp_path, g)
-    files = sorted(p.name for p in (tmp_path / "knn").iterdir())
+    run = Run(tmp_path)
+    run.knn_dir.mkdir()
+    write_graph(run.knn_dir, g, {"name": "neighbors", "versions": {"faiss-cpu": "x"}})
+    files = sorted(p.name for p in run.knn_dir.iterdir())
     assert files == ["distances.npy", "indices.npy", "manifest.json"]
-    back = load_knn_graph(tmp_path)
+    back = load_knn_graph(Run(run))
     assert isinstance(back, KnnGraph) and isinstance(back.indices, np.memmap)
     assert back.indices.dtype == np.int64 and back.distances.dtype == np.float32
     assert np.array_equal(back.indices, g.indices) and back.k == 5 and back.metric == "euclidean"
-    m = json.loads((tmp_path / "knn" / "manifest.json").read_text())
-    for key in ("k", "metric", "index", "recall", "n", "dim", "seconds", "versions", "source"):
+    m = json.loads((run.knn_dir / "manifest.json").read_text())
+    for key in ("k", "metric", "index", "recall", "n", "dim", "seconds", "files", "source", "stage"):
         assert key in m
-    assert m["source"] == "faiss" and m["versions"]["faiss"] and m["versions"]["numpy"]
+    assert m["source"] == "faiss" and m["files"]["indices.npy"]["bytes"] == (run.knn_dir / "indices.npy").stat().st_size
+    # a changed graph file is noticed where it is used
+    indices = np.load(run.knn_dir / "indices.npy")
+    indices[0, [0, 1]] = indices[0, [1, 0]]
+    np.save(run.knn_dir / "indices.npy", indices)
+    with pytest.raises(CorpusmapError, match="fails its checksum.*corpusmap neighbors"):
+        load_knn_graph(Run(tmp_path))
     with pytest.raises(CorpusmapError, match=r"no kNN graph in .*run `corpusmap neighbors"):
-        load_knn_graph(tmp_path / "elsewhere")
+        load_knn_graph(Run(tmp_path / "elsewhere"))
 
 
 def test_user_graph_checked_and_distances_computed(X, brute):
@@ -196,15 +204,11 @@ def test_bad_inputs_in_the_library(X):
 # ---------------------------------------------------------------------------------------------- the command
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def test_cli_neighbors_on_a_real_run(run):
     r = _cli("neighbors", run, "-k", 12, "--quiet")
     assert r.exit_code == 0, r.output
     assert "k=12" in r.output and "exact" in r.output
-    g = load_knn_graph(run)
+    g = load_knn_graph(Run(run))
     assert g.indices.shape == (8401, 12) and g.manifest["dim"] == 300
     # the same command again has nothing to do; other settings need --overwrite
     again = _cli("neighbors", run, "-k", 12, "--quiet")
@@ -214,25 +218,25 @@ def test_cli_neighbors_on_a_real_run(run):
     r = _cli("neighbors", run, "-k", 10, "--metric", "cosine", "--index", "hnsw", "--recall-queries", 300,
              "--threads", 1, "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output
-    m = load_knn_graph(run).manifest
+    m = load_knn_graph(Run(run)).manifest
     assert m["metric"] == "cosine" and m["index"]["type"] == "hnsw" and m["recall"]["queries"] == 300
 
 
 def test_cli_neighbors_from_user_graph(run, tmp_path):
     r = _cli("neighbors", run, "-k", 5, "--quiet")
     assert r.exit_code == 0, r.output
-    ours = load_knn_graph(run)
+    ours = load_knn_graph(Run(run))
     np.save(tmp_path / "idx.npy", np.asarray(ours.indices))
     r = _cli("neighbors", run, "--from", tmp_path / "idx.npy", "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output
-    theirs = load_knn_graph(run)
+    theirs = load_knn_graph(Run(run))
     assert theirs.manifest["source"] == "user" and theirs.manifest["distances_computed"]
     assert np.array_equal(theirs.indices, ours.indices)
     np.testing.assert_allclose(theirs.distances, ours.distances, rtol=1e-3, atol=1e-3)
     np.save(tmp_path / "bad.npy", np.asarray(ours.indices)[:100])
     r = _cli("neighbors", run, "--from", tmp_path / "bad.npy", "--overwrite", "--quiet")
     assert r.exit_code == 1 and "rows" in r.output
-    assert load_knn_graph(run).manifest["source"] == "user"  # the good graph is still there
+    assert load_knn_graph(Run(run)).manifest["source"] == "user"  # the good graph is still there
     r = _cli("neighbors", run, "--from-distances", tmp_path / "idx.npy")
     assert r.exit_code == 2 and "--from" in r.output
 
@@ -253,7 +257,7 @@ def test_cli_neighbors_refuses_nan_vectors(run):
     shard = sorted((run / "embeddings").glob("shard-*.npy"))[0]
     arr = np.load(shard)
     arr[123, 4] = np.nan
-    np.save(shard, arr)
+    rewrite_shard(run, 0, arr)
     r = _cli("neighbors", run, "--quiet")
     assert r.exit_code == 1 and "NaN" in r.output and "Traceback" not in r.output
     assert not (run / "knn" / "manifest.json").exists()

@@ -1,69 +1,193 @@
-"""`corpusmap run CONFIG.toml`: the plan, running the stages, skipping finished ones, and config errors."""
+"""`corpusmap run CONFIG.toml` and the stage contract: a stage runs only when its stored output is not current,
+changing a stage's parameters reruns it and what was computed from it, and the config keeps TOML's types."""
 from __future__ import annotations
 
-import gzip
 import json
+import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from corpusmap.cli import main
+from conftest import EXAMPLE_CORPUS, cli
 
-
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
-
-
-@pytest.fixture
-def config(shared_data, tmp_path):
-    lines = gzip.open(shared_data / "acl_2016_2019.jsonl.gz", "rt").read().splitlines()[:600]
-    (tmp_path / "acl600.jsonl").write_text("\n".join(lines) + "\n")
-    path = tmp_path / "pipeline.toml"
-    path.write_text("""
+BASE = """
 run = "out"
 [embed]
-inputs = ["acl600.jsonl"]
+inputs = ["data/*.jsonl.gz"]
 model = "tfidf"
-dim = 24
-min-chars = 100
+dim = {dim}
+{embed_extra}
 [neighbors]
-k = 12
-""")
+k = {k}
+[[map]]
+method = "tsne"
+n-iter = {n_iter}
+early-exaggeration-iter = 10
+[[map]]
+method = "pca"
+plot = false
+[evaluate]
+queries = 300
+k = {eval_k}
+[excess]
+target = [2015]
+top = {top}
+figures = false
+[[plot]]
+map = "tsne"
+color = "year"
+width = {width}
+"""
+DEFAULTS = dict(dim=20, k=10, n_iter=10, eval_k=10, top=20, width=400, embed_extra="")
+
+
+def write_config(folder, **changes):
+    (folder / "data").mkdir(exist_ok=True)
+    if not (folder / "data" / EXAMPLE_CORPUS.name).exists():
+        shutil.copy(EXAMPLE_CORPUS, folder / "data" / EXAMPLE_CORPUS.name)
+    path = folder / "pipeline.toml"
+    path.write_text(BASE.format(**{**DEFAULTS, **changes}))
     return path
 
 
-def test_dry_run_prints_the_commands(config, tmp_path):
-    result = invoke("run", config, "--dry-run")
-    assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
-    assert lines[0] == (f"run: corpusmap embed {tmp_path / 'acl600.jsonl'} -o {tmp_path / 'out'} --model tfidf "
-                        "--dim 24 --min-chars 100")
-    assert lines[1] == f"run: corpusmap neighbors {tmp_path / 'out'} -k 12"
-    assert not (tmp_path / "out").exists()
+def fingerprints(out) -> dict:
+    """The fingerprint of every output of the run (what changes when an output is recomputed)."""
+    from corpusmap.run import Run
+
+    return {o.key: o.block.get("created") or o.fingerprint for o in Run(out).outputs()}
 
 
-def test_run_executes_stages_and_skips_finished_ones(config, tmp_path):
-    result = invoke("run", config)
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A finished pipeline on the bundled example corpus (copied per test)."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    config = write_config(folder)
+    result = cli("run", config, "--quiet")
     assert result.exit_code == 0, result.output
-    out = tmp_path / "out"
-    manifest = json.loads((out / "embeddings" / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["dim"] == 24
-    assert json.loads((out / "knn" / "manifest.json").read_text())["k"] == 12
-    again = invoke("run", config, "--dry-run")
-    assert f"skip (done): corpusmap neighbors {out} -k 12" in again.output
-    assert again.output.startswith("run: corpusmap embed")  # embedding resumes by itself: always asked
+    return folder
+
+
+@pytest.fixture
+def folder(done, tmp_path):
+    dest = tmp_path / "p"
+    shutil.copytree(done, dest)
+    return dest
+
+
+def test_run_makes_every_output_and_then_has_nothing_to_do(done):
+    folder, out = done, done / "out"
+    assert json.loads((out / "embeddings" / "manifest.json").read_text())["dim"] == 20
+    assert json.loads((out / "knn" / "manifest.json").read_text())["k"] == 10
+    for path in ("maps/tsne.parquet", "maps/tsne.png", "maps/pca.parquet", "maps/tsne.year.png",
+                 "eval/metrics.json", "excess/report.md", "pipeline.json"):
+        assert (out / path).is_file(), path
+    before = fingerprints(out)
+    again = cli("run", folder / "pipeline.toml")
+    assert again.exit_code == 0, again.output
+    assert [line.split(":")[0] for line in again.output.splitlines() if line.startswith(("skip", "run"))] == \
+        ["skip (current)"] * 8
+    assert fingerprints(out) == before
+    dry = cli("run", folder / "pipeline.toml", "--dry-run")
+    assert dry.output.splitlines()[1].startswith("skip (current): neighbors: corpusmap neighbors ")
+    assert f"{out} -k 10" in dry.output.splitlines()[1]
+
+
+# changing one table's parameters reruns exactly that stage and the ones computed from its output
+DOWNSTREAM = {
+    "embed": (dict(dim=30, embed_extra="overwrite = true"), {"embeddings", "knn", "maps/tsne", "maps/pca",
+                                                             "render:maps/tsne.png", "render:maps/tsne.year.png",
+                                                             "eval"}),
+    "neighbors": (dict(k=12), {"knn", "maps/tsne", "render:maps/tsne.png", "render:maps/tsne.year.png", "eval"}),
+    "map": (dict(n_iter=20), {"maps/tsne", "render:maps/tsne.png", "render:maps/tsne.year.png", "eval"}),
+    "evaluate": (dict(eval_k=8), {"eval"}),
+    "excess": (dict(top=10), {"excess"}),
+    "plot": (dict(width=500), {"render:maps/tsne.year.png"}),
+}
+
+
+@pytest.mark.parametrize("stage", list(DOWNSTREAM))
+def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
+    changes, rerun = DOWNSTREAM[stage]
+    before = fingerprints(folder / "out")
+    config = write_config(folder, **changes)
+    result = cli("run", config, "--overwrite", "--quiet")
+    assert result.exit_code == 0, result.output
+    after = fingerprints(folder / "out")
+    assert set(after) == set(before)  # everything is there again
+    assert {key for key in after if after[key] != before[key]} == rerun
+
+
+def test_a_changed_stage_is_refused_without_overwrite(folder):
+    config = write_config(folder, k=12)
+    result = cli("run", config)
+    assert result.exit_code == 1 and "computed with other parameters (k 10 -> 12)" in result.output
+    assert "--overwrite" in result.output
+    assert json.loads((folder / "out" / "knn" / "manifest.json").read_text())["k"] == 10
+
+
+def test_the_reproduction_embed_overwrite_rebuilds_graph_and_map(folder):
+    """Issue: with `[embed] overwrite = true`, changing dim used to end `done` over a run without graph or map."""
+    config = write_config(folder, dim=30, embed_extra="overwrite = true")
+    result = cli("run", config, "--quiet")
+    assert result.exit_code == 0, result.output
+    out = folder / "out"
+    assert json.loads((out / "embeddings" / "manifest.json").read_text())["dim"] == 30
+    assert json.loads((out / "knn" / "manifest.json").read_text())["dim"] == 30
+    assert (out / "maps" / "tsne.parquet").is_file() and (out / "maps" / "tsne.png").is_file()
+    again = cli("run", config)
+    assert again.exit_code == 0 and "run:" not in again.output
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_deleted_or_damaged_output_is_rerun(folder, damage):
+    target = folder / "out" / "knn" / "indices.npy"
+    if damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:1000])
+    dry = cli("run", folder / "pipeline.toml", "--dry-run")
+    assert "run: neighbors" in dry.output and "indices.npy" in dry.output
+    result = cli("run", folder / "pipeline.toml", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert target.stat().st_size == 10 * 1881 * 8 + 128
 
 
 @pytest.mark.parametrize("text, message", [
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\nbatchsize = 3\n', "[embed] has no option 'batchsize'"),
-    ('run = "x"\n[mapz]\n', "unknown section(s) mapz"),
-    ('[embed]\ninputs = ["a.jsonl"]\n', "needs the run directory"),
+    ('run = "x"\n[mapz]\n', "unknown table(s) mapz"),
+    ('[embed]\ninputs = ["a.jsonl"]\n', "name the run directory"),
     ('run = "x"\n[embed\n', "not valid TOML"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\noverwrite = "false"\n', "overwrite = 'false': expected true or false"),
+    ('run = "x"\nembed = "x"\n', "embed must be a table"),
+    ('run = "x"\n[neighbors]\nk = "12"\n', "k = '12': expected a whole number"),
+    ('run = "x"\n[neighbors]\nk = true\n', "k = True: expected a whole number"),
+    ('run = "x"\n[neighbors]\nk = [1, 2]\n', "k takes one value, not a list"),
+    ('run = "x"\n[neighbors]\nindex = "fast"\n', "[neighbors]: Invalid value for '--index'"),
+    ('run = "x"\n[embed]\ninputs = "a.jsonl"\n[embed2]\n', "unknown table(s) embed2"),
+    ('run = 3\n', "name the run directory"),
 ])
 def test_config_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    result = invoke("run", path, "--dry-run")
-    assert result.exit_code in (1, 2) and message in result.output, result.output
+    result = cli("run", path, "--dry-run")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_inputs_and_paths_resolve_against_the_config_folder(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anywhere else
+    dry = cli("run", folder / "pipeline.toml", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"corpusmap embed '{folder / 'data' / '*.jsonl.gz'}' " in dry.output
+
+
+def test_library_pipeline_without_click(folder):
+    from corpusmap.neighbors import NeighborsParams, NeighborsStage
+    from corpusmap.pipeline import Job, run_jobs
+    from corpusmap.run import Run
+
+    run = Run(folder / "out")
+    lines: list = []
+    results = run_jobs([Job(NeighborsStage(), run, NeighborsParams(k=10))], echo=lines.append)
+    assert results == [] and lines == ["skip (current): neighbors"]
+    results = run_jobs([Job(NeighborsStage(), run, NeighborsParams(k=11), overwrite=True)], echo=lines.append)
+    assert results[0].computed and "maps/tsne" in results[0].removed

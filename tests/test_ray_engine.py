@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import corpusmap
-from corpusmap.embed import EmbedOptions, embed
+from corpusmap.embed import EmbedOptions, EmbedParams, embed, prepare_corpus
+from corpusmap.run import Run
 from corpusmap.errors import CorpusmapError, UsageProblem
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")  # Ray's own deprecations
@@ -38,10 +39,9 @@ def _assert_gone(pids) -> None:
 
 
 @pytest.fixture(scope="module")
-def subset(shared_data, tmp_path_factory) -> Path:
-    source = shared_data / "elife_2012_2016.jsonl.gz"
-    if not source.is_file():
-        pytest.skip(f"{source} not found")
+def subset(tmp_path_factory) -> Path:
+    from conftest import EXAMPLE_CORPUS as source
+
     path = tmp_path_factory.mktemp("ray-corpus") / "elife_120.jsonl"
     with gzip.open(source, "rt", encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as out:
         out.writelines(itertools.islice(lines, ROWS))
@@ -71,13 +71,24 @@ def local_ray():
     _assert_gone(pids)
 
 
-def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
+def local_embed(run_dir, inputs, options):
+    return embed(EmbedParams(inputs=tuple(inputs), options=options), run_dir)
+
+
+def ray_embed(run_dir, inputs, options, **engine):
+    """The corpus read as the stage reads it, then the shards encoded by the Ray engine."""
     from corpusmap.ray_engine import embed_with_ray
 
+    run = Run(run_dir)
+    prepare_corpus(run, EmbedParams(inputs=tuple(inputs), options=options))
+    return embed_with_ray(run, options, **engine)
+
+
+def test_missing_ray_names_the_extra(monkeypatch, tmp_path, subset):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(CorpusmapError, match=r"pip install 'corpusmap\[ray\]'"):
-        embed_with_ray(tmp_path / "run", ["nothing.jsonl"], options=TFIDF)
-    assert not (tmp_path / "run").exists()
+        embed(EmbedParams(inputs=(str(subset),), options=TFIDF), tmp_path / "run", engine="ray")
+    assert not (tmp_path / "run" / "embeddings").exists()
 
 
 def test_pool_size_from_cluster_resources():
@@ -106,10 +117,8 @@ def test_pool_size_from_cluster_resources():
 @pytest.mark.usefixtures("local_ray")
 class TestSameVectorsAsLocal:
     def test_tfidf(self, subset, runs):
-        from corpusmap.ray_engine import embed_with_ray
-
-        embed([str(subset)], runs / "local-tfidf", options=TFIDF)
-        manifest = embed_with_ray(runs / "ray-tfidf", [str(subset)], options=TFIDF)
+        local_embed(runs / "local-tfidf", [str(subset)], TFIDF)
+        manifest = ray_embed(runs / "ray-tfidf", [str(subset)], TFIDF)
         assert manifest["complete"] and manifest["n"] == ROWS and manifest["n_shards"] == 4
         local = _shards(runs / "local-tfidf")
         assert len(local) == 4 and _shards(runs / "ray-tfidf") == local
@@ -118,11 +127,8 @@ class TestSameVectorsAsLocal:
 
     def test_transformer_with_overlapped_calls(self, subset, runs):
         # _overlap: two calls per actor with the model behind a lock (the GPU actors' mode), here on one CPU actor
-        from corpusmap.ray_engine import embed_with_ray
-
-        embed([str(subset)], runs / "local-minilm", options=MINILM)
-        manifest = embed_with_ray(runs / "ray-minilm", [str(subset)], options=MINILM, num_workers=1,
-                                  _overlap=True)
+        local_embed(runs / "local-minilm", [str(subset)], MINILM)
+        manifest = ray_embed(runs / "ray-minilm", [str(subset)], MINILM, num_workers=1, _overlap=True)
         local = _shards(runs / "local-minilm")
         assert len(local) == 4 and _shards(runs / "ray-minilm") == local
         expected = corpusmap.load_run(runs / "local-minilm").embeddings_manifest
@@ -139,7 +145,7 @@ def _receipt(path: Path) -> dict:
 def test_resume_reencodes_only_the_missing_shard(subset, runs):
     """Runs after the class above (its Ray is shut down): embed_with_ray starts and stops a Ray of its own."""
     ray = pytest.importorskip("ray")
-    from corpusmap.ray_engine import embed_with_ray, ray_processes
+    from corpusmap.ray_engine import ray_processes
 
     run = runs / "ray-tfidf"
     if not (run / "embeddings" / "manifest.json").is_file():
@@ -151,7 +157,7 @@ def test_resume_reencodes_only_the_missing_shard(subset, runs):
     kept = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.glob("shard-*")}
     assert not ray_processes()
 
-    manifest = embed_with_ray(run, [str(subset)], options=TFIDF)
+    manifest = ray_embed(run, [str(subset)], TFIDF)
 
     assert not ray.is_initialized()  # it shut down the Ray it started, and its processes are gone
     _assert_gone(ray_processes())
@@ -160,7 +166,6 @@ def test_resume_reencodes_only_the_missing_shard(subset, runs):
     assert _shards(run) == _shards(runs / "local-tfidf")
     assert manifest["complete"] and [s["index"] for s in manifest["shards"]] == [0, 1, 2, 3]
     loaded = corpusmap.load_run(run)
-    loaded.verify_vectors()
     np.testing.assert_array_equal(loaded.vectors.to_numpy(),
                                   corpusmap.load_run(runs / "local-tfidf").vectors.to_numpy())
 

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 
-from corpusmap import vocab
+from corpusmap.excess import engines, scan
 from corpusmap.errors import CorpusmapError
 from corpusmap.tokens import contains_any
-from corpusmap.vocab import CountTable, count_presence, count_words, read_counts, scan_corpus, shift_period
+from corpusmap.excess import CountTable, count_presence, count_words, read_counts, scan_corpus, shift_period
 
 
 def reference_counts(texts, periods) -> dict[str, tuple[int, dict[str, int]]]:
@@ -106,7 +106,7 @@ def test_merging_partial_counts_is_exact(arxiv_subset, monkeypatch):
     """Force a merge of the partial counts after every batch: same table."""
     rows = arxiv_subset[:1500]
     whole = count_words(_arxiv_batches(rows, 5000), progress=False)
-    monkeypatch.setattr(vocab._Accumulator, "add_words", _eager_add_words)
+    monkeypatch.setattr(scan._Accumulator, "add_words", _eager_add_words)
     merged = count_words(_arxiv_batches(rows, 100), progress=False)
     assert whole.equals(merged)
 
@@ -165,14 +165,14 @@ def test_tokens_exact_on_hostile_unicode():
     assert_same(result.counts, reference_counts(texts, years))
     # the few texts with characters whose lower-casing differs between Python and polars went through `re`
     assert 0 < result.stats["python_tokenised"] < len(texts) / 2
-    unsafe = vocab.unsafe_characters()
+    unsafe = engines.unsafe_characters()
     assert "\u03a3" in unsafe and "\u1c89" in unsafe and "A" not in unsafe
 
 
 def test_word_class_is_pythons_backslash_w():
     import re
 
-    cls = vocab.python_word_class()
+    cls = engines.python_word_class()
     probe = "".join(chr(c) for c in (0x5F, 0x41, 0xB2, 0x301, 0x200D, 0x2160, 0x0663, 0x203F, 0x4E00))
     expected = "".join(c for c in probe if re.match(r"\w", c))
     import polars as pl

@@ -59,7 +59,8 @@ class CorpusmapGroup(click.Group):
             click.echo("Interrupted; run the same command again to resume.", err=True)
             sys.exit(130)
         except MemoryError:
-            raise click.ClickException("out of memory; try a smaller --batch-size or block size") from None
+            raise click.ClickException("out of memory; for embed try a smaller --batch-size or --max-tokens-per-batch; "
+                                       "the README lists what each stage needs") from None
         except Exception as exc:  # anything unexpected: one line, the traceback only on request
             if _debug():
                 raise

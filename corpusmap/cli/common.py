@@ -1,15 +1,56 @@
-"""Options and arguments shared by several commands."""
+"""Options and arguments shared by several commands, and running a command's jobs.
+
+Every command is a click function ``command(**options)`` whose body is ``run_command(JOBS(options))``; ``JOBS``
+(attached as ``command.jobs``) turns the parsed options into :class:`corpusmap.pipeline.Job` objects, which is
+also how ``corpusmap run CONFIG.toml`` runs the command's TOML table. Parameter defaults come from the stages'
+parameter dataclasses (:func:`default`).
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import click
 
-run_argument = click.argument("run", type=click.Path(file_okay=False, path_type=str), metavar="RUN")
+from corpusmap import progress
+from corpusmap.pipeline import Job
+from corpusmap.stage import param_default
 
-seed_option = click.option("--seed", type=int, default=42, show_default=True,
-                           help="Random seed; the same inputs and seed give the same outputs.")
+run_argument = click.argument("run", type=click.Path(file_okay=False, path_type=str), metavar="RUN")
 
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              show_default=True, help="Where to compute; auto picks CUDA when present.")
 
-threads_option = click.option("--threads", type=int, default=None,
-                              help="CPU threads (default: all cores).")
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
+                              help="CPU threads (default: all cores). Results do not depend on it.")
+
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Replace an output computed with other parameters (and what was computed "
+                                     "from it).")
+
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+
+
+def default(params_type, name: str):
+    """The default of a parameter, from the stage's parameter dataclass."""
+    return param_default(params_type, name)
+
+
+def seed_option(params_type):
+    return click.option("--seed", type=int, default=default(params_type, "seed"), show_default=True,
+                        help="Random seed; the same inputs and seed give the same outputs.")
+
+
+def with_jobs(jobs: Callable[[dict], list[Job]]):
+    """Attach ``jobs`` to a click command, for `corpusmap run`."""
+    def attach(command: click.Command) -> click.Command:
+        command.jobs = jobs  # type: ignore[attr-defined]
+        return command
+    return attach
+
+
+def run_command(jobs: list[Job], quiet: bool = False) -> None:
+    """Run a command's jobs in order (each keeps a current output, see :mod:`corpusmap.stage`)."""
+    if quiet:
+        progress.set_quiet(True)
+    for job in jobs:
+        job()

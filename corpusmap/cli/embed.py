@@ -4,49 +4,95 @@ from __future__ import annotations
 import click
 
 from corpusmap import progress
-from corpusmap.cli.common import device_option, run_argument
+from corpusmap.cli.common import default, device_option, quiet_option, run_argument, run_command, with_jobs
 from corpusmap.corpus import ColumnMap, CorpusFilters
-from corpusmap.embed import EmbedOptions, embed as embed_corpus, finalize, parse_devices, parse_worker
+from corpusmap.embed import EmbedOptions, EmbedParams, EmbedStage, finalize, parse_devices, parse_worker
 from corpusmap.encoders import DTYPES, POOLINGS
-from corpusmap.store import open_run
+from corpusmap.pipeline import Job
+from corpusmap.run import Run, open_run
+
+O = EmbedOptions
 
 
+def jobs(o: dict) -> list[Job]:
+    if (o["address"] or o["num_workers"] or o["gpus_per_worker"] is not None) and o["engine"] != "ray":
+        raise click.UsageError("--address, --num-workers and --gpus-per-worker go with --engine ray")
+    columns = ColumnMap(id=o["id_col"], text=o["text_col"], title=o["title_col"], year=o["year_col"],
+                        label=o["label_col"])
+    filters = CorpusFilters(min_chars=o["min_chars"], max_chars=o["max_chars"], english_only=o["english_only"])
+    options = EmbedOptions(model=o["model"], pooling=o["pooling"], max_length=o["max_length"],
+                           batch_size=o["batch_size"], max_tokens_per_batch=o["max_tokens_per_batch"],
+                           dtype=o["dtype"], store_dtype=o["store_dtype"], normalize=o["normalize"],
+                           shard_rows=o["shard_rows"], dim=o["dim"], seed=o["seed"], fit_from=o["fit_from"])
+    params = EmbedParams(inputs=tuple(o["inputs"]), columns=columns, filters=filters,
+                         section_labels=o["section_labels"], options=options)
+    stage = EmbedStage(engine=o["engine"], device=o["device"], devices=parse_devices(o["devices"]),
+                       worker=parse_worker(o["worker"]), address=o["address"], num_workers=o["num_workers"],
+                       gpus_per_worker=o["gpus_per_worker"], prepare_only=o["prepare_only"])
+    return [Job(stage, Run(o["run_dir"]), params, o["overwrite"], report=report)]
+
+
+def report(result) -> None:
+    manifest, run_dir = result.manifest, result.where.parent
+    if result.output == "corpus":
+        progress.info(f"corpus: {manifest['rows']:,} abstracts in {run_dir}/corpus.parquet; encode them with the "
+                   "same command without --prepare-only")
+        return
+    if not manifest.get("complete"):
+        progress.info(f"embed: this worker is done; {len(manifest['shards'])} of {manifest['n_shards']} shards "
+                   f"present; `corpusmap merge {run_dir}` checks the rest once all tasks have finished")
+        return
+    truncated = manifest.get("truncated", 0)
+    note = f"; {truncated:,} truncated at {manifest['max_length']} tokens" if manifest.get("max_length") else ""
+    state = "" if result.computed else " (already complete; nothing to do)"
+    progress.info(f"embed: {manifest['n']:,} vectors of {manifest['dim']} dims ({manifest['store_dtype']}){note} "
+               f"-> {run_dir}/embeddings{state}")
+
+
+@with_jobs(jobs)
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=str),
               help="Run directory to create or resume.")
-@click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+@click.option("--model", default=default(O, "model"), show_default=True,
               help="Hugging Face / sentence-transformers model name or local directory, or `tfidf`. "
                    "The default is bundled and works offline.")
-@click.option("--pooling", type=click.Choice(POOLINGS), default="auto", show_default=True,
+@click.option("--pooling", type=click.Choice(POOLINGS), default=default(O, "pooling"), show_default=True,
               help="auto = the model's own sentence-transformers pooling (else mean); sep = last token.")
 @click.option("--max-length", type=click.IntRange(min=2), default=None,
               help="Truncate texts to this many tokens (default: the model's limit).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=default(O, "batch_size"), show_default=True)
 @click.option("--max-tokens-per-batch", type=click.IntRange(min=1), default=None,
               help="Token budget per batch instead of a fixed row count (batches of short texts get more rows).")
 @device_option
 @click.option("--devices", default=None, metavar="LIST",
               help="One worker process per device: 'all' GPUs, GPU ids '0,1', or names 'cuda:0,cpu'.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default=default(O, "dtype"), show_default=True,
               help="Compute precision of the model.")
-@click.option("--store-dtype", type=click.Choice(["auto", "float32", "float16"]), default="auto",
+@click.option("--store-dtype", type=click.Choice(["auto", "float32", "float16"]), default=default(O, "store_dtype"),
               show_default=True, help="Precision on disk (auto: float16 when computing in float16, else float32).")
-@click.option("--normalize/--no-normalize", default=False, show_default=True, help="L2-normalise the vectors.")
-@click.option("--dim", type=click.IntRange(min=1), default=300, show_default=True,
+@click.option("--normalize/--no-normalize", default=default(O, "normalize"), show_default=True,
+              help="L2-normalise the vectors.")
+@click.option("--dim", type=click.IntRange(min=1), default=default(O, "dim"), show_default=True,
               help="tfidf only: dimensions after truncated SVD.")
-@click.option("--seed", type=int, default=42, show_default=True, help="tfidf only: seed of the fit sample and SVD.")
+@click.option("--seed", type=int, default=default(O, "seed"), show_default=True,
+              help="tfidf only: seed of the fit sample and SVD.")
 @click.option("--fit-from", "fit_from", default=None, metavar="RUN",
               help="tfidf only: reuse RUN's TF-IDF fit, so the vectors share RUN's space (for `map RUN --add`).")
-@click.option("--shard-rows", type=click.IntRange(min=1), default=16384, show_default=True,
+@click.option("--shard-rows", type=click.IntRange(min=1), default=default(O, "shard_rows"), show_default=True,
               help="Rows per vector shard (the unit of resuming).")
 @click.option("--shard", "worker", default=None, metavar="I/N",
               help="Encode only shards I, I+N, ... (job arrays; default from SLURM_ARRAY_TASK_ID/COUNT).")
+@click.option("--prepare-only", is_flag=True,
+              help="Only read the inputs into RUN/corpus.parquet (run it once before a job array).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine's processes; ray: a Ray cluster (Ray Data actors, GPU when present).")
 @click.option("--address", default=None, help="--engine ray: address of a running Ray cluster (default: local).")
 @click.option("--num-workers", type=click.IntRange(min=1), default=None,
               help="--engine ray: number of encoder actors (default: one per GPU, else per CPU).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+              help="--engine ray: GPUs per actor (default 1 on a cluster with GPUs; 0.5 packs two actors on a GPU; "
+                   "0 for CPU actors).")
 @click.option("--id-col", default=None, help="Column with the document id (default: auto).")
 @click.option("--text-col", default=None, help="Column with the abstract (default: abstract or text).")
 @click.option("--title-col", default=None, help="Title column; its text is prepended to the abstract.")
@@ -59,62 +105,31 @@ from corpusmap.store import open_run
 @click.option("--english-only", is_flag=True,
               help="Keep English abstracts only (language column when present, else a function-word test).")
 @click.option("--section-labels", is_flag=True, help="PubMed XML: prefix abstract sections with their labels.")
-@click.option("--overwrite", is_flag=True, help="Replace a run made with other inputs or parameters.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def embed(inputs, run_dir, model, pooling, max_length, batch_size, max_tokens_per_batch, device, devices, dtype,
-          store_dtype, normalize, dim, seed, fit_from, shard_rows, worker, engine, address, num_workers, id_col,
-          text_col, title_col, year_col, label_col, min_chars, max_chars, english_only, section_labels, overwrite,
-          quiet):
+@click.option("--overwrite", is_flag=True,
+              help="Replace a corpus or vectors made with other inputs or parameters (and everything computed "
+                   "from them).")
+@quiet_option
+def embed(**options):
     """Read abstracts (CSV/TSV/JSONL/JSON/Parquet/PubMed XML, .gz too; files, folders or globs) and encode
     them into vectors in RUN. Re-running the same command resumes an interrupted run."""
-    if quiet:
-        progress.set_quiet(True)
-    if max_chars is not None and max_chars < min_chars:
-        raise click.UsageError("--max-chars must be at least --min-chars")
-    columns = ColumnMap(id=id_col, text=text_col, title=title_col, year=year_col, label=label_col)
-    filters = CorpusFilters(min_chars=min_chars, max_chars=max_chars, english_only=english_only)
-    options = EmbedOptions(model=model, pooling=pooling, max_length=max_length, batch_size=batch_size,
-                           max_tokens_per_batch=max_tokens_per_batch, dtype=dtype, store_dtype=store_dtype,
-                           normalize=normalize, shard_rows=shard_rows, dim=dim, seed=seed, fit_from=fit_from)
-    if engine == "ray":
-        if worker or devices or device != "auto":
-            raise click.UsageError("--engine ray places work itself; drop --shard, --devices and --device")
-        from corpusmap.ray_engine import embed_with_ray
-
-        manifest = embed_with_ray(run_dir, inputs, columns, filters, options, address=address,
-                                  num_workers=num_workers, overwrite=overwrite, pubmed_labels=section_labels)
-    else:
-        if address or num_workers:
-            raise click.UsageError("--address and --num-workers go with --engine ray")
-        manifest = embed_corpus(inputs, run_dir, columns, filters, options, device=device,
-                                worker=parse_worker(worker), overwrite=overwrite, pubmed_labels=section_labels,
-                                devices=parse_devices(devices))
-    _report(manifest, run_dir)
+    run_command(jobs(options), options["quiet"])
 
 
 @click.command()
 @run_argument
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@quiet_option
 def merge(run, quiet):
     """Check that every vector shard of RUN is present and valid (e.g. after a job array) and write the
     final manifest."""
     if quiet:
         progress.set_quiet(True)
-    manifest = finalize(open_run(run), verify=True)
+    r = open_run(run)
+    manifest = finalize(r, verify=True)
     if not manifest["complete"]:
         missing = manifest.get("missing", [])
         raise click.ClickException(
             f"{len(missing)} of {manifest['n_shards']} shards missing in {run}/embeddings "
             f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); run the embed tasks that make them")
-    _report(manifest, run)
-
-
-def _report(manifest: dict, run_dir: str) -> None:
-    if not manifest["complete"]:
-        progress.info(f"embed: this worker is done; {len(manifest['shards'])} of {manifest['n_shards']} shards "
-                      f"present; `corpusmap merge {run_dir}` checks the rest once all tasks have finished")
-        return
-    truncated = manifest.get("truncated", 0)
-    note = f"; {truncated:,} truncated at {manifest['max_length']} tokens" if manifest.get("max_length") else ""
-    progress.info(f"embed: {manifest['n']:,} vectors of {manifest['dim']} dims ({manifest['store_dtype']}){note} "
-                  f"-> {run_dir}/embeddings")
+    r.invalidate()
+    progress.info(f"embed: {manifest['n']:,} vectors of {manifest['dim']} dims ({manifest['store_dtype']}) "
+                  f"-> {run}/embeddings")

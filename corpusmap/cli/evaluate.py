@@ -3,40 +3,53 @@ from __future__ import annotations
 
 import click
 
-from corpusmap import progress
-from corpusmap.cli.common import run_argument, seed_option
+from corpusmap.cli.common import default, overwrite_option, quiet_option, run_argument, run_command, seed_option, with_jobs
+from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_table
+from corpusmap.pipeline import Job
+from corpusmap.run import Run
+
+P = EvaluateParams
 
 
+def jobs(o: dict) -> list[Job]:
+    params = P(maps=tuple(o["maps"]), k=o["k"], queries=o["queries"], label_col=o["label_col"],
+               year_col=o["year_col"], metric=o["metric"], pca=not o["no_pca"], seed=o["seed"])
+    return [Job(EvaluateStage(), Run(o["run"]), params, o["overwrite"], report=report)]
+
+
+def report(result) -> None:
+    from corpusmap.evaluate import read_results
+
+    outcome = read_results(Run(result.where.parent))
+    found = outcome["maps_found"]
+    click.echo(f"Maps found: {', '.join(found)}" if found else
+               "No maps found in RUN/maps (run `corpusmap map RUN`); high-D and the PCA baseline only.")
+    click.echo(format_table(outcome))
+    for note in outcome["notes"]:
+        click.echo(f"Note: {note}.")
+    state = "" if result.computed else " (current; nothing recomputed)"
+    click.echo(f"Written to {result.where}/metrics.json and metrics.md{state}")
+
+
+@with_jobs(jobs)
 @click.command()
 @run_argument
 @click.option("--map", "maps", multiple=True, metavar="NAME",
               help="Evaluate only this map (RUN/maps/NAME.parquet); repeatable. Default: every map found.")
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours.")
-@click.option("--queries", type=click.IntRange(min=1), default=10_000, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1), default=default(P, "k"), show_default=True, help="Neighbours.")
+@click.option("--queries", type=click.IntRange(min=1), default=default(P, "queries"), show_default=True,
               help="Random query points per metric (all points if fewer).")
 @click.option("--label-col", default=None,
               help="Corpus column with class labels for kNN accuracy [default: label; skipped if empty].")
 @click.option("--year-col", default=None,
               help="Corpus column with years for year RMSE [default: year; skipped if empty].")
-@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default="euclidean", show_default=True,
-              help="High-D distance (maps are always Euclidean).")
+@click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=default(P, "metric"),
+              show_default=True, help="High-D distance (maps are always Euclidean).")
 @click.option("--no-pca", is_flag=True, help="Leave out the PCA-2D baseline.")
-@seed_option
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def evaluate(run, maps, k, queries, label_col, year_col, metric, no_pca, seed, quiet):
+@seed_option(P)
+@overwrite_option
+@quiet_option
+def evaluate(**options):
     """Measure how well the maps in RUN keep the structure of the vectors; writes RUN/eval/metrics.json and
     metrics.md and prints the table."""
-    from corpusmap.evaluate import evaluate_run, format_table
-
-    if quiet:
-        progress.set_quiet(True)
-    result = evaluate_run(run, maps=list(maps) or None, k=k, queries=queries,
-                          label_col=label_col or "label", year_col=year_col or "year", seed=seed, metric=metric,
-                          pca=not no_pca, require_labels=label_col is not None, require_years=year_col is not None)
-    found = result["maps_found"]
-    click.echo(f"Maps found: {', '.join(found)}" if found else
-               "No maps found in RUN/maps (run `corpusmap map RUN`); high-D and the PCA baseline only.")
-    click.echo(format_table(result))
-    for note in result["notes"]:
-        click.echo(f"Note: {note}.")
-    click.echo(f"Written to {result['run']}/eval/metrics.json and metrics.md")
+    run_command(jobs(options), options["quiet"])

@@ -1,21 +1,31 @@
-"""`corpusmap map` (2D maps from the stored kNN graph) and `corpusmap plot` (PNG of a stored map)."""
+"""`corpusmap map` (2D maps from the stored kNN graph) and `corpusmap plot` (a figure of a stored map)."""
 from __future__ import annotations
 
 import click
 
-from corpusmap import progress
-from corpusmap.cli.common import run_argument, seed_option, threads_option
+from corpusmap import layouts
+from corpusmap.cli.common import (default, overwrite_option, quiet_option, run_argument, run_command, seed_option,
+                                  threads_option, with_jobs)
 from corpusmap.errors import UsageProblem
+from corpusmap.maps import AddParams, AddStage, MapParams, MapStage
+from corpusmap.pipeline import Job
+from corpusmap.plot import PlotParams, PlotStage
+from corpusmap.run import Run
+
+T, U = layouts.TsneParams, layouts.UmapParams
+TSNE_FLAGS = ("preset", "k", "perplexity", "exaggeration", "early_exaggeration", "early_exaggeration_iter", "n_iter",
+              "dof", "learning_rate", "gradient")
+PLOT_FLAGS = ("width", "height", "dpi", "labels", "title")
 
 
 def _plot_options(func):
     """--width/--height/--dpi/--labels/--title, shared by `map` (its default PNG) and `plot`."""
     for option in reversed([
-        click.option("--width", type=click.IntRange(min=16), default=2000, show_default=True,
-                     help="PNG width in pixels."),
-        click.option("--height", type=click.IntRange(min=16), default=2000, show_default=True,
-                     help="PNG height in pixels."),
-        click.option("--dpi", type=click.IntRange(min=16), default=300, show_default=True,
+        click.option("--width", type=click.IntRange(min=16), default=default(PlotParams, "width"), show_default=True,
+                     help="Figure width in pixels."),
+        click.option("--height", type=click.IntRange(min=16), default=default(PlotParams, "height"),
+                     show_default=True, help="Figure height in pixels."),
+        click.option("--dpi", type=click.IntRange(min=16), default=default(PlotParams, "dpi"), show_default=True,
                      help="Resolution: font and marker sizes follow it."),
         click.option("--labels/--no-labels", default=False, show_default=True,
                      help="Write the names of the largest categories at their medians."),
@@ -25,41 +35,94 @@ def _plot_options(func):
     return func
 
 
+def _plot_job(run: Run, name: str, o: dict) -> Job:
+    params = PlotParams(map=name, **{k: o[k] for k in PLOT_FLAGS})
+    return Job(PlotStage(), run, params, label=f"plot {name}", report=report_plot)
+
+
+def map_jobs(o: dict) -> list[Job]:
+    given = [("-k" if key == "k" else f"--{key.replace('_', '-')}") for key in TSNE_FLAGS if o[key] is not None]
+    if o["add_run"]:
+        if given:
+            raise UsageProblem(f"--add places points with the reference map's own settings; drop {', '.join(given)}")
+        new_run = Run(o["add_run"])
+        params = AddParams(reference=o["run"], name=o["name"] or "tsne", seed=o["seed"])
+        out = [Job(AddStage(o["threads"]), new_run, params, o["overwrite"], label=f"map --add {o['add_run']}",
+                   report=report_map)]
+        return out + ([_plot_job(new_run, params.name, o)] if o["plot"] else [])
+    if o["method"] != "tsne" and given:
+        raise UsageProblem(f"{', '.join(given)} only apply to --method tsne")
+    if o["k"] is not None and o["perplexity"] is not None:
+        raise UsageProblem("-k (uniform affinities) and --perplexity exclude each other")
+    tsne = T.preset_params(
+        o["preset"], k=o["k"], perplexity=o["perplexity"], exaggeration=o["exaggeration"],
+        early_exaggeration=o["early_exaggeration"], early_exaggeration_iter=o["early_exaggeration_iter"],
+        n_iter=o["n_iter"], dof=o["dof"], gradient=o["gradient"],
+        learning_rate=layouts._parse_learning_rate(o["learning_rate"]) if o["learning_rate"] is not None else None)
+    umap = U(n_neighbors=o["n_neighbors"], min_dist=o["min_dist"], n_epochs=o["n_epochs"])
+    params = MapParams(method=o["method"], name=o["name"], seed=o["seed"], tsne=tsne, umap=umap,
+                       umap_parallel=o["umap_parallel"])
+    run = Run(o["run"])
+    out = [Job(MapStage(o["threads"]), run, params, o["overwrite"], label=f"map {params.name}", report=report_map)]
+    return out + ([_plot_job(run, params.name, o)] if o["plot"] else [])
+
+
+def report_map(result) -> None:
+    m = result.manifest
+    if not result.computed:
+        click.echo(f"{result.where}: the {m.get('method')} map is current; nothing to do")
+        return
+    seconds = (m.get("seconds") or {}).get("layout")
+    timing = f", {seconds:,.1f} s" if seconds is not None else ""
+    what = f"{m['n']:,} points placed in {m['reference']['run']}'s map {m['name']!r}" if m.get("reference") \
+        else f"{m['method']} map of {m['n']:,} points"
+    click.echo(f"{result.where}: {what}{timing}")
+
+
+def report_plot(result) -> None:
+    m = result.manifest["stage"]
+    state = "" if result.computed else " (current; nothing to do)"
+    click.echo(f"{result.where}: {m['params']['width']}x{m['params']['height']} px{state}")
+
+
+@with_jobs(map_jobs)
 @click.command("map")
 @run_argument
-@click.option("--method", type=click.Choice(["tsne", "umap", "pca"]), default="tsne", show_default=True,
+@click.option("--method", type=click.Choice(layouts.METHODS), default=default(MapParams, "method"), show_default=True,
               help="t-SNE (openTSNE), UMAP (umap-learn), or the PCA baseline.")
 @click.option("--name", default=None, help="Map name: RUN/maps/NAME.parquet (default: the method; with --add: "
               "the t-SNE map of RUN to add to, default tsne).")
-@seed_option
+@seed_option(MapParams)
 @threads_option
 @click.option("--add", "add_run", default=None, type=click.Path(file_okay=False, path_type=str), metavar="NEW_RUN",
               help="Place NEW_RUN's abstracts (embedded with the same model) into RUN's t-SNE map without moving "
                    "its points; writes NEW_RUN/maps/NAME.parquet.")
-@click.option("--preset", type=click.Choice(["landscape"]), default=None,
+@click.option("--preset", type=click.Choice(layouts.PRESETS), default=None,
               help="t-SNE: the PubMed-landscape schedule (125 it. at exaggeration 12, momentum 0.5; 125 "
                    "annealing 12 -> 1; 2000 at 1, or --n-iter).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=None,
-              help="t-SNE: uniform affinities on the k nearest neighbours [default: 10].")
+              help=f"t-SNE: uniform affinities on the k nearest neighbours [default: {default(T, 'k')}].")
 @click.option("--perplexity", type=click.FloatRange(min=0, min_open=True), default=None,
               help="t-SNE: perplexity-based affinities instead (needs a stored k >= 3 x perplexity).")
 @click.option("--exaggeration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="t-SNE: exaggeration after the early phase [default: 1].")
+              help=f"t-SNE: exaggeration after the early phase [default: {default(T, 'exaggeration'):g}].")
 @click.option("--early-exaggeration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="t-SNE: early exaggeration [default: 12].")
+              help=f"t-SNE: early exaggeration [default: {default(T, 'early_exaggeration'):g}].")
 @click.option("--early-exaggeration-iter", type=click.IntRange(min=0), default=None,
-              help="t-SNE: iterations of early exaggeration [default: 250; landscape 125].")
+              help=f"t-SNE: iterations of early exaggeration [default: {default(T, 'early_exaggeration_iter')}; "
+                   "landscape 125].")
 @click.option("--n-iter", type=click.IntRange(min=0), default=None,
-              help="t-SNE: iterations after early exaggeration (and annealing) [default: 500; landscape 2000].")
+              help=f"t-SNE: iterations after early exaggeration (and annealing) [default: {default(T, 'n_iter')}; "
+                   "landscape 2000].")
 @click.option("--dof", type=click.FloatRange(min=0, min_open=True), default=None,
               help="t-SNE: degrees of freedom of the heavy-tailed kernel (1 = Cauchy; < 1 finer clusters).")
 @click.option("--learning-rate", default=None, metavar="auto|FLOAT",
               help="t-SNE: step size; auto = n / exaggeration in each phase [default: auto].")
 @click.option("--gradient", type=click.Choice(["fft", "bh"]), default=None,
               help="t-SNE: repulsive forces by FFT interpolation or Barnes-Hut [default: fft].")
-@click.option("--n-neighbors", type=click.IntRange(min=2), default=15, show_default=True,
+@click.option("--n-neighbors", type=click.IntRange(min=2), default=default(U, "n_neighbors"), show_default=True,
               help="UMAP: neighbours including the point itself (at most the stored k + 1).")
-@click.option("--min-dist", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--min-dist", type=click.FloatRange(min=0), default=default(U, "min_dist"), show_default=True,
               help="UMAP: minimum distance between points in the map.")
 @click.option("--n-epochs", type=click.IntRange(min=1), default=None, help="UMAP: epochs [default: umap-learn's].")
 @click.option("--umap-parallel", is_flag=True,
@@ -68,75 +131,43 @@ def _plot_options(func):
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Also write RUN/maps/NAME.png (coloured by label, else year).")
 @_plot_options
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def map_command(run, method, name, seed, threads, add_run, preset, k, perplexity, exaggeration, early_exaggeration,
-                early_exaggeration_iter, n_iter, dof, learning_rate, gradient, n_neighbors, min_dist, n_epochs,
-                umap_parallel, plot, width, height, dpi, labels, title, quiet):
+@overwrite_option
+@quiet_option
+def map_command(**options):
     """Lay out RUN in 2D from its stored kNN graph and write RUN/maps/NAME.parquet (+ a PNG).
 
     The parquet holds id, x, y and the corpus metadata columns; every parameter, the seed, the optimiser's
     schedule and the package versions are in its key-value metadata (key "corpusmap").
     """
-    from corpusmap import layouts
-    from corpusmap.maps import add_to_map, make_map
-
-    if quiet:
-        progress.set_quiet(True)
-    tsne_flags = {"preset": preset, "k": k, "perplexity": perplexity, "exaggeration": exaggeration,
-                  "early_exaggeration": early_exaggeration, "early_exaggeration_iter": early_exaggeration_iter,
-                  "n_iter": n_iter, "dof": dof, "learning_rate": learning_rate, "gradient": gradient}
-    given = [("-k" if key == "k" else f"--{key.replace('_', '-')}") for key, value in tsne_flags.items()
-             if value is not None]
-    if method != "tsne" and given and not add_run:
-        raise UsageProblem(f"{', '.join(given)} only apply to --method tsne")
-    if k is not None and perplexity is not None:
-        raise UsageProblem("-k (uniform affinities) and --perplexity exclude each other")
-    plot_options = {"width": width, "height": height, "dpi": dpi, "labels": labels, "title": title}
-    if add_run:
-        if given:
-            raise UsageProblem(f"--add places points with the reference map's own settings; drop {', '.join(given)}")
-        result = add_to_map(run, add_run, name=name or "tsne", threads=threads, seed=seed, plot=plot,
-                            plot_options=plot_options)
-        click.echo(f"{result.path}: {result.n:,} points of {add_run} placed in {run}'s map {result.name!r}"
-                   + (f"; {result.png}" if result.png else ""))
-        return
-    tsne = layouts.TsneParams.preset_params(
-        preset, k=k, perplexity=perplexity, exaggeration=exaggeration, early_exaggeration=early_exaggeration,
-        early_exaggeration_iter=early_exaggeration_iter, n_iter=n_iter, dof=dof,
-        learning_rate=layouts._parse_learning_rate(learning_rate) if learning_rate is not None else None,
-        gradient=gradient)
-    umap = layouts.UmapParams(n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs)
-    result = make_map(run, method, name=name, seed=seed, threads=threads, tsne=tsne, umap=umap,
-                      umap_deterministic=not umap_parallel, plot=plot, plot_options=plot_options)
-    seconds = result.metadata.get("seconds", {}).get("layout")
-    timing = f", {seconds:,.1f} s" if seconds is not None else ""
-    click.echo(f"{result.path}: {method} map of {result.n:,} points{timing}" +
-               (f"; {result.png}" if result.png else ""))
+    run_command(map_jobs(options), options["quiet"])
 
 
+def plot_jobs(o: dict) -> list[Job]:
+    params = PlotParams(map=o["name"], color=o["color"], output=o["out"], max_categories=o["max_categories"],
+                        reference=o["reference"], raster=o["raster"], **{k: o[k] for k in PLOT_FLAGS})
+    return [Job(PlotStage(), Run(o["run"]), params, label=f"plot {o['name']} {o['color']}", report=report_plot)]
+
+
+@with_jobs(plot_jobs)
 @click.command()
 @run_argument
-@click.option("--map", "name", default="tsne", show_default=True, help="Which map: RUN/maps/NAME.parquet.")
-@click.option("--color", "--colour", "color", default="auto", show_default=True,
+@click.option("--map", "name", default=default(PlotParams, "map"), show_default=True,
+              help="Which map: RUN/maps/NAME.parquet.")
+@click.option("--color", "--colour", "color", default=default(PlotParams, "color"), show_default=True,
               metavar="auto|none|COLUMN|words:W1,W2",
               help="Colour by a column (numbers: colour bar; text: categories), by whether the abstract contains "
                    "any of some words, or auto (label, else year).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="PNG file [default: RUN/maps/NAME.png, or NAME.COLOR.png for another colouring].")
-@click.option("--max-categories", type=click.IntRange(1, 20), default=10, show_default=True,
-              help="Categories with their own colour; the rest are grey 'other'.")
+              help="Figure file, .png, .svg or .pdf [default: RUN/maps/NAME.png, or NAME.COLOR.png for another "
+                   "colouring].")
+@click.option("--max-categories", type=click.IntRange(1, 20), default=default(PlotParams, "max_categories"),
+              show_default=True, help="Categories with their own colour; the rest are grey 'other'.")
 @click.option("--reference/--no-reference", default=True, show_default=True,
               help="For points added with `map --add`: draw the reference map in grey underneath.")
 @click.option("--raster/--no-raster", default=None,
               help="Force or forbid pixel rasterisation [default: above 100,000 points].")
 @_plot_options
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def plot(run, name, color, out, max_categories, reference, raster, width, height, dpi, labels, title, quiet):
-    """Draw a stored map of RUN as a PNG for a paper: colours, legend or colour bar, optional labels."""
-    from corpusmap.maps import plot_map
-
-    if quiet:
-        progress.set_quiet(True)
-    path = plot_map(run, name, color=color, out=out, width=width, height=height, dpi=dpi, labels=labels,
-                    title=title, max_categories=max_categories, reference=reference, raster=raster)
-    click.echo(f"{path}: {width}x{height} px")
+@quiet_option
+def plot(**options):
+    """Draw a stored map of RUN as a figure for a paper: colours, legend or colour bar, optional labels."""
+    run_command(plot_jobs(options), options["quiet"])

@@ -1,33 +1,197 @@
-"""`corpusmap run CONFIG.toml`."""
+"""`corpusmap run CONFIG.toml`: every stage from one file whose tables hold each command's own long options.
+
+::
+
+    run = "runs/demo"                 # the run directory (relative paths: to this file)
+    [embed]
+    inputs = ["examples/elife_2012_2016.jsonl.gz"]
+    [neighbors]
+    k = 15
+    [[map]]
+    method = "tsne"
+    [evaluate]
+    [excess]
+    [[plot]]
+    map = "tsne"
+    color = "year"
+
+Each table is parsed by its command (so the file accepts exactly what the command accepts, with TOML types:
+a flag takes true or false, a number a number) and becomes that command's jobs; a job runs only when its
+stored output is not current (:mod:`corpusmap.pipeline`). ``[[map]]``, ``[[clusters]]``, ``[[plot]]`` and
+``[[view]]`` may repeat. Paths (the inputs, globs included, and every path option) are relative to the file.
+"""
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
 from corpusmap import progress
-from corpusmap.pipeline import execute, load_config, mark_skips, plan
+from corpusmap.errors import UsageProblem
+from corpusmap.pipeline import Job, plan, run_jobs
+from corpusmap.run import Run
+
+STAGE_ORDER = ("embed", "neighbors", "map", "clusters", "evaluate", "excess", "plot", "view")
+REPEATABLE = ("map", "clusters", "plot", "view")
+POSITIONAL = {"embed": "inputs", "excess": "inputs"}  # tables name the positional argument like this
+
+
+def load_config(path: Path) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageProblem(f"no such config file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageProblem(f"{path}: not valid TOML ({exc})") from None
+
+
+def _resolve(value: str, base: Path) -> str:
+    return value if Path(value).is_absolute() else str(base / value)
+
+
+def _scalar(stage: str, key: str, value: Any, param: click.Parameter) -> str:
+    """One TOML value as a command-line word, refusing values of the wrong type."""
+    kind = param.type
+    wrong = isinstance(value, (dict, list)) or isinstance(value, bool)
+    if isinstance(kind, (click.types.IntParamType, click.IntRange)):
+        wrong = wrong or not isinstance(value, int)
+    elif isinstance(kind, (click.types.FloatParamType, click.FloatRange)):
+        wrong = wrong or not isinstance(value, (int, float))
+    if wrong:
+        raise UsageProblem(f"[{stage}] {key} = {value!r}: expected {_expected(param)}")
+    return str(value)
+
+
+def _expected(param: click.Parameter) -> str:
+    if getattr(param, "is_flag", False):
+        return "true or false"
+    name = {click.INT: "a whole number", click.FLOAT: "a number"}.get(param.type, None)
+    if isinstance(param.type, click.IntRange):
+        name = "a whole number"
+    elif isinstance(param.type, click.FloatRange):
+        name = "a number"
+    elif isinstance(param.type, click.Choice):
+        name = "one of " + ", ".join(repr(c) for c in param.type.choices)
+    return (name or "a string") + (" (or a list of them)" if getattr(param, "multiple", False) else "")
+
+
+def command_args(command: click.Command, stage: str, table: dict, base: Path) -> list[str]:
+    """A TOML table as the command line of ``command``, checking every value's type."""
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    by_flag = {opt.lstrip("-"): p for p in options.values() for opt in p.opts + p.secondary_opts}
+    positional = [p for p in command.params if isinstance(p, click.Argument)]
+    args: list[str] = []
+    table = dict(table)
+    if stage in POSITIONAL and positional:
+        values = table.pop(POSITIONAL[stage], None)
+        if values is None:
+            if positional[0].required:
+                raise UsageProblem(f'[{stage}] needs {POSITIONAL[stage]} = ["file-or-folder", ...]')
+            values = []
+        values = [values] if isinstance(values, str) else values
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise UsageProblem(f"[{stage}] {POSITIONAL[stage]} must be a list of paths (strings)")
+        args += [_resolve(v, base) for v in values]
+    for key, value in table.items():
+        param = by_flag.get(key) or by_flag.get(key.replace("_", "-"))
+        if param is None:
+            known = sorted(max(p.opts, key=len).lstrip("-") for p in options.values())
+            raise UsageProblem(f"[{stage}] has no option {key!r}; its options: {', '.join(known)}")
+        flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        is_path = isinstance(param.type, click.Path)
+        if param.is_flag:
+            if not isinstance(value, bool):
+                raise UsageProblem(f"[{stage}] {key} = {value!r}: expected true or false")
+            if param.secondary_opts:
+                args.append(flag if value else param.secondary_opts[0])
+            elif value:
+                args.append(flag)
+            continue
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not param.multiple:
+            raise UsageProblem(f"[{stage}] {key} takes one value, not a list")
+        for item in values:
+            word = _scalar(stage, key, item, param)
+            args += [flag, _resolve(word, base) if is_path else word]
+    return args
+
+
+def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) -> tuple[Run, list[Job]]:
+    """The run directory and the jobs of a config file, in pipeline order."""
+    config = load_config(config_path)
+    base = config_path.resolve().parent
+    unknown = sorted(set(config) - set(STAGE_ORDER) - {"run"})
+    if unknown:
+        raise UsageProblem(f"{config_path}: unknown table(s) {', '.join(unknown)}; the stages are "
+                           f"{', '.join(STAGE_ORDER)}")
+    if not isinstance(config.get("run"), str):
+        raise UsageProblem(f'{config_path}: name the run directory, e.g. run = "runs/demo"')
+    run_dir = _resolve(config["run"], base)
+    jobs: list[Job] = []
+    for name in STAGE_ORDER:
+        if name not in config:
+            continue
+        tables = config[name]
+        if isinstance(tables, dict):
+            tables = [tables]
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise UsageProblem(f"{config_path}: {name} must be a table ([{name}]) of options, not {tables!r}")
+        if len(tables) > 1 and name not in REPEATABLE:
+            raise UsageProblem(f"{config_path}: [{name}] may appear once; only {', '.join(REPEATABLE)} repeat")
+        command = get_command(name)
+        for table in tables:
+            args = command_args(command, name, table, base)
+            args = args + ["-o", run_dir] if name == "embed" else [run_dir] + args
+            try:
+                with command.make_context(f"corpusmap {name}", list(args)) as ctx:
+                    made = command.jobs(ctx.params)
+            except click.UsageError as exc:
+                raise UsageProblem(f"[{name}]: {exc.format_message()}") from None
+            line = shlex.join(["corpusmap", name, *args])
+            for job in made:
+                job.label = f"{job.label}: {line}"
+            jobs += made
+    if not jobs:
+        raise UsageProblem(f"{config_path} names no stage")
+    return Run(run_dir), jobs
 
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Print the plan (the command of every stage) and stop.")
+@click.option("--dry-run", is_flag=True, help="Print each stage and whether it would run, and stop.")
+@click.option("--overwrite", is_flag=True,
+              help="Let every stage replace an output computed with other parameters (as each table's "
+                   "overwrite = true does for its stage).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
-def run(ctx, config, dry_run, quiet):
-    """Run the whole pipeline (embed, neighbors, maps, evaluate, excess, plots) from a TOML file, resuming
-    where a previous run stopped. Each table holds one command's long options; see examples/demo.toml."""
+def run(ctx, config, dry_run, overwrite, quiet):
+    """Run the whole pipeline (embed, neighbors, maps, clusters, evaluate, excess, plots, pages) from a TOML
+    file; a stage whose stored output is current is skipped. Each table holds one command's long options; see
+    examples/demo.toml."""
     if quiet:
         progress.set_quiet(True)
     group = ctx.find_root().command
-    get_command = lambda name: group.get_command(ctx, name)  # noqa: E731
-    run_dir, stages = plan(load_config(config), get_command, config.resolve().parent)
-    mark_skips(run_dir, stages)
+    run_dir, jobs = load_jobs(config, lambda name: group.get_command(ctx, name))
+    for job in jobs:
+        job.overwrite = job.overwrite or overwrite
     if dry_run:
-        for stage in stages:
-            click.echo(f"{'skip (done)' if stage.skip else 'run'}: {stage.line()}")
+        for job, status in plan(jobs):
+            click.echo(f"{'skip (current)' if status.current else 'run'}: {job.label}"
+                       + ("" if status.current else f" ({status.reason})"))
         return
     echo = (lambda line: None) if progress.is_quiet() else (lambda line: click.echo(line, err=True))
-    execute(run_dir, stages, get_command, parent=ctx.find_root(), echo=echo)
+    run_jobs(jobs, echo=echo, state=run_dir)
     if not progress.is_quiet():
-        click.echo(f"done: outputs are in {run_dir}", err=True)
+        click.echo(f"done: outputs are in {run_dir.path}", err=True)
+
+
+__all__ = ["load_jobs", "command_args", "STAGE_ORDER", "run"]

@@ -12,25 +12,25 @@ Figures:
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from corpusmap.atomic import atomic_path
-from corpusmap.excess import (ExcessAnalysis, ExcessParams, counterfactual, earlier_periods, frequency_series,
-                              group_frequency_series)
-from corpusmap.vocab import CountTable, PresenceTable
+from corpusmap.excess.analysis import (Criteria, ExcessAnalysis, frequency_series,
+                                       group_frequency_series)
+from corpusmap.excess.periods import earlier_periods
+from corpusmap.excess.tables import CountTable, PresenceTable
+
+
 
 EXCESS_COLOR = "#c0392b"
 OTHER_COLOR = "#9aa5b1"
 PROJECTION_COLOR = "#555555"
 
-
-# -------------------------------------------------------------------------------------------- tables
 
 def write_table(df: pd.DataFrame, base: Path, csv: bool = True) -> list[Path]:
     """``base.parquet`` and ``base.csv``, atomically."""
@@ -47,8 +47,6 @@ def write_table(df: pd.DataFrame, base: Path, csv: bool = True) -> list[Path]:
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "group"
 
-
-# ------------------------------------------------------------------------------------------- figures
 
 def _plt():
     import matplotlib
@@ -76,7 +74,7 @@ def _period_ticks(ax, periods: Sequence[str], max_labels: int = 12) -> None:
 
 
 def plot_word_trends(path: Path, table: CountTable, words_df: pd.DataFrame, target: str, n: int = 12,
-                     by: str = "delta", params: ExcessParams = ExcessParams()) -> Optional[Path]:
+                     by: str = "delta", params: Criteria = Criteria()) -> Optional[Path]:
     """Small multiples: frequency (% of abstracts) of the top-``n`` excess words of ``target`` over all periods,
     with the counterfactual projection from t−3 and t−2 to t (dashed) and the excess gap at t."""
     excess = words_df[words_df["is_excess"]].sort_values(by, ascending=False, kind="stable").head(n)
@@ -117,7 +115,7 @@ def plot_word_trends(path: Path, table: CountTable, words_df: pd.DataFrame, targ
 
 
 def plot_delta_scatter(path: Path, words_df: pd.DataFrame, target: str, annotate: int = 8,
-                       params: ExcessParams = ExcessParams()) -> Optional[Path]:
+                       params: Criteria = Criteria()) -> Optional[Path]:
     """Left: δ against p_t (log x), right: r against p_t (log–log) with the ratio threshold; excess words red."""
     if words_df.empty:
         return None
@@ -193,8 +191,6 @@ def plot_subgroups(path: Path, sub_df: pd.DataFrame, group: str, target: str, by
     fig.tight_layout()
     return save_figure(fig, path)
 
-
-# -------------------------------------------------------------------------------------------- report
 
 def _md_word(w: str) -> str:
     return str(w).replace("\\", "\\\\").replace("_", "\\_").replace("|", "\\|").replace("*", "\\*")
@@ -341,7 +337,3 @@ def write_report(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
-
-
-__all__ = ["write_table", "plot_word_trends", "plot_delta_scatter", "plot_groups", "plot_subgroups",
-           "render_report", "write_report", "save_figure", "safe_name"]

@@ -1,0 +1,416 @@
+"""The excess stage: count words per period (or read a count table), analyse every target period, measure word
+groups and subgroups, and write tables, figures, ``report.md`` and ``manifest.json`` into one folder
+(``RUN/excess`` by default), which appears as a whole."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import pandas as pd
+
+from corpusmap.errors import UsageProblem
+from corpusmap.excess import report as rep
+from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, group_table, subgroup_table
+from corpusmap.excess.periods import period_kind_of, shift_period
+from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, scan_corpus
+from corpusmap.excess.tables import CountTable, PresenceTable, read_counts
+from corpusmap.excess.words import _TOKEN_FULL
+from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
+from corpusmap.run import Run
+from corpusmap.stage import Stage, params_dict
+
+GROUP_KINDS = ("excess",)
+
+
+@dataclass(frozen=True)
+class ExcessParams:
+    """What an excess report is made from and how. ``source``: one RUN directory, or input files, folders and
+    globs in any format corpusmap reads (or nothing, with ``counts``)."""
+
+    source: tuple = ()
+    counts: Optional[str] = None
+    output: Optional[str] = None
+    period: str = "year"
+    year_col: Optional[str] = None
+    date_col: Optional[str] = "auto"
+    text_col: Optional[str] = None
+    with_titles: bool = False
+    title_col: str = "title"
+    targets: tuple = ()
+    criteria: Criteria = Criteria()
+    group_words: dict = field(default_factory=dict)
+    group: Optional[str] = None
+    group_max_freq: Optional[float] = None
+    by: Optional[str] = None
+    min_group_size: int = 300
+    top: int = 20
+    figures: bool = True
+    csv: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "source", tuple(str(s) for s in self.source))
+        object.__setattr__(self, "targets", tuple(str(t).strip() for t in self.targets))
+        if not self.source and not self.counts:
+            raise UsageProblem("give INPUT files, a RUN directory, or --counts TABLE")
+        if self.period not in PERIOD_KINDS:
+            raise UsageProblem(f"--period must be one of {', '.join(PERIOD_KINDS)}, not {self.period!r}")
+        if self.group is not None and self.group not in GROUP_KINDS:
+            raise UsageProblem(f"--group must be one of {', '.join(GROUP_KINDS)}, not {self.group!r}")
+        if self.group_max_freq is not None and self.group != "excess":
+            raise UsageProblem("--group-max-freq applies to --group excess")
+        if self.min_group_size < 1 or self.top < 1:
+            raise UsageProblem("--min-group-size and --top must be at least 1")
+        for t in self.targets:
+            period_kind_of(t)  # a malformed target fails before any counting
+        if (self.group_words or self.group or self.by) and not self.source:
+            raise UsageProblem("word groups (--group, --group-words) and --by need the abstracts themselves "
+                               "(per-abstract presence), not only a count table: give INPUT or RUN as well")
+
+    @property
+    def run_dir(self) -> Optional[Path]:
+        """The RUN directory when the source is one."""
+        if len(self.source) == 1 and Run(self.source[0]).has_corpus():
+            return Path(self.source[0])
+        return None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.output) if self.output is not None else Run(self.source[0]).excess_dir
+
+    def workspace(self) -> Run:
+        """The run whose lock and staging folder the output uses: the RUN itself (``RUN/excess``, the default),
+        or the output folder's parent."""
+        if self.output is None:
+            return Run(self.source[0])
+        if len(self.source) == 1 and self.out_dir.resolve() == Run(self.source[0]).excess_dir.resolve():
+            return Run(self.source[0])
+        return Run(self.out_dir.resolve().parent)
+
+
+@dataclass
+class ExcessStage(Stage):
+    """``corpusmap excess``. How the words are counted (engine, threads, batch size) does not change the counts."""
+
+    engine: str = "auto"
+    threads: Optional[int] = None
+    batch_rows: int = 16_384
+    argv: Optional[list] = None
+
+    name = "excess"
+    what = "an excess report"
+    elsewhere = "another output directory (-o)"
+    packages = ("pandas", "polars", "matplotlib", "scikit-learn")
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise UsageProblem(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+
+    def key(self, params: ExcessParams) -> str:
+        return "excess" if params.output is None else f"excess:{params.out_dir.resolve()}"
+
+    def record(self, params: ExcessParams) -> dict:
+        """The parameters; a RUN source is recorded as the run itself, so that a moved run stays current."""
+        out = params_dict(params)
+        if params.output is None or (params.run_dir is not None and self.inputs(None, params)):
+            out.update(source=["RUN"], output=None)
+        return out
+
+    def where(self, run: Run, params: ExcessParams) -> Path:
+        return params.out_dir
+
+    def stored(self, run: Run, params: ExcessParams) -> Optional[dict]:
+        return try_read_manifest(params.out_dir / Run.MANIFEST)
+
+    def check_files(self, run: Run, params, manifest: dict) -> Optional[str]:
+        from corpusmap.neighbors import missing_files
+
+        return missing_files(run, params.out_dir, manifest)
+
+    def prepare(self, run: Run, params: ExcessParams) -> None:
+        source = params.run_dir
+        if params.output is None and source is None:
+            raise UsageProblem("give an output directory with -o OUT (the default RUN/excess needs a RUN)")
+        if source is not None:
+            corpus = Run(source)
+            for column, flag in ((params.text_col, "--text-col"), (params.year_col, "--year-col"),
+                                 (params.by, "--by")):
+                if column:
+                    corpus.corpus_column(column, flag)
+        if params.counts and not Path(params.counts).is_file():
+            raise UsageProblem(f"--counts {params.counts}: no such file")
+
+    def inputs(self, run: Run, params: ExcessParams) -> dict:
+        if params.run_dir is not None and params.workspace().path == Run(params.run_dir).path:
+            return {"corpus": Run(params.run_dir).corpus_fingerprint}
+        return {}
+
+    def sources(self, run: Run, params: ExcessParams) -> dict:
+        from corpusmap.atomic import sha256_file
+        from corpusmap.corpus import input_fingerprint, resolve_inputs
+
+        out = {}
+        if params.run_dir is not None:
+            if not self.inputs(run, params):
+                out[f"corpus:{params.run_dir.resolve()}"] = Run(params.run_dir).corpus_fingerprint
+        elif params.source:
+            out["inputs"] = canonical_hash(input_fingerprint(resolve_inputs(params.source)))
+        if params.counts:
+            out[f"file:{params.counts}"] = sha256_file(params.counts)
+        return out
+
+    def compute(self, run: Run, params: ExcessParams, staging: Path, block: dict) -> dict:
+        open_batches, source, source_info, scan = self._reader(params)
+        result = compute_excess(staging, params, open_batches=open_batches, source=source,
+                                source_info=source_info, scan_options=scan, argv=self.argv, block=block)
+        return result.manifest
+
+    def commit(self, run: Run, params: ExcessParams, staging: Path) -> None:
+        run.commit_folder(staging, params.out_dir)
+
+    def _reader(self, params: ExcessParams):
+        """``(open_batches, source description, source info, scan options)`` for the params' source."""
+        scan = {"period": params.period, "date_col": None if params.date_col in ("", "none") else params.date_col,
+                "workers": self.threads, "engine": self.engine,
+                "title_col": params.title_col if params.with_titles else None}
+        if params.run_dir is not None:
+            corpus = Run(params.run_dir)
+            scan.update(text_col=params.text_col or "text", year_col=params.year_col or "year",
+                        total_rows=corpus.n_rows)
+            dates = DATE_COLUMNS if params.date_col in (None, "auto") else (params.date_col,)
+            names = corpus.corpus_columns()
+            wanted = [scan["text_col"], scan["year_col"], scan["title_col"], params.by,
+                      *[c for c in names if c in dates]]
+            columns = [c for c in dict.fromkeys(wanted) if c and c in names]
+            return (lambda: corpus.iter_corpus_batches(columns, self.batch_rows),
+                    f"run {corpus.path} (corpus.parquet)", {"run": str(corpus.path)}, scan)
+        if not params.source:
+            return None, str(params.counts), {}, scan
+        from corpusmap.corpus import ColumnMap, CorpusStats, iter_corpus, resolve_inputs
+
+        paths = resolve_inputs(params.source)
+        title_in_text = params.with_titles and params.title_col != "title"  # the reader prepends a named title
+        columns = ColumnMap(text=params.text_col, year=params.year_col,
+                            title=params.title_col if title_in_text else None)
+        reader_stats: list = []
+
+        def open_batches():
+            stats = CorpusStats()
+            reader_stats.append(stats)
+            for batch in iter_corpus(paths, columns=columns, stats=stats):
+                yield _by_from_core_column(batch, params.by, stats)
+
+        scan.update(text_col="text", year_col="year",
+                    title_col="title" if params.with_titles and not title_in_text else None)
+        source = ", ".join(str(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        return open_batches, source, {"inputs": [str(p) for p in paths], "reader": reader_stats}, scan
+
+
+def _by_from_core_column(batch, by, stats):
+    """``--by venue`` when the reader turned ``venue`` into its ``label`` column: add it back under its name."""
+    if not by or by in batch.schema.names:
+        return batch
+    core = next((k for k, v in (stats.columns or {}).items() if v == by and k in batch.schema.names), None)
+    if core is None:
+        raise UsageProblem(f"--by {by!r}: no such column in the input; its columns are "
+                           f"{', '.join(batch.schema.names)}")
+    return batch.append_column(by, batch.column(core))
+
+
+@dataclass
+class ExcessRun:
+    """What :func:`compute_excess` made: the analysis, group results and the manifest."""
+
+    analysis: ExcessAnalysis
+    presence: Optional[PresenceTable]
+    groups: pd.DataFrame
+    subgroups: dict
+    manifest: dict
+    out_dir: Path
+
+
+def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optional[Callable[[], Iterable]],
+                   source: str = "", source_info: Optional[dict] = None, scan_options: Optional[dict] = None,
+                   argv: Optional[list] = None, block: Optional[dict] = None) -> ExcessRun:
+    """Count (or read counts), analyse every target, measure word groups, write everything into ``out_dir``.
+
+    ``open_batches()`` must return a fresh iterable of batches each time it is called (a second pass over the
+    corpus measures the excess-word groups).
+    """
+    started = time.time()
+    scan_options = dict(scan_options or {})
+    group_words = {k: list(v) for k, v in params.group_words.items()}
+    excess_group = params.group == "excess" or bool(params.by and not group_words)  # subgroups need a group
+    criteria, by = params.criteria, params.by
+    notes: list[str] = []
+    scans: list[dict] = []
+    presence = None
+
+    # 1. counts (and the presence of user groups, in the same pass when counting)
+    if params.counts is not None:
+        table = read_counts(params.counts)
+        count_source = str(params.counts)
+        if open_batches is not None:
+            notes.append(f"Word counts come from {params.counts}; word groups were measured on the abstracts.")
+            scan_options["period"] = table.period_kind   # groups per the same kind of period as the counts
+    else:
+        result = scan_corpus(open_batches(), words=True, groups=group_words or None,
+                             by=by if group_words else None, **scan_options)
+        table, presence = result.counts, result.presence
+        scans.append({"pass": "words" + (" + groups" if group_words else ""), **result.stats})
+        count_source = source
+
+    # 2. analysis
+    analysis = analyse(table, params.targets or None, criteria)
+    targets = analysis.targets
+    notes += _small_period_notes(table, targets, criteria)
+
+    # 3. word groups
+    groups_for: dict[str, list[str]] = {t: list(group_words) for t in targets}
+    all_group_words = dict(group_words)
+    need: dict[str, list[str]] = {} if presence is not None else dict(group_words)
+    if excess_group:
+        for t in targets:
+            words = analysis.excess_words(t, params.group_max_freq)
+            name = f"excess_{t}" + (f"_below_{params.group_max_freq:g}" if params.group_max_freq is not None else "")
+            if not words:
+                notes.append(f"{t} has no excess words" + (f" below frequency {params.group_max_freq:g}"
+                                                            if params.group_max_freq is not None else "")
+                             + ": no excess-word group for it.")
+                continue
+            all_group_words[name] = need[name] = words
+            groups_for[t].append(name)
+    if need:
+        result = scan_corpus(open_batches(), words=False, groups=need, by=by, **scan_options)
+        scans.append({"pass": "groups", **result.stats})
+        presence = _merge_presence(presence, result.presence)
+    for name, words in group_words.items():
+        unusable = [w for w in words if not _TOKEN_FULL.match(w)]
+        if unusable:
+            notes.append(f"Group `{name}`: {', '.join(unusable[:5])} can never match a token "
+                         "(tokens are runs of 2+ letters, digits or underscores).")
+    groups_df = group_table(presence, targets, criteria, groups_for) if presence is not None else pd.DataFrame()
+    subgroups: dict = {}
+    if by and presence is not None:
+        for t in targets:
+            for g in groups_for[t]:
+                subgroups[(g, t)] = subgroup_table(presence, g, t, params.min_group_size, criteria)
+
+    # 4. outputs
+    written = _write_tables(out_dir, params, table, analysis, presence, groups_df, subgroups)
+    figs = _write_figures(out_dir, params, table, analysis, presence, subgroups, written) if params.figures else {}
+    stats = {**scans[0], "title_column": scan_options.get("title_col")} if scans and params.counts is None \
+        else None
+    files = [str(p.relative_to(out_dir)) for p in written] + ["report.md", Run.MANIFEST]
+    group_record = {g: all_group_words[g] for g in (presence.groups if presence else {})}
+    text = rep.render_report(analysis, source=count_source, stats=stats, top=params.top, groups_df=groups_df,
+                             group_words=group_record, subgroups=subgroups, by=by, figures=figs, notes=notes,
+                             files=files)
+    rep.write_report(out_dir / "report.md", text)
+    records = {str(p.relative_to(out_dir)): file_record(p) for p in written + [out_dir / "report.md"]}
+    manifest = {
+        "command": "excess",
+        "argv": list(argv) if argv is not None else None,
+        "seconds": round(time.time() - started, 3),
+        "source": {"description": source, "counts": params.counts, **_plain(source_info or {})},
+        "parameters": {**criteria.as_dict(), "targets": targets, "period": table.period_kind,
+                       "scan": {k: v for k, v in scan_options.items() if k != "progress"},
+                       "group_words": group_words, "excess_group": excess_group,
+                       "group_max_freq": params.group_max_freq, "by": by, "min_group_size": params.min_group_size,
+                       "top": params.top, "figures": params.figures, "csv": params.csv},
+        "counts": {"periods": table.periods, "totals": table.totals.tolist(), "words": len(table),
+                   "period_kind": table.period_kind},
+        "scans": scans,
+        "results": analysis.summary().to_dict(orient="records"),
+        "groups": groups_df.to_dict(orient="records") if not groups_df.empty else [],
+        "group_words": group_record,
+        "notes": notes,
+        "outputs": files,
+        "files": records,
+    }
+    if block is not None:
+        manifest["stage"] = dict(block, fingerprint=canonical_hash(records))
+    from corpusmap.atomic import write_json
+
+    write_json(out_dir / Run.MANIFEST, manifest)
+    return ExcessRun(analysis, presence, groups_df, subgroups, manifest, out_dir)
+
+
+def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) -> list[str]:
+    if criteria.min_freq <= 0:
+        return []
+    small = sorted({p for t in targets for p in (t, shift_period(t, -1)) if table.total(p) + 1 < 1 / criteria.min_freq})
+    if not small:
+        return []
+    return [f"{', '.join(small[:8])}{' ...' if len(small) > 8 else ''}: fewer than {1 / criteria.min_freq - 1:,.0f} "
+            f"abstracts, so even an absent word has a smoothed frequency 1/(n+1) above --min-freq "
+            f"{criteria.min_freq:g}: every word passes the frequency filter and small counts dominate; read these "
+            "periods with care."]
+
+
+def _write_tables(out_dir: Path, params: ExcessParams, table: CountTable, analysis: ExcessAnalysis,
+                  presence: Optional[PresenceTable], groups_df: pd.DataFrame, subgroups: dict) -> list[Path]:
+    csv = params.csv
+    written: list[Path] = []
+    if params.counts is None:
+        written += list(table.write(out_dir, csv=csv).values())
+    for t, df in analysis.words.items():
+        written += rep.write_table(df, out_dir / f"excess_{rep.safe_name(t)}", csv)
+    excess_all = pd.concat([df[df["is_excess"]].assign(target=t) for t, df in analysis.words.items()],
+                           ignore_index=True)
+    excess_all = excess_all[["target"] + [c for c in excess_all.columns if c != "target"]]
+    written += rep.write_table(excess_all, out_dir / "excess_words", csv)
+    written += rep.write_table(analysis.summary(), out_dir / "summary", csv)
+    if presence is not None:
+        written += rep.write_table(presence.frame, out_dir / "group_presence", csv)
+        if not groups_df.empty:
+            written += rep.write_table(groups_df, out_dir / "groups", csv)
+        if subgroups:
+            sub_all = pd.concat([d.assign(target=t) for (g, t), d in subgroups.items()], ignore_index=True)
+            written += rep.write_table(sub_all, out_dir / "subgroups", csv)
+    return written
+
+
+def _write_figures(out_dir: Path, params: ExcessParams, table: CountTable, analysis: ExcessAnalysis,
+                   presence: Optional[PresenceTable], subgroups: dict, written: list) -> dict:
+    figs: dict[str, str] = {}
+    fig_dir = out_dir / "figures"
+
+    def keep(key: str, path: Optional[Path]) -> None:
+        if path is not None:
+            figs[key] = str(path.relative_to(out_dir))
+            written.append(path)
+
+    for t, df in analysis.words.items():
+        st = rep.safe_name(t)
+        keep(f"words_{t}", rep.plot_word_trends(fig_dir / f"words_{st}.png", table, df, t, 12,
+                                                params=params.criteria))
+        keep(f"scatter_{t}", rep.plot_delta_scatter(fig_dir / f"scatter_{st}.png", df, t, params=params.criteria))
+    if presence is not None and presence.groups:
+        keep("groups", rep.plot_groups(fig_dir / "groups.png", presence, list(presence.groups)))
+    for (g, t), sub in subgroups.items():
+        key = f"subgroups_{rep.safe_name(g)}_{t}"
+        keep(key, rep.plot_subgroups(fig_dir / f"{key}.png", sub, g, t, params.by))
+    return figs
+
+
+def _plain(value):
+    """JSON-ready copy: objects with ``as_dict()`` (reader statistics) become dicts."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _merge_presence(first: Optional[PresenceTable], second: PresenceTable) -> PresenceTable:
+    if first is None:
+        return second
+    frame = pd.concat([first.frame, second.frame], ignore_index=True)
+    return PresenceTable(frame, {**first.groups, **second.groups}, second.by or first.by, second.period_kind)
+
+
+__all__ = ["ExcessParams", "ExcessStage", "ExcessRun", "compute_excess"]

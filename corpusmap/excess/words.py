@@ -1,0 +1,28 @@
+"""Word lists for word groups: from the command line, from files."""
+from __future__ import annotations
+
+import re
+
+from corpusmap.errors import UsageProblem
+
+
+
+_TOKEN_FULL = re.compile(r"^\w\w+$")
+
+
+def parse_word_list(spec: str) -> list[str]:
+    """Words from ``w1,w2,...`` or from a file (one word per line or comma/space separated; ``#`` comments)."""
+    from pathlib import Path
+
+    path = Path(spec)
+    if path.is_file():
+        lines = [line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
+        raw = re.split(r"[\s,;]+", " ".join(lines))
+    else:
+        if "," not in spec and ("/" in spec or spec.endswith((".txt", ".csv"))):
+            raise UsageProblem(f"word list file {spec} does not exist")
+        raw = spec.split(",")
+    words = list(dict.fromkeys(w.strip().lower() for w in raw if w.strip()))
+    if not words:
+        raise UsageProblem(f"no words in {spec!r}")
+    return words

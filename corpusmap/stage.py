@@ -1,0 +1,185 @@
+"""The stage contract: every stage (embed, neighbors, clusters, map, evaluate, excess, plot, view) has typed
+parameters, a ``run(run, params, overwrite=False)``, and knows whether its stored output is current.
+
+An output is *current* when its manifest is present and valid, its files are there, it was computed with equal
+parameters, and the fingerprints of what it was computed from (the corpus checksum, the vectors, the graph, the
+map, the clustering) are those the run holds now. One rule for every stage: a current output is kept; an output
+computed with other parameters is replaced only with ``overwrite``; a missing, damaged or stale output is
+recomputed. Outputs are written to a staging folder and put in place as a whole, under a lock on the output, and
+then everything computed from the replaced output is removed (:meth:`corpusmap.run.Run.invalidate`).
+
+Each manifest's ``stage`` block records ``name``, ``output``, ``params``, ``inputs`` (run outputs -> fingerprint),
+``sources`` (files outside the run -> fingerprint), ``fingerprint`` (of this output), ``created`` and ``versions``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from corpusmap.errors import CorpusmapError
+from corpusmap.manifests import timestamp, versions
+from corpusmap.run import Run
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether a stage's stored output is current, and if not, why."""
+
+    current: bool
+    reason: str
+    changed: tuple = ()  # (parameter, stored value, wanted value) when the parameters differ
+
+
+@dataclass
+class Result:
+    """What :meth:`Stage.run` did: ``computed`` False means the stored output was current and kept."""
+
+    stage: str
+    output: str
+    computed: bool
+    reason: str
+    manifest: dict
+    removed: list = field(default_factory=list)
+    where: Optional[Path] = None  # the output's path
+
+
+def params_dict(params) -> dict:
+    """Parameters as plain JSON values (tuples become lists), for storing and comparing."""
+    from corpusmap.atomic import json_default
+
+    return json.loads(json.dumps(dataclasses.asdict(params), default=json_default))
+
+
+def param_default(params_type, name: str):
+    """The default of one parameter, for click options (the dataclass owns the defaults)."""
+    f = params_type.__dataclass_fields__[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    raise KeyError(f"{params_type.__name__}.{name} has no default")
+
+
+def _diff(stored: dict, wanted: dict) -> tuple:
+    keys = sorted(set(stored) | set(wanted))
+    return tuple((k, stored.get(k), wanted.get(k)) for k in keys if stored.get(k) != wanted.get(k))
+
+
+def describe_changes(changed: tuple, limit: int = 4) -> str:
+    parts = [f"{k} {_short(old)} -> {_short(new)}" for k, old, new in changed[:limit]]
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Stage:
+    """Base class of the stages. Subclasses set ``name``, ``what`` and ``packages`` and implement
+    :meth:`key`, :meth:`stored`, :meth:`inputs`, :meth:`compute` and :meth:`commit` (and :meth:`check_files`,
+    :meth:`sources`, :meth:`prepare` where they need to)."""
+
+    name: ClassVar[str]
+    what: ClassVar[str] = "output"          # "a kNN graph", for messages
+    redrawn: ClassVar[bool] = False         # True: cheap outputs (figures) replaced whenever parameters change
+    elsewhere: ClassVar[str] = "another run directory"  # where else a user may put a second result
+    packages: ClassVar[tuple] = ()          # versions recorded in the manifest
+
+    # ------------------------------------------------------------------------------------------ per stage
+    def record(self, params) -> dict:
+        """The parameters as stored in the manifest and compared to decide whether an output is current."""
+        return params_dict(params)
+
+    def key(self, params) -> str:
+        """The output this run writes, e.g. ``knn`` or ``maps/tsne`` (also the name of its lock)."""
+        raise NotImplementedError
+
+    def where(self, run: Run, params) -> Path:
+        """The path a user knows the output by, for messages."""
+        return run.path / self.key(params)
+
+    def stored(self, run: Run, params) -> Optional[dict]:
+        """The stored output's manifest, or ``None`` when there is none (or it cannot be read)."""
+        raise NotImplementedError
+
+    def check_files(self, run: Run, params, manifest: dict) -> Optional[str]:
+        """A problem with the stored files (missing, wrong size) or ``None``; cheap, no checksums."""
+        return None
+
+    def prepare(self, run: Run, params) -> None:
+        """Errors the user can cause, raised before anything is computed or written."""
+
+    def inputs(self, run: Run, params) -> dict:
+        """Fingerprints of the run outputs this stage reads; an error naming the command to run when one is
+        missing."""
+        return {}
+
+    def sources(self, run: Run, params) -> dict:
+        """Fingerprints of files outside the run that this stage reads."""
+        return {}
+
+    def compute(self, run: Run, params, staging: Path, block: dict) -> dict:
+        """Compute the output into ``staging`` with its manifest (holding ``block`` plus its ``fingerprint``);
+        returns the manifest."""
+        raise NotImplementedError
+
+    def commit(self, run: Run, params, staging: Path) -> None:
+        """Put the staged output in place as a whole."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ the contract
+    def status(self, run: Run, params) -> Status:
+        manifest = self.stored(run, params)
+        if manifest is None:
+            return Status(False, "not computed yet")
+        block = manifest.get("stage")
+        if not isinstance(block, dict) or "params" not in block:
+            return Status(False, "made by an earlier corpusmap (no parameters recorded)",
+                          (("parameters", "unknown", "these"),))
+        changed = _diff(block.get("params") or {}, self.record(params))
+        if changed:
+            return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
+        problem = self.check_files(run, params, manifest)
+        if problem:
+            return Status(False, problem)
+        try:
+            now = {**self.inputs(run, params), **self.sources(run, params)}
+        except CorpusmapError as exc:
+            return Status(False, str(exc))
+        recorded = {**(block.get("inputs") or {}), **(block.get("sources") or {})}
+        stale = sorted(k for k in now if recorded.get(k) != now[k])
+        if stale:
+            return Status(False, f"computed from an earlier {', '.join(stale)}")
+        return Status(True, "current")
+
+    def block(self, run: Run, params) -> dict:
+        """The ``stage`` block for a new output (``fingerprint`` is added by :meth:`compute`)."""
+        return {"name": self.name, "output": self.key(params), "params": self.record(params),
+                "inputs": self.inputs(run, params), "sources": self.sources(run, params),
+                "created": timestamp(), "versions": versions(*self.packages)}
+
+    def run(self, run: Run, params, overwrite: bool = False) -> Result:
+        """Keep a current output, else compute it (see the module docstring for the rule)."""
+        key = self.key(params)
+        self.prepare(run, params)
+        with run.lock(key):
+            status = self.status(run, params)
+            if status.current:
+                return Result(self.name, key, False, status.reason, self.stored(run, params) or {},
+                              where=self.where(run, params))
+            if status.changed and not (overwrite or self.redrawn):
+                raise CorpusmapError(
+                    f"{self.where(run, params)} holds {self.what} computed with other parameters "
+                    f"({describe_changes(status.changed)}); add --overwrite to replace it (what was computed "
+                    f"from it is removed too), or choose {self.elsewhere}")
+            block = self.block(run, params)
+            with run.staging(key) as staging:
+                manifest = self.compute(run, params, staging, block)
+                self.commit(run, params, staging)
+        removed = run.invalidate()
+        return Result(self.name, key, True, status.reason, manifest, removed, self.where(run, params))

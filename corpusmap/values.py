@@ -1,0 +1,73 @@
+"""Cell values as users' data stores them: years in numbers, strings or dates, and lists stored as strings.
+
+One parser each, used by the corpus reader, the metrics and the excess scan alike.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any, Optional
+
+import numpy as np
+
+YEAR_RANGE = (1000, 2999)
+_LEADING_YEAR_RE = re.compile(r"^\s*(\d{4})(?!\d)")
+_YEAR_ANYWHERE_RE = re.compile(r"(?<!\d)(1[5-9]\d\d|2[01]\d\d)(?!\d)")
+
+
+def parse_year(value: Any) -> Optional[int]:
+    """A year from an int, a float, or a string that starts with four digits ('2021', '2021-03-04') or holds a
+    plausible year somewhere ('Spring 2021'); ``None`` when there is none or it lies outside 1000–2999."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        year = int(value)
+    elif isinstance(value, (float, np.floating)):
+        if not np.isfinite(value) or value != int(value):
+            return None
+        year = int(value)
+    else:
+        text = str(value)
+        match = _LEADING_YEAR_RE.match(text) or _YEAR_ANYWHERE_RE.search(text)
+        if not match:
+            return None
+        year = int(match.group(1))
+    return year if YEAR_RANGE[0] <= year <= YEAR_RANGE[1] else None
+
+
+def year_array(values) -> np.ndarray:
+    """:func:`parse_year` of each value as float64, NaN where there is no year."""
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            out = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+            bad = ~np.isfinite(out) | (out != np.floor(out)) | (out < YEAR_RANGE[0]) | (out > YEAR_RANGE[1])
+            out[bad] = np.nan
+            return out
+        values = values.to_pylist()
+    cache: dict = {}
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        key = value if isinstance(value, (str, int, float, type(None))) else repr(value)
+        if key not in cache:
+            year = parse_year(value)
+            cache[key] = np.nan if year is None else float(year)
+        out[i] = cache[key]
+    return out
+
+
+def parse_list_string(text: str) -> Optional[list]:
+    """The list that ``text`` spells as JSON (``["a", "b"]``) or Python (``['a', 'b']``), else ``None``."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    for loader in (json.loads, ast.literal_eval):
+        try:
+            items = loader(text)
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            continue
+        if isinstance(items, (list, tuple)):
+            return list(items)
+    return None

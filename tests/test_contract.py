@@ -1,0 +1,210 @@
+"""What the stage contract guarantees under faults: nothing is deleted before new inputs are read, one writer per
+output, outputs appear as a whole, orphans of killed writers are cleaned up, and recorded checksums are verified
+where the data is used. All on the bundled example corpus."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLE_CORPUS, cli
+from corpusmap.run import Run
+
+EMBED = ["embed", EXAMPLE_CORPUS, "--model", "tfidf", "--dim", "20", "--quiet"]
+CORPUSMAP = [sys.executable, "-m", "corpusmap"]
+
+
+def tree(folder: Path) -> dict:
+    """Every file under ``folder`` (bookkeeping in .corpusmap aside) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".corpusmap" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    run = tmp_path_factory.mktemp("contract") / "run"
+    for args in (EMBED + ["-o", run], ["neighbors", run, "-k", "10", "--quiet"],
+                 ["map", run, "--method", "pca", "--quiet"],
+                 ["excess", run, "--target", "2015", "--target", "2016", "--no-figures", "--quiet"]):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run(base, tmp_path):
+    dest = tmp_path / "run"
+    shutil.copytree(base, dest)
+    return dest
+
+
+def test_overwrite_reads_the_new_inputs_completely_before_deleting_anything(run, tmp_path):
+    lines = [json.dumps({"abstract": f"a perfectly fine abstract about topic {i}", "year": 2015}) for i in range(50)]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines[:40] + ['{"abstract": "cut short'] + lines[40:]) + "\n")
+    before = tree(run)
+    result = cli("embed", bad, "-o", run, "--model", "tfidf", "--dim", "20", "--overwrite", "--quiet")
+    assert result.exit_code == 1 and "bad.jsonl:41" in result.output
+    assert tree(run) == before
+
+
+def test_two_writers_of_one_run_cannot_mix_their_outputs(run, tmp_path):
+    shutil.rmtree(run)
+    procs = [subprocess.Popen(CORPUSMAP + [str(a) for a in EMBED[:-1]] + ["-o", str(run), "--dim", dim, "-q"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for dim in ("20", "30")]
+    outcomes = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 1], outcomes
+    loser = next(out for code, out in outcomes if code == 1)
+    assert "already holds vectors made with other parameters" in loser and "Traceback" not in loser
+    manifest = json.loads((run / "embeddings" / "manifest.json").read_text())
+    corpus = json.loads((run / "corpus.json").read_text())
+    assert manifest["complete"] and manifest["corpus_sha256"] == corpus["sha256"]
+    winner_dim = 20 if outcomes[0][0] == 0 else 30
+    assert manifest["dim"] == winner_dim == Run(run).vectors.shape[1]
+
+
+def test_two_writers_with_the_same_parameters_share_the_work(tmp_path):
+    run = tmp_path / "run"
+    args = CORPUSMAP + [str(a) for a in EMBED[:-1]] + ["-o", str(run), "--shard-rows", "200", "-q"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stdout.read() for p in procs]
+    single = tmp_path / "single"
+    assert cli(*EMBED, "-o", single, "--shard-rows", "200").exit_code == 0
+    assert {k: v for k, v in tree(run / "embeddings").items() if k.endswith(".npy")} == \
+        {k: v for k, v in tree(single / "embeddings").items() if k.endswith(".npy")}
+
+
+def test_a_second_writer_of_an_output_waits_for_the_first(run):
+    with Run(run).lock("knn"):
+        proc = subprocess.Popen(CORPUSMAP + ["neighbors", str(run), "-k", "10"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        time.sleep(4)
+        assert proc.poll() is None  # still waiting
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "waiting for another corpusmap process that is writing knn" in out
+    assert "is current" in out and "nothing to do" in out
+
+
+def test_an_output_appears_as_a_whole(run, monkeypatch):
+    from corpusmap.excess import report
+    from corpusmap.excess.analysis import Criteria
+    from corpusmap.excess.stage import ExcessParams, ExcessStage
+
+    before = tree(run / "excess")
+    assert "excess_2016.parquet" in before
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", fail)
+    params = ExcessParams(source=(str(run),), targets=("2015",), figures=False, criteria=Criteria(min_freq=2e-4))
+    with pytest.raises(Exception):
+        ExcessStage().run(Run(run), params, overwrite=True)
+    assert tree(run / "excess") == before  # the old report, whole
+    assert not list((run / ".corpusmap" / "tmp").iterdir())
+    monkeypatch.undo()
+    result = cli("excess", run, "--target", "2015", "--no-figures", "--overwrite", "--quiet")
+    assert result.exit_code == 0, result.output
+    names = set(tree(run / "excess"))
+    assert "excess_2015.parquet" in names and not any("2016" in name for name in names)  # nothing left over
+
+
+def test_orphans_of_killed_writers_are_removed_by_the_next_run_of_that_stage(run):
+    orphan = run / ".corpusmap" / "tmp" / "knn-999999"
+    orphan.mkdir(parents=True)
+    (orphan / "indices.npy").write_bytes(b"half")
+    assert cli("neighbors", run, "-k", "11", "--overwrite", "--quiet").exit_code == 0
+    assert not orphan.exists()
+    # a shard left half-written by a killed embed is removed when that shard is encoded again
+    (run / "embeddings" / "shard-00000.npy").unlink()
+    (run / "embeddings" / "shard-00000.json").unlink()
+    half = run / "embeddings" / ".shard-00000.npy.tmp-999999"
+    half.write_bytes(b"\x93NUMPY half")
+    assert cli(*EMBED, "-o", run).exit_code == 0
+    assert not half.exists() and Run(run).has_vectors()
+
+
+def test_checksums_are_verified_where_the_data_is_used(run):
+    # a shard changed in place (same size) is refused by neighbors and evaluate
+    shard = run / "embeddings" / "shard-00000.npy"
+    array = np.load(shard)
+    array[7] = array[8]
+    np.save(shard, array)
+    for args in (["neighbors", run, "-k", "12", "--overwrite"], ["evaluate", run]):
+        result = cli(*args)
+        assert result.exit_code == 1 and "shard-00000.npy fails its checksum" in result.output, result.output
+        assert "corpusmap embed" in result.output
+    # embed notices it too and re-encodes that shard
+    assert cli(*EMBED, "-o", run).exit_code == 0
+    assert cli("neighbors", run, "-k", "10", "--quiet").exit_code == 0  # the graph was still current
+
+
+def test_a_changed_graph_is_refused_by_map(run):
+    path = run / "knn" / "indices.npy"
+    indices = np.load(path)
+    indices[0, [0, 1]] = indices[0, [1, 0]]
+    np.save(path, indices)
+    result = cli("map", run, "--method", "tsne", "--n-iter", "10")
+    assert result.exit_code == 1 and "indices.npy fails its checksum" in result.output
+    assert "corpusmap neighbors" in result.output and not (run / "maps" / "tsne.parquet").exists()
+
+
+def test_a_truncated_corpus_is_read_again_not_reused(run):
+    corpus = run / "corpus.parquet"
+    good = corpus.read_bytes()
+    corpus.write_bytes(good[: len(good) // 2])
+    result = cli(*EMBED, "-o", run)
+    assert result.exit_code == 0, result.output
+    assert corpus.read_bytes() == good
+    assert Run(run).has_vectors() and (run / "knn" / "indices.npy").is_file()  # nothing computed from it was lost
+    # the other stages refuse a damaged corpus with the command that rebuilds it
+    corpus.write_bytes(good[: len(good) // 2])
+    result = cli("map", run, "--method", "pca", "--name", "pca2")
+    assert result.exit_code == 1 and "corpus.parquet" in result.output and "corpusmap embed" in result.output
+
+
+def test_flags_named_in_messages_exist():
+    """Every --flag that a message of corpusmap names is an option of some command."""
+    import re
+
+    import click
+
+    from corpusmap.cli import main
+
+    ctx = click.Context(main)
+    options = set()
+    for name in main.list_commands(ctx):
+        for param in main.get_command(ctx, name).params:
+            options.update(o for o in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])
+                           if o.startswith("--"))
+    options.update(o for p in main.params for o in p.opts)
+    options.update({"--help", "--version", "--head"})  # click's own, and `ray start --head` named in a hint
+    package = Path(__file__).resolve().parents[1] / "corpusmap"
+    named = {}
+    for path in package.rglob("*.py"):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if line.lstrip().startswith("#") or "help=" in line:
+                continue
+            for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", line):
+                named.setdefault(flag, f"{path.relative_to(package)}:{lineno}")
+    missing = {flag: where for flag, where in named.items() if flag not in options}
+    assert not missing, missing
+
+
+def test_every_command_has_help():
+    import click
+
+    from corpusmap.cli import main
+
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        result = cli(name, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output, name
+        assert main.get_command(ctx, name).help, name
