@@ -36,9 +36,11 @@ class EvaluateParams:
     metric: str = "euclidean"
     pca: bool = True
     seed: int = 42
+    clusters: tuple = ()  # clusterings whose agreement with the labels is measured (default: every one)
 
     def __post_init__(self):
         object.__setattr__(self, "maps", tuple(dict.fromkeys(self.maps)))
+        object.__setattr__(self, "clusters", tuple(dict.fromkeys(self.clusters)))
         if self.k < 1:
             raise UsageProblem(f"-k must be at least 1, got {self.k}")
         if self.queries < 1:
@@ -73,6 +75,14 @@ class EvaluateStage(Stage):
                                f"{', '.join(found) if found else f'none (run `corpusmap map {run.path}` first)'}")
         return list(params.maps) or found
 
+    def clusterings(self, run: Run, params: EvaluateParams) -> list[str]:
+        found = run.list_clusterings()
+        unknown = [c for c in params.clusters if c not in found]
+        if unknown:
+            raise UsageProblem(f"--clusters {', '.join(unknown)}: no such clustering in {run.clusters_dir}; found: "
+                               f"{', '.join(found) if found else f'none (run `corpusmap clusters {run.path}`)'}")
+        return list(params.clusters) or found
+
     def prepare(self, run: Run, params: EvaluateParams) -> None:
         run.need_corpus()
         n = len(run.vectors)
@@ -82,21 +92,25 @@ class EvaluateStage(Stage):
             if col is not None:
                 run.corpus_column(col, flag)
         self.selected(run, params)
+        self.clusterings(run, params)
 
     def inputs(self, run: Run, params: EvaluateParams) -> dict:
+        from corpusmap.clusters import clustering_fingerprint
         from corpusmap.maps import map_fingerprint
         from corpusmap.neighbors import vectors_fingerprint
 
         out = {"corpus": run.corpus_fingerprint, "embeddings": vectors_fingerprint(run)}
         for name in self.selected(run, params):
             out[f"maps/{name}"] = map_fingerprint(run, name)
+        for name in self.clusterings(run, params):
+            out[f"clusters/{name}"] = clustering_fingerprint(run, name)
         return out
 
     def compute(self, run: Run, params: EvaluateParams, staging: Path, block: dict) -> dict:
         from corpusmap.atomic import atomic_path, write_json
         from corpusmap.manifests import canonical_hash, file_record
 
-        result = evaluate_run(run, params, self.selected(run, params))
+        result = evaluate_run(run, params, self.selected(run, params), self.clusterings(run, params))
         json_name, md_name = Run.EVAL_FILES
         write_json(staging / json_name, result)
         with atomic_path(staging / md_name) as tmp:
@@ -124,7 +138,29 @@ def _column(run: Run, name: str, flag: str, required: bool) -> Optional[np.ndarr
     return np.asarray(run.corpus_column(name, flag).to_pylist(), dtype=object)
 
 
-def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str]) -> dict:
+def cluster_agreement(levels: Sequence[np.ndarray], labels, seed: int = 42) -> list[dict]:
+    """NMI and ARI (scikit-learn) of each level with the labels, on the labelled points inside a cluster, and the
+    same for random clusters of the same sizes (the level's assignment permuted with ``seed``)."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from corpusmap.metrics import label_codes
+
+    codes, _ = label_codes(labels)
+    rng = np.random.default_rng(seed)
+    out = []
+    for level, clusters in enumerate(levels):
+        use = (codes >= 0) & (clusters >= 0)
+        truth, found = codes[use], clusters[use]
+        shuffled = rng.permutation(found)
+        out.append({"level": level, "clusters": int(len(np.unique(found))), "points": int(use.sum()),
+                    "nmi": float(normalized_mutual_info_score(truth, found)),
+                    "ari": float(adjusted_rand_score(truth, found)),
+                    "random_nmi": float(normalized_mutual_info_score(truth, shuffled)),
+                    "random_ari": float(adjusted_rand_score(truth, shuffled))})
+    return out
+
+
+def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clusterings: Sequence[str] = ()) -> dict:
     """The metrics of the vectors, of each map in ``selected`` and of the PCA-2D baseline (an exact PCA of the
     vectors, unless a stored map named ``pca`` is evaluated anyway), as the dict stored in ``metrics.json``.
 
@@ -195,6 +231,16 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str]) -> d
         spaces.append({"space": name, "kind": "baseline" if name == PCA_NAME else kind,
                        "knn_recall": M.recall_from_neighbors(high_nb, low_nb), **score(coords, "euclidean")})
 
+    agreement = []
+    if labels is not None:
+        from corpusmap.clusters import read_clustering
+
+        for name in clusterings:
+            for row in cluster_agreement(read_clustering(run, name).levels, labels, seed):
+                agreement.append({"clustering": name, **row})
+    elif clusterings:
+        notes.append("no labels, so the clusters' agreement with them (NMI, ARI) is not measured")
+
     from corpusmap import __version__
 
     result = {
@@ -210,7 +256,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str]) -> d
             "year_rmse": "RMSE of the mean year of the k nearest dated neighbours; chance = RMSE of "
                          "predicting the mean year",
         },
-        "spaces": spaces, "notes": notes,
+        "spaces": spaces, "clusters": agreement, "notes": notes,
         "seconds": round(time.monotonic() - t0, 3), "corpusmap_version": __version__,
     }
     return result
@@ -236,6 +282,16 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_cluster_table(result: dict) -> str:
+    """NMI and ARI of each clustering level with the labels, beside random clusters of the same sizes."""
+    lines = ["| clustering | level | clusters | NMI | random NMI | ARI | random ARI |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in result.get("clusters", []):
+        lines.append(f"| {row['clustering']} | {row['level']} | {row['clusters']:,} | {row['nmi']:.3f} | "
+                     f"{row['random_nmi']:.3f} | {row['ari']:.3f} | {row['random_ari']:.3f} |")
+    return "\n".join(lines)
+
+
 def format_report(result: dict) -> str:
     """``metrics.md``: settings, the table, which maps were found, notes."""
     k = result["k"]
@@ -251,6 +307,9 @@ def format_report(result: dict) -> str:
         out.append(f"Year RMSE: year column `{result['year_col']}`, {yr['n_test']:,} test points, "
                    f"mean year {yr['mean_year']:.1f}.")
     out += ["", format_table(result), ""]
+    if result.get("clusters"):
+        out += ["Agreement of the clusters with the labels (labelled points in a cluster; random: the same "
+                "cluster sizes, shuffled):", "", format_cluster_table(result), ""]
     if result["maps_found"]:
         out.append(f"Maps found in RUN/maps: {', '.join(result['maps_found'])}.")
     else:
@@ -264,4 +323,5 @@ def format_report(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-__all__ = ["EvaluateParams", "EvaluateStage", "evaluate_run", "read_results", "format_table", "format_report"]
+__all__ = ["EvaluateParams", "EvaluateStage", "evaluate_run", "cluster_agreement", "read_results", "format_table",
+           "format_cluster_table", "format_report"]

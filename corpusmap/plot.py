@@ -1,6 +1,7 @@
 """The plot stage: a publication figure of a stored map (PNG, SVG or PDF), coloured by a column, by words, by
-cluster or by a region's excess; recorded in ``RUN/maps/<map>.renders.json`` so that it is redrawn only when its
-parameters or the map change."""
+cluster or by each region's excess, with cluster names that never overlap; recorded in
+``RUN/maps/<map>.renders.json`` (with the boxes of the names drawn) so that it is redrawn only when its parameters
+or what it shows change."""
 from __future__ import annotations
 
 import re
@@ -22,10 +23,17 @@ _NOT_COLUMNS = ("x", "y", "text")
 RECEIPT = ".receipt.json"  # the render's stage block, beside the staged figure
 
 
+LABEL_KINDS = ("auto", "keywords", "label")
+
+
 @dataclass(frozen=True)
 class PlotParams:
-    """A figure of map ``map``: ``color`` is ``auto`` (label, else year), ``none``, a column, or
-    ``words:w1,w2`` (abstracts containing any of the words, as whole tokens)."""
+    """A figure of map ``map``. ``color``: ``auto`` (label, else year), ``none``, a column, ``words:w1,w2``
+    (abstracts containing any of the words, as whole tokens), ``cluster[:LEVEL]`` or ``cluster:NAME:LEVEL``
+    (regions of ``corpusmap clusters``, level 0 the coarsest), or ``excess:GROUP:TARGET`` (each region coloured by
+    the gap δ of a word group, from ``corpusmap excess --by cluster[:LEVEL]``). ``labels``: ``auto`` (the names of
+    the colour's largest categories), ``keywords`` (each region's top words) or ``label`` (each region's dominant
+    label), at the regions' medoids."""
 
     map: str = "tsne"
     color: str = "auto"
@@ -33,7 +41,7 @@ class PlotParams:
     width: int = 2000
     height: int = 2000
     dpi: int = 300
-    labels: bool = False
+    labels: Optional[str] = None
     title: Optional[str] = None
     max_categories: int = 10
     reference: bool = True
@@ -48,6 +56,8 @@ class PlotParams:
             raise UsageProblem("--max-categories must be between 1 and 20")
         if self.output is not None and Path(self.output).suffix.lower().lstrip(".") not in FORMATS:
             raise UsageProblem(f"-o {self.output}: the figure must end in .png, .svg or .pdf")
+        if self.labels is not None and self.labels not in LABEL_KINDS:
+            raise UsageProblem(f"--labels takes {', '.join(LABEL_KINDS)} (or nothing: auto), not {self.labels!r}")
         parse_color(self.color)
 
     def out_path(self, run: Run) -> Path:
@@ -62,11 +72,20 @@ def _slug(text: str) -> str:
 
 
 def parse_color(color: Optional[str]) -> tuple[str, Optional[list]]:
-    """``(mode, words)``: mode is auto, none, words or column."""
+    """``(mode, detail)``: auto, none, column; words (the words); cluster (name, level); excess (group, target)."""
     if color is None or color == "auto":
         return "auto", None
     if color == "none":
         return "none", None
+    if color == "cluster" or color.startswith("cluster:"):
+        from corpusmap.clusters import parse_cluster_spec
+
+        return "cluster", list(parse_cluster_spec(color))
+    if color.startswith("excess:"):
+        parts = color.split(":")
+        if len(parts) != 3 or not all(parts[1:]):
+            raise UsageProblem(f"--color {color!r}: write excess:GROUP:TARGET, e.g. excess:excess_2024:2024")
+        return "excess", parts[1:]
     if color.startswith("words:"):
         words = [w.strip().lower() for w in color[len("words:"):].split(",") if w.strip()]
         if not words:
@@ -106,21 +125,39 @@ class PlotStage(Stage):
 
         run.need_corpus()
         need_map(run, params.map)
-        mode, _ = parse_color(params.color)
+        mode, detail = parse_color(params.color)
         if mode == "column" and params.color not in colour_columns(run, params.map):
             raise UsageProblem(f"--color {params.color!r}: no such column; available: "
-                               f"{', '.join(colour_columns(run, params.map))}, none, or words:w1,w2")
+                               f"{', '.join(colour_columns(run, params.map))}, none, words:w1,w2, cluster[:LEVEL] "
+                               "or excess:GROUP:TARGET")
+        if mode == "cluster" or params.labels in ("keywords", "label"):
+            name, level = _cluster_choice(run, params)
+            _clustering(run, name).level(level, "--color")
+        if mode == "excess":
+            region_deltas(run, *detail)
 
     def inputs(self, run: Run, params: PlotParams) -> dict:
+        from corpusmap.clusters import clustering_fingerprint
         from corpusmap.maps import map_fingerprint
 
-        return {"corpus": run.corpus_fingerprint, f"maps/{params.map}": map_fingerprint(run, params.map)}
+        out = {"corpus": run.corpus_fingerprint, f"maps/{params.map}": map_fingerprint(run, params.map)}
+        mode, _ = parse_color(params.color)
+        if mode in ("cluster", "excess") or params.labels in ("keywords", "label"):
+            name = _clustering(run, _cluster_choice(run, params)[0]).name
+            out[f"clusters/{name}"] = clustering_fingerprint(run, name)
+        if mode == "excess":
+            out["excess"] = run.outputs_by_key()["excess"].fingerprint
+        return out
 
     def compute(self, run: Run, params: PlotParams, staging: Path, block: dict) -> dict:
         out = params.out_path(run)
         staged = staging / out.name
-        draw(run, params, staged)
+        placed = draw(run, params, staged)
         block.update(output=run.relative(out), bytes=staged.stat().st_size)
+        if placed is not None:
+            block["labels"] = [{"text": t, "anchor": a, "box": b, "moved": m}
+                               for t, a, b, m in zip(placed.texts, placed.anchors, placed.boxes, placed.moved)]
+            block["labels_left_out"] = placed.skipped
         block["fingerprint"] = f"{block['output']}@{block['created']}"
         write_json(staging / RECEIPT, block)
         return {"stage": block}
@@ -185,12 +222,63 @@ class Colouring:
     values: Optional[np.ndarray] = None
     title: Optional[str] = None
     integer_ticks: bool = False
+    cmap: str = "viridis"
+    norm_range: Optional[tuple] = None
+
+
+def _cluster_choice(run: Run, params: PlotParams) -> tuple[Optional[str], Optional[str]]:
+    """The clustering and level a figure uses: those of ``--color cluster:...`` or of the excess report behind
+    ``--color excess:...``, else the default clustering's coarsest level."""
+    mode, detail = parse_color(params.color)
+    if mode == "cluster":
+        return tuple(detail)
+    if mode == "excess":
+        clustering, level, _ = region_deltas(run, *detail)
+        return clustering.name, str(level)
+    return None, None
+
+
+def _clustering(run: Run, name: Optional[str]):
+    from corpusmap.clusters import read_clustering
+
+    return read_clustering(run, name)
+
+
+def region_deltas(run: Run, group: str, target: str) -> tuple[object, int, dict]:
+    """``(clustering, level, {cluster: δ})`` of word group ``group`` in ``target``, per region, from the excess
+    report of ``corpusmap excess RUN --by cluster[:LEVEL]``."""
+    import pandas as pd
+
+    from corpusmap.clusters import parse_cluster_spec
+    from corpusmap.manifests import read_manifest
+
+    hint = f"run `corpusmap excess {run.path} --target {target} --by cluster` first"
+    if not (run.excess_dir / Run.MANIFEST).is_file():
+        raise CorpusmapError(f"--color excess:{group}:{target}: no excess report in {run.path}; {hint}")
+    manifest = read_manifest(run.excess_dir / Run.MANIFEST, hint)
+    by = (manifest.get("parameters") or {}).get("by") or ""
+    if not (by == "cluster" or by.startswith("cluster:")):
+        raise CorpusmapError(f"--color excess:{group}:{target}: the excess report of {run.path} is not broken down "
+                             f"by region (--by {by or 'none'}); {hint}")
+    name, level_spec = parse_cluster_spec(by)
+    clustering = _clustering(run, name)
+    level = clustering.level(level_spec, "--by")
+    path = run.excess_dir / "subgroups.parquet"
+    table = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=["group", "target"])
+    rows = table[(table["group"] == group) & (table["target"].astype(str) == str(target))]
+    if rows.empty:
+        groups = sorted({f"{g}:{t}" for g, t in zip(table["group"], table["target"])})
+        raise UsageProblem(f"--color excess:{group}:{target}: the excess report of {run.path} has no region of "
+                           f"group {group!r} in {target} " + (f"(it has {', '.join(groups)})" if groups else
+                           "(no region has --min-group-size abstracts in every period: lower it)"))
+    deltas = {int(str(value).split(":", 1)[0]): float(d) for value, d in zip(rows["subgroup"], rows["delta"])}
+    return clustering, level, deltas
 
 
 def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
     from corpusmap import render
 
-    mode, words = parse_color(params.color)
+    mode, detail = parse_color(params.color)
     if mode == "none":
         return Colouring()
     if mode == "words":
@@ -200,9 +288,27 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
         offset = 0
         for batch in run.iter_corpus_batches(["text"]):
             texts = batch.column(0).to_pylist()
-            hits[offset:offset + len(texts)] = contains_any(texts, words)
+            hits[offset:offset + len(texts)] = contains_any(texts, detail)
             offset += len(texts)
-        return Colouring(render.highlight(hits, "contains " + ", ".join(words)), title="abstracts")
+        return Colouring(render.highlight(hits, "contains " + ", ".join(detail)), title="abstracts")
+    if mode == "cluster":
+        clustering = _clustering(run, detail[0])
+        level = clustering.level(detail[1], "--color")
+        names = clustering.names(level)
+        labels = clustering.levels[level]
+        text = np.array([f"{c}: {names[c]}" if c >= 0 else None for c in range(-1, len(names))], dtype=object)
+        return Colouring(render.categorize(text[labels + 1], params.max_categories),
+                         title=f"{clustering.name}, level {level}")
+    if mode == "excess":
+        clustering, level, deltas = region_deltas(run, *detail)
+        labels = clustering.levels[level]
+        per_cluster = np.full(int(labels.max()) + 2, np.nan)
+        for c, d in deltas.items():
+            per_cluster[c + 1] = 100 * d
+        values = per_cluster[labels + 1]
+        span = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+        return Colouring(values=values, title=f"δ {detail[0]} {detail[1]} (percentage points)",
+                         cmap="RdBu_r", norm_range=(-span, span))
     columns = colour_columns(run, params.map)
     column = params.color if mode == "column" else next((c for c in ("label", "year") if c in columns), None)
     if column is None:
@@ -223,8 +329,29 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
     return Colouring(render.categorize(array, params.max_categories), title=column)
 
 
-def draw(run: Run, params: PlotParams, out: Path) -> Path:
-    """Draw the figure of ``params`` to ``out`` (its suffix decides the format)."""
+def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray, limit: int = 40) -> list:
+    """``(x, y, text)`` of each region of the chosen level with at least 0.2% of the points, largest first, at
+    its medoid: its keywords (``labels=keywords``) or its dominant label (``labels=label``)."""
+    from corpusmap.labels import medoid
+
+    name, level_spec = _cluster_choice(run, params)
+    clustering = _clustering(run, name)
+    level = clustering.level(level_spec, "--color")
+    labels = clustering.levels[level]
+    rows = clustering.summary[clustering.summary["level"] == level].sort_values("cluster")
+    texts = rows["name"].tolist() if params.labels == "keywords" else \
+        [d if d is not None else "(unlabelled)" for d in rows["dominant_label"]]
+    out = []
+    for c in range(len(texts)):
+        members = labels == c
+        if members.sum() >= max(3, 0.002 * len(x)) and len(out) < limit:
+            out.append((*medoid(x[members], y[members]), texts[c]))
+    return out
+
+
+def draw(run: Run, params: PlotParams, out: Path):
+    """Draw the figure of ``params`` to ``out`` (its suffix decides the format); returns the names placed
+    (:class:`corpusmap.labels.Placed`) or ``None``."""
     import pyarrow.parquet as pq
 
     from corpusmap import render
@@ -241,9 +368,13 @@ def draw(run: Run, params: PlotParams, out: Path) -> Path:
         if ref_file.is_file():
             table = pq.read_table(ref_file, columns=["x", "y"])
             background = (table.column("x").to_numpy(), table.column("y").to_numpy())
+    labels = region_labels(run, params, x, y) if params.labels in ("keywords", "label") \
+        else params.labels == "auto"
+    placed = []
     render.render_map(x, y, out, categories=colours.categories, values=colours.values, width=params.width,
                       height=params.height, dpi=params.dpi, title=params.title, legend_title=colours.title,
-                      labels=params.labels, integer_ticks=colours.integer_ticks, background=background,
-                      raster=params.raster)
+                      labels=labels, integer_ticks=colours.integer_ticks, background=background,
+                      raster=params.raster, cmap=colours.cmap, norm_range=colours.norm_range,
+                      on_labels=placed.append)
     info(f"plot: {params.width}x{params.height} px, {len(x):,} points, {time.perf_counter() - t0:.1f} s")
-    return out
+    return placed[0] if placed else None

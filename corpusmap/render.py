@@ -1,4 +1,4 @@
-"""PNG maps for papers: matplotlib (Agg, no pyplot state) for the frame, legend and colour bar; points drawn as
+"""Maps for papers (PNG, SVG, PDF): matplotlib (Agg, no pyplot state) for the frame, legend and colour bar; points drawn as
 markers up to ``raster_threshold`` points and above that rasterised with numpy, so 20M points take seconds.
 
 The rasteriser bins points into the pixels of the map area. Each pixel's colour is the mean colour of its points
@@ -225,13 +225,17 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
                height: int = 2000, dpi: int = 300, title: Optional[str] = None, legend_title: Optional[str] = None,
                labels: bool = False, max_labels: int = 12, raster: Optional[bool] = None,
                raster_threshold: int = RASTER_THRESHOLD, cmap: str = "viridis", integer_ticks: bool = False,
-               background=None, seed: int = 0) -> Path:
-    """Draw a map to a PNG of exactly ``width`` x ``height`` pixels, written atomically to ``out``.
+               background=None, seed: int = 0, on_labels=None, norm_range=None) -> Path:
+    """Draw a map of exactly ``width`` x ``height`` pixels to ``out`` (PNG, or SVG/PDF with the points rasterised
+    and the text as text, by the suffix), written atomically.
 
     ``categories`` (see :func:`categorize`, :func:`highlight`) or ``values`` (numbers, NaN = missing) choose the
-    colouring; neither gives one colour. ``labels`` writes the names of the largest categories at their medians.
+    colouring; neither gives one colour. ``labels``: True writes the names of the largest categories at their
+    medoids; a list of ``(x, y, text)`` writes those texts at those points (most important first); either way no
+    two labels overlap (:mod:`corpusmap.labels`), and ``on_labels`` receives what was placed.
     ``raster`` forces or forbids the numpy rasteriser (default: above ``raster_threshold`` points).
     ``background``: (x, y) of other points (e.g. the reference map of added points), drawn in light grey.
+    ``norm_range``: (low, high) of the colour scale for ``values`` (default: their range).
     """
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -239,7 +243,6 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     from matplotlib.colors import Normalize, to_rgb
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    import matplotlib.patheffects as pe
 
     for name, value in (("width", width), ("height", height), ("dpi", dpi)):
         if not isinstance(value, (int, np.integer)) or value < 16:
@@ -295,6 +298,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
         values = np.asarray(values, dtype=np.float64)
         finite = values[np.isfinite(values)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if norm_range is not None:
+            lo, hi = (float(v) for v in norm_range)
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
         norm, cm = Normalize(lo, hi), colormaps[cmap]
@@ -347,23 +352,20 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
         ax.scatter(x[order], y[order], s=size, c=colours, linewidths=0, alpha=alpha, rasterized=True)
 
     legend_x = ax_rect[0] + ax_rect[2] + margin / 2
-    if categories is not None:
-        if labels and categories.labelled:
-            placed = []  # largest categories first; a label that would overlap a placed one is left out
-            for code in range(min(categories.labelled, max_labels)):
-                mask = categories.codes == code
-                if mask.sum() < max(10, 0.005 * n):
-                    continue
-                text = ax.text(float(np.median(x[mask])), float(np.median(y[mask])),
-                               _short(categories.names[code], 28), fontsize=fs * 0.9, ha="center", va="center",
-                               color="black", weight="bold",
-                               path_effects=[pe.withStroke(linewidth=fs * 0.35, foreground="white")])
-                box = text.get_window_extent(renderer)
-                if any(box.overlaps(other) for other in placed):
-                    text.remove()
-                else:
-                    placed.append(box)
-    elif values is not None:
+    if labels is True and categories is not None:  # the largest categories, at their medoids
+        from corpusmap.labels import medoid
+
+        labels = [(*medoid(x[categories.codes == code], y[categories.codes == code]), categories.names[code])
+                  for code in range(min(categories.labelled, max_labels))
+                  if (categories.codes == code).sum() >= max(10, 0.005 * n)]
+    if labels and labels is not True:
+        from corpusmap.labels import place_labels
+
+        placed = place_labels(ax, renderer, [(lx, ly) for lx, ly, _ in labels],
+                              [_short(text, 40) for _, _, text in labels], fontsize=fs * 0.8)
+        if on_labels is not None:
+            on_labels(placed)
+    if categories is None and values is not None:
         cax = fig.add_axes([legend_x + 0.01, 0.2, fs * 1.2 * px_per_pt / width, 0.6])
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=cax)
         bar.ax.tick_params(labelsize=fs * 0.8)
@@ -376,9 +378,13 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     if title:
         fig.text(0.5, 1 - (fs * 1.2 * px_per_pt) / height, title, ha="center", va="center", fontsize=fs * 1.2)
 
-    with atomic_path(out) as tmp:
+    import matplotlib
+
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    with atomic_path(out) as tmp, matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
         with open(tmp, "wb") as fh:
-            fig.savefig(fh, format=out.suffix.lstrip(".").lower() or "png", dpi=dpi, facecolor="white")
+            fig.savefig(fh, format=fmt, dpi=dpi, facecolor="white", metadata={"Creator": "corpusmap"}
+                        if fmt in ("png", "svg", "pdf") else None)
     return out
 
 

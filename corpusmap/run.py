@@ -443,8 +443,8 @@ class Run:
         add("excess", try_read_manifest(self.excess_dir / self.MANIFEST), [self.excess_dir])
         return found
 
-    def fingerprints(self) -> dict[str, str]:
-        return {o.key: o.fingerprint for o in self.outputs() if o.fingerprint}
+    def outputs_by_key(self) -> dict[str, Output]:
+        return {o.key: o for o in self.outputs()}
 
     def invalidate(self) -> list[str]:
         """Remove every output computed from something the run no longer holds (another corpus, other vectors, an

@@ -18,12 +18,21 @@ COMMANDS = {
     "embed": ("corpusmap.cli.embed", "embed"),
     "merge": ("corpusmap.cli.embed", "merge"),
     "neighbors": ("corpusmap.cli.neighbors", "neighbors"),
+    "clusters": ("corpusmap.cli.clusters", "clusters"),
     "evaluate": ("corpusmap.cli.evaluate", "evaluate"),
     "map": ("corpusmap.cli.maps", "map_command"),
     "plot": ("corpusmap.cli.maps", "plot"),
     "excess": ("corpusmap.cli.excess", "excess"),
+    "view": ("corpusmap.cli.view", "view"),
+    "export": ("corpusmap.cli.view", "export"),
     "run": ("corpusmap.cli.pipeline", "run"),
 }
+
+
+class BadUsage(click.ClickException):
+    """A flag or argument that cannot work: one line, exit 2 (click's usage errors print the usage too)."""
+
+    exit_code = 2
 
 
 def _debug() -> bool:
@@ -48,7 +57,10 @@ class CorpusmapGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UsageProblem as exc:
-            raise click.UsageError(str(exc)) from (exc if _debug() else None)
+            raise BadUsage(str(exc)) from (exc if _debug() else None)
+        except click.UsageError as exc:  # click's own (unknown option, bad value): one line too, with the fix
+            command = f" {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx is not ctx else ""
+            raise BadUsage(f"{exc.format_message()} (see `corpusmap{command} --help`)") from None
         except CorpusmapError as exc:
             if _debug():
                 raise
@@ -79,4 +91,5 @@ def main(quiet: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # no lines about which SIMD build loaded
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # no lines about subsetting fonts into PDFs
     set_quiet(quiet)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from corpusmap.cli.common import default, overwrite_option, quiet_option, run_argument, run_command, seed_option, with_jobs
-from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_table
+from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_cluster_table, format_table
 from corpusmap.pipeline import Job
 from corpusmap.run import Run
 
@@ -13,7 +13,8 @@ P = EvaluateParams
 
 def jobs(o: dict) -> list[Job]:
     params = P(maps=tuple(o["maps"]), k=o["k"], queries=o["queries"], label_col=o["label_col"],
-               year_col=o["year_col"], metric=o["metric"], pca=not o["no_pca"], seed=o["seed"])
+               year_col=o["year_col"], metric=o["metric"], pca=not o["no_pca"], seed=o["seed"],
+               clusters=tuple(o["clusters"]))
     return [Job(EvaluateStage(), Run(o["run"]), params, o["overwrite"], report=report)]
 
 
@@ -25,6 +26,8 @@ def report(result) -> None:
     click.echo(f"Maps found: {', '.join(found)}" if found else
                "No maps found in RUN/maps (run `corpusmap map RUN`); high-D and the PCA baseline only.")
     click.echo(format_table(outcome))
+    if outcome.get("clusters"):
+        click.echo(format_cluster_table(outcome))
     for note in outcome["notes"]:
         click.echo(f"Note: {note}.")
     state = "" if result.computed else " (current; nothing recomputed)"
@@ -46,6 +49,9 @@ def report(result) -> None:
 @click.option("--metric", type=click.Choice(["euclidean", "cosine"]), default=default(P, "metric"),
               show_default=True, help="High-D distance (maps are always Euclidean).")
 @click.option("--no-pca", is_flag=True, help="Leave out the PCA-2D baseline.")
+@click.option("--clusters", multiple=True, metavar="NAME",
+              help="Measure the agreement (NMI, ARI) of this clustering with the labels; repeatable. Default: every "
+                   "clustering found.")
 @seed_option(P)
 @overwrite_option
 @quiet_option

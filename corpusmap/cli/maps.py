@@ -9,7 +9,7 @@ from corpusmap.cli.common import (default, overwrite_option, quiet_option, run_a
 from corpusmap.errors import UsageProblem
 from corpusmap.maps import AddParams, AddStage, MapParams, MapStage
 from corpusmap.pipeline import Job
-from corpusmap.plot import PlotParams, PlotStage
+from corpusmap.plot import LABEL_KINDS, PlotParams, PlotStage
 from corpusmap.run import Run
 
 T, U = layouts.TsneParams, layouts.UmapParams
@@ -27,8 +27,10 @@ def _plot_options(func):
                      show_default=True, help="Figure height in pixels."),
         click.option("--dpi", type=click.IntRange(min=16), default=default(PlotParams, "dpi"), show_default=True,
                      help="Resolution: font and marker sizes follow it."),
-        click.option("--labels/--no-labels", default=False, show_default=True,
-                     help="Write the names of the largest categories at their medians."),
+        click.option("--labels", type=click.Choice(LABEL_KINDS), is_flag=False, flag_value="auto", default=None,
+                     help="Names on the map, never overlapping: --labels alone names the colour's largest "
+                          "categories; keywords or label names the regions of `corpusmap clusters` (their top "
+                          "words, or their dominant label) at their medoids."),
         click.option("--title", default=None, help="Title above the map."),
     ]):
         func = option(func)
@@ -154,9 +156,10 @@ def plot_jobs(o: dict) -> list[Job]:
 @click.option("--map", "name", default=default(PlotParams, "map"), show_default=True,
               help="Which map: RUN/maps/NAME.parquet.")
 @click.option("--color", "--colour", "color", default=default(PlotParams, "color"), show_default=True,
-              metavar="auto|none|COLUMN|words:W1,W2",
+              metavar="auto|none|COLUMN|words:W1,W2|cluster[:LEVEL]|excess:GROUP:TARGET",
               help="Colour by a column (numbers: colour bar; text: categories), by whether the abstract contains "
-                   "any of some words, or auto (label, else year).")
+                   "any of some words, by region (corpusmap clusters; level 0 = coarsest), by each region's excess "
+                   "gap (corpusmap excess --by cluster), or auto (label, else year).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Figure file, .png, .svg or .pdf [default: RUN/maps/NAME.png, or NAME.COLOR.png for another "
                    "colouring].")

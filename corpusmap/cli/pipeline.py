@@ -55,7 +55,9 @@ def load_config(path: Path) -> dict:
 
 
 def _resolve(value: str, base: Path) -> str:
-    return value if Path(value).is_absolute() else str(base / value)
+    import os
+
+    return value if Path(value).is_absolute() else os.path.normpath(base / value)
 
 
 def _scalar(stage: str, key: str, value: Any, param: click.Parameter) -> str:

@@ -132,18 +132,28 @@ class ExcessStage(Stage):
         source = params.run_dir
         if params.output is None and source is None:
             raise UsageProblem("give an output directory with -o OUT (the default RUN/excess needs a RUN)")
+        if by_region(params.by) and source is None:
+            raise UsageProblem(f"--by {params.by}: regions belong to a RUN (corpusmap clusters RUN); give the RUN")
         if source is not None:
             corpus = Run(source)
             for column, flag in ((params.text_col, "--text-col"), (params.year_col, "--year-col"),
-                                 (params.by, "--by")):
+                                 (None if by_region(params.by) else params.by, "--by")):
                 if column:
                     corpus.corpus_column(column, flag)
+            if by_region(params.by):
+                region_column(corpus, params.by)
         if params.counts and not Path(params.counts).is_file():
             raise UsageProblem(f"--counts {params.counts}: no such file")
 
     def inputs(self, run: Run, params: ExcessParams) -> dict:
         if params.run_dir is not None and params.workspace().path == Run(params.run_dir).path:
-            return {"corpus": Run(params.run_dir).corpus_fingerprint}
+            out = {"corpus": Run(params.run_dir).corpus_fingerprint}
+            if by_region(params.by):
+                from corpusmap.clusters import clustering_fingerprint
+
+                name = region_column(Run(params.run_dir), params.by)[0]
+                out[f"clusters/{name}"] = clustering_fingerprint(Run(params.run_dir), name)
+            return out
         return {}
 
     def sources(self, run: Run, params: ExcessParams) -> dict:
@@ -183,6 +193,11 @@ class ExcessStage(Stage):
             wanted = [scan["text_col"], scan["year_col"], scan["title_col"], params.by,
                       *[c for c in names if c in dates]]
             columns = [c for c in dict.fromkeys(wanted) if c and c in names]
+            if by_region(params.by):
+                _, values = region_column(corpus, params.by)
+                return (lambda: _with_column(corpus.iter_corpus_batches(columns, self.batch_rows), params.by,
+                                             values),
+                        f"run {corpus.path} (corpus.parquet) by {params.by}", {"run": str(corpus.path)}, scan)
             return (lambda: corpus.iter_corpus_batches(columns, self.batch_rows),
                     f"run {corpus.path} (corpus.parquet)", {"run": str(corpus.path)}, scan)
         if not params.source:
@@ -205,6 +220,36 @@ class ExcessStage(Stage):
                     title_col="title" if params.with_titles and not title_in_text else None)
         source = ", ".join(str(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         return open_batches, source, {"inputs": [str(p) for p in paths], "reader": reader_stats}, scan
+
+
+def by_region(by: Optional[str]) -> bool:
+    """``--by cluster``, ``cluster:LEVEL`` or ``cluster:NAME:LEVEL``: subgroups are the regions of the map."""
+    return bool(by) and (by == "cluster" or by.startswith("cluster:"))
+
+
+def region_column(run: Run, by: str):
+    """``(clustering name, per-row subgroup values)`` for ``--by cluster...``: each row's region at that level as
+    ``"ID: keywords"`` (None outside every region)."""
+    import numpy as np
+
+    from corpusmap.clusters import parse_cluster_spec, read_clustering
+
+    name, level_spec = parse_cluster_spec(by)
+    clustering = read_clustering(run, name)
+    level = clustering.level(level_spec, "--by")
+    names = clustering.names(level)
+    text = np.array([None] + [f"{c}: {n}" for c, n in enumerate(names)], dtype=object)
+    return clustering.name, text[clustering.levels[level] + 1]
+
+
+def _with_column(batches, name: str, values):
+    """The batches with one more column, ``values`` sliced in row order."""
+    import pyarrow as pa
+
+    offset = 0
+    for batch in batches:
+        yield batch.append_column(name, pa.array(values[offset:offset + batch.num_rows], type=pa.string()))
+        offset += batch.num_rows
 
 
 def _by_from_core_column(batch, by, stats):

@@ -1,0 +1,301 @@
+"""The clusters stage: regions of a run as a nested hierarchy with keywords, written to ``RUN/clusters/``.
+
+* ``NAME.parquet``: ``id`` and one column per level, ``cluster_0`` (coarsest) … ``cluster_{L-1}`` (finest),
+  in corpus order (-1: in no cluster, HDBSCAN noise only);
+* ``NAME.summary.parquet``: one row per cluster and level: ``level, cluster, parent, size, keywords, name,
+  dominant_label, dominant_share, median_year, knn_within`` (the share of its members' k high-D neighbours that
+  lie in the same cluster);
+* ``NAME.json``: the manifest (parameters, each level's resolution and cluster count, the fingerprint of the graph
+  or map it was computed from, the files' checksums, versions).
+
+By default the regions are Leiden communities of the stored high-D kNN graph (:func:`corpusmap.regions
+.leiden_levels`), so they are real and not an artefact of 2D; ``on=MAP`` clusters the 2D map with HDBSCAN instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
+from corpusmap.progress import info
+from corpusmap.regions import WEIGHTS, hdbscan_levels, leiden_levels, parents
+from corpusmap.run import Run, check_name
+from corpusmap.stage import Stage
+
+
+
+def level_column(level: int) -> str:
+    return f"cluster_{level}"
+
+
+@dataclass(frozen=True)
+class ClustersParams:
+    """A clustering: Leiden on the first ``k`` neighbours of the stored graph with ``resolutions`` (ascending =
+    coarse to fine), or by default ``levels`` levels, the finest at resolution 2 and each coarser one about 4 times
+    coarser; or, with ``on`` a map name, HDBSCAN of that map with ``min_cluster_size`` (descending; default n/50
+    and n/500). Keywords: the ``top_words`` c-TF-IDF words among words in at least ``min_df`` abstracts."""
+
+    name: Optional[str] = None
+    resolutions: tuple = ()
+    levels: int = 3
+    k: Optional[int] = None
+    weights: str = "uniform"
+    seed: int = 42
+    on: Optional[str] = None
+    min_cluster_size: tuple = ()
+    top_words: int = 10
+    min_df: int = 5
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", check_name(self.name or ("hdbscan" if self.on else "leiden"),
+                                                    "clustering name"))
+        object.__setattr__(self, "resolutions", tuple(sorted(float(r) for r in self.resolutions)))
+        object.__setattr__(self, "min_cluster_size", tuple(sorted({int(m) for m in self.min_cluster_size},
+                                                                  reverse=True)))
+        if any(r <= 0 for r in self.resolutions) or len(set(self.resolutions)) != len(self.resolutions):
+            raise UsageProblem("--resolution takes distinct positive numbers, e.g. 0.2,1,5")
+        if not 1 <= self.levels <= 8:
+            raise UsageProblem("--levels must be between 1 and 8")
+        if self.weights not in WEIGHTS:
+            raise UsageProblem(f"--weights must be one of {', '.join(WEIGHTS)}, not {self.weights!r}")
+        if self.k is not None and self.k < 2:
+            raise UsageProblem("-k must be at least 2")
+        if self.on is not None:
+            check_name(self.on, "--on")
+        elif self.min_cluster_size:
+            raise UsageProblem("--min-cluster-size goes with --on MAP (HDBSCAN of a map)")
+        if any(m < 2 for m in self.min_cluster_size):
+            raise UsageProblem("--min-cluster-size takes whole numbers of at least 2")
+        if self.top_words < 1 or self.min_df < 1:
+            raise UsageProblem("--top-words and --min-df must be at least 1")
+
+    def record(self) -> dict:
+        out = {"name": self.name, "seed": self.seed, "top_words": self.top_words, "min_df": self.min_df}
+        if self.on:
+            out.update(method="hdbscan", on=self.on, min_cluster_size=list(self.min_cluster_size))
+        else:
+            out.update(method="leiden", k=self.k, weights=self.weights,
+                       **({"resolutions": list(self.resolutions)} if self.resolutions else {"levels": self.levels}))
+        return out
+
+
+class ClustersStage(Stage):
+    """``corpusmap clusters``: ``RUN/clusters/NAME.*``."""
+
+    name = "clusters"
+    what = "a clustering"
+    packages = ("leidenalg", "igraph", "scikit-learn", "polars")
+    elsewhere = "another --name"
+
+    def key(self, params: ClustersParams) -> str:
+        return f"clusters/{params.name}"
+
+    def where(self, run: Run, params: ClustersParams) -> Path:
+        return run.cluster_paths(params.name)["clusters"]
+
+    def record(self, params: ClustersParams) -> dict:
+        return params.record()
+
+    def stored(self, run: Run, params: ClustersParams) -> Optional[dict]:
+        return try_read_manifest(run.cluster_paths(params.name)["manifest"])
+
+    def check_files(self, run: Run, params: ClustersParams, manifest: dict) -> Optional[str]:
+        from corpusmap.neighbors import missing_files
+
+        return missing_files(run, run.clusters_dir, manifest)
+
+    def prepare(self, run: Run, params: ClustersParams) -> None:
+        from corpusmap.neighbors import load_knn_graph
+
+        run.need_corpus()
+        graph = load_knn_graph(run)  # the keywords' purity (knn_within) needs the graph in both methods
+        if params.on is None and params.k is not None and params.k > graph.k:
+            raise UsageProblem(f"-k {params.k}: the stored kNN graph has k={graph.k}; use -k {graph.k} or less, or "
+                               f"recompute it with `corpusmap neighbors {run.path} -k {params.k} --overwrite`")
+        if params.on is not None:
+            from corpusmap.maps import need_map
+
+            need_map(run, params.on)
+
+    def inputs(self, run: Run, params: ClustersParams) -> dict:
+        from corpusmap.maps import map_fingerprint
+        from corpusmap.neighbors import graph_fingerprint
+
+        out = {"corpus": run.corpus_fingerprint, "knn": graph_fingerprint(run)}
+        if params.on is not None:
+            out[f"maps/{params.on}"] = map_fingerprint(run, params.on)
+        return out
+
+    def compute(self, run: Run, params: ClustersParams, staging: Path, block: dict) -> dict:
+        import time
+
+        from corpusmap.keywords import keywords_per_level
+        from corpusmap.neighbors import load_knn_graph
+
+        t0 = time.monotonic()
+        graph = load_knn_graph(run)
+        if params.on is None:
+            k = min(params.k or 15, graph.k)
+            info(f"clusters {params.name}: Leiden on the {k}-NN graph of {graph.n:,} points")
+            levels, resolutions = leiden_levels(graph.indices, graph.distances, params.resolutions, k=k,
+                                                levels=params.levels, weights=params.weights, seed=params.seed)
+            settings = [{"resolution": r} for r in resolutions]
+        else:
+            from corpusmap.maps import read_map
+
+            coords = read_map(run, params.on).coords
+            sizes = params.min_cluster_size or default_min_sizes(len(coords))
+            info(f"clusters {params.name}: HDBSCAN of map {params.on!r} with minimum cluster sizes "
+                 f"{', '.join(map(str, sizes))}")
+            levels = hdbscan_levels(coords, sizes)
+            settings = [{"min_cluster_size": m} for m in sizes]
+        seconds = {"clustering": round(time.monotonic() - t0, 3)}
+        info(f"clusters {params.name}: {' > '.join(f'{int(l.max()) + 1:,}' for l in levels)} clusters; keywords")
+        t1 = time.monotonic()
+        words = keywords_per_level(run.iter_corpus_batches(["text"]), levels, params.top_words, params.min_df)
+        seconds["keywords"] = round(time.monotonic() - t1, 3)
+        summary = summarise(run, levels, words, graph.indices[:, :min(params.k or 15, graph.k)])
+        paths = {key: staging / path.name for key, path in run.cluster_paths(params.name).items()}
+        write_tables(run, levels, summary, paths)
+        files = {paths[key].name: file_record(paths[key]) for key in ("clusters", "summary")}
+        manifest = {"name": params.name, "method": "hdbscan" if params.on else "leiden", "n": int(len(levels[0])),
+                    "levels": [dict(s, level=i, column=level_column(i), clusters=int(l.max()) + 1,
+                                    unclustered=int((l < 0).sum())) for i, (s, l) in enumerate(zip(settings, levels))],
+                    "seconds": seconds, "files": files, "stage": dict(block, fingerprint=canonical_hash(files))}
+        from corpusmap.atomic import write_json
+
+        write_json(paths["manifest"], manifest)
+        return manifest
+
+    def commit(self, run: Run, params: ClustersParams, staging: Path) -> None:
+        run.commit_files(staging, run.clusters_dir, manifest=run.cluster_paths(params.name)["manifest"].name)
+
+
+def default_min_sizes(n: int) -> tuple:
+    return tuple(sorted({max(10, n // 50), max(5, n // 500)}, reverse=True))
+
+
+def summarise(run: Run, levels: list, words: list, neighbours: np.ndarray):
+    """The summary table (see the module docstring) as a pandas DataFrame."""
+    import pandas as pd
+
+    from corpusmap.metrics import label_codes
+    from corpusmap.values import year_array
+
+    columns = run.corpus_columns()
+    labels = np.asarray(run.read_corpus(["label"]).column("label").to_pylist(), dtype=object) \
+        if "label" in columns else np.full(len(levels[0]), None, dtype=object)
+    codes, classes = label_codes(labels)
+    years = year_array(run.read_corpus(["year"]).column("year")) if "year" in columns \
+        else np.full(len(levels[0]), np.nan)
+    rows = []
+    for level, (labels_l, parent, top) in enumerate(zip(levels, parents(levels), words)):
+        same = labels_l[neighbours] == labels_l[:, None]
+        for c in range(len(top)):
+            members = np.flatnonzero(labels_l == c)
+            member_codes = codes[members]
+            labelled = member_codes[member_codes >= 0]
+            dominant, share = None, None
+            if labelled.size:
+                counts = np.bincount(labelled, minlength=len(classes))
+                dominant, share = str(classes[counts.argmax()]), float(counts.max() / labelled.size)
+            dated = years[members][np.isfinite(years[members])]
+            rows.append({"level": level, "cluster": c, "parent": int(parent[c]), "size": int(members.size),
+                         "keywords": top[c], "name": " · ".join(top[c][:3]), "dominant_label": dominant,
+                         "dominant_share": share, "median_year": float(np.median(dated)) if dated.size else None,
+                         "knn_within": float(same[members].mean())})
+    return pd.DataFrame(rows)
+
+
+def write_tables(run: Run, levels: list, summary, paths: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = run.read_corpus(["id"]).column("id") if "id" in run.corpus_columns() \
+        else pa.array(np.arange(len(levels[0]), dtype=np.int64))
+    table = pa.table({"id": ids, **{level_column(i): pa.array(l.astype(np.int32)) for i, l in enumerate(levels)}})
+    pq.write_table(table, paths["clusters"], compression="zstd")
+    pq.write_table(pa.Table.from_pandas(summary, preserve_index=False), paths["summary"], compression="zstd")
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Clustering:
+    """A stored clustering: label arrays per level (coarse to fine, corpus order), the summary and the manifest."""
+
+    name: str
+    levels: list
+    summary: object
+    manifest: dict
+
+    def level(self, spec: Optional[str], flag: str) -> int:
+        """A level from ``--color cluster:LEVEL``-style text (default 0, the coarsest)."""
+        if spec in (None, ""):
+            return 0
+        try:
+            level = int(spec)
+        except ValueError:
+            level = -1
+        if not 0 <= level < len(self.levels):
+            raise UsageProblem(f"{flag}: clustering {self.name!r} has levels 0 to {len(self.levels) - 1} "
+                               f"(0 = coarsest), not {spec!r}")
+        return level
+
+    def names(self, level: int) -> list[str]:
+        rows = self.summary[self.summary["level"] == level].sort_values("cluster")
+        return rows["name"].tolist()
+
+
+def clustering_fingerprint(run: Run, name: str) -> str:
+    manifest = try_read_manifest(run.cluster_paths(name)["manifest"])
+    if manifest is None:
+        raise _no_clustering(run, name)
+    return manifest["stage"]["fingerprint"]
+
+
+def _no_clustering(run: Run, name: str) -> CorpusmapError:
+    have = run.list_clusterings()
+    hint = f"; clusterings in this run: {', '.join(have)}" if have else ""
+    return CorpusmapError(f"no clustering {name!r} in {run.path}; make one with `corpusmap clusters {run.path}`"
+                          f"{hint}")
+
+
+def read_clustering(run: Run, name: Optional[str] = None) -> Clustering:
+    """Clustering ``name`` of a run (default: the only one, or ``leiden``); its files are checked against their
+    checksums."""
+    import pyarrow.parquet as pq
+
+    from corpusmap.manifests import read_manifest
+
+    if name is None:
+        have = run.list_clusterings()
+        name = have[0] if len(have) == 1 else "leiden"
+    paths = run.cluster_paths(name)
+    if not paths["manifest"].is_file():
+        raise _no_clustering(run, name)
+    rebuild = f"recompute it with `corpusmap clusters {run.path} --name {name} --overwrite`"
+    manifest = read_manifest(paths["manifest"], rebuild)
+    for key in ("clusters", "summary"):
+        run.verify(paths[key], manifest["files"][paths[key].name]["sha256"], rebuild)
+    table = pq.read_table(paths["clusters"])
+    levels = [table.column(level_column(i)).to_numpy().astype(np.int64) for i in range(len(manifest["levels"]))]
+    if run.has_corpus() and len(levels[0]) != run.n_rows:
+        raise CorpusmapError(f"clustering {name!r} has {len(levels[0]):,} rows but the corpus {run.n_rows:,}; "
+                             f"{rebuild}")
+    return Clustering(name, levels, pq.read_table(paths["summary"]).to_pandas(), manifest)
+
+
+def parse_cluster_spec(spec: str) -> tuple[Optional[str], Optional[str]]:
+    """``cluster``, ``cluster:LEVEL`` or ``cluster:NAME:LEVEL`` -> (name or None, level text or None)."""
+    parts = spec.split(":")
+    if parts[0] != "cluster" or len(parts) > 3:
+        raise UsageProblem(f"{spec!r}: write cluster, cluster:LEVEL or cluster:NAME:LEVEL")
+    if len(parts) == 3:
+        return parts[1] or None, parts[2]
+    return None, parts[1] if len(parts) == 2 else None

@@ -1,0 +1,198 @@
+"""Regions of a map as nested clusterings, arrays in and arrays out (the stage is :mod:`corpusmap.clusters`).
+
+* :func:`leiden_levels`: communities of the high-D kNN graph with Leiden (``leidenalg`` on an ``igraph`` graph), the
+  RB-configuration (modularity with a resolution γ) quality, at several resolutions. The finest level is found
+  first; each coarser level is Leiden run on the graph aggregated by the level below it (each node a cluster, its
+  edges summed, ``leidenalg``'s own aggregation so the quality is the same), so every fine cluster lies inside
+  exactly one coarse cluster; by default each coarser level has about 4 times fewer clusters. Deterministic for a
+  seed: leidenalg is single-threaded.
+* :func:`hdbscan_levels`: density clusters of 2D map coordinates (scikit-learn's HDBSCAN) for decreasing minimum
+  cluster sizes; nested by putting each fine cluster whole into the coarse cluster that holds most of its points
+  (or into a coarse cluster of its own when most of them are coarse noise).
+
+Clusters are numbered per level by size (0 = largest; ties by their first row); -1 is "no cluster" (HDBSCAN noise).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from corpusmap.errors import CorpusmapError, UsageProblem
+
+WEIGHTS = ("uniform", "distance")
+FINE_RESOLUTION = 2.0  # the finest level's default resolution (RB configuration, 1 = modularity)
+LEVEL_FACTOR = 4.0     # by default each level has about this many times fewer clusters than the one below ...
+MIN_TOP_CLUSTERS = 4   # ... but the coarsest level has at least this many (when the finest has more)
+
+
+def knn_edges(indices: np.ndarray, distances: np.ndarray, k: int, weights: str = "uniform"):
+    """The symmetrised kNN graph ``A + Aᵀ`` of the first ``k`` neighbours: ``(edges (m, 2) with i < j, weights)``.
+
+    ``uniform``: every directed neighbour link counts 1 (a mutual pair 2). ``distance``: a link counts
+    ``exp(-d² / (σ_i σ_j))``, σ_i the distance of point i to its k-th neighbour (self-tuning local scale).
+    """
+    if weights not in WEIGHTS:
+        raise UsageProblem(f"--weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
+    n = indices.shape[0]
+    nb = np.asarray(indices[:, :k], dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int64), nb.shape[1])
+    cols = nb.ravel()
+    if weights == "uniform":
+        w = np.ones(rows.size, dtype=np.float64)
+    else:
+        d = np.asarray(distances[:, :k], dtype=np.float64)
+        sigma = np.maximum(d[:, -1], 1e-12)
+        w = np.exp(-(d.ravel() ** 2) / (sigma[rows] * sigma[cols]))
+    lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
+    keep = lo != hi
+    key = lo[keep] * n + hi[keep]
+    order = np.argsort(key, kind="stable")
+    key, w = key[order], w[keep][order]
+    uniq, start = np.unique(key, return_index=True)
+    summed = np.add.reduceat(w, start) if len(w) else w
+    return np.column_stack([uniq // n, uniq % n]), summed
+
+
+def number_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber cluster labels so that 0 is the largest cluster (ties: the one whose first row comes first);
+    -1 stays -1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    valid = labels >= 0
+    if not valid.any():
+        return labels.copy()
+    uniq, first, counts = np.unique(labels[valid], return_index=True, return_counts=True)
+    first_row = np.flatnonzero(valid)[first]
+    order = np.lexsort((first_row, -counts))
+    new = np.empty(uniq.max() + 1, dtype=np.int64)
+    new[uniq[order]] = np.arange(len(uniq))
+    out = np.full(labels.shape, -1, dtype=np.int64)
+    out[valid] = new[labels[valid]]
+    return out
+
+
+def leiden_levels(indices: np.ndarray, distances: np.ndarray, resolutions: Sequence[float] = (), *, k: int,
+                  levels: int = 3, weights: str = "uniform", seed: int = 42, iterations: int = -1,
+                  fine_resolution: float = FINE_RESOLUTION, factor: float = LEVEL_FACTOR
+                  ) -> tuple[list[np.ndarray], list[float]]:
+    """Nested Leiden clusterings, coarse to fine, and the resolution of each level.
+
+    ``resolutions`` (ascending) gives every level's resolution. Without them the finest level uses
+    ``fine_resolution``, and the ``levels - 1`` coarser ones aim at cluster counts spaced geometrically from the
+    finest count F down to max(F / factor^(levels-1), 4): each uses the resolution whose clustering of the level
+    below comes closest to its count (bisection on the small aggregated graph).
+    ``iterations``: Leiden passes per run (-1: until a pass improves nothing).
+    """
+    import igraph as ig
+    import leidenalg as la
+
+    if any(r <= 0 for r in resolutions):
+        raise UsageProblem("--resolution takes positive numbers, e.g. 0.2,1,5")
+    resolutions = sorted(float(r) for r in resolutions)
+    n = indices.shape[0]
+    edges, w = knn_edges(indices, distances, k, weights)
+    graph = ig.Graph(n=n, edges=edges, directed=False, edge_attrs={"weight": w})
+    optimiser = la.Optimiser()
+    optimiser.set_rng_seed(int(seed) & 0x7FFFFFFF)
+    finest = resolutions[-1] if resolutions else float(fine_resolution)
+    partition = la.RBConfigurationVertexPartition(graph, weights="weight", resolution_parameter=finest)
+    optimiser.optimise_partition(partition, n_iterations=iterations)
+    node_labels = np.asarray(partition.membership, dtype=np.int64)
+    found, used = [node_labels], [finest]
+    coarser = list(reversed(resolutions[:-1])) if resolutions else [None] * (levels - 1)
+    fine_count = len(set(partition.membership))
+    top = max(min(MIN_TOP_CLUSTERS, fine_count - 1), fine_count / factor ** (levels - 1), 1)
+    # target counts spaced geometrically from the finest level's count down to the top level's
+    targets = [round(top * (fine_count / top) ** (i / max(levels - 1, 1))) for i in range(levels - 1)][::-1]
+    for position, resolution in enumerate(coarser):
+        if resolution is None:
+            below = len(set(partition.membership))
+            target = max(1, min(targets[position], below - 1))
+            resolution = _resolution_for(partition, optimiser, target, used[-1], iterations)
+        partition = partition.aggregate_partition()  # one node per cluster of the level below
+        partition.resolution_parameter = resolution
+        optimiser.optimise_partition(partition, n_iterations=iterations)
+        node_labels = np.asarray(partition.membership, dtype=np.int64)[node_labels]
+        found.append(node_labels)
+        used.append(float(resolution))
+    return [number_by_size(labels) for labels in reversed(found)], list(reversed(used))
+
+
+def _resolution_for(partition, optimiser, target: int, upper: float, iterations: int, steps: int = 14) -> float:
+    """The resolution (below ``upper``) whose Leiden clustering of ``partition``'s aggregated graph has the
+    number of clusters closest to ``target``: bisection on log(resolution)."""
+    lo, hi = np.log(upper) - 12.0, np.log(upper)
+    best, best_gap = upper, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        trial = partition.aggregate_partition()
+        trial.resolution_parameter = float(np.exp(mid))
+        optimiser.optimise_partition(trial, n_iterations=iterations)
+        count = len(set(trial.membership))
+        gap = abs(count - target)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = float(np.exp(mid)), gap
+        if count == target:
+            break
+        if count > target:
+            hi = mid
+        else:
+            lo = mid
+    return float(f"{best:.4g}")
+
+
+def hdbscan_levels(coords: np.ndarray, min_sizes: Sequence[int], *, min_samples: int | None = None
+                   ) -> list[np.ndarray]:
+    """HDBSCAN of 2D coordinates for each minimum cluster size (descending: coarse to fine), made nested."""
+    from sklearn.cluster import HDBSCAN
+
+    if not min_sizes or any(int(m) < 2 for m in min_sizes):
+        raise UsageProblem("--min-cluster-size takes whole numbers of at least 2, e.g. 500,50")
+    sizes = sorted({int(m) for m in min_sizes}, reverse=True)
+    coords = np.ascontiguousarray(coords, dtype=np.float64)
+    if len(coords) < 2 * sizes[-1]:
+        raise CorpusmapError(f"{len(coords):,} points are too few for clusters of at least {sizes[-1]:,}")
+    raw = [HDBSCAN(min_cluster_size=m, min_samples=min_samples, copy=True).fit(coords).labels_ for m in sizes]
+    for m, labels in zip(sizes, raw):
+        if labels.max() < 0:
+            raise CorpusmapError(f"HDBSCAN found no cluster of at least {m:,} points; use a smaller "
+                                 "--min-cluster-size")
+    levels = [number_by_size(raw[-1])]
+    for labels in reversed(raw[:-1]):  # from the finest up: each coarse level made to hold whole fine clusters
+        fine = levels[0]
+        coarse = number_by_size(labels)
+        parent = majority(coarse, fine)
+        lonely = np.flatnonzero(parent < 0)  # a fine cluster mostly in coarse noise becomes a coarse cluster
+        parent[lonely] = coarse.max() + 1 + np.arange(len(lonely))
+        nested = coarse.copy()
+        inside = fine >= 0
+        nested[inside] = parent[fine[inside]]
+        levels.insert(0, number_by_size(nested))
+    return levels
+
+
+def majority(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """For each fine cluster, the coarse label most of its points carry (-1 where they are mostly unclustered)."""
+    valid = fine >= 0
+    if not valid.any():
+        return np.zeros(0, dtype=np.int64)
+    n_fine = int(fine.max()) + 1
+    shift = coarse[valid] + 1  # -1 -> 0
+    counts = np.zeros((n_fine, int(coarse.max()) + 2), dtype=np.int64)
+    np.add.at(counts, (fine[valid], shift), 1)
+    return counts.argmax(axis=1) - 1
+
+
+def parents(levels: list[np.ndarray]) -> list[np.ndarray]:
+    """For each level, each cluster's parent in the level above (-1 for the top level); checks the nesting."""
+    out = [np.full(int(levels[0].max()) + 1 if levels[0].size and levels[0].max() >= 0 else 0, -1, dtype=np.int64)]
+    for above, below in zip(levels, levels[1:]):
+        n_below = int(below.max()) + 1 if below.size and below.max() >= 0 else 0
+        parent = np.full(n_below, -1, dtype=np.int64)
+        valid = below >= 0
+        parent[below[valid]] = above[valid]
+        pairs = np.unique(np.column_stack([below[valid], above[valid]]), axis=0)
+        if len(pairs) != len(np.unique(below[valid])):
+            raise CorpusmapError("the levels are not nested: a cluster lies in two clusters of the level above")
+        out.append(parent)
+    return out

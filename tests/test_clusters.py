@@ -1,0 +1,229 @@
+"""Regions: nested Leiden clusters of the kNN graph, c-TF-IDF keywords against an independent computation,
+labelled figures whose names never overlap, excess vocabulary per region equal to the subset's own analysis,
+agreement with the labels above random, and the bad inputs. On the bundled example corpus."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import EXAMPLE_CORPUS, cli
+from corpusmap.clusters import read_clustering
+from corpusmap.run import Run
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    run = tmp_path_factory.mktemp("clusters") / "run"
+    for args in (["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "100"],
+                 ["neighbors", run, "-k", "15"],
+                 ["map", run, "--method", "tsne", "--n-iter", "150", "--early-exaggeration-iter", "100",
+                  "--no-plot"],
+                 ["clusters", run]):
+        result = cli(*args, "-q")
+        assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run(base, tmp_path):
+    dest = tmp_path / "run"
+    shutil.copytree(base, dest)
+    return dest
+
+
+def test_levels_are_nested_and_summarised(base):
+    clustering = read_clustering(Run(base))
+    levels = clustering.levels
+    assert [int(level.max()) + 1 for level in levels] == [m["clusters"] for m in clustering.manifest["levels"]]
+    counts = [len(np.unique(level)) for level in levels]
+    assert counts == sorted(counts) and counts[0] < counts[-1]  # coarse to fine
+    for above, below in zip(levels, levels[1:]):  # each fine cluster inside exactly one coarse cluster
+        pairs = {(b, a) for a, b in zip(above, below)}
+        assert len(pairs) == len(np.unique(below))
+    summary = clustering.summary
+    table = pq.read_table(base / "clusters" / "leiden.parquet")
+    assert table.column_names == ["id", "cluster_0", "cluster_1", "cluster_2"]
+    assert table.column("id").to_pylist() == Run(base).read_corpus(["id"]).column("id").to_pylist()
+    for level, labels in enumerate(levels):
+        rows = summary[summary["level"] == level].sort_values("cluster")
+        assert rows["size"].tolist() == np.bincount(labels).tolist()
+        assert rows["size"].is_monotonic_decreasing  # numbered by size
+        if level:
+            parent_of = dict(zip(labels, levels[level - 1]))
+            assert rows["parent"].tolist() == [parent_of[c] for c in rows["cluster"]]
+    # knn_within: the share of members' 15 neighbours in the same cluster, recomputed directly
+    graph = np.load(base / "knn" / "indices.npy")
+    labels = levels[1]
+    same = labels[graph] == labels[:, None]
+    expected = [same[labels == c].mean() for c in range(labels.max() + 1)]
+    np.testing.assert_allclose(summary[summary["level"] == 1].sort_values("cluster")["knn_within"], expected)
+    years = pd.Series(Run(base).read_corpus(["year"]).column("year").to_pylist(), dtype=float)
+    assert summary[summary["level"] == 0]["median_year"].iloc[0] == years[levels[0] == 0].median()
+
+
+def test_same_seed_same_clusters_whatever_the_thread_count(base, tmp_path):
+    out = {}
+    for threads in ("1", "2"):
+        dest = tmp_path / f"t{threads}"
+        shutil.copytree(base, dest, ignore=shutil.ignore_patterns("clusters"))
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, POLARS_MAX_THREADS=threads)
+        done = subprocess.run([sys.executable, "-m", "corpusmap", "clusters", str(dest), "-q"], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        out[threads] = ((dest / "clusters" / "leiden.parquet").read_bytes(),
+                        (dest / "clusters" / "leiden.summary.parquet").read_bytes())
+    assert out["1"] == out["2"]
+    assert out["1"][0] == (base / "clusters" / "leiden.parquet").read_bytes()
+    dest = tmp_path / "t1"
+    other = cli("clusters", dest, "--seed", "7", "--name", "seed7", "-q")
+    assert other.exit_code == 0
+    assert not np.array_equal(read_clustering(Run(dest), "seed7").levels[-1], read_clustering(Run(dest)).levels[-1])
+
+
+def test_keywords_are_the_class_based_tf_idf_of_an_independent_computation(base):
+    """BERTopic's c-TF-IDF, recomputed with scikit-learn's CountVectorizer on the corpus texts."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    clustering = read_clustering(Run(base))
+    texts = Run(base).read_corpus(["text"]).column("text").to_pylist()
+    vectorizer = CountVectorizer(binary=True, stop_words="english", min_df=5)  # document frequency
+    X = vectorizer.fit_transform(texts)
+    words = vectorizer.get_feature_names_out()
+    keep = np.array([not w.isdigit() for w in words])
+    X, words = X[:, keep], words[keep]
+    for level, labels in enumerate(clustering.levels):
+        n_clusters = labels.max() + 1
+        per_cluster = np.vstack([np.asarray(X[labels == c].sum(axis=0)).ravel() for c in range(n_clusters)])
+        tf = per_cluster / per_cluster.sum(axis=1, keepdims=True)
+        avg = int(per_cluster.sum(axis=1).mean())
+        weights = tf * np.log(1 + avg / per_cluster.sum(axis=0))
+        rows = clustering.summary[clustering.summary["level"] == level].sort_values("cluster")
+        for c, keywords in zip(range(n_clusters), rows["keywords"]):
+            order = [i for i in np.lexsort((words, -weights[c])) if weights[c, i] > 0][:10]  # words it holds
+            assert list(keywords) == [str(words[i]) for i in order], (level, c)
+
+
+def test_coarse_clusters_agree_with_the_labels_far_above_random(run):
+    result = cli("evaluate", run, "--queries", "300", "--no-pca")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((run / "eval" / "metrics.json").read_text())["clusters"]
+    assert [r["level"] for r in rows] == [0, 1, 2] and all(r["clustering"] == "leiden" for r in rows)
+    for row in rows:
+        assert row["nmi"] > 3 * row["random_nmi"] and row["ari"] > row["random_ari"] + 0.02
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from corpusmap.metrics import label_codes
+
+    codes, _ = label_codes(Run(run).read_corpus(["label"]).column("label").to_pylist())
+    labels = read_clustering(Run(run)).levels[0]
+    assert rows[0]["nmi"] == pytest.approx(normalized_mutual_info_score(codes[codes >= 0], labels[codes >= 0]))
+    assert "| leiden | 0 |" in (run / "eval" / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize("suffix", ["png", "svg", "pdf"])
+def test_labelled_figures_have_no_overlapping_names(run, suffix):
+    out = run / f"regions.{suffix}"
+    result = cli("plot", run, "--map", "tsne", "--color", "cluster:1", "--labels", "keywords", "-o", out,
+                 "--width", "1200", "--height", "900", "--dpi", "150", "-q")
+    assert result.exit_code == 0, result.output
+    receipt = json.loads((run / "maps" / "tsne.renders.json").read_text())["renders"][f"regions.{suffix}"]
+    boxes = [label["box"] for label in receipt["labels"]]
+    names = read_clustering(Run(run)).names(1)
+    assert len(boxes) >= 8
+    assert all(any(n.startswith(label["text"].rstrip("…")) for n in names) for label in receipt["labels"])
+    for i, a in enumerate(boxes):
+        assert a[0] >= 0 and a[1] >= 0 and a[2] <= 1200 and a[3] <= 900
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    data = out.read_bytes()
+    if suffix == "svg":  # the names as text, the points as one embedded image
+        text = data.decode()
+        assert text.count("<image") >= 1 and all(f">{label['text'][:12]}" in text.replace("&amp;", "&")
+                                                   for label in receipt["labels"][:3])
+    elif suffix == "pdf":
+        assert data.startswith(b"%PDF") and b"/Image" in data and b"/Font" in data
+    else:
+        from PIL import Image
+
+        assert Image.open(out).size == (1200, 900)
+
+
+def test_excess_per_region_equals_the_analysis_of_that_region_alone(run, tmp_path):
+    words = "style=reveal,demonstrate,novel,suggest,findings"
+    result = cli("excess", run, "--target", "2015", "--by", "cluster:1", "--group-words", words,
+                 "--min-group-size", "5", "--no-figures", "-q")
+    assert result.exit_code == 0, result.output
+    regions = pd.read_parquet(run / "excess" / "subgroups.parquet")
+    regions = regions[regions["group"] == "style"]
+    assert len(regions) >= 3
+    labels = read_clustering(Run(run)).levels[1]
+    records = [json.loads(line) for line in gzip.open(EXAMPLE_CORPUS, "rt")]
+    corpus_ids = Run(run).read_corpus(["id"]).column("id").to_pylist()
+    by_doi = {r["doi"]: r for r in records}
+    for value, delta, n_with in zip(regions["subgroup"][:3], regions["delta"][:3], regions["n_with"][:3]):
+        c = int(value.split(":")[0])
+        subset = tmp_path / f"region{c}.jsonl"
+        subset.write_text("".join(json.dumps(by_doi[i]) + "\n" for i, lab in zip(corpus_ids, labels) if lab == c))
+        alone = cli("excess", subset, "-o", tmp_path / f"out{c}", "--target", "2015", "--group-words", words,
+                    "--no-figures", "-q")
+        assert alone.exit_code == 0, alone.output
+        group = pd.read_parquet(tmp_path / f"out{c}" / "groups.parquet").iloc[0]
+        assert group["delta"] == delta and group["n_with"] == n_with
+    # and the map coloured by each region's delta
+    figure = cli("plot", run, "--color", "excess:style:2015", "--labels", "keywords", "--width", "600",
+                 "--height", "500", "--dpi", "100", "-q")
+    assert figure.exit_code == 0, figure.output
+    assert (run / "maps" / "tsne.excess-style-2015.png").is_file()
+
+
+def test_hdbscan_of_the_map_is_named_and_nested(run):
+    result = cli("clusters", run, "--on", "tsne", "--min-cluster-size", "60,15", "-q")
+    assert result.exit_code == 0, result.output
+    clustering = read_clustering(Run(run), "hdbscan")
+    assert clustering.manifest["method"] == "hdbscan"
+    coarse, fine = clustering.levels
+    inside = fine >= 0
+    assert len({(f, c) for f, c in zip(fine[inside], coarse[inside])}) == len(np.unique(fine[inside]))
+    assert (coarse[inside] >= 0).all()
+
+
+def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
+    shutil.rmtree(run / "clusters")
+    before = sorted(p.name for p in run.rglob("*") if ".corpusmap" not in p.parts)
+    cases = [
+        (["plot", run, "--color", "cluster"], 1, "no clustering 'leiden'", "corpusmap clusters"),
+        (["clusters", run, "--resolution", "1,x"], 2, "--resolution takes", None),
+        (["clusters", run, "--resolution", "0,1"], 2, "--resolution takes distinct positive", None),
+        (["clusters", run, "-k", "30"], 2, "stored kNN graph has k=15", None),
+        (["clusters", run, "--min-cluster-size", "50"], 2, "--min-cluster-size goes with --on", None),
+        (["plot", run, "-o", tmp_path / "x.jpg"], 2, "must end in .png, .svg or .pdf", None),
+        (["excess", run, "--by", "cluster"], 1, "no clustering", "corpusmap clusters"),
+    ]
+    for args, code, message, command in cases:
+        result = cli(*args)
+        assert result.exit_code == code and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+        if command:
+            assert command in result.output
+    assert cli("clusters", run, "-q").exit_code == 0
+    for args, message in ((["plot", run, "--color", "cluster:3"], "levels 0 to 2"),
+                          (["plot", run, "--color", "cluster:x:1"], "no clustering 'x'"),
+                          (["excess", run, "--by", "cluster:9"], "levels 0 to 2"),
+                          (["excess", run, "--by", "nosuch"], "--by 'nosuch': no such column")):
+        result = cli(*args)
+        assert result.exit_code in (1, 2) and message in result.output, (args, result.output)
+    no_graph = tmp_path / "nograph"
+    shutil.copytree(run, no_graph, ignore=shutil.ignore_patterns("knn", "clusters", "maps"))
+    result = cli("clusters", no_graph)
+    assert result.exit_code == 1 and f"run `corpusmap neighbors {no_graph}` first" in result.output
+    after = sorted(p.name for p in run.rglob("*") if ".corpusmap" not in p.parts and "clusters" not in p.parts)
+    assert [p for p in after if p != "clusters"] == [p for p in before if p != "clusters"]
