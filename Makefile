@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 CORPUSMAP := $(VENV)/bin/corpusmap
 
-.PHONY: venv demo test bench clean
+# The page tests drive Debian's Chromium headless (installed here when missing; the tests point at it).
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: venv demo test bench clean browser
 
 venv: $(VENV)/.installed
 
@@ -22,10 +25,14 @@ demo: venv
 	@echo
 	@cat runs/demo/eval/metrics.md
 	@echo
-	@echo "Outputs are in runs/demo/: maps/tsne.png (t-SNE map by label), maps/tsne.year.png, maps/*.parquet,"
-	@echo "eval/metrics.md, excess/report.md, embeddings/ (vectors + manifest.json), corpus.parquet"
+	@echo "Outputs are in runs/demo/: maps/tsne.html (the interactive map: open it in a browser), maps/tsne.png"
+	@echo "(t-SNE map by label), maps/tsne.cluster-1.png (named regions), maps/tsne.year.png, maps/*.parquet,"
+	@echo "clusters/, eval/metrics.md, excess/report.md, embeddings/ (vectors + manifest.json), corpus.parquet"
 
-test: venv
+browser:
+	test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium fonts-dejavu-core)
+
+test: venv browser
 	$(PY) -m pytest -q
 
 clean:

@@ -91,3 +91,17 @@ def rewrite_shard(run_dir, index: int, array) -> None:
             shard["sha256"] = sha
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (Path(run_dir) / ".corpusmap" / "verified.json").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, headless (one for the whole session: playwright's sync API allows one at a time)."""
+    from browsing import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (make browser installs it)")
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -185,7 +185,8 @@ def test_flags_named_in_messages_exist():
             options.update(o for o in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])
                            if o.startswith("--"))
     options.update(o for p in main.params for o in p.opts)
-    options.update({"--help", "--version", "--head"})  # click's own, and `ray start --head` named in a hint
+    # click's own; `ray start --head` named in a hint; embedding-atlas's command line named by export
+    options.update({"--help", "--version", "--head", "--text", "--neighbors"})
     package = Path(__file__).resolve().parents[1] / "corpusmap"
     named = {}
     for path in package.rglob("*.py"):

@@ -1,0 +1,140 @@
+"""Per-point columns loaded when the page opens (coordinates and colour codes as typed arrays) and their legends."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from corpusmap.view.data import ClusterLevel
+from corpusmap.view.encoding import typed_array
+
+COLOURED_LABELS = 18  # the page's categorical palette
+
+
+def normalise(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Coordinates scaled into [-1, 1] (aspect kept, centred): the space regl-scatterplot draws in."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    cx = (x.min() + x.max()) / 2
+    cy = (y.min() + y.max()) / 2
+    half = max(x.max() - x.min(), y.max() - y.min()) / 2 or 1.0
+    scale = 1.0 / half
+    xn = ((x - cx) * scale).astype(np.float32)
+    yn = ((y - cy) * scale).astype(np.float32)
+    return xn, yn, {"center": [float(cx), float(cy)], "scale": float(scale)}
+
+
+def sample_rows(n: int, max_points: int, seed: int) -> Optional[np.ndarray]:
+    """Sorted rows of a uniform random sample of ``max_points`` rows, or None when every row is drawn."""
+    if n <= max_points:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=max_points, replace=False)).astype(np.int64)
+
+
+def take(values: Any, rows: Optional[np.ndarray]) -> Any:
+    """``values[rows]`` for lists, numpy, pandas and pyarrow columns; values itself when rows is None."""
+    if rows is None or values is None:
+        return values
+    if hasattr(values, "take") and hasattr(values, "to_pylist"):  # pyarrow
+        import pyarrow as pa
+
+        return values.take(pa.array(rows)).to_pylist()
+    if hasattr(values, "iloc"):
+        return values.iloc[rows].tolist()
+    if isinstance(values, np.ndarray):
+        return values[rows]
+    return [values[int(r)] for r in rows]
+
+
+def as_list(values: Any, start: int, stop: int) -> list:
+    """Rows ``start..stop-1`` of a column as a Python list."""
+    part = values[start:stop] if not hasattr(values, "iloc") else values.iloc[start:stop]
+    if hasattr(part, "to_pylist"):
+        return part.to_pylist()
+    if hasattr(part, "tolist"):
+        return part.tolist()
+    return list(part)
+
+
+def _codes_dtype(count: int) -> type:
+    return np.uint16 if count < 0xFFFF else np.uint32
+
+
+def year_column(years: Optional[np.ndarray]) -> tuple[Optional[dict], Optional[dict]]:
+    """Years as float32 (NaN = unknown), their range, and the colour range (2nd-98th percentile, so that a few
+    very old papers do not wash out the colour bar; the page marks the clipped ends with ≤ and ≥), or
+    (None, None) when no point has a year."""
+    if years is None:
+        return None, None
+    y = np.asarray(years, dtype=np.float64)
+    known = y[np.isfinite(y)]
+    if known.size == 0:
+        return None, None
+    values = np.where(np.isfinite(y), y, np.nan).astype(np.float32)
+    lo, hi = np.quantile(known, [0.02, 0.98])
+    if hi <= lo:
+        lo, hi = known.min(), known.max()
+    return typed_array(values), {"min": float(known.min()), "max": float(known.max()),
+                                 "colour_min": float(np.floor(lo)), "colour_max": float(np.ceil(hi))}
+
+
+def label_column(labels: Optional[Sequence[Optional[str]]], top: int) -> tuple[Optional[dict], Optional[dict]]:
+    """Label codes (code = index into names; len(names) = none) and the legend order, most frequent first."""
+    if labels is None:
+        return None, None
+    values = ["" if v is None else str(v) for v in labels]
+    counts = Counter(v for v in values if v)
+    if not counts:
+        return None, None
+    names = sorted(counts, key=lambda v: (-counts[v], v))
+    code_of = {name: i for i, name in enumerate(names)}
+    none = len(names)
+    codes = np.fromiter((code_of.get(v, none) for v in values), dtype=np.int64, count=len(values))
+    meta = {"names": names, "order": list(range(len(names))), "top": int(min(top, COLOURED_LABELS, len(names)))}
+    return typed_array(codes.astype(_codes_dtype(len(names) + 1))), meta
+
+
+def cluster_columns(levels: Sequence[ClusterLevel], xn_all: np.ndarray, yn_all: np.ndarray,
+                    rows: Optional[np.ndarray]) -> tuple[list[dict], list[dict]]:
+    """Per level: the codes of the drawn rows, and names, sizes and robust centres (medians) over all rows."""
+    columns, metas = [], []
+    for level in levels:
+        codes = np.asarray(level.codes, dtype=np.int64)
+        k = len(level.names)
+        sizes = np.bincount(codes[codes >= 0], minlength=k)
+        cx, cy = _medians(codes, xn_all, yn_all, k)
+        drawn = codes if rows is None else codes[rows]
+        column = np.where(drawn >= 0, drawn, k).astype(_codes_dtype(k + 1))
+        order = [int(c) for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
+        columns.append(typed_array(column))
+        metas.append({"name": str(level.name), "names": [str(v) for v in level.names],
+                      "x": np.round(cx, 5).tolist(), "y": np.round(cy, 5).tolist(),
+                      "size": sizes.tolist(), "order": order})
+    return columns, metas
+
+
+def _medians(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate-wise median of each cluster (robust to the few points t-SNE strands far away)."""
+    keep = codes >= 0
+    order = np.argsort(codes[keep], kind="stable")
+    c = codes[keep][order]
+    bounds = np.searchsorted(c, np.arange(k + 1))
+    out = []
+    for values in (x[keep][order], y[keep][order]):
+        med = np.zeros(k)
+        for j in range(k):
+            if bounds[j + 1] > bounds[j]:
+                med[j] = np.median(values[bounds[j]:bounds[j + 1]])
+        out.append(med)
+    return out[0], out[1]
+
+
+def point_style(n: int, point_size: Optional[float], opacity: Optional[float]) -> dict:
+    """Point size (CSS pixels) and opacity that keep dense maps readable."""
+    if point_size is None:
+        point_size = 6 if n <= 2_000 else 4 if n <= 10_000 else 3 if n <= 50_000 else 2.5 if n <= 200_000 else 2
+    if opacity is None:
+        opacity = 0.85 if n <= 10_000 else 0.7 if n <= 50_000 else 0.5 if n <= 200_000 else 0.35
+    return {"point_size": float(point_size), "opacity": float(opacity)}

@@ -1,0 +1,181 @@
+"""The view stage: the interactive page of a stored map (``RUN/maps/<map>.html``), built from what the run holds:
+the map, the corpus texts (streamed), the high-D kNN graph (the honest neighbours), the regions and their names,
+the evaluation and the excess words. Recorded in ``RUN/maps/<map>.renders.json`` like a figure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.manifests import try_read_manifest
+from corpusmap.progress import info
+from corpusmap.run import Run, check_name
+from corpusmap.stage import Stage
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """The page of map ``map``: ``label_col`` is the category shown and coloured as the label; ``clusters`` the
+    clustering whose regions are named (default: the run's only one or ``leiden``; ``none`` for none)."""
+
+    map: str = "tsne"
+    output: Optional[str] = None  # default RUN/maps/MAP.html
+    label_col: str = "label"
+    clusters: Optional[str] = None
+    title: Optional[str] = None
+    search: bool = True
+    max_points: int = 2_000_000
+    inline_max_points: int = 20_000
+
+    def __post_init__(self):
+        check_name(self.map, "--map")
+        if self.output is not None and Path(self.output).suffix.lower() != ".html":
+            raise UsageProblem(f"-o {self.output}: the page must end in .html")
+        if self.max_points < 1 or self.inline_max_points < 0:
+            raise UsageProblem("--max-points must be at least 1")
+
+    def out_path(self, run: Run) -> Path:
+        return Path(self.output) if self.output is not None else run.default_render_path(self.map, "html")
+
+
+class ViewStage(Stage):
+    """``corpusmap view``: the offline page of one map."""
+
+    name = "view"
+    what = "a page"
+    redrawn = True  # like a figure: written again whenever its parameters change
+
+    def key(self, params: ViewParams) -> str:
+        return f"renders/{params.map}"
+
+    def where(self, run: Run, params: ViewParams) -> Path:
+        return params.out_path(run)
+
+    def stored(self, run: Run, params: ViewParams) -> Optional[dict]:
+        block = run.render_block(params.map, params.out_path(run))
+        return {"stage": block} if block is not None else None
+
+    def check_files(self, run: Run, params: ViewParams, manifest: dict) -> Optional[str]:
+        path = params.out_path(run)
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != manifest["stage"].get("bytes"):
+            return f"{path} was changed since it was written"
+        return None
+
+    def prepare(self, run: Run, params: ViewParams) -> None:
+        from corpusmap.maps import read_map
+
+        run.need_corpus()
+        read_map(run, params.map)  # present, and made from this corpus
+        run.corpus_column(params.label_col, "--label-col")
+        self._clustering(run, params)
+
+    def _clustering(self, run: Run, params: ViewParams):
+        from corpusmap.clusters import read_clustering
+
+        if params.clusters == "none":
+            return None
+        if params.clusters is None and not run.list_clusterings():
+            return None
+        return read_clustering(run, params.clusters)
+
+    def inputs(self, run: Run, params: ViewParams) -> dict:
+        from corpusmap.maps import map_fingerprint
+        from corpusmap.neighbors import graph_fingerprint, has_knn_graph
+
+        out = {"corpus": run.corpus_fingerprint, f"maps/{params.map}": map_fingerprint(run, params.map)}
+        if has_knn_graph(run):
+            out["knn"] = graph_fingerprint(run)
+        clustering = self._clustering(run, params)
+        if clustering is not None:
+            out[f"clusters/{clustering.name}"] = clustering.manifest["stage"]["fingerprint"]
+        outputs = run.outputs_by_key()
+        for key in ("eval", "excess"):
+            if key in outputs and outputs[key].fingerprint:
+                out[key] = outputs[key].fingerprint
+        return out
+
+    def compute(self, run: Run, params: ViewParams, staging: Path, block: dict) -> dict:
+        from corpusmap.view import write_page
+
+        out = params.out_path(run)
+        data = page_data(run, params, self._clustering(run, params))
+        result = write_page(out, data, title=params.title or f"{run.path.name} · {params.map}",
+                            max_points=params.max_points, inline_max_points=params.inline_max_points,
+                            search=params.search, label_title=params.label_col, log=info)
+        block.update(output=run.relative(out), bytes=out.stat().st_size, points=result.n_points,
+                     sampled=result.sampled, search=result.search, files=result.files,
+                     bytes_per_point={k: round(v, 2) for k, v in result.bytes_per_point().items()},
+                     fingerprint=f"{run.relative(out)}@{block['created']}")
+        from corpusmap.atomic import write_json
+
+        write_json(staging / "receipt.json", block)
+        return {"stage": block}
+
+    def commit(self, run: Run, params: ViewParams, staging: Path) -> None:
+        from corpusmap.atomic import read_json
+
+        run.record_render(params.map, params.out_path(run), read_json(staging / "receipt.json"))
+
+
+def page_data(run: Run, params: ViewParams, clustering):
+    """The :class:`corpusmap.view.PageData` of a run's map."""
+    from corpusmap.maps import read_map
+    from corpusmap.neighbors import has_knn_graph, load_knn_graph
+    from corpusmap.values import year_array
+    from corpusmap.view import ClusterLevel, PageData
+
+    stored = read_map(run, params.map)
+    columns = run.corpus_columns()
+    corpus = run.read_corpus([c for c in ("id", "title", "year") if c in columns] + [params.label_col])
+    neighbors = np.asarray(load_knn_graph(run).indices) if has_knn_graph(run) else None
+    levels = []
+    if clustering is not None:
+        for level, labels in enumerate(clustering.levels):
+            levels.append(ClusterLevel(f"{clustering.name} level {level}", labels.astype(np.int32),
+                                       clustering.names(level)))
+
+    def read_rows(start: int, stop: int) -> dict:
+        return {"abstract": run.read_corpus_rows(start, stop, ["text"]).column("text").to_pylist()}
+
+    labels = corpus.column(params.label_col).to_pylist()
+    return PageData(
+        x=stored.coords[:, 0].astype(np.float32), y=stored.coords[:, 1].astype(np.float32),
+        ids=[str(i) for i in corpus.column("id").to_pylist()] if "id" in columns else None,
+        titles=corpus.column("title").to_pylist() if "title" in columns else None, abstracts=read_rows,
+        years=year_array(corpus.column("year")) if "year" in columns else None,
+        labels=[None if v is None else str(v) for v in labels], neighbors=neighbors, clusters=levels,
+        info=_info(run, params, stored), excess=_excess_words(run))
+
+
+def _info(run: Run, params: ViewParams, stored) -> dict:
+    from corpusmap.evaluate import read_results
+
+    manifest = stored.manifest
+    info_ = {"run": str(run.path), "method": manifest.get("method"), "points": f"{len(stored.coords):,}",
+             "parameters": manifest.get("parameters") or {}}
+    if run.eval_dir.is_dir():
+        try:
+            result = read_results(run)
+        except CorpusmapError:
+            return info_
+        spaces = [s for s in result.get("spaces", []) if s["space"] == params.map or s["kind"] == "vectors"]
+        if spaces:
+            info_["evaluation"] = {"spaces": spaces}
+    return info_
+
+
+def _excess_words(run: Run) -> Optional[dict]:
+    """Per target period, the top excess words of ``RUN/excess`` (the quick picks of the word overlay)."""
+    import pandas as pd
+
+    path = run.excess_dir / "excess_words.parquet"
+    if try_read_manifest(run.excess_dir / Run.MANIFEST) is None or not path.is_file():
+        return None
+    table = pd.read_parquet(path, columns=["target", "word", "delta"])
+    return {str(t): group.sort_values("delta", ascending=False)["word"].head(20).tolist()
+            for t, group in table.groupby("target")}

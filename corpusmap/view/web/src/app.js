@@ -1,0 +1,547 @@
+// The map page: one regl-scatterplot canvas for every drawn point (typed arrays from the writer), panels built
+// with DOM text nodes, texts and the search index loaded lazily from data scripts.
+
+import KDBush from 'kdbush';
+import createScatterplot from 'regl-scatterplot';
+
+import { ClusterLabels } from './labels.js';
+import { categoryMode, plainMode, wordsMode, yearMode } from './colors.js';
+import { buildControls } from './controls.js';
+import { typed } from './decode.js';
+import { DensityLayer } from './density.js';
+import { DetailsPanel } from './details.js';
+import { clear, el, fmt, plural } from './dom.js';
+import { renderLegend } from './legend.js';
+import { idLink } from './links.js';
+import { SearchIndex } from './search.js';
+import { load, setFolder } from './store.js';
+import { Texts } from './texts.js';
+import { distinctTokens } from './tokens.js';
+
+const DIM = 0.08;
+
+export async function boot() {
+  const t0 = performance.now();
+  const root = document.getElementById('corpusmap');
+  const manifest = JSON.parse(document.getElementById('corpusmap-manifest').textContent);
+  setFolder(manifest.folder ? manifest.folder.split('/').map(encodeURIComponent).join('/') : null);
+  const app = new App(root, manifest);
+  window.corpusmap = app.api();
+  app.timing.boot = t0;
+  try {
+    await app.start();
+  } catch (error) {
+    app.fail(error);
+  }
+}
+
+class App {
+  constructor(root, manifest) {
+    this.root = root;
+    this.m = manifest;
+    this.n = manifest.n;
+    this.timing = {};
+    this.ready = false;
+    this.error = null;
+    this.selected = null;
+    this.hits = null;
+    this.filter = null;
+    this.mode = null;
+    this.drawing = Promise.resolve();
+    this.texts = new Texts(manifest);
+    this.index = manifest.index ? new SearchIndex(manifest.index, this.n) : null;
+    this.buildDom();
+  }
+
+  buildDom() {
+    this.canvas = el('canvas', { class: 'cm-canvas', id: 'cm-canvas' });
+    this.densityCanvas = el('canvas', { class: 'cm-density' });
+    this.tooltip = el('div', { class: 'cm-tooltip', id: 'cm-tooltip', hidden: true });
+    this.status = el('div', { class: 'cm-status', id: 'cm-status' }, 'Loading the map…');
+    this.mapNode = el('div', { class: 'cm-map', id: 'cm-map' }, this.densityCanvas, this.canvas);
+    this.controls = buildControls(this.m, {
+      search: (q) => this.search(q),
+      color: (mode) => this.setColor(mode),
+      words: () => this.setWords(),
+      years: (from, to) => this.setYears(from, to),
+      about: () => this.toggleInfo(true),
+      reset: () => this.resetView(),
+      labels: (on) => {
+        this.labels.enabled = on;
+        this.onView();
+      },
+    });
+    this.detailsNode = el('aside', { class: 'cm-panel cm-details', id: 'cm-details', hidden: true });
+    this.details = new DetailsPanel(this.detailsNode, { onPick: (row) => this.pick(row), onClose: () => this.unpick() });
+    this.infoNode = this.buildInfo();
+    clear(this.root).append(this.mapNode, this.controls.panel, this.detailsNode, this.infoNode, this.tooltip, this.status);
+    this.labels = new ClusterLabels(this.mapNode, this.m.clusters, (x, y) => this.project(x, y));
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') {
+        this.toggleInfo(false);
+        this.unpick();
+      }
+    });
+  }
+
+  buildInfo() {
+    const close = el('button', { class: 'cm-close', type: 'button', 'aria-label': 'Close', onclick: () => this.toggleInfo(false) }, '×');
+    const sections = this.m.info.map((section) =>
+      el('section', {}, el('h3', {}, section.title),
+        el('table', {}, el('tbody', {}, section.rows.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', {}, v)))))));
+    return el('div', { class: 'cm-panel cm-info', id: 'cm-info', hidden: true }, close, el('h2', {}, 'About this map'), sections);
+  }
+
+  toggleInfo(on) {
+    this.infoNode.hidden = !on;
+  }
+
+  async start() {
+    const raw = await load('points');
+    this.timing.points = performance.now();
+    this.x = typed(raw.x);
+    this.y = typed(raw.y);
+    this.years = typed(raw.year);
+    this.labelCodes = typed(raw.label);
+    this.clusterCodes = (raw.clusters || []).map(typed);
+    const n = this.n;
+    const rows = new Array(n);
+    const kd = new KDBush(n, 16, Float32Array);
+    for (let i = 0; i < n; i++) {
+      rows[i] = [this.x[i], this.y[i], 0, 1];
+      kd.add(this.x[i], this.y[i]);
+    }
+    kd.finish();
+    this.rows = rows;
+    this.kd = kd.data;
+    this.resize();
+    const style = this.m.style;
+    const camera = this.initialCamera();
+    this.scatter = createScatterplot({
+      canvas: this.canvas,
+      pointSize: style.point_size,
+      opacity: [DIM, style.opacity],
+      opacityBy: 'valueB',
+      colorBy: 'valueA',
+      pointColor: ['#3b6ea8'],
+      pointColorHover: '#000000',
+      pointColorActive: '#111111',
+      pointOutlineWidth: 2,
+      pointSizeSelected: 2,
+      backgroundColor: '#ffffff',
+      actionKeyMap: {},
+      deselectOnDblClick: false,
+      deselectOnEscape: false,
+      cameraTarget: camera.target,
+      cameraDistance: camera.distance,
+      annotationLineColor: [0.1, 0.1, 0.1, 0.55],
+      annotationLineWidth: 1,
+    });
+    this.scatter.subscribe('view', () => this.onView());
+    this.scatter.subscribe('pointover', (i) => this.hover(i));
+    this.scatter.subscribe('pointout', () => this.unhover());
+    this.scatter.subscribe('select', ({ points }) => {
+      if (points.length === 1) this.pick(points[0]);
+    });
+    this.canvas.addEventListener('mousemove', (e) => {
+      this.mouse = [e.clientX, e.clientY];
+      this.placeTooltip();
+    });
+    this.canvas.addEventListener('mouseleave', () => this.unhover());
+    window.addEventListener('resize', () => {
+      this.resize();
+      this.onView();
+    });
+    if (this.m.density) {
+      const d = await load('density');
+      this.density = new DensityLayer(this.densityCanvas, `data:image/png;base64,${d.png}`, () => this.onView());
+    }
+    await this.setColor(this.controls.color.value, { draw: false });
+    await this.redraw();
+    this.timing.firstDraw = performance.now();
+    this.onView();
+    this.ready = true;
+    this.status.textContent = this.statusText();
+  }
+
+  statusText() {
+    const m = this.m;
+    const drawn = m.sampled ? `${fmt.format(this.n)} of ${fmt.format(m.n_total)} points drawn (random sample over the density of all)` : plural(this.n, 'point');
+    const secs = ((this.timing.firstDraw - this.timing.boot) / 1000).toFixed(1);
+    return `${drawn} · drawn in ${secs} s · scroll to zoom, drag to pan, click a point`;
+  }
+
+  fail(error) {
+    this.error = String(error && error.message ? error.message : error);
+    this.status.textContent = `Could not show the map: ${this.error}`;
+    this.status.classList.add('cm-error');
+  }
+
+  resize() {
+    const r = this.mapNode.getBoundingClientRect();
+    this.width = r.width;
+    this.height = r.height;
+  }
+
+  /** Screen position (in the map's CSS pixels) of a point in the writer's normalised coordinates. */
+  project(x, y) {
+    const v = this.scatter.get('cameraView');
+    const aspect = this.width / this.height;
+    const cx = (v[0] * x + v[4] * y + v[12]) / aspect;
+    const cy = v[1] * x + v[5] * y + v[13];
+    return [(this.width * (cx + 1)) / 2, this.height * (0.5 - cy / 2)];
+  }
+
+  zoom() {
+    const v = this.scatter.get('cameraView');
+    return Math.hypot(v[0], v[1]);
+  }
+
+  /** Boxes of the panels over the map, in map pixels: cluster names are kept out of them. */
+  obstacles() {
+    const origin = this.mapNode.getBoundingClientRect();
+    return [this.controls.panel, this.detailsNode, this.status]
+      .filter((node) => !node.hidden)
+      .map((node) => {
+        const r = node.getBoundingClientRect();
+        return [r.left - origin.left, r.top - origin.top, r.right - origin.left, r.bottom - origin.top];
+      });
+  }
+
+  /** Camera target and distance that fit the drawn points into the part of the map right of the panel. */
+  initialCamera() {
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (let i = 0; i < this.n; i++) {
+      const x = this.x[i];
+      const y = this.y[i];
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+    if (this.m.sampled) [x0, x1, y0, y1] = [-1, 1, -1, 1];
+    const W = this.width;
+    const H = this.height;
+    const pad = 24;
+    const panel = this.controls.panel.getBoundingClientRect().right;
+    const left = W - panel > 480 ? panel + pad : pad;
+    const [L, R, T, B] = [left, W - pad, pad, H - pad - 16];
+    const d = Math.max(((x1 - x0) * H) / (2 * (R - L)), ((y1 - y0) * H) / (2 * (B - T)), 1e-6);
+    const aspect = W / H;
+    const tx = (x0 + x1) / 2 - ((L + R) / W - 1) * d * aspect;
+    const ty = (y0 + y1) / 2 - (1 - (T + B) / H) * d;
+    return { target: [tx, ty], distance: d };
+  }
+
+  resetView() {
+    const cam = this.initialCamera();
+    this.scatter.zoomToLocation(cam.target, cam.distance, { transition: true, transitionDuration: 400 });
+  }
+
+  onView() {
+    if (!this.scatter) return;
+    this.labels.update(this.zoom(), this.width, this.height, this.obstacles());
+    if (this.density) this.density.draw((x, y) => this.project(x, y), this.width, this.height);
+  }
+
+  redraw() {
+    const options = {
+      spatialIndex: this.kd,
+      preventFilterReset: true,
+      zDataType: 'categorical',
+      wDataType: 'continuous',
+    };
+    if (this.selected) options.select = this.selected;
+    this.drawing = this.drawing.then(() => this.scatter.draw(this.rows, options)).then(() => {
+      if (this.filter) this.scatter.filter(this.filter, { preventEvent: true });
+    });
+    return this.drawing;
+  }
+
+  // ---- colour modes -------------------------------------------------------------------------------------------
+
+  async setColor(mode, { draw = true } = {}) {
+    this.mode = mode;
+    this.controls.wordsBox.hidden = mode !== 'words';
+    let spec;
+    let title = '';
+    if (mode === 'year' && this.years) {
+      spec = yearMode(this.years, this.m.years);
+      title = 'Year';
+    } else if (mode === 'label' && this.labelCodes) {
+      const L = this.m.labels;
+      spec = categoryMode(this.labelCodes, L.names, L.order, { coloured: L.top });
+      title = L.title || 'Label';
+    } else if (mode.startsWith('cluster:')) {
+      const i = Number(mode.slice(8));
+      const level = this.m.clusters[i];
+      spec = categoryMode(this.clusterCodes[i], level.names, level.order, { coloured: level.names.length });
+      title = `Clusters: ${level.name}`;
+    } else if (mode === 'words') {
+      const words = distinctTokens(this.controls.words.value);
+      if (words.length && this.index) {
+        this.setStatusBusy('Finding the words…');
+        spec = wordsMode(await this.index.anyMask(words), words);
+        this.setStatusBusy(null);
+      } else {
+        spec = plainMode(this.n);
+        spec.legend = { kind: 'categories', items: [] };
+      }
+      title = words.length ? 'Abstracts with any of the words' : 'Type words (or pick excess words) to colour by';
+    } else {
+      spec = plainMode(this.n);
+    }
+    if (mode !== this.mode) return;
+    const z = spec.z;
+    const rows = this.rows;
+    for (let i = 0; i < this.n; i++) rows[i][2] = z[i];
+    this.scatter.set({ pointColor: spec.palette });
+    this.setOrder(mode === 'words' ? spec.hits : this.hits ? this.hitMask : null);
+    renderLegend(this.controls.legend, spec.legend, title);
+    this.onView();
+    if (draw) await this.redraw();
+  }
+
+  /** Colour by the words now in the words box (switching to that mode). */
+  setWords() {
+    this.controls.color.value = 'words';
+    return this.setColor('words');
+  }
+
+  /** Draw the points of mask last (on top), or restore the natural order. */
+  setOrder(mask) {
+    if (!mask) {
+      this.scatter.set({ pointOrder: null });
+      return;
+    }
+    const order = new Array(this.n);
+    let a = 0;
+    let b = this.n - 1;
+    for (let i = this.n - 1; i >= 0; i--) {
+      if (mask[i]) order[b--] = i;
+      else order[a++] = i;
+    }
+    this.scatter.set({ pointOrder: order });
+  }
+
+  setStatusBusy(text) {
+    this.status.textContent = text || this.statusText();
+  }
+
+  // ---- search ---------------------------------------------------------------------------------------------------
+
+  async search(query) {
+    const out = this.controls.searchCount;
+    if (!this.index) return null;
+    const tokens = distinctTokens(query);
+    const rows = this.rows;
+    delete out.dataset.count;
+    if (!tokens.length) {
+      this.searchSeq = (this.searchSeq || 0) + 1;
+      this.hits = null;
+      this.hitMask = null;
+      for (let i = 0; i < this.n; i++) rows[i][3] = 1;
+      out.textContent = query.trim() ? 'Type words of two or more letters.' : 'Whole words; all must occur.';
+      this.setOrder(null);
+      await this.redraw();
+      return null;
+    }
+    out.textContent = 'Searching…';
+    const seq = (this.searchSeq = (this.searchSeq || 0) + 1);
+    const result = await this.index.all(query);
+    if (seq !== this.searchSeq) return null;
+    const mask = new Uint8Array(this.n);
+    for (let j = 0; j < result.rows.length; j++) mask[result.rows[j]] = 1;
+    for (let i = 0; i < this.n; i++) rows[i][3] = mask[i];
+    this.hits = result.rows;
+    this.hitMask = mask;
+    const count = result.rows.length;
+    let text = count ? `${plural(count, 'abstract')} contain ${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`
+      : `No abstract contains ${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`;
+    if (this.m.sampled) text += ' (in the drawn sample)';
+    if (this.filter && count) {
+      const inRange = result.rows.filter((r) => this.inYears(r)).length;
+      text += `; ${fmt.format(inRange)} in the year range`;
+    }
+    out.textContent = text;
+    out.dataset.count = String(count);
+    this.setOrder(this.mode === 'words' ? null : mask);
+    await this.redraw();
+    return count;
+  }
+
+  // ---- year filter ----------------------------------------------------------------------------------------------
+
+  inYears(row) {
+    const y = this.years[row];
+    return y >= this.yearRange[0] && y <= this.yearRange[1];
+  }
+
+  async setYears(from, to) {
+    if (!this.years) return;
+    const { min, max } = this.m.years;
+    if (!(from <= to)) [from, to] = [to, from];
+    this.yearRange = [from, to];
+    if (from <= min && to >= max) {
+      this.filter = null;
+      this.controls.yearCount.textContent = '';
+      this.scatter.unfilter({ preventEvent: true });
+      return;
+    }
+    const keep = [];
+    for (let i = 0; i < this.n; i++) if (this.inYears(i)) keep.push(i);
+    this.filter = keep;
+    this.controls.yearCount.textContent = plural(keep.length, 'point');
+    await this.drawing;
+    await this.scatter.filter(keep, { preventEvent: true });
+  }
+
+  // ---- hover ----------------------------------------------------------------------------------------------------
+
+  hover(row) {
+    this.hovered = row;
+    const tip = this.tooltip;
+    const title = this.texts.titleNow(row);
+    clear(tip).append(
+      el('div', { class: 'cm-tooltip-title' }, title === undefined ? '…' : title || '(no title)'),
+      el('div', { class: 'cm-tooltip-meta' }, this.metaOf(row).join(' · ')),
+    );
+    tip.dataset.row = String(row);
+    tip.hidden = false;
+    this.placeTooltip();
+    if (title === undefined) {
+      this.texts.title(row).then((t) => {
+        if (this.hovered === row) tip.firstChild.textContent = t || '(no title)';
+      });
+    }
+  }
+
+  unhover() {
+    this.hovered = null;
+    this.tooltip.hidden = true;
+  }
+
+  placeTooltip() {
+    if (this.tooltip.hidden || !this.mouse) return;
+    const [mx, my] = this.mouse;
+    const w = this.tooltip.offsetWidth;
+    const h = this.tooltip.offsetHeight;
+    const left = mx + 14 + w > window.innerWidth ? mx - 14 - w : mx + 14;
+    const top = my + 14 + h > window.innerHeight ? my - 14 - h : my + 14;
+    this.tooltip.style.transform = `translate(${Math.max(0, left)}px, ${Math.max(0, top)}px)`;
+  }
+
+  metaOf(row) {
+    const meta = [];
+    if (this.years && !Number.isNaN(this.years[row])) {
+      const y = this.years[row];
+      meta.push(Number.isInteger(y) ? String(y) : y.toFixed(2));
+    }
+    if (this.labelCodes) {
+      const code = this.labelCodes[row];
+      if (code < this.m.labels.names.length) meta.push(this.m.labels.names[code]);
+    }
+    return meta;
+  }
+
+  // ---- a clicked point ------------------------------------------------------------------------------------------
+
+  async pick(row) {
+    this.picked = row;
+    const [record, title] = await Promise.all([this.texts.record(row), this.texts.title(row)]);
+    if (this.picked !== row) return;
+    const drawn = record.neighbours.filter((nb) => nb.row >= 0).map((nb) => nb.row);
+    this.selected = [row, ...drawn];
+    this.scatter.select(this.selected, { preventEvent: true });
+    const x0 = this.x[row];
+    const y0 = this.y[row];
+    const lines = record.neighbours.map((nb) => {
+      const [x1, y1] = nb.row >= 0 ? [this.x[nb.row], this.y[nb.row]] : [nb.x, nb.y];
+      return { vertices: [[x0, y0], [x1, y1]] };
+    });
+    this.scatter.drawAnnotations(lines);
+    const clusters = this.m.clusters
+      .map((level, i) => [level.name, level.names[this.clusterCodes[i][row]]])
+      .filter(([, name]) => name !== undefined);
+    this.details.show({
+      row,
+      title,
+      meta: this.metaOf(row),
+      clusters,
+      record,
+      nbrTitle: (r) => this.texts.title(r),
+    });
+    this.detailsNode.dataset.row = String(row);
+    this.onView();
+  }
+
+  unpick() {
+    this.picked = null;
+    if (!this.selected) return;
+    this.selected = null;
+    this.details.hide();
+    this.scatter.deselect({ preventEvent: true });
+    this.scatter.clearAnnotations();
+    this.onView();
+  }
+
+  // ---- test and automation hooks --------------------------------------------------------------------------------
+
+  api() {
+    const app = this;
+    return {
+      get ready() {
+        return app.ready;
+      },
+      get error() {
+        return app.error;
+      },
+      get n() {
+        return app.n;
+      },
+      get timing() {
+        return { ...app.timing };
+      },
+      /** Client (page) coordinates of point i as drawn now. */
+      screenPosition(i) {
+        const r = app.canvas.getBoundingClientRect();
+        const [sx, sy] = app.project(app.x[i], app.y[i]);
+        return [r.left + sx, r.top + sy];
+      },
+      /** Client coordinates of every point, flat [x0, y0, x1, y1, ...]. */
+      screenPositions() {
+        const r = app.canvas.getBoundingClientRect();
+        const out = new Array(2 * app.n);
+        for (let i = 0; i < app.n; i++) {
+          const [sx, sy] = app.project(app.x[i], app.y[i]);
+          out[2 * i] = r.left + sx;
+          out[2 * i + 1] = r.top + sy;
+        }
+        return out;
+      },
+      /** Writer coordinates (normalised to [-1, 1]) of point i. */
+      dataPosition: (i) => [app.x[i], app.y[i]],
+      zoom: () => app.zoom(),
+      lookAt: (target, distance) => app.scatter.zoomToLocation(target, distance),
+      search: (q) => {
+        app.controls.search.value = q;
+        return app.search(q);
+      },
+      /** The number of abstracts a query matches, from the index alone (nothing is redrawn). */
+      count: async (q) => (app.index ? ((await app.index.all(q)).rows || []).length : null),
+      colorBy: (mode) => {
+        app.controls.color.value = mode;
+        return app.setColor(mode);
+      },
+      words: (text) => {
+        app.controls.words.value = text;
+        return app.setWords();
+      },
+      years: (from, to) => app.setYears(from, to),
+      pick: (i) => app.pick(i),
+      labelLevel: () => app.labels.shownLevel,
+      idLink,
+      scatter: () => app.scatter,
+    };
+  }
+}

@@ -1,0 +1,108 @@
+// Colour modes: each gives a palette index per point (regl-scatterplot's categorical valueA), the palette and
+// a legend. Year uses a 32-step viridis bar; labels and clusters a categorical palette (largest first).
+
+export const CATEGORICAL = [
+  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#bcbd22', '#17becf',
+  '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94', '#f7b6d2', '#dbdb8d', '#9edae5',
+];
+export const VIRIDIS = [
+  '#440154', '#470d60', '#48186a', '#482374', '#472e7c', '#453882', '#424186', '#3e4a89', '#3a548c', '#365d8d',
+  '#32658e', '#2e6d8e', '#2b758e', '#287d8e', '#25848e', '#228c8d', '#1f948c', '#1e9c89', '#20a386', '#25ab82',
+  '#2eb37c', '#3aba76', '#48c16e', '#58c765', '#6ccd5a', '#7fd34e', '#93d741', '#a8db34', '#c0df25', '#d5e21a',
+  '#eae51a', '#fde725',
+];
+export const OTHER = '#a9a9a9';
+export const NONE = '#dcdcdc';
+export const PLAIN = '#3b6ea8';
+export const HIT = '#d62728';
+const LEGEND_ITEMS = 14;
+
+export function plainMode(n) {
+  return { z: new Float32Array(n), palette: [PLAIN, PLAIN], legend: null };
+}
+
+/** Years on the viridis bar between range.colour_min and colour_max (values outside take the end colours). */
+export function yearMode(years, range) {
+  const n = years.length;
+  const z = new Float32Array(n);
+  const steps = VIRIDIS.length;
+  const lo = range.colour_min ?? range.min;
+  const hi = range.colour_max ?? range.max;
+  const span = hi - lo || 1;
+  let unknown = 0;
+  for (let i = 0; i < n; i++) {
+    const y = years[i];
+    if (Number.isNaN(y)) {
+      z[i] = steps;
+      unknown++;
+    } else {
+      z[i] = Math.min(steps - 1, Math.max(0, Math.floor(((y - lo) / span) * steps)));
+    }
+  }
+  return {
+    z,
+    palette: [...VIRIDIS, NONE],
+    legend: {
+      kind: 'bar', min: lo, max: hi, clipLow: lo > range.min, clipHigh: hi < range.max, colors: VIRIDIS, unknown,
+      noneColor: NONE,
+    },
+  };
+}
+
+/**
+ * Categories by code (none = any code outside names). order: codes, most important first; the first
+ * `coloured` of them get their own colour, the rest share OTHER.
+ */
+export function categoryMode(codes, names, order, { coloured = CATEGORICAL.length, otherName = 'other' } = {}) {
+  const n = codes.length;
+  const k = names.length;
+  const slot = new Uint32Array(k + 1).fill(coloured + 1);
+  order.slice(0, coloured).forEach((code, i) => {
+    slot[code] = i;
+  });
+  for (let code = 0; code < k; code++) if (slot[code] === coloured + 1) slot[code] = coloured;
+  const counts = new Float64Array(k + 1);
+  const z = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = codes[i] < k ? codes[i] : k;
+    counts[c]++;
+    z[i] = slot[c];
+  }
+  const palette = [];
+  for (let i = 0; i < coloured; i++) palette.push(CATEGORICAL[i % CATEGORICAL.length]);
+  palette.push(OTHER, NONE);
+  const shown = order.slice(0, Math.min(coloured, LEGEND_ITEMS));
+  const items = shown.map((code, i) => ({ color: palette[i], name: names[code], count: counts[code] }));
+  let rest = 0;
+  let restGroups = 0;
+  for (const code of order.slice(shown.length)) {
+    rest += counts[code];
+    restGroups++;
+  }
+  if (restGroups && coloured > shown.length) items.push({ color: null, name: `${restGroups} more`, count: rest });
+  else if (restGroups) items.push({ color: OTHER, name: `${otherName} (${restGroups})`, count: rest, other: true });
+  if (counts[k]) items.push({ color: NONE, name: 'none', count: counts[k], other: true });
+  return { z, palette, legend: { kind: 'categories', items } };
+}
+
+export function wordsMode(mask, words) {
+  const n = mask.length;
+  const z = new Float32Array(n);
+  let hits = 0;
+  for (let i = 0; i < n; i++) {
+    if (mask[i]) hits++;
+    else z[i] = 1;
+  }
+  return {
+    z,
+    palette: [HIT, NONE],
+    hits: mask,
+    legend: {
+      kind: 'categories',
+      items: [
+        { color: HIT, name: `contains ${words.join(', ')}`, count: hits },
+        { color: NONE, name: 'other', count: n - hits, other: true },
+      ],
+    },
+  };
+}

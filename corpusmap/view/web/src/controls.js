@@ -1,0 +1,104 @@
+// The control panel: search, colour mode (with the word overlay and its quick picks), legend, year filter,
+// and the button for the map's parameters and evaluation.
+
+import { el } from './dom.js';
+
+export function buildControls(manifest, handlers) {
+  const c = {};
+  c.search = el('input', {
+    type: 'search', id: 'cm-search', placeholder: manifest.index ? 'Search titles and abstracts' : 'no search index',
+    disabled: !manifest.index, autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Search words',
+  });
+  c.searchCount = el('div', { class: 'cm-count', id: 'cm-search-count', 'aria-live': 'polite' },
+    manifest.index ? 'Whole words; all must occur.' : manifest.index_note || '');
+  let timer = null;
+  c.search.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => handlers.search(c.search.value), 300);
+  });
+  c.search.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') {
+      clearTimeout(timer);
+      handlers.search(c.search.value);
+    }
+  });
+
+  c.color = el('select', { id: 'cm-color', 'aria-label': 'Colour by', onchange: () => handlers.color(c.color.value) });
+  for (const [value, text] of colorOptions(manifest)) c.color.appendChild(el('option', { value }, text));
+
+  c.words = el('input', {
+    type: 'text', id: 'cm-words', placeholder: 'words, e.g. delve, intricate', autocomplete: 'off', spellcheck: 'false',
+    'aria-label': 'Words to colour by',
+  });
+  c.words.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') handlers.words();
+  });
+  c.words.addEventListener('change', () => handlers.words());
+  c.picks = el('div', { class: 'cm-picks', id: 'cm-picks' });
+  const targets = Object.keys(manifest.excess || {});
+  c.target = el('select', { id: 'cm-excess-target', 'aria-label': 'Excess words of', hidden: targets.length < 2 });
+  for (const t of targets) c.target.appendChild(el('option', { value: t }, `excess words of ${t}`));
+  const renderPicks = () => {
+    c.picks.replaceChildren();
+    const target = c.target.value || targets[0];
+    for (const word of (manifest.excess || {})[target] || []) {
+      c.picks.appendChild(el('button', { type: 'button', class: 'cm-chip', onclick: () => toggleWord(c, word, handlers) }, word));
+    }
+  };
+  c.target.addEventListener('change', renderPicks);
+  renderPicks();
+  c.wordsBox = el('div', { class: 'cm-words', hidden: true }, c.words, c.target, c.picks);
+  c.legend = el('div', { class: 'cm-legend', id: 'cm-legend' });
+
+  if (manifest.years) {
+    const { min, max } = manifest.years;
+    const attrs = { type: 'number', min: Math.floor(min), max: Math.ceil(max), step: 1 };
+    c.yearFrom = el('input', { ...attrs, id: 'cm-year-from', value: Math.floor(min), 'aria-label': 'From year' });
+    c.yearTo = el('input', { ...attrs, id: 'cm-year-to', value: Math.ceil(max), 'aria-label': 'To year' });
+    const apply = () => handlers.years(Number(c.yearFrom.value), Number(c.yearTo.value));
+    c.yearFrom.addEventListener('change', apply);
+    c.yearTo.addEventListener('change', apply);
+    c.yearCount = el('span', { class: 'cm-count', id: 'cm-year-count' });
+    c.yearBox = el('div', { class: 'cm-row cm-years' }, el('label', {}, 'Years'), c.yearFrom, '–', c.yearTo,
+      el('button', { type: 'button', class: 'cm-small', onclick: () => {
+        c.yearFrom.value = Math.floor(min);
+        c.yearTo.value = Math.ceil(max);
+        apply();
+      } }, 'all'), c.yearCount);
+  }
+
+  const about = el('button', { type: 'button', class: 'cm-small', id: 'cm-about', onclick: handlers.about }, 'About this map');
+  const reset = el('button', { type: 'button', class: 'cm-small', id: 'cm-reset', onclick: handlers.reset }, 'Reset view');
+  const labelsToggle = el('input', { type: 'checkbox', id: 'cm-show-labels', checked: true,
+    onchange: (e) => handlers.labels(e.target.checked) });
+
+  c.panel = el('aside', { class: 'cm-panel cm-controls', id: 'cm-controls' },
+    el('h1', { class: 'cm-title' }, manifest.title),
+    el('div', { class: 'cm-subtitle' }, manifest.subtitle),
+    el('div', { class: 'cm-section' }, c.search, c.searchCount),
+    el('div', { class: 'cm-section' }, el('div', { class: 'cm-row' }, el('label', { for: 'cm-color' }, 'Colour'), c.color),
+      c.wordsBox, c.legend),
+    c.yearBox && el('div', { class: 'cm-section' }, c.yearBox),
+    el('div', { class: 'cm-section cm-row' },
+      manifest.clusters.length ? el('label', { class: 'cm-check' }, labelsToggle, ' cluster names') : null, reset, about));
+  return c;
+}
+
+function toggleWord(c, word, handlers) {
+  const words = c.words.value.split(/[\s,]+/).filter(Boolean);
+  const i = words.indexOf(word);
+  if (i >= 0) words.splice(i, 1);
+  else words.push(word);
+  c.words.value = words.join(', ');
+  handlers.words();
+}
+
+function colorOptions(manifest) {
+  const out = [];
+  if (manifest.labels) out.push(['label', manifest.labels.title || 'label']);
+  if (manifest.years) out.push(['year', 'year']);
+  manifest.clusters.forEach((level, i) => out.push([`cluster:${i}`, `clusters: ${level.name}`]));
+  if (manifest.index) out.push(['words', 'words (presence)']);
+  out.push(['none', 'one colour']);
+  return out;
+}

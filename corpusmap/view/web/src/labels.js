@@ -1,0 +1,79 @@
+// Cluster names drawn over the map by zoom level: the finest level whose clusters would fit about BUDGET names
+// on screen is shown; names are placed at each cluster's robust centre (median, from the writer), largest
+// clusters first, and a name that would overlap one already placed is left out.
+
+import { el } from './dom.js';
+
+const BUDGET = 24;
+const GAP = 3;
+
+export class ClusterLabels {
+  constructor(container, levels, project) {
+    this.levels = levels;
+    this.project = project;
+    this.layer = el('div', { class: 'cm-labels', 'aria-hidden': 'true' });
+    container.appendChild(this.layer);
+    this.nodes = levels.map(() => null);
+    this.sizes = levels.map(() => null);
+    this.shownLevel = -1;
+    this.enabled = true;
+  }
+
+  /** Index of the level to show at zoom factor z (1 = whole map). */
+  levelFor(zoom) {
+    let chosen = 0;
+    this.levels.forEach((level, i) => {
+      if (level.names.length / (zoom * zoom) <= BUDGET) chosen = i;
+    });
+    return chosen;
+  }
+
+  nodesOf(i) {
+    if (!this.nodes[i]) {
+      const level = this.levels[i];
+      const cls = `cm-label cm-label-${Math.min(i, 2)}`;
+      const nodes = level.names.map((name) => el('div', { class: cls, style: { visibility: 'hidden' } }, name));
+      nodes.forEach((node) => this.layer.appendChild(node));
+      this.sizes[i] = nodes.map((node) => [node.offsetWidth, node.offsetHeight]);
+      nodes.forEach((node) => {
+        node.style.display = 'none';
+        node.style.visibility = '';
+      });
+      this.nodes[i] = nodes;
+    }
+    return this.nodes[i];
+  }
+
+  /** Place the names for zoom factor zoom; obstacles are [x0, y0, x1, y1] boxes (panels) to keep clear of. */
+  update(zoom, width, height, obstacles = []) {
+    if (!this.levels.length) return;
+    const i = this.enabled ? this.levelFor(zoom) : -1;
+    if (i !== this.shownLevel && this.shownLevel >= 0) {
+      for (const node of this.nodes[this.shownLevel]) node.style.display = 'none';
+    }
+    this.shownLevel = i;
+    if (i < 0) return;
+    const level = this.levels[i];
+    const nodes = this.nodesOf(i);
+    const sizes = this.sizes[i];
+    const placed = [];
+    for (const c of level.order) {
+      const node = nodes[c];
+      const [w, h] = sizes[c];
+      const [sx, sy] = this.project(level.x[c], level.y[c]);
+      const box = [sx - w / 2, sy - h / 2, sx + w / 2, sy + h / 2];
+      const inside = box[0] >= 0 && box[1] >= 0 && box[2] <= width && box[3] <= height;
+      if (inside && !obstacles.some((p) => overlaps(p, box)) && !placed.some((p) => overlaps(p, box))) {
+        placed.push(box);
+        node.style.transform = `translate(${box[0].toFixed(1)}px, ${box[1].toFixed(1)}px)`;
+        node.style.display = '';
+      } else {
+        node.style.display = 'none';
+      }
+    }
+  }
+}
+
+function overlaps(a, b) {
+  return a[0] < b[2] + GAP && b[0] < a[2] + GAP && a[1] < b[3] + GAP && b[1] < a[3] + GAP;
+}

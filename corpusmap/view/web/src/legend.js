@@ -1,0 +1,35 @@
+// The legend of the current colour mode: a colour bar for years, swatches with counts for categories.
+
+import { clear, el, fmt } from './dom.js';
+
+export function renderLegend(node, legend, title) {
+  clear(node);
+  if (!legend) return;
+  node.appendChild(el('div', { class: 'cm-legend-title' }, title));
+  if (legend.kind === 'bar') {
+    const stops = legend.colors.map((c, i) => `${c} ${((i / (legend.colors.length - 1)) * 100).toFixed(1)}%`);
+    node.appendChild(el('div', { class: 'cm-colorbar', style: { background: `linear-gradient(to right, ${stops})` } }));
+    const mid = (legend.min + legend.max) / 2;
+    node.appendChild(
+      el('div', { class: 'cm-colorbar-ticks' }, el('span', {}, (legend.clipLow ? '≤ ' : '') + tick(legend.min)),
+        el('span', {}, tick(mid)), el('span', {}, (legend.clipHigh ? '≥ ' : '') + tick(legend.max))),
+    );
+    if (legend.unknown) node.appendChild(item(legend.noneColor, 'unknown year', legend.unknown));
+    return;
+  }
+  for (const it of legend.items) node.appendChild(item(it.color, it.name, it.count));
+}
+
+function item(color, name, count) {
+  return el(
+    'div',
+    { class: 'cm-legend-item' },
+    color ? el('span', { class: 'cm-swatch', style: { background: color } }) : el('span', { class: 'cm-swatch cm-swatch-none' }),
+    el('span', { class: 'cm-legend-name', title: name }, name),
+    el('span', { class: 'cm-legend-count' }, fmt.format(count)),
+  );
+}
+
+function tick(v) {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}

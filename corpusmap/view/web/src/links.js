@@ -1,0 +1,19 @@
+// Links for identifiers: PubMed for PMIDs (all digits), doi.org for DOIs, arxiv.org for arXiv ids.
+
+const DOI = /^(?:doi:\s*|https?:\/\/(?:dx\.)?doi\.org\/)?(10\.\d{4,9}\/\S+)$/i;
+const ARXIV_NEW = /^(?:arxiv:)?(\d{4}\.\d{4,5}(?:v\d+)?)$/i;
+const ARXIV_OLD = /^(?:arxiv:)?([a-z][a-z-]*(?:\.[A-Z]{2})?\/\d{7}(?:v\d+)?)$/i;
+
+const encodePath = (s) => s.split('/').map(encodeURIComponent).join('/');
+
+/** {href, kind} for an id, or null when it matches none of the known schemes. */
+export function idLink(id) {
+  if (id === null || id === undefined) return null;
+  const s = String(id).trim();
+  if (/^\d{1,9}$/.test(s)) return { href: `https://pubmed.ncbi.nlm.nih.gov/${s}/`, kind: 'PubMed' };
+  let m = DOI.exec(s);
+  if (m) return { href: `https://doi.org/${encodePath(m[1])}`, kind: 'DOI' };
+  m = ARXIV_NEW.exec(s) || ARXIV_OLD.exec(s);
+  if (m) return { href: `https://arxiv.org/abs/${encodePath(m[1])}`, kind: 'arXiv' };
+  return null;
+}

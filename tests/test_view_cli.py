@@ -1,0 +1,128 @@
+"""`corpusmap view` and `corpusmap export` on a run of the bundled corpus: what the page is built from, that it
+opens offline in the real browser with the run's regions and neighbours, the export for embedding-atlas, and the
+bad inputs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import EXAMPLE_CORPUS, cli
+from corpusmap.run import Run
+from browsing import Opened
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    run = tmp_path_factory.mktemp("view") / "run"
+    for args in (["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "50"],
+                 ["neighbors", run, "-k", "10"],
+                 ["map", run, "--method", "tsne", "--n-iter", "100", "--early-exaggeration-iter", "50", "--no-plot"],
+                 ["clusters", run], ["evaluate", run, "--queries", "200"],
+                 ["excess", run, "--target", "2015", "--no-figures"]):
+        result = cli(*args, "-q")
+        assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture
+def run(base, tmp_path):
+    dest = tmp_path / "run"
+    shutil.copytree(base, dest)
+    return dest
+
+
+def test_view_writes_a_page_of_the_run_and_keeps_it_current(run):
+    result = cli("view", run)
+    assert result.exit_code == 0, result.output
+    page = run / "maps" / "tsne.html"
+    html = page.read_text()
+    assert "corpusmap-view" in html and "<script src=\"http" not in html and "https://" not in html.split("<body")[0]
+    receipt = json.loads((run / "maps" / "tsne.renders.json").read_text())["renders"]["maps/tsne.html"]
+    assert receipt["points"] == 1881 and receipt["search"]
+    assert set(receipt["inputs"]) == {"corpus", "maps/tsne", "knn", "clusters/leiden", "eval", "excess"}
+    again = cli("view", run)
+    assert "current; nothing to do" in again.output
+    # a new graph removes the page with the map made from the old one
+    assert cli("neighbors", run, "-k", "12", "--overwrite", "-q").exit_code == 0
+    assert not page.exists()
+
+
+def test_the_page_opens_offline_with_the_runs_regions_and_neighbours(run, browser):
+    from corpusmap.clusters import read_clustering
+
+    assert cli("view", run, "-q").exit_code == 0
+    page = Opened(browser, run / "maps" / "tsne.html")
+    try:
+        assert page.errors == [] and page.blocked == [] and page.js("window.corpusmap.error") is None
+        assert page.js("window.corpusmap.n") == 1881
+        shown = page.js("""Array.from(document.querySelectorAll('.cm-label'))
+            .filter(n => n.style.display !== 'none').map(n => n.textContent)""")
+        level = page.js("window.corpusmap.labelLevel()")
+        assert shown and set(shown) <= set(read_clustering(Run(run)).names(level))  # the names of the run's regions
+        graph = np.load(run / "knn" / "indices.npy")
+        row = 17
+        page.js("i => window.corpusmap.pick(i)", row)
+        page.page.wait_for_function("i => document.getElementById('cm-details').dataset.row === String(i)",
+                                    arg=row, timeout=10_000)
+        listed = page.js("Array.from(document.querySelectorAll('#cm-neighbours li')).map(li => +li.dataset.row)")
+        assert listed == graph[row].tolist()  # the stored high-D neighbours
+        title = Run(run).read_corpus(["title"]).column("title")[row].as_py()
+        assert page.page.text_content(".cm-details-title") == title
+    finally:
+        page.close()
+
+
+def test_export_for_embedding_atlas(run):
+    result = cli("export", run, "--map", "tsne")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(run / "maps" / "tsne.atlas.parquet")
+    assert {"id", "x", "y", "text", "title", "year", "label", "cluster_0", "neighbors"} <= set(table.column_names)
+    graph = np.load(run / "knn" / "indices.npy")
+    distances = np.load(run / "knn" / "distances.npy")
+    neighbors = table.column("neighbors").to_pylist()
+    assert [n["ids"] for n in neighbors[:50]] == graph[:50].tolist()
+    np.testing.assert_allclose([n["distances"] for n in neighbors[:50]], distances[:50], rtol=1e-6)
+    stored = pq.read_table(run / "maps" / "tsne.parquet", columns=["x", "y"])
+    assert table.column("x").to_pylist() == stored.column("x").to_pylist()
+    corpus = Run(run).read_corpus(["title", "text"])
+    assert table.column("text")[3].as_py() == f"{corpus.column('title')[3]}\n\n{corpus.column('text')[3]}"
+
+
+def test_bad_inputs(run, tmp_path):
+    cases = [
+        (["view", run, "--map", "umap"], 1, "no map 'umap'", "corpusmap map"),
+        (["view", run, "--label-col", "nosuch"], 2, "--label-col 'nosuch': no such column", None),
+        (["view", run, "--clusters", "nosuch"], 1, "no clustering 'nosuch'", "corpusmap clusters"),
+        (["view", run, "-o", tmp_path / "page.htm"], 2, "must end in .html", None),
+        (["export", run, "--format", "csv"], 2, "Invalid value for '--format'", "corpusmap export --help"),
+        (["view", tmp_path / "nowhere"], 1, "no run directory", "corpusmap embed"),
+    ]
+    for args, code, message, command in cases:
+        result = cli(*args)
+        assert result.exit_code == code and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1
+        if command:
+            assert command in result.output
+    # a map made from another run's corpus is refused
+    other = tmp_path / "other"
+    assert cli("embed", EXAMPLE_CORPUS, "-o", other, "--model", "tfidf", "--dim", "20", "--max-chars", "1200",
+               "-q").exit_code == 0
+    (other / "maps").mkdir()
+    shutil.copy(run / "maps" / "tsne.parquet", other / "maps" / "tsne.parquet")
+    result = cli("view", other)
+    assert result.exit_code == 1 and "made from another corpus" in result.output
+    # an output folder that cannot be written
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        result = cli("view", run, "-o", locked / "page.html")
+        if os.geteuid() != 0:  # root writes anyway
+            assert result.exit_code == 1 and "cannot write" in result.output and str(locked) in result.output
+    finally:
+        os.chmod(locked, 0o700)

@@ -1,0 +1,412 @@
+"""The interactive map page in a real headless browser (Debian's chromium driven by playwright).
+
+A real t-SNE map of the ACL abstracts (`corpusmap embed --model tfidf`, `neighbors`, `map`) is written as a
+single-file page, as a page with chunked data files, and as a sampled page (the path of very large maps), then
+checked as a user would: it opens from file:// with no console errors and no network, the canvas is drawn,
+hover shows the title under the mouse, a click lists exactly the point's row of knn/indices.npy, search counts
+equal an independent Python count, colouring changes the pixels, markup in texts stays text, cluster names do
+not overlap. Without the browser (or the playwright package) the browser tests are skipped.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from browsing import VIEWPORT, Opened
+from corpusmap.errors import CorpusmapError
+from corpusmap.tokens import tokenize
+from corpusmap.view import ClusterLevel, PageData, write_page
+from corpusmap.view.points import sample_rows
+
+HOSTILE_TITLE_ROW, HOSTILE_ABSTRACT_ROW = 5, 6
+HOSTILE_TITLE = "<script>window.__pwned = 1</script></script><!-- <b>pwned</b> & done"
+HOSTILE_ABSTRACT = ('<img src=x onerror="window.__pwned = 2"> <script>window.__pwned = 3</script> '
+                    '</script><script>window.__pwned = 4</script> An abstract about pwned parsers.')
+SAMPLED_POINTS = 2_500
+
+
+# ---- the real map and its page data ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def acl_map(shared_data, tmp_path_factory) -> Path:
+    """`corpusmap embed` (TF-IDF) + `neighbors` + a short t-SNE `map` of the 8,401 ACL abstracts."""
+    from click.testing import CliRunner
+
+    from corpusmap.cli import main
+
+    run = tmp_path_factory.mktemp("view") / "acl"
+    for args in (["embed", str(shared_data / "acl_2016_2019.jsonl.gz"), "-o", str(run), "--model", "tfidf"],
+                 ["neighbors", str(run)],
+                 ["map", str(run), "--method", "tsne", "--n-iter", "100", "--early-exaggeration-iter", "50",
+                  "--no-plot"]):
+        result = CliRunner().invoke(main, ["-q", *args])
+        assert result.exit_code == 0, result.output
+    return run
+
+
+def _cluster_names(codes: np.ndarray, k: int, titles: list) -> list[str]:
+    """Three words that are most over-represented in each cluster's titles."""
+    overall, per = Counter(), [Counter() for _ in range(k)]
+    for code, title in zip(codes, titles):
+        words = {w for w in tokenize(title or "") if len(w) > 3}
+        overall.update(words)
+        per[code].update(words)
+    sizes, n = np.bincount(codes, minlength=k), len(codes)
+    names = []
+    for c in range(k):
+        score = {w: m / sizes[c] - overall[w] / n for w, m in per[c].items() if m >= 3}
+        names.append(", ".join(sorted(score, key=lambda w: (-score[w], w))[:3]) or f"cluster {c}")
+    return names
+
+
+@pytest.fixture(scope="session")
+def acl(acl_map, shared_data) -> SimpleNamespace:
+    """PageData of the real map (abstracts from the source file by id), with two hostile rows and two levels of
+    k-means clusters on the map."""
+    import pyarrow.parquet as pq
+    from sklearn.cluster import KMeans
+
+    table = pq.read_table(acl_map / "maps" / "tsne.parquet", columns=["id", "x", "y", "title", "year", "label"])
+    frame = table.to_pandas()
+    with gzip.open(shared_data / "acl_2016_2019.jsonl.gz", "rt", encoding="utf-8") as fh:
+        source = {r["id"]: r.get("abstract") for r in map(json.loads, fh)}
+    ids = frame["id"].astype(str).tolist()
+    titles = frame["title"].tolist()
+    abstracts = [source.get(i) for i in ids]
+    titles[HOSTILE_TITLE_ROW] = HOSTILE_TITLE
+    abstracts[HOSTILE_ABSTRACT_ROW] = HOSTILE_ABSTRACT
+    neighbors = np.load(acl_map / "knn" / "indices.npy")
+    xy = frame[["x", "y"]].to_numpy(np.float64)
+    levels = []
+    for name, k in (("coarse", 8), ("fine", 40)):
+        codes = KMeans(k, n_init=1, random_state=0).fit_predict(xy).astype(np.int32)
+        levels.append(ClusterLevel(name, codes, _cluster_names(codes, k, titles)))
+    years = frame["year"].to_numpy(dtype=np.float64, na_value=np.nan)
+    data = PageData(
+        x=xy[:, 0].astype(np.float32), y=xy[:, 1].astype(np.float32), ids=ids, titles=titles,
+        abstracts=lambda start, stop: {"abstract": abstracts[start:stop]}, years=years,
+        labels=frame["label"].tolist(), neighbors=neighbors, clusters=levels,
+        info={"method": "t-SNE", "parameters": {"k": 10, "n_iter": 200},
+              "evaluation": {"k": 10, "knn_recall": 0.25, "knn_accuracy": {"accuracy": 0.34, "chance": 0.29}}},
+        excess={"2019": ["bert", "pretrained"], "2018": ["elmo"]})
+    token_sets = [set(tokenize(f"{t or ''}\n{a or ''}")) for t, a in zip(titles, abstracts)]
+    return SimpleNamespace(data=data, titles=titles, abstracts=abstracts, neighbors=neighbors, years=years,
+                           token_sets=token_sets)
+
+
+def python_count(token_sets, query: str) -> int:
+    """Independent count: abstracts whose title + abstract tokens include every token of the query."""
+    words = set(tokenize(query))
+    return sum(words <= tokens for tokens in token_sets)
+
+
+@pytest.fixture(scope="session")
+def pages(acl, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("pages")
+    return {
+        "single": write_page(out / "single.html", acl.data, title="ACL (single file)"),
+        "chunked": write_page(out / "chunked.html", acl.data, title="ACL (chunked)", inline_max_points=0,
+                              text_chunk_rows=600, title_chunk_rows=1500, bucket_bytes=200_000),
+        "sampled": write_page(out / "sampled.html", acl.data, title="ACL (sampled)", inline_max_points=0,
+                              max_points=SAMPLED_POINTS, text_chunk_rows=500),
+    }
+
+
+@pytest.fixture(scope="session", params=["single", "chunked"])
+def opened(request, browser, pages):
+    page = Opened(browser, pages[request.param].html)
+    page.mode = request.param
+    yield page
+    page.close()
+
+
+# ---- what is written -------------------------------------------------------------------------------------------
+
+def test_single_file_and_chunked_layouts(pages, acl):
+    single, chunked = pages["single"], pages["chunked"]
+    assert single.folder is None and single.files == 1
+    assert not single.html.with_name("single_files").exists()
+    html = single.html.read_text(encoding="utf-8")
+    assert HOSTILE_TITLE not in html and "window.__pwned = 1</script>" not in html
+    assert html.lower().count("<script") == html.lower().count("</script>")
+    assert chunked.folder.parent == chunked.html.with_name("chunked_files")
+    names = sorted(p.relative_to(chunked.folder).as_posix() for p in chunked.folder.rglob("*.js"))
+    assert names[0] == "index/0.js" and "points.js" in names
+    assert sum(n.startswith("titles/") for n in names) == -(-8401 // 1500)
+    assert sum(n.startswith("texts/") for n in names) == -(-8401 // 600)
+    assert sum(n.startswith("index/") for n in names) == 8
+    assert chunked.files == len(names) + 1
+    per_point = chunked.bytes_per_point()
+    assert set(per_point) == {"page", "points", "titles", "texts", "index", "density"}
+    assert 10 < per_point["points"] < 40  # x, y, year as float32, label and two cluster codes as uint16, base64
+
+
+def _head(acl, m: int, **changes) -> PageData:
+    """The first m rows of the map (without neighbours and clusters, which refer to all rows)."""
+    d = acl.data
+    fields = dict(x=d.x[:m], y=d.y[:m], ids=d.ids[:m], titles=d.titles[:m], years=d.years[:m], labels=d.labels[:m],
+                  abstracts=lambda start, stop: {"abstract": acl.abstracts[start:min(stop, m)]})
+    return PageData(**{**fields, **changes})
+
+
+def test_failed_rewrite_leaves_the_old_page_intact(acl, tmp_path):
+    out = tmp_path / "map.html"
+    first = write_page(out, _head(acl, 1500), inline_max_points=0)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def failing(start, stop):
+        if start >= 1000:
+            raise RuntimeError("disk gone")
+        return {"abstract": acl.abstracts[start:stop]}
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        write_page(out, _head(acl, 1500, abstracts=failing), inline_max_points=0, read_rows=500)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.rglob(".*")] == []
+    second = write_page(out, _head(acl, 1500))  # now a single file: the old data folder goes
+    assert second.folder is None and not first.folder.exists() and not (tmp_path / "map_files").exists()
+
+
+def test_unwritable_output_is_one_clear_error(acl, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CorpusmapError, match="cannot write the page"):
+        write_page(tmp_path / "file" / "map.html", _head(acl, 100))
+
+
+def _decode_bucket(payload: dict, n: int) -> dict[str, list[int]]:
+    """A Python reading of one index bucket, as search.js reads it."""
+    import base64
+
+    def arr(column, dtype):
+        return np.frombuffer(base64.b64decode(column["b64"]), dtype=dtype)
+
+    df, off, bitmap, data = (arr(payload["df"], "<u4"), arr(payload["off"], "<u4"), arr(payload["bitmap"], "u1"),
+                             arr(payload["data"], "u1"))
+    out = {}
+    for i, token in enumerate(payload["tok"]):
+        chunk = data[off[i]:off[i + 1]]
+        if bitmap[i]:
+            rows = np.flatnonzero(np.unpackbits(chunk, bitorder="little")[:n]).tolist()
+        else:
+            rows, value, shift = [], 0, 0
+            for byte in chunk.tolist():
+                value |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    rows.append(value if not rows else rows[-1] + value)
+                    value, shift = 0, 0
+        assert len(rows) == df[i]
+        out[token] = rows
+    return out
+
+
+def test_search_index_holds_exactly_the_python_tokens(acl, tmp_path):
+    from corpusmap.view.encoding import bucket_of
+    from corpusmap.view.search_index import SearchIndexBuilder, search_text
+
+    m = 3000
+    texts = [search_text(t, a) for t, a in zip(acl.titles[:m], acl.abstracts[:m])]
+    texts[10] = "ΣΑΣ ΌΣΟΣ straße İstanbul x² ﬁne e\u0301té 𝑥𝑦 a_b _ x " + texts[10]
+    builder = SearchIndexBuilder(m, 4, tmp_path)
+    for start in range(0, m, 700):
+        builder.add(start, texts[start:start + 700])
+    index = {}
+    for b, payload in builder.payloads():
+        decoded = _decode_bucket(payload, m)
+        assert all(bucket_of(token, 4) == b for token in decoded)
+        index.update(decoded)
+    expected: dict[str, list[int]] = {}
+    for row, text in enumerate(texts):
+        for token in set(tokenize(text)):
+            expected.setdefault(token, []).append(row)
+    assert index == expected
+    assert len(index["the"]) > m // 2  # stored as a bitmap, decoded the same
+
+
+def test_script_json_is_inert_inside_a_script_element():
+    from corpusmap.view.encoding import script_json
+
+    text = script_json({"t": "</script><!-- <SCRIPT> & \u2028\u2029"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"t": "</script><!-- <SCRIPT> & \u2028\u2029"}
+
+
+# ---- in the browser --------------------------------------------------------------------------------------------
+
+def test_loads_offline_without_errors(opened, acl):
+    assert opened.js("window.corpusmap.error") is None
+    assert opened.js("window.corpusmap.n") == len(acl.titles)
+    assert opened.errors == []
+    assert [m for m in opened.console if m[0] == "error"] == []
+    assert opened.blocked == []
+    assert all(url.startswith(("file:", "data:")) for url in opened.requests), opened.requests
+    if opened.mode == "chunked":  # texts are loaded lazily: none before the user asks
+        loaded = [u.rsplit("chunked_files/", 1)[-1] for u in opened.requests if "chunked_files/" in u]
+        assert any(u.endswith("/points.js") for u in loaded)
+        assert not any("/texts/" in u or "/index/" in u for u in loaded)
+
+
+def test_canvas_is_drawn(opened):
+    pixels = opened.canvas_pixels()
+    assert pixels.std() > 10
+    assert (np.abs(pixels - 255).sum(axis=2) > 60).mean() > 0.02  # coloured points, not just a few specks
+
+
+def test_hover_shows_the_title_of_the_point_under_the_mouse(opened, acl):
+    for i in opened.isolated_points(count=2):
+        opened.hover(i)
+        assert opened.page.text_content("#cm-tooltip .cm-tooltip-title") == (acl.titles[i] or "(no title)")
+        meta = opened.page.text_content("#cm-tooltip .cm-tooltip-meta")
+        assert str(int(acl.years[i])) in meta and str(acl.data.labels[i]) in meta
+    opened.page.mouse.move(5, VIEWPORT["height"] - 5)
+
+
+def test_click_lists_exactly_the_high_d_neighbours(opened, acl):
+    i = opened.isolated_points(count=1)[0]
+    x, y = opened.hover(i)
+    opened.page.mouse.click(x, y)
+    opened.page.wait_for_function("i => document.getElementById('cm-details').dataset.row === String(i)", arg=i,
+                                  timeout=10_000)
+    listed = opened.js("Array.from(document.querySelectorAll('#cm-neighbours li')).map(li => +li.dataset.row)")
+    assert listed == acl.neighbors[i].tolist()
+    assert opened.page.text_content(".cm-details-title") == acl.titles[i]
+    assert opened.page.text_content(".cm-abstract") == acl.abstracts[i]
+    first = acl.neighbors[i][0]
+    opened.page.click("#cm-neighbours li:first-child .cm-link")
+    opened.page.wait_for_function("r => document.getElementById('cm-details').dataset.row === String(r)",
+                                  arg=int(first))
+    opened.page.keyboard.press("Escape")
+    assert opened.js("document.getElementById('cm-details').hidden")
+
+
+@pytest.mark.parametrize("query", ["neural machine translation", "BERT", "Dependency-Parsing", "the", "pwned",
+                                   "zzyzx"])
+def test_search_count_equals_an_independent_python_count(opened, acl, query):
+    expected = python_count(acl.token_sets, query)
+    assert opened.js("q => window.corpusmap.search(q)", query) == expected
+    shown = opened.page.text_content("#cm-search-count")
+    assert (f"{expected:,} abstract" in shown) if expected else shown.startswith("No abstract")
+    opened.js("window.corpusmap.search('')")
+
+
+def test_year_filter_and_word_overlay_counts(opened, acl):
+    opened.js("window.corpusmap.years(2018, 2019)")
+    in_range = int(((acl.years >= 2018) & (acl.years <= 2019)).sum())
+    assert opened.page.text_content("#cm-year-count") == f"{in_range:,} points"
+    opened.js("window.corpusmap.years(0, 9999)")
+    opened.js("w => window.corpusmap.words(w)", "bert, elmo")
+    hits = sum(bool({"bert", "elmo"} & tokens) for tokens in acl.token_sets)
+    legend = opened.js("Array.from(document.querySelectorAll('#cm-legend .cm-legend-count')).map(e => e.textContent)")
+    assert legend == [f"{hits:,}", f"{len(acl.titles) - hits:,}"]
+    opened.js("window.corpusmap.colorBy('label')")
+
+
+def test_colouring_by_year_changes_the_pixels(opened):
+    opened.js("window.corpusmap.colorBy('label')")
+    opened.page.wait_for_timeout(150)
+    before = opened.canvas_pixels()
+    opened.js("window.corpusmap.colorBy('year')")
+    opened.page.wait_for_timeout(150)
+    after = opened.canvas_pixels()
+    assert np.abs(after - before).mean() > 1.0
+    assert opened.page.locator("#cm-legend .cm-colorbar").count() == 1
+    opened.js("window.corpusmap.colorBy('label')")
+
+
+def test_markup_in_texts_shows_as_text_and_never_runs(opened):
+    for row, selector, text in ((HOSTILE_TITLE_ROW, ".cm-details-title", HOSTILE_TITLE),
+                                (HOSTILE_ABSTRACT_ROW, ".cm-abstract", HOSTILE_ABSTRACT)):
+        opened.js("i => window.corpusmap.pick(i)", row)
+        assert opened.page.text_content(selector) == text
+    opened.js("i => window.corpusmap.scatter().hover(i)", HOSTILE_TITLE_ROW)
+    opened.page.wait_for_function("document.getElementById('cm-tooltip').dataset.row === '5'")
+    assert opened.page.text_content("#cm-tooltip .cm-tooltip-title") == HOSTILE_TITLE
+    assert opened.js("document.querySelectorAll('#corpusmap img, #corpusmap script, #corpusmap b').length") == 0
+    assert opened.js("typeof window.__pwned") == "undefined"
+    opened.page.keyboard.press("Escape")
+    opened.js("window.corpusmap.scatter().hover(-1)")
+
+
+def test_cluster_names_follow_zoom_and_never_overlap(opened, acl):
+    centre = opened.js("window.corpusmap.dataPosition(0)")
+    seen = []
+    for distance in (None, 0.5, 0.25):
+        if distance:
+            opened.js("([t, d]) => window.corpusmap.lookAt(t, d)", [centre, distance])
+            opened.page.wait_for_timeout(200)
+        boxes = opened.js("""Array.from(document.querySelectorAll('.cm-label'))
+            .filter(n => n.style.display !== 'none')
+            .map(n => { const r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })""")
+        panel = opened.js("(() => { const r = document.getElementById('cm-controls').getBoundingClientRect();"
+                          " return [r.left, r.top, r.right, r.bottom]; })()")
+        assert boxes, f"no cluster name shown at distance {distance}"
+        for j, a in enumerate(boxes):
+            assert not _overlap(a, panel)
+            for b in boxes[j + 1:]:
+                assert not _overlap(a, b), (a, b)
+        seen.append(opened.js("window.corpusmap.labelLevel()"))
+    assert seen[0] == 0 and seen[-1] == len(acl.data.clusters) - 1
+    opened.js("window.corpusmap.scatter().reset()")
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_a_page_of_bare_coordinates_opens(browser, tmp_path):
+    rng = np.random.default_rng(1)
+    result = write_page(tmp_path / "bare.html", PageData(x=rng.normal(size=500), y=rng.normal(size=500)))
+    page = Opened(browser, result.html)
+    try:
+        assert page.errors == [] and page.js("window.corpusmap.error") is None
+        assert page.js("window.corpusmap.n") == 500
+        assert page.canvas_pixels().std() > 5
+        page.js("window.corpusmap.pick(3)")
+        assert page.page.text_content(".cm-details-id") == "row 3"  # no ids: the row, never a link
+    finally:
+        page.close()
+
+
+def test_id_links(opened):
+    links = {s: opened.js("s => window.corpusmap.idLink(s)", s) for s in
+             ["31452104", "10.18653/v1/P16-1001", "2503.01234", "hep-th/9901001", "C16-1001"]}
+    assert links["31452104"]["href"] == "https://pubmed.ncbi.nlm.nih.gov/31452104/"
+    assert links["10.18653/v1/P16-1001"]["href"] == "https://doi.org/10.18653/v1/P16-1001"
+    assert links["2503.01234"]["href"] == "https://arxiv.org/abs/2503.01234"
+    assert links["hep-th/9901001"]["href"] == "https://arxiv.org/abs/hep-th/9901001"
+    assert links["C16-1001"] is None
+
+
+# ---- the large-map path: a sample drawn over the density of all points ------------------------------------------
+
+def test_sampled_page_draws_a_sample_with_full_neighbour_rows(browser, pages, acl):
+    result = pages["sampled"]
+    assert result.sampled and result.n_points == SAMPLED_POINTS and result.bytes["density"] > 0
+    rows = sample_rows(len(acl.titles), SAMPLED_POINTS, seed=0)
+    page = Opened(browser, result.html)
+    try:
+        assert page.errors == [] and page.blocked == [] and page.js("window.corpusmap.error") is None
+        assert page.js("window.corpusmap.n") == SAMPLED_POINTS
+        assert page.canvas_pixels().std() > 10
+        sample_tokens = [acl.token_sets[r] for r in rows]
+        assert page.js("q => window.corpusmap.search(q)", "translation") == python_count(sample_tokens, "translation")
+        p = 7
+        page.js("i => window.corpusmap.pick(i)", p)
+        listed = page.js("Array.from(document.querySelectorAll('#cm-neighbours li')).map(li => +li.dataset.row)")
+        expected = acl.neighbors[rows[p]].tolist()
+        assert len(listed) == len(expected)
+        position = {int(r): j for j, r in enumerate(rows)}
+        assert listed == [position.get(r, -1) for r in expected]
+        outside = page.js("Array.from(document.querySelectorAll('#cm-neighbours li.cm-outside'))"
+                          ".map(li => li.textContent)")
+        titles = [acl.titles[r] for r in expected if r not in position]
+        assert [t.replace(" (not drawn)", "") for t in outside] == titles
+    finally:
+        page.close()
