@@ -337,8 +337,11 @@ class TfidfEncoder:
         dim = min(self.requested_dim, matrix.shape[1] - 1, matrix.shape[0] - 1)
         if dim < 1:
             raise CorpusmapError("too few texts or words to fit TF-IDF + SVD")
+        from threadpoolctl import threadpool_limits
+
         svd = TruncatedSVD(n_components=dim, random_state=self.seed, algorithm="randomized", n_iter=5)
-        svd.fit(matrix)
+        with threadpool_limits(1, user_api="blas"):  # the same fit whatever the number of cores
+            svd.fit(matrix)
         self.vocabulary = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
         self.idf = vectorizer.idf_.astype(np.float32)
         self.components = svd.components_.astype(np.float32)

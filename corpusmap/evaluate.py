@@ -180,9 +180,9 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
     if labels is not None:
         codes, classes = M.label_codes(labels)
         n_lab = int((codes >= 0).sum())
-        if n_lab <= k:
+        if n_lab <= 2 * k:
             msg = (f"label column {label_col!r} has {'no' if n_lab == 0 else f'only {n_lab}'} labelled rows"
-                   + ("" if n_lab == 0 else f" (kNN accuracy needs more than k = {k})"))
+                   + ("" if n_lab == 0 else f" (kNN accuracy needs more than 2k = {2 * k}: test and training)"))
             if require_labels:
                 raise CorpusmapError(msg + "; choose another --label-col")
             notes.append(msg + "; kNN accuracy skipped")
@@ -191,8 +191,10 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
     if years is not None:
         y = M.year_values(years)
         n_dated = int(np.isfinite(y).sum())
-        if n_dated <= k:
-            msg = f"year column {year_col!r} has {'no' if n_dated == 0 else f'only {n_dated}'} years"
+        distinct = np.unique(y[np.isfinite(y)])
+        if n_dated <= 2 * k or distinct.size == 1:
+            msg = f"year column {year_col!r} has {'no' if n_dated == 0 else f'only {n_dated}'} years" \
+                if n_dated <= 2 * k else f"year column {year_col!r} holds one year only ({int(distinct[0])})"
             if require_years:
                 raise CorpusmapError(msg + "; choose another --year-col")
             notes.append(msg + "; year RMSE skipped")
@@ -250,11 +252,14 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
         "definitions": {
             "knn_recall": "fraction of each query's k exact high-D neighbours (self excluded) among its k "
                           "nearest neighbours in the map, averaged over the query sample",
-            "knn_accuracy": "majority vote of the k nearest labelled neighbours (train = every other labelled "
-                            "point; ties go to the class that sorts first); chance = frequency of the most "
-                            "common class",
-            "year_rmse": "RMSE of the mean year of the k nearest dated neighbours; chance = RMSE of "
-                         "predicting the mean year",
+            "knn_accuracy": "majority vote of the k nearest labelled training points (test: a seeded sample of "
+                            "at most half the labelled points; training: every other labelled point; ties go to "
+                            "the class that sorts first); chance = expected accuracy of stratified guessing, "
+                            "sum_c p_train(c) p_test(c) (the landscape paper's); chance_majority = share of "
+                            "the most common class",
+            "year_rmse": "RMSE of the mean year of the k nearest dated training points; chance = RMSE of the "
+                         "mean year of k random training papers (the landscape paper's); chance_mean = RMSE of "
+                         "the mean year",
         },
         "spaces": spaces, "clusters": agreement, "notes": notes,
         "seconds": round(time.monotonic() - t0, 3), "corpusmap_version": __version__,
@@ -272,13 +277,14 @@ def _num(value) -> str:
 
 def format_table(result: dict) -> str:
     """The metrics as a Markdown table (one row per space)."""
-    lines = ["| space | kNN recall | kNN accuracy | chance | year RMSE | chance RMSE |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| space | kNN recall | kNN accuracy | chance (stratified) | majority class | year RMSE | "
+             "chance RMSE (k random) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for s in result["spaces"]:
         acc, yr = s.get("knn_accuracy") or {}, s.get("year_rmse") or {}
         name = f"{s['space']} (baseline)" if s["kind"] == "baseline" and "baseline" not in s["space"] else s["space"]
         lines.append(f"| {name} | {_pct(s.get('knn_recall'))} | {_pct(acc.get('accuracy'))} | "
-                     f"{_pct(acc.get('chance'))} | {_num(yr.get('rmse'))} | {_num(yr.get('chance'))} |")
+                     f"{_pct(acc.get('chance'))} | {_pct(acc.get('chance_majority'))} | {_num(yr.get('rmse'))} | "
+                     f"{_num(yr.get('chance'))} |")
     return "\n".join(lines)
 
 
@@ -315,9 +321,16 @@ def format_report(result: dict) -> str:
     else:
         out.append("No maps found in RUN/maps (run `corpusmap map RUN`); high-D and the PCA baseline only.")
     out += ["", "kNN recall: fraction of each point's k exact high-D neighbours among its k nearest neighbours in "
-                "2D (1 by definition in high-D). kNN accuracy: majority vote of the k nearest labelled "
-                "neighbours; chance = frequency of the most common class. Year RMSE: mean year of the k nearest "
-                "dated neighbours; chance = predicting the mean year."]
+                "2D (1 by definition in high-D). kNN accuracy: majority vote of the k nearest labelled training "
+                "points (the test points are not in the training pool); chance (stratified) = expected accuracy of "
+                "guessing by the class frequencies, as in the landscape paper; majority class = always predicting "
+                "the most common class. Year RMSE: mean year of the k nearest dated training points; chance = the "
+                "mean year of k random papers, as in the paper.",
+            "",
+            "Year RMSE is not comparable with Table 1 of the landscape paper: its code indexes the years of the "
+            "neighbours by their positions in the training subset (so a neighbour's year is another paper's) and "
+            "compares the mean of neighbours 2–11 with the (mis-indexed) nearest neighbour's year instead of the "
+            "paper's own year, which measures the spread of years near a point, not a prediction error."]
     for note in result["notes"]:
         out.append(f"\nNote: {note}.")
     return "\n".join(out) + "\n"

@@ -25,7 +25,7 @@ ROW_GROUP = 65_536
 class ExportParams:
     map: str = "tsne"
     format: str = "atlas"
-    output: Optional[str] = None  # default RUN/maps/MAP.atlas.parquet
+    output: Optional[str] = None  # default RUN/exports/MAP.atlas.parquet
 
     def __post_init__(self):
         check_name(self.map, "--map")
@@ -35,7 +35,7 @@ class ExportParams:
             raise UsageProblem(f"-o {self.output}: the export must end in .parquet")
 
     def out_path(self, run: Run) -> Path:
-        return Path(self.output) if self.output else run.default_render_path(self.map, "parquet", self.format)
+        return Path(self.output) if self.output else run.exports_dir / f"{self.map}.{self.format}.parquet"
 
 
 class ExportStage(Stage):

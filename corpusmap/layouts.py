@@ -13,6 +13,7 @@ the optimiser's actual schedule and timings, ready to store next to the map.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from corpusmap.vectors import as_vectors
 
 METHODS = ("tsne", "umap", "pca")
 PRESETS = ("landscape",)
+SYMMETRIZE = ("max", "mean")  # uniform affinities: P + P^T > 0, or (P + P^T) / 2
 UMAP_INSTALL_HINT = "UMAP needs umap-learn: pip install 'corpusmap[umap]'"
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -85,25 +87,43 @@ def _quiet_library_loggers() -> None:
 # ---------------------------------------------------------------------------------------------- PCA
 
 
-def pca_2d(vectors, block_rows: int = 65536) -> tuple[np.ndarray, dict]:
-    """Exact 2-component PCA computed block by block (two passes, float64 covariance).
+def _blockwise(vectors, block_rows: int, work, threads: Optional[int] = None) -> list:
+    """``work(start, float64 block)`` for every block, in threads with one-threaded BLAS each, results in block
+    order: the same bytes whatever the number of threads (BLAS sums differently with more threads)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    Deterministic: no random solver, and each component's sign is fixed so that its largest-magnitude
-    loading is positive. Returns float64 coordinates (n, 2) and an info dict (explained variance).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(_threads(threads)) as pool:
+        futures = [pool.submit(work, start, block) for start, block in iter_vector_blocks(vectors, block_rows)]
+        return [f.result() for f in futures]
+
+
+def pca_2d(vectors, block_rows: int = 65536, threads: Optional[int] = None) -> tuple[np.ndarray, dict]:
+    """Exact 2-component PCA computed block by block (two passes over the vectors, float64).
+
+    Deterministic, whatever the thread count: every block's sums and products use one-threaded BLAS and are added
+    in block order, the eigenvectors come from a one-threaded LAPACK, and each component's sign is fixed so that
+    its largest-magnitude loading is positive. The input is never changed. Returns float64 coordinates (n, 2)
+    and an info dict (explained variance).
     """
+    from threadpoolctl import threadpool_limits
+
     n, d = vectors.shape
     if n < 2:
         raise CorpusmapError("PCA needs at least 2 vectors")
-    total = np.zeros(d)
-    for _, block in iter_vector_blocks(vectors, block_rows):
-        total += block.sum(axis=0)
-    mean = total / n
+    mean = np.sum(_blockwise(vectors, block_rows, lambda _, block: block.sum(axis=0), threads), axis=0) / n
+
+    def scatter(_, block):
+        block = block - mean
+        return block.T @ block
+
     cov = np.zeros((d, d))
-    for _, block in iter_vector_blocks(vectors, block_rows):
-        block -= mean
-        cov += block.T @ block
+    for part in _blockwise(vectors, block_rows, scatter, threads):
+        cov += part
     cov /= max(n - 1, 1)
-    eigval, eigvec = np.linalg.eigh(cov)
+    with threadpool_limits(1):
+        eigval, eigvec = np.linalg.eigh(cov)
     order = np.argsort(eigval)[::-1][:2]
     components = eigvec[:, order]
     if components.shape[1] < 2:  # d == 1
@@ -111,8 +131,9 @@ def pca_2d(vectors, block_rows: int = 65536) -> tuple[np.ndarray, dict]:
     signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(2)])
     components *= np.where(signs == 0, 1, signs)
     coords = np.empty((n, 2))
-    for start, block in iter_vector_blocks(vectors, block_rows):
-        coords[start:start + len(block)] = (block - mean) @ components
+    for start, part in zip(range(0, n, block_rows),
+                           _blockwise(vectors, block_rows, lambda _, block: (block - mean) @ components, threads)):
+        coords[start:start + len(part)] = part
     total_var = float(np.trace(cov))
     explained = [float(eigval[i]) for i in order]
     info = {"explained_variance": explained,
@@ -180,10 +201,12 @@ class TsneParams:
             base = cls()
         elif name == "landscape":
             # González-Márquez et al. 2024: uniform k=10 affinities; 125 iterations at exaggeration 12
-            # (momentum 0.5), 125 annealing 12 -> 1 (momentum 0.8), then 2000 at 1 (momentum 0.8).
+            # (momentum 0.5), 125 annealing 12 -> 1 (momentum 0.8), then 2000 at 1 (momentum 0.8). Their run
+            # (pubmed-landscape, Feb 2024) left openTSNE's Uniform(symmetrize=...) at its default, which up to
+            # openTSNE 1.0.2 was the mean (P + P^T) / 2; since 1.0.3 the default is the max.
             base = cls(k=10, exaggeration=1.0, early_exaggeration=12.0, early_exaggeration_iter=125,
                        anneal_iter=125, n_iter=2000, initial_momentum=0.5, final_momentum=0.8,
-                       learning_rate="auto", preset="landscape")
+                       learning_rate="auto", symmetrize="mean", preset="landscape")
         else:
             raise UsageProblem(f"unknown t-SNE preset {name!r}; choose from {', '.join(PRESETS)}")
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -202,6 +225,8 @@ class TsneParams:
             raise UsageProblem("--dof must be positive")
         if self.gradient not in ("fft", "bh"):
             raise UsageProblem("--gradient must be fft or bh")
+        if self.symmetrize not in SYMMETRIZE:
+            raise UsageProblem(f"--symmetrize must be one of {', '.join(SYMMETRIZE)}")
         if not (self.learning_rate == "auto" or (isinstance(self.learning_rate, (int, float))
                                                  and self.learning_rate > 0)):
             raise UsageProblem("--learning-rate must be 'auto' or a positive number")
@@ -525,6 +550,15 @@ class UmapParams:
     spread: float = 1.0
     n_epochs: Optional[int] = None
     init: str = "spectral"
+    preset: Optional[str] = None
+
+    @classmethod
+    def preset_params(cls, name: Optional[str], **overrides) -> "UmapParams":
+        """The landscape paper compared t-SNE with UMAP(n_neighbors=10), umap-learn's defaults otherwise."""
+        if name not in (None,) + PRESETS:
+            raise UsageProblem(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        base = cls(n_neighbors=10, preset=name) if name == "landscape" else cls()
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def validate(self) -> None:
         if self.n_neighbors < 2:
@@ -586,7 +620,11 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: 
                         n_epochs=params.n_epochs, init=params.init, metric=metric, random_state=seed,
                         n_jobs=1 if seed is not None else threads, precomputed_knn=(idx, dist, None),
                         low_memory=True, verbose=False)
-    with warnings.catch_warnings():
+    from threadpoolctl import threadpool_limits
+
+    # with a seed, one-threaded BLAS too (its spectral initialisation), so the map does not depend on the cores
+    limits = threadpool_limits(1, user_api="blas") if seed is not None else contextlib.nullcontext()
+    with warnings.catch_warnings(), limits:
         # "no search index: transform unavailable" and "n_jobs overridden by random_state" are expected
         warnings.simplefilter("ignore")
         coords = reducer.fit_transform(X)
@@ -604,7 +642,67 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: 
     return Layout(coords, info)
 
 
+def umap_add_layout(reference_coords: np.ndarray, reference_vectors, new_vectors: np.ndarray, *,
+                    map_params: UmapParams, metric: str = "euclidean", threads: Optional[int] = None,
+                    seed: int = 42) -> Layout:
+    """Place ``new_vectors`` into an existing UMAP map without moving its points: umap-learn's own ``transform``
+    (the fuzzy graph of each new point's exact nearest reference points, the weighted-mean initialisation,
+    then epochs against the fixed reference points), fed exact FAISS neighbours instead of its search index, so it
+    works for maps made from the stored graph."""
+    import scipy.sparse
+
+    U = import_umap().umap_
+
+    t0 = time.perf_counter()
+    threads = _threads(threads)
+    k = map_params.n_neighbors
+    ref = np.ascontiguousarray(reference_coords, dtype=np.float32)
+    if as_vectors(reference_vectors).shape[0] != ref.shape[0]:
+        raise CorpusmapError("the map and the run's vectors have different numbers of rows")
+    indices, dists = nearest_in(reference_vectors, new_vectors, k, metric, threads)
+    dists = np.ascontiguousarray(dists, dtype=np.float32)
+    sigmas, rhos = U.smooth_knn_dist(dists, float(k), local_connectivity=0.0)
+    rows, cols, vals, _ = U.compute_membership_strengths(indices.astype(np.int32), dists, sigmas, rhos,
+                                                           bipartite=True)
+    graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(len(indices), len(ref)))
+    csr = graph.tocsr()
+    csr.eliminate_zeros()
+    embedding = U.init_graph_transform(csr, ref)
+    n_epochs = map_params.n_epochs // 3 if map_params.n_epochs else (100 if graph.shape[0] <= 10_000 else 30)
+    graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
+    graph.eliminate_zeros()
+    a, b = U.find_ab_params(map_params.spread, map_params.min_dist)
+    rng_state = np.random.RandomState(seed).randint(np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1,
+                                                    3).astype(np.int64)
+    embedding = U.optimize_layout_euclidean(
+        np.ascontiguousarray(embedding, dtype=np.float32), ref.copy(), graph.row, graph.col, n_epochs,
+        graph.shape[1], U.make_epochs_per_sample(graph.data, n_epochs), a, b, rng_state, 1.0, 0.25, 5,
+        False, verbose=False)
+    coords = np.asarray(embedding, dtype=np.float32)
+    if not np.isfinite(coords).all():
+        raise CorpusmapError("UMAP placed points at non-finite coordinates")
+    info = {"method": "umap-transform",
+            "parameters": {"reference_n_neighbors": k, "n_epochs": int(n_epochs), "metric": metric, "seed": seed,
+                           "threads": threads, "a": float(a), "b": float(b)},
+            "seconds": {"layout": round(time.perf_counter() - t0, 3)}}
+    return Layout(coords, info)
+
+
+def placement_recall(reference_coords: np.ndarray, reference_vectors, new_coords: np.ndarray,
+                     new_vectors: np.ndarray, k: int = 10, metric: str = "euclidean",
+                     threads: Optional[int] = None) -> float:
+    """How well added points sit: the mean fraction of each new point's k exact high-D neighbours among the
+    reference points that are also among its k nearest reference points in the map."""
+    from scipy.spatial import cKDTree
+
+    high, _ = nearest_in(reference_vectors, new_vectors, k, metric, threads)
+    _, low = cKDTree(np.asarray(reference_coords, dtype=np.float64)).query(np.asarray(new_coords, np.float64), k)
+    low = np.asarray(low).reshape(len(new_coords), k)
+    return float(np.mean([len(set(h) & set(lw)) / k for h, lw in zip(high, low)]))
+
+
 __all__ = ["Layout", "TsneParams", "UmapParams", "TransformParams", "METHODS", "PRESETS", "pca_2d",
            "pca_layout", "pca_initialization", "tsne_affinities", "tsne_layout", "tsne_add_layout",
+           "umap_add_layout", "placement_recall",
            "umap_layout", "knn_with_self", "check_k_for_tsne", "check_k_for_umap", "nearest_in",
            "default_threads", "check_graph"]

@@ -152,7 +152,7 @@ def _manifest(run: Run, name: str, layout: layouts.Layout, block: dict, graph=No
                 "created": block["created"], "run": str(run.path.resolve()), "n": int(run.n_rows),
                 "seed": block["params"].get("seed"), "parameters": layout.info.get("parameters", {}),
                 "embeddings": {k: emb.get(k) for k in ("model", "dim", "pooling", "max_length", "normalize", "n")}}
-    for key in ("schedule", "total_iterations", "seconds", "pca", "reference"):
+    for key in ("schedule", "total_iterations", "seconds", "pca", "reference", "placement"):
         if key in layout.info:
             manifest[key] = layout.info[key]
     if graph is not None:
@@ -275,7 +275,8 @@ class MapStage(Stage):
 
 @dataclass(frozen=True)
 class AddParams:
-    """Place this run's abstracts into map ``name`` of the ``reference`` run, without moving its points."""
+    """Place this run's abstracts into map ``name`` (t-SNE or UMAP) of the ``reference`` run, without moving its
+    points."""
 
     reference: str
     name: str = "tsne"
@@ -287,7 +288,8 @@ class AddParams:
 
 
 class AddStage(Stage):
-    """``corpusmap map RUN --add NEW_RUN``: ``NEW_RUN/maps/<name>.parquet`` in the coordinates of RUN's map."""
+    """``corpusmap map RUN --add NEW_RUN``: ``NEW_RUN/maps/<name>.parquet`` in the coordinates of RUN's map
+    (openTSNE's ``prepare_partial`` for t-SNE maps, umap-learn's ``transform`` for UMAP maps)."""
 
     name = "map"
     what = "a map"
@@ -312,9 +314,11 @@ class AddStage(Stage):
     def prepare(self, run: Run, params: AddParams) -> None:
         reference = _reference(run, params)
         meta = read_map_stage(need_map(reference, params.name))
-        if meta.get("method") != "tsne":
+        if meta.get("method") not in ("tsne", "umap"):
             raise UsageProblem(f"map {params.name!r} of {reference.path} is a {meta.get('method') or 'foreign'} "
-                               "map; points can only be added to a t-SNE map made by `corpusmap map --method tsne`")
+                               "map; points can only be added to a t-SNE or UMAP map made by `corpusmap map`")
+        if meta.get("method") == "umap":
+            layouts.import_umap()
         _check_compatible(reference, run)
         run.vectors
 
@@ -343,12 +347,23 @@ class AddStage(Stage):
                                  f"({graph.n:,}) and the vectors ({len(vectors):,}) of {reference.path} disagree; "
                                  "recompute the map")
         stored = ref_map.manifest.get("parameters", {})
-        fields = {f.name for f in dataclasses.fields(layouts.TsneParams)}
-        map_params = layouts.TsneParams(**{k: v for k, v in stored.items() if k in fields})
-        info(f"map {params.name}: adding {len(new_vectors):,} points of {run.path} to {len(ref_map.coords):,}")
-        layout = layouts.tsne_add_layout(ref_map.coords, graph.indices, graph.distances, vectors,
-                                         new_vectors.to_numpy(), map_params=map_params, metric=graph.metric,
-                                         transform=params.transform, threads=self.threads, seed=params.seed)
+        method = ref_map.manifest.get("method")
+        kind = layouts.TsneParams if method == "tsne" else layouts.UmapParams
+        fields = {f.name for f in dataclasses.fields(kind)}
+        map_params = kind(**{k: v for k, v in stored.items() if k in fields})
+        new_block = new_vectors.to_numpy()
+        info(f"map {params.name}: adding {len(new_block):,} points of {run.path} to {len(ref_map.coords):,}")
+        if method == "tsne":
+            layout = layouts.tsne_add_layout(ref_map.coords, graph.indices, graph.distances, vectors, new_block,
+                                             map_params=map_params, metric=graph.metric,
+                                             transform=params.transform, threads=self.threads, seed=params.seed)
+        else:
+            layout = layouts.umap_add_layout(ref_map.coords, vectors, new_block, map_params=map_params,
+                                             metric=graph.metric, threads=self.threads, seed=params.seed)
+        layout.info["placement"] = {"k": 10, "knn_recall": layouts.placement_recall(
+            ref_map.coords, vectors, layout.coords, new_block, 10, graph.metric, self.threads),
+            "definition": "mean share of each added point's 10 exact high-D neighbours among the reference "
+                          "points that are among its 10 nearest reference points in the map"}
         layout.info["reference"] = {"run": str(reference.path.resolve()), "map": params.name,
                                     "map_created": ref_map.manifest.get("created"), "n": int(len(ref_map.coords))}
         manifest = _manifest(run, params.name, layout, block, graph)

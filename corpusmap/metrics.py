@@ -2,14 +2,20 @@
 
 * :func:`knn_recall` — for a random sample of query points, the fraction of each point's k exact high-D
   neighbours (itself excluded) that are among its k nearest neighbours in the map; averaged over the queries.
-* :func:`knn_accuracy` — a random sample of labelled points is the test set; each is predicted by a majority vote
-  of its k nearest labelled neighbours (train = every other labelled point); unlabelled points take no part.
-  Ties go to the class that sorts first, as in scikit-learn's ``KNeighborsClassifier``. Chance level = the
-  frequency of the most common class among labelled points (the accuracy of always predicting it); the expected
-  accuracy of guessing by class frequencies, sum of p_c², is reported beside it as ``chance_random``.
-* :func:`year_rmse` — a random sample of dated points; each year is predicted as the mean year of its k nearest
-  dated neighbours; RMSE against the true year. Chance level = the RMSE of predicting the mean year of all dated
-  points for every test point.
+* :func:`knn_accuracy` — a random sample of labelled points is the test set, the training pool is every other
+  labelled point (the test points excluded, as in the reference split); each test point is predicted by a majority
+  vote of its k nearest training points; unlabelled points take no part. Ties go to the class that sorts first, as
+  in scikit-learn's ``KNeighborsClassifier``. Chance level, as in the landscape paper: the expected accuracy of
+  guessing by the training class frequencies (scikit-learn's ``DummyClassifier(strategy="stratified")``),
+  Σ_c p_train(c) · p_test(c) ≈ Σ p_c² (4.3% there); the share of the most common class is reported beside it as
+  ``chance_majority``.
+* :func:`year_rmse` — a random sample of dated points, the training pool every other dated point; each year is
+  predicted as the mean year of its k nearest dated training points; RMSE against the true year. Chance level, as
+  in the paper: the RMSE of predicting each test year as the mean year of k random training papers (a seeded
+  draw). A year column that holds one year only is reported as such (no RMSE).
+
+The test sample is at most half of the eligible points, so that a training pool remains when ``queries`` asks for
+all of them.
 
 Every function takes ``X`` as a numpy array or as the store's vectors (``shape``, ``iter_blocks``, ``take``), and
 ``queries`` as a sample size (drawn with ``seed``; ``None`` or ``>= n`` means every eligible point) or an explicit
@@ -36,8 +42,8 @@ RERANK_EXTRA = 8
 @dataclass(frozen=True)
 class KnnAccuracy:
     accuracy: float
-    chance: float  # frequency of the most common class among labelled points
-    chance_random: float  # expected accuracy of guessing by class frequencies: sum of p_c^2
+    chance: float  # expected accuracy of stratified guessing: sum_c p_train(c) * p_test(c) (the paper's chance)
+    chance_majority: float  # accuracy of always predicting the most common training class
     k: int
     n_test: int
     n_train: int
@@ -50,7 +56,8 @@ class KnnAccuracy:
 @dataclass(frozen=True)
 class YearRmse:
     rmse: float
-    chance: float  # RMSE of predicting the mean year
+    chance: float  # RMSE of predicting the mean year of k random training papers (the paper's chance)
+    chance_mean: float  # RMSE of predicting the mean year of all training papers
     mean_year: float
     k: int
     n_test: int
@@ -214,9 +221,21 @@ def label_codes(labels) -> tuple[np.ndarray, np.ndarray]:
     return codes, classes
 
 
+def split(eligible: np.ndarray, queries: Queries, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(test rows, training mask)``: the seeded test sample (at most half the eligible points) and every other
+    eligible point."""
+    n_eligible = int(np.count_nonzero(eligible))
+    if queries is None or np.isscalar(queries):
+        queries = min(int(queries) if queries is not None else n_eligible, n_eligible // 2)
+    rows = sample_queries(eligible, queries, seed)
+    train = np.asarray(eligible, dtype=bool).copy()
+    train[rows] = False
+    return rows, train
+
+
 def knn_accuracy(X, labels, k: int = 10, queries: Queries = 10_000, seed: int = 42,
                  metric: str = "euclidean") -> KnnAccuracy:
-    """kNN classification accuracy (majority vote of the k nearest labelled neighbours); see the module doc."""
+    """kNN classification accuracy (majority vote of the k nearest labelled training points); see the module doc."""
     n = int(as_vectors(X).shape[0])
     codes, classes = label_codes(labels)
     if codes.shape[0] != n:
@@ -225,15 +244,16 @@ def knn_accuracy(X, labels, k: int = 10, queries: Queries = 10_000, seed: int = 
     n_lab = int(labelled.sum())
     if n_lab == 0:
         raise CorpusmapError("no labelled points: every label is empty")
-    if n_lab <= k:
-        raise CorpusmapError(f"only {n_lab} labelled points; kNN accuracy needs more than k = {k}")
-    rows = sample_queries(labelled, queries, seed)
-    nb = exact_neighbors(X, rows, k, metric, candidates=labelled)
+    if n_lab <= 2 * k:
+        raise CorpusmapError(f"only {n_lab} labelled points; kNN accuracy needs more than 2k = {2 * k}")
+    rows, train = split(labelled, queries, seed)
+    nb = exact_neighbors(X, rows, k, metric, candidates=train)
     pred = vote(codes[nb], len(classes))
-    freq = np.bincount(codes[labelled], minlength=len(classes)) / n_lab
-    return KnnAccuracy(accuracy=float(np.mean(pred == codes[rows])), chance=float(freq.max()),
-                       chance_random=float(np.sum(freq ** 2)), k=int(k), n_test=int(len(rows)),
-                       n_train=n_lab - 1, n_classes=int(len(classes)))
+    p_train = np.bincount(codes[train], minlength=len(classes)) / int(train.sum())
+    p_test = np.bincount(codes[rows], minlength=len(classes)) / len(rows)
+    return KnnAccuracy(accuracy=float(np.mean(pred == codes[rows])), chance=float(np.sum(p_train * p_test)),
+                       chance_majority=float(p_test[p_train.argmax()]), k=int(k), n_test=int(len(rows)),
+                       n_train=int(train.sum()), n_classes=int(len(classes)))
 
 
 def year_values(years) -> np.ndarray:
@@ -245,23 +265,29 @@ def year_values(years) -> np.ndarray:
 
 def year_rmse(X, years, k: int = 10, queries: Queries = 10_000, seed: int = 42,
               metric: str = "euclidean") -> YearRmse:
-    """RMSE of predicting each test point's year as the mean year of its k nearest dated neighbours."""
+    """RMSE of predicting each test point's year as the mean year of its k nearest dated training points."""
     n = int(as_vectors(X).shape[0])
     y = year_values(years)
     if y.shape[0] != n:
         raise CorpusmapError(f"{y.shape[0]:,} years for {n:,} points")
     dated = np.isfinite(y)
     n_dated = int(dated.sum())
-    if n_dated <= k:
-        raise CorpusmapError(f"only {n_dated} points with a year; year RMSE needs more than k = {k}")
-    rows = sample_queries(dated, queries, seed)
-    nb = exact_neighbors(X, rows, k, metric, candidates=dated)
+    if n_dated <= 2 * k:
+        raise CorpusmapError(f"only {n_dated} points with a year; year RMSE needs more than 2k = {2 * k}")
+    if np.unique(y[dated]).size == 1:
+        raise CorpusmapError(f"every dated point has the year {int(y[dated][0])}: year RMSE says nothing")
+    rows, train = split(dated, queries, seed)
+    nb = exact_neighbors(X, rows, k, metric, candidates=train)
     pred = y[nb].mean(axis=1)
-    mean_year = float(y[dated].mean())
+    pool = np.flatnonzero(train)
+    rng = np.random.default_rng([int(seed), 7])
+    random_mean = np.array([y[rng.choice(pool, size=k, replace=False)].mean() for _ in rows])
+    mean_year = float(y[train].mean())
     return YearRmse(rmse=float(np.sqrt(np.mean((pred - y[rows]) ** 2))),
-                    chance=float(np.sqrt(np.mean((mean_year - y[rows]) ** 2))), mean_year=mean_year,
-                    k=int(k), n_test=int(len(rows)), n_train=n_dated - 1)
+                    chance=float(np.sqrt(np.mean((random_mean - y[rows]) ** 2))),
+                    chance_mean=float(np.sqrt(np.mean((mean_year - y[rows]) ** 2))), mean_year=mean_year,
+                    k=int(k), n_test=int(len(rows)), n_train=int(train.sum()))
 
 
-__all__ = ["KnnAccuracy", "YearRmse", "sample_queries", "exact_neighbors", "knn_recall", "knn_accuracy",
+__all__ = ["KnnAccuracy", "YearRmse", "sample_queries", "split", "exact_neighbors", "knn_recall", "knn_accuracy",
            "year_rmse", "recall_from_neighbors", "vote", "label_codes", "year_values"]

@@ -8,7 +8,8 @@
       knn/                                   neighbors: indices.npy, distances.npy, manifest.json
       clusters/NAME.parquet                  clusters: id + one column per level; NAME.summary.parquet, NAME.json
       maps/NAME.parquet                      map: id, x, y + metadata; its manifest in the parquet metadata
-      maps/NAME.renders.json                 plot, view: the figures and pages drawn from map NAME
+      maps/NAME.renders.json                 plot, view, export: the figures, pages and exports of map NAME
+      exports/NAME.FORMAT.parquet            export: a map for other tools (embedding-atlas)
       eval/                                  evaluate: metrics.json, metrics.md, manifest.json
       excess/                                excess: counts, tables, report.md, figures, manifest.json
       pipeline.json                          run: what the last `corpusmap run` did
@@ -120,6 +121,7 @@ class Run:
     knn_dir = property(lambda self: self.path / "knn")
     clusters_dir = property(lambda self: self.path / "clusters")
     maps_dir = property(lambda self: self.path / "maps")
+    exports_dir = property(lambda self: self.path / "exports")
     eval_dir = property(lambda self: self.path / "eval")
     excess_dir = property(lambda self: self.path / "excess")
     pipeline_state_path = property(lambda self: self.path / "pipeline.json")
@@ -208,7 +210,8 @@ class Run:
 
     @property
     def corpus_fingerprint(self) -> str:
-        return self.corpus_manifest["sha256"]
+        manifest = self.corpus_manifest
+        return (manifest.get("stage") or {}).get("fingerprint") or manifest["sha256"]
 
     def iter_corpus_batches(self, columns: list[str], batch_rows: int = 16_384) -> Iterator[pa.RecordBatch]:
         """The corpus in record batches of some columns (bounded memory)."""

@@ -80,7 +80,7 @@ def test_the_page_opens_offline_with_the_runs_regions_and_neighbours(run, browse
 def test_export_for_embedding_atlas(run):
     result = cli("export", run, "--map", "tsne")
     assert result.exit_code == 0, result.output
-    table = pq.read_table(run / "maps" / "tsne.atlas.parquet")
+    table = pq.read_table(run / "exports" / "tsne.atlas.parquet")
     assert {"id", "x", "y", "text", "title", "year", "label", "cluster_0", "neighbors"} <= set(table.column_names)
     graph = np.load(run / "knn" / "indices.npy")
     distances = np.load(run / "knn" / "distances.npy")

@@ -13,8 +13,8 @@ from corpusmap.plot import LABEL_KINDS, PlotParams, PlotStage
 from corpusmap.run import Run
 
 T, U = layouts.TsneParams, layouts.UmapParams
-TSNE_FLAGS = ("preset", "k", "perplexity", "exaggeration", "early_exaggeration", "early_exaggeration_iter", "n_iter",
-              "dof", "learning_rate", "gradient")
+TSNE_FLAGS = ("k", "perplexity", "exaggeration", "early_exaggeration", "early_exaggeration_iter", "n_iter",
+              "dof", "learning_rate", "gradient", "symmetrize")
 PLOT_FLAGS = ("width", "height", "dpi", "labels", "title")
 
 
@@ -45,6 +45,8 @@ def _plot_job(run: Run, name: str, o: dict) -> Job:
 def map_jobs(o: dict) -> list[Job]:
     given = [("-k" if key == "k" else f"--{key.replace('_', '-')}") for key in TSNE_FLAGS if o[key] is not None]
     if o["add_run"]:
+        if o["preset"]:
+            given.append("--preset")
         if given:
             raise UsageProblem(f"--add places points with the reference map's own settings; drop {', '.join(given)}")
         new_run = Run(o["add_run"])
@@ -54,14 +56,16 @@ def map_jobs(o: dict) -> list[Job]:
         return out + ([_plot_job(new_run, params.name, o)] if o["plot"] else [])
     if o["method"] != "tsne" and given:
         raise UsageProblem(f"{', '.join(given)} only apply to --method tsne")
+    if o["method"] == "pca" and o["preset"]:
+        raise UsageProblem("--preset applies to --method tsne or umap")
     if o["k"] is not None and o["perplexity"] is not None:
         raise UsageProblem("-k (uniform affinities) and --perplexity exclude each other")
     tsne = T.preset_params(
         o["preset"], k=o["k"], perplexity=o["perplexity"], exaggeration=o["exaggeration"],
         early_exaggeration=o["early_exaggeration"], early_exaggeration_iter=o["early_exaggeration_iter"],
-        n_iter=o["n_iter"], dof=o["dof"], gradient=o["gradient"],
+        n_iter=o["n_iter"], dof=o["dof"], gradient=o["gradient"], symmetrize=o["symmetrize"],
         learning_rate=layouts._parse_learning_rate(o["learning_rate"]) if o["learning_rate"] is not None else None)
-    umap = U(n_neighbors=o["n_neighbors"], min_dist=o["min_dist"], n_epochs=o["n_epochs"])
+    umap = U.preset_params(o["preset"], n_neighbors=o["n_neighbors"], min_dist=o["min_dist"], n_epochs=o["n_epochs"])
     params = MapParams(method=o["method"], name=o["name"], seed=o["seed"], tsne=tsne, umap=umap,
                        umap_parallel=o["umap_parallel"])
     run = Run(o["run"])
@@ -76,8 +80,8 @@ def report_map(result) -> None:
         return
     seconds = (m.get("seconds") or {}).get("layout")
     timing = f", {seconds:,.1f} s" if seconds is not None else ""
-    what = f"{m['n']:,} points placed in {m['reference']['run']}'s map {m['name']!r}" if m.get("reference") \
-        else f"{m['method']} map of {m['n']:,} points"
+    what = f"{m['n']:,} points placed in {m['reference']['run']}'s map {m['name']!r} (kNN recall of the placed " \
+        f"points {m['placement']['knn_recall']:.3f})" if m.get("reference") else f"{m['method']} map of {m['n']:,} points"
     click.echo(f"{result.where}: {what}{timing}")
 
 
@@ -97,11 +101,12 @@ def report_plot(result) -> None:
 @seed_option(MapParams)
 @threads_option
 @click.option("--add", "add_run", default=None, type=click.Path(file_okay=False, path_type=str), metavar="NEW_RUN",
-              help="Place NEW_RUN's abstracts (embedded with the same model) into RUN's t-SNE map without moving "
-                   "its points; writes NEW_RUN/maps/NAME.parquet.")
+              help="Place NEW_RUN's abstracts (embedded with the same model) into RUN's t-SNE or UMAP map without "
+                   "moving its points; writes NEW_RUN/maps/NAME.parquet.")
 @click.option("--preset", type=click.Choice(layouts.PRESETS), default=None,
-              help="t-SNE: the PubMed-landscape schedule (125 it. at exaggeration 12, momentum 0.5; 125 "
-                   "annealing 12 -> 1; 2000 at 1, or --n-iter).")
+              help="The PubMed-landscape settings. t-SNE: uniform k=10 affinities symmetrised by their mean, 125 "
+                   "it. at exaggeration 12 (momentum 0.5), 125 annealing 12 -> 1, 2000 at 1 (or --n-iter); UMAP: "
+                   "--n-neighbors 10.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=None,
               help=f"t-SNE: uniform affinities on the k nearest neighbours [default: {default(T, 'k')}].")
 @click.option("--perplexity", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -122,8 +127,12 @@ def report_plot(result) -> None:
               help="t-SNE: step size; auto = n / exaggeration in each phase [default: auto].")
 @click.option("--gradient", type=click.Choice(["fft", "bh"]), default=None,
               help="t-SNE: repulsive forces by FFT interpolation or Barnes-Hut [default: fft].")
-@click.option("--n-neighbors", type=click.IntRange(min=2), default=default(U, "n_neighbors"), show_default=True,
-              help="UMAP: neighbours including the point itself (at most the stored k + 1).")
+@click.option("--symmetrize", type=click.Choice(layouts.SYMMETRIZE), default=None,
+              help="t-SNE uniform affinities: max = P + P^T > 0 (openTSNE's default since 1.0.3), mean = "
+                   "(P + P^T) / 2 (its default before; the landscape map) [default: max; landscape: mean].")
+@click.option("--n-neighbors", type=click.IntRange(min=2), default=None,
+              help=f"UMAP: neighbours including the point itself, at most the stored k + 1 [default: "
+                   f"{default(U, 'n_neighbors')}; landscape: 10].")
 @click.option("--min-dist", type=click.FloatRange(min=0), default=default(U, "min_dist"), show_default=True,
               help="UMAP: minimum distance between points in the map.")
 @click.option("--n-epochs", type=click.IntRange(min=1), default=None, help="UMAP: epochs [default: umap-learn's].")

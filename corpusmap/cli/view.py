@@ -92,7 +92,7 @@ def report_export(result) -> None:
 @click.option("--format", "format", type=click.Choice(FORMATS), default="atlas", show_default=True,
               help="atlas: a parquet that embedding-atlas opens as is (x, y, text, neighbours).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="The file [default: RUN/maps/NAME.FORMAT.parquet].")
+              help="The file [default: RUN/exports/NAME.FORMAT.parquet].")
 @quiet_option
 def export(**options):
     """Export a map of RUN with its texts, regions and high-D neighbours for other tools."""

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Submit the embed job array and, depending on it, the merge job.
+# Submit the prepare job (reads the corpus once), the embed job array depending on it, and the merge job.
 #
 #   INPUT='/data/pubmed/*.xml.gz' RUN=/scratch/$USER/pubmed EMBED_ARGS="--dtype float16" ./submit.sh 16
 #
@@ -14,7 +14,10 @@ tasks=${spec%%%*}
 throttle=${spec#"$tasks"}
 mkdir -p logs  # sbatch writes logs/... relative to this directory and does not create it
 
-jobid=$(sbatch --parsable --array="0-$((tasks - 1))$throttle" --export=ALL "$here/embed_array.sbatch")
-jobid=${jobid%%;*}  # "jobid;cluster" on multi-cluster setups
+prepare=$(sbatch --parsable --export=ALL "$here/prepare.sbatch")
+prepare=${prepare%%;*}  # "jobid;cluster" on multi-cluster setups
+jobid=$(sbatch --parsable --array="0-$((tasks - 1))$throttle" --dependency="afterok:$prepare" \
+    --kill-on-invalid-dep=yes --export=ALL "$here/embed_array.sbatch")
+jobid=${jobid%%;*}
 merge=$(sbatch --parsable --dependency="afterok:$jobid" --kill-on-invalid-dep=yes --export=ALL "$here/merge.sbatch")
-echo "embed array: job $jobid ($tasks tasks); merge: job ${merge%%;*} (runs when every task succeeded)"
+echo "prepare: job $prepare; embed array: job $jobid ($tasks tasks, after prepare); merge: job ${merge%%;*}"

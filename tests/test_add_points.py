@@ -1,0 +1,76 @@
+"""Growing a map: next year's abstracts placed on this year's t-SNE or UMAP map without moving it, as well as the
+libraries' own placement (openTSNE's transform, umap-learn's transform on a model that holds its data)."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import EXAMPLE_CORPUS, cli
+from corpusmap import layouts
+from corpusmap.run import Run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grow")
+    lines = gzip.open(EXAMPLE_CORPUS, "rt").read().splitlines()
+    (folder / "old.jsonl").write_text("\n".join(lines[:1500]) + "\n")
+    (folder / "new.jsonl").write_text("\n".join(lines[1500:]) + "\n")
+    ref, new = folder / "ref", folder / "new"
+    for args in (["embed", folder / "old.jsonl", "-o", ref, "--model", "tfidf", "--dim", "50"],
+                 ["embed", folder / "new.jsonl", "-o", new, "--model", "tfidf", "--fit-from", ref],
+                 ["neighbors", ref], ["map", ref, "--method", "umap", "--no-plot"],
+                 ["map", ref, "--method", "tsne", "--n-iter", "200", "--no-plot"]):
+        result = cli(*args, "-q")
+        assert result.exit_code == 0, result.output
+    return ref, new
+
+
+@pytest.mark.parametrize("method", ["umap", "tsne"])
+def test_added_points_leave_the_map_alone_and_sit_near_their_high_d_neighbours(runs, method):
+    ref, new = runs
+    before = (ref / "maps" / f"{method}.parquet").read_bytes()
+    result = cli("map", ref, "--add", new, "--name", method, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert "kNN recall of the placed points" in result.output
+    assert (ref / "maps" / f"{method}.parquet").read_bytes() == before
+    table = pq.read_table(new / "maps" / f"{method}.parquet")
+    meta = json.loads(table.schema.metadata[b"corpusmap"])
+    assert meta["method"] == f"{method}-transform" and table.num_rows == 381
+    recall = meta["placement"]["knn_recall"]
+    assert recall > 10 * (10 / 1500)  # ten times placing them at random
+    # the same definition recomputed here
+    ref_coords = np.column_stack([pq.read_table(ref / "maps" / f"{method}.parquet").column(c).to_numpy()
+                                  for c in "xy"])
+    new_coords = np.column_stack([table.column(c).to_numpy() for c in "xy"])
+    again = layouts.placement_recall(ref_coords, Run(ref).vectors, new_coords, Run(new).vectors.to_numpy(), 10)
+    assert again == pytest.approx(recall)
+
+
+def test_umap_placement_is_as_good_as_umap_learns_own_transform(runs):
+    import umap
+
+    ref, new = runs
+    X, Y = Run(ref).vectors.to_numpy(), Run(new).vectors.to_numpy()
+    model = umap.UMAP(n_neighbors=15, random_state=42).fit(X)  # umap-learn's own index and transform
+    theirs = model.transform(Y)
+    ours = pq.read_table(new / "maps" / "umap.parquet") if (new / "maps" / "umap.parquet").exists() else None
+    if ours is None:
+        assert cli("map", ref, "--add", new, "--name", "umap", "--no-plot", "-q").exit_code == 0
+        ours = pq.read_table(new / "maps" / "umap.parquet")
+    ref_ours = np.column_stack([pq.read_table(ref / "maps" / "umap.parquet").column(c).to_numpy() for c in "xy"])
+    ours_xy = np.column_stack([ours.column(c).to_numpy() for c in "xy"])
+    recall_ours = layouts.placement_recall(ref_ours, X, ours_xy, Y, 10)
+    recall_theirs = layouts.placement_recall(model.embedding_, X, theirs, Y, 10)
+    assert recall_ours >= 0.75 * recall_theirs, (recall_ours, recall_theirs)
+
+
+def test_adding_to_a_pca_map_is_refused(runs):
+    ref, new = runs
+    assert cli("map", ref, "--method", "pca", "-q").exit_code == 0
+    result = cli("map", ref, "--add", new, "--name", "pca")
+    assert result.exit_code == 2 and "t-SNE or UMAP map" in result.output
