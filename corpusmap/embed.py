@@ -436,14 +436,35 @@ def _claim(run: Run, index: int):
         yield False
 
 
-def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker: tuple[int, int] = (0, 1),
-                  overwrite: bool = False, encoder=None) -> dict:
-    """Encode the pending shards of this worker; returns the embeddings manifest (complete or not).
-
-    The next shard is read and tokenised in a background thread while the current one is encoded.
-    """
+def _prepared(run: Run, plan: ShardPlan, pending: list[int], encoder, tokenizer_workers: int):
+    """The prepared (tokenised) pending shards, in order: by ``tokenizer_workers`` processes
+    (:mod:`corpusmap.feeder`), or by one loader thread that works one shard ahead."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if tokenizer_workers > 0 and hasattr(encoder, "prepare") and hasattr(encoder, "_model"):
+        from corpusmap.feeder import TokenFeeder
+
+        with TokenFeeder(encoder, tokenizer_workers) as feeder:
+            yield from feeder.prepared(str(run.path), [plan.bounds(i) for i in pending])
+        return
+    prepare = getattr(encoder, "prepare", None) or (lambda texts: texts)
+    load = lambda i: prepare(read_shard_texts(run, plan, i))  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="corpusmap-loader") as loader:
+        upcoming = loader.submit(load, pending[0]) if pending else None
+        for position in range(len(pending)):
+            prepared = upcoming.result()
+            if position + 1 < len(pending):
+                upcoming = loader.submit(load, pending[position + 1])
+            yield prepared
+
+
+def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker: tuple[int, int] = (0, 1),
+                  overwrite: bool = False, encoder=None, tokenizer_workers: int = 0) -> dict:
+    """Encode the pending shards of this worker; returns the embeddings manifest (complete or not).
+
+    The next shards are read and tokenised ahead (a loader thread, or ``tokenizer_workers`` processes) while the
+    current one is encoded.
+    """
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan, worker)
     if not pending and run.embeddings_manifest_path.is_file():
@@ -454,24 +475,18 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
         _drop_bare_claim(run, plan)  # a model that does not load leaves no trace
         raise
     start_manifest(run, plan, encoder)
-    prepare = getattr(encoder, "prepare", None) or (lambda texts: texts)
     compute = getattr(encoder, "compute", None) or encoder.encode
-    load = lambda i: prepare(read_shard_texts(run, plan, i))  # noqa: E731
     rows_pending = sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
-    with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="corpusmap-loader") as loader:
-        upcoming = loader.submit(load, pending[0]) if pending else None
-        for position, index in enumerate(pending):
-            began = time.perf_counter()
-            prepared = upcoming.result()
-            if position + 1 < len(pending):
-                upcoming = loader.submit(load, pending[position + 1])
+    with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar:
+        began = time.perf_counter()
+        for index, prepared in zip(pending, _prepared(run, plan, pending, encoder, tokenizer_workers)):
             with _claim(run, index) as mine:
                 if mine and not _shard_done(run, index, plan.request_id):  # another process may have done it
                     encoded = compute(prepared)
                     write_shard(run, plan, index, encoded, time.perf_counter() - began,
                                 getattr(encoder, "device", "cpu"))
             bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
+            began = time.perf_counter()
     return finalize(run)
 
 
@@ -599,6 +614,7 @@ class EmbedStage(Stage):
     address: Optional[str] = None
     num_workers: Optional[int] = None
     gpus_per_worker: Optional[float] = None
+    tokenizer_workers: int = 0
     prepare_only: bool = False
 
     name = "embed"
@@ -658,7 +674,7 @@ class EmbedStage(Stage):
             else:
                 device = self.devices[0] if self.devices else self.device
                 manifest = encode_shards(run, params.options, device=device, worker=self.worker,
-                                         overwrite=overwrite)
+                                         overwrite=overwrite, tokenizer_workers=self.tokenizer_workers)
         finally:
             run.release(ENCODING)
         return Result(self.name, "embeddings", True, before.reason, manifest, run.invalidate(), run.embeddings_dir)

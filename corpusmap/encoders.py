@@ -6,7 +6,6 @@ on the texts and the parameters, so an interrupted run that resumes computes exa
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -170,7 +169,6 @@ class TransformerEncoder:
         self.dim = self._pooled_size() if pooling == "auto" else self._hidden_size()
 
     def _load(self):
-        import torch
         from sentence_transformers import SentenceTransformer
 
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
@@ -215,24 +213,18 @@ class TransformerEncoder:
 
     def tokenize(self, texts: Sequence[str]):
         """Token ids (truncated to max_length, unpadded) and the number of texts that were cut."""
-        tokenizer = self._model.tokenizer
-        enc = tokenizer([t.strip() for t in texts], truncation=True, max_length=self.max_length,
-                        padding=False)
-        if getattr(enc, "encodings", None):
-            truncated = sum(1 for e in enc.encodings if e.overflowing)
-        else:
-            full = tokenizer([t.strip() for t in texts], truncation=False, padding=False)["input_ids"]
-            truncated = sum(1 for ids in full if len(ids) > self.max_length)
-        return enc, truncated
+        from corpusmap.feeder import encode_batch
+
+        return encode_batch(self._model.tokenizer, self.max_length, texts)
 
     def prepare(self, texts: Sequence[str]) -> "Prepared":
-        """CPU-side work (tokenising), separable so a loader thread can run it ahead of :meth:`compute`."""
+        """CPU-side work (tokenising), separable so that a loader thread or worker processes
+        (:mod:`corpusmap.feeder`) can run it ahead of :meth:`compute`."""
+        from corpusmap.feeder import tokenize_texts
+
         if not len(texts):
             return Prepared({}, 0, np.zeros(0, dtype=np.int64))
-        enc, truncated = self.tokenize(texts)
-        lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
-        tokens = {key: np.fromiter(itertools.chain.from_iterable(enc[key]), dtype=np.int64, count=int(lengths.sum()))
-                  for key in ("input_ids", "token_type_ids") if key in enc}
+        tokens, lengths, truncated = tokenize_texts(self._model.tokenizer, self.max_length, texts)
         return Prepared(tokens, truncated, lengths)
 
     def pad(self, prepared: "Prepared", rows: np.ndarray, offsets: np.ndarray) -> dict:

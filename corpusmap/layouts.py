@@ -642,6 +642,74 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: 
     return Layout(coords, info)
 
 
+CUML_HINT = ("--device cuda lays maps out with RAPIDS cuML, which is not installed: pip install 'corpusmap[gpu]' "
+             "(CUDA 12; see docs.rapids.ai for other CUDA versions), or use --device cpu")
+
+
+def import_cuml():
+    try:
+        import cuml  # noqa: F401
+        import cupy  # noqa: F401
+        import cupyx.scipy.sparse  # noqa: F401
+    except ImportError:
+        raise CorpusmapError(CUML_HINT) from None
+    return cuml
+
+
+def _knn_csr(indices: np.ndarray, distances: np.ndarray, k: int):
+    """The first ``k`` neighbours of the stored graph as the (n, n) sparse distance matrix cuML takes."""
+    import scipy.sparse
+
+    n = indices.shape[0]
+    rows = np.repeat(np.arange(n), k)
+    return scipy.sparse.csr_matrix((np.asarray(distances[:, :k], np.float32).ravel(),
+                                    (rows, np.asarray(indices[:, :k]).ravel())), shape=(n, n))
+
+
+def cuml_tsne_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: TsneParams, seed: int = 42
+                     ) -> Layout:
+    """t-SNE on the GPU with cuML, fed the stored graph (``knn_graph``), so the neighbours stay the FAISS ones.
+
+    cuML's t-SNE is perplexity-based only (``perplexity`` default 30, or k/3 of the stored k when smaller) and its
+    FFT gradients use atomics: the same seed does not give the same bytes (cuML documents it).
+    """
+    cuml = import_cuml()
+    t0 = time.perf_counter()
+    k = indices.shape[1]
+    perplexity = params.perplexity or min(30.0, k / 3)
+    X = vectors_to_numpy(vectors)
+    rate = params.learning_rate if params.learning_rate != "auto" else len(X) / params.early_exaggeration
+    model = cuml.manifold.TSNE(n_components=2, perplexity=perplexity, n_neighbors=k, method="fft",
+                               learning_rate=rate, early_exaggeration=params.early_exaggeration,
+                               exaggeration_iter=params.early_exaggeration_iter,
+                               n_iter=params.early_exaggeration_iter + params.anneal_iter + params.n_iter,
+                               random_state=seed, init="pca", verbose=False)
+    coords = model.fit_transform(X, knn_graph=_knn_csr(indices, distances, k))
+    coords = np.asarray(getattr(coords, "get", lambda: coords)(), dtype=np.float32)
+    return Layout(coords, {"method": "tsne", "parameters": {**asdict(params), "device": "cuda", "seed": seed,
+                                                             "perplexity_used": perplexity, "stored_k": k,
+                                                             "deterministic": False},
+                           "seconds": {"layout": round(time.perf_counter() - t0, 3)}})
+
+
+def cuml_umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: UmapParams, seed: int = 42
+                     ) -> Layout:
+    """UMAP on the GPU with cuML from the stored graph (``knn_graph``). With ``random_state`` cuML's UMAP is
+    reproducible, but its bytes differ from umap-learn's."""
+    cuml = import_cuml()
+    t0 = time.perf_counter()
+    check_k_for_umap(params, indices.shape[1])
+    X = vectors_to_numpy(vectors)
+    idx, dist = knn_with_self(indices, distances, params.n_neighbors)
+    model = cuml.manifold.UMAP(n_neighbors=params.n_neighbors, min_dist=params.min_dist, spread=params.spread,
+                               n_epochs=params.n_epochs, init=params.init, random_state=seed, verbose=False)
+    coords = model.fit_transform(X, knn_graph=_knn_csr(idx, dist, params.n_neighbors))
+    coords = np.asarray(getattr(coords, "get", lambda: coords)(), dtype=np.float32)
+    return Layout(coords, {"method": "umap", "parameters": {**asdict(params), "device": "cuda", "seed": seed,
+                                                             "deterministic": True},
+                           "seconds": {"layout": round(time.perf_counter() - t0, 3)}})
+
+
 def umap_add_layout(reference_coords: np.ndarray, reference_vectors, new_vectors: np.ndarray, *,
                     map_params: UmapParams, metric: str = "euclidean", threads: Optional[int] = None,
                     seed: int = 42) -> Layout:

@@ -176,10 +176,15 @@ class MapParams:
     tsne: layouts.TsneParams = layouts.TsneParams()
     umap: layouts.UmapParams = layouts.UmapParams()
     umap_parallel: bool = False  # UMAP on every thread: faster, not reproducible
+    device: str = "cpu"  # cuda: cuML on a GPU (another implementation, so another map)
 
     def __post_init__(self):
         if self.method not in layouts.METHODS:
             raise UsageProblem(f"--method must be one of {', '.join(layouts.METHODS)}, not {self.method!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise UsageProblem(f"--device must be cpu or cuda, not {self.device!r}")
+        if self.device == "cuda" and self.method == "pca":
+            raise UsageProblem("--device cuda lays out t-SNE and UMAP maps; the PCA baseline runs on the CPU")
         object.__setattr__(self, "name", check_name(self.name or self.method, "map name"))
         if self.method == "tsne":
             self.tsne.validate()
@@ -188,7 +193,7 @@ class MapParams:
 
     def record(self) -> dict:
         """The parameters that decide this map (those of the other methods do not)."""
-        out = {"method": self.method, "name": self.name, "seed": self.seed}
+        out = {"method": self.method, "name": self.name, "seed": self.seed, "device": self.device}
         if self.method == "tsne":
             out["tsne"] = params_dict(self.tsne)
         elif self.method == "umap":
@@ -223,6 +228,8 @@ class MapStage(Stage):
         from corpusmap.neighbors import load_knn_graph
 
         run.need_corpus()
+        if params.device == "cuda":
+            layouts.import_cuml()
         if params.method in ("tsne", "umap"):
             graph = load_knn_graph(run)
             if params.method == "tsne":
@@ -249,7 +256,11 @@ class MapStage(Stage):
             raise CorpusmapError(f"the kNN graph has {graph.n:,} rows but the run {len(vectors):,} vectors; "
                                  f"recompute it with `corpusmap neighbors {run.path} --overwrite`")
         info(f"map {params.name}: {params.method} of {len(vectors):,} points")
-        if params.method == "tsne":
+        if params.device == "cuda":
+            make = layouts.cuml_tsne_layout if params.method == "tsne" else layouts.cuml_umap_layout
+            layout = make(graph.indices, graph.distances, vectors, seed=params.seed,
+                          params=params.tsne if params.method == "tsne" else params.umap)
+        elif params.method == "tsne":
             tsne = params.tsne
             total = tsne.early_exaggeration_iter + tsne.anneal_iter + tsne.n_iter
             with Progress(f"t-SNE {params.name}", total=total, unit="it") as bar:

@@ -67,7 +67,7 @@ def map_jobs(o: dict) -> list[Job]:
         learning_rate=layouts._parse_learning_rate(o["learning_rate"]) if o["learning_rate"] is not None else None)
     umap = U.preset_params(o["preset"], n_neighbors=o["n_neighbors"], min_dist=o["min_dist"], n_epochs=o["n_epochs"])
     params = MapParams(method=o["method"], name=o["name"], seed=o["seed"], tsne=tsne, umap=umap,
-                       umap_parallel=o["umap_parallel"])
+                       umap_parallel=o["umap_parallel"], device=o["device"])
     run = Run(o["run"])
     out = [Job(MapStage(o["threads"]), run, params, o["overwrite"], label=f"map {params.name}", report=report_map)]
     return out + ([_plot_job(run, params.name, o)] if o["plot"] else [])
@@ -139,6 +139,9 @@ def report_plot(result) -> None:
 @click.option("--umap-parallel", is_flag=True,
               help="UMAP: ignore --seed and use all --threads (faster, not reproducible). With a seed umap-learn "
                    "runs single-threaded.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="cuda: t-SNE or UMAP on a GPU with RAPIDS cuML (pip install 'corpusmap[gpu]'), fed the stored "
+                   "graph; cuML's t-SNE is perplexity-based and not bit-reproducible.")
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="Also write RUN/maps/NAME.png (coloured by label, else year).")
 @_plot_options
