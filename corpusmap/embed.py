@@ -51,6 +51,7 @@ class EmbedOptions:
     seed: int = 42  # fitted encoders only
     fit_rows: int = 200_000  # fitted encoders only
     fit_from: Optional[str] = None  # fitted encoders only: another run whose fit to reuse (one vector space)
+    vectors: Optional[str] = None  # vectors made elsewhere (FILE.npy or FILE.parquet:COLUMN), stored as they are
 
     def __post_init__(self):
         if self.shard_rows < 1:
@@ -66,6 +67,10 @@ class EmbedOptions:
 
     def resolved_store_dtype(self) -> str:
         if self.store_dtype == "auto":
+            if self.vectors:
+                from corpusmap.vector_files import open_vector_file
+
+                return "float16" if open_vector_file(self.vectors).dtype == "float16" else "float32"
             return "float16" if self.dtype == "float16" else "float32"
         if self.store_dtype not in STORE_DTYPES:
             raise UsageProblem(f"unknown --store-dtype {self.store_dtype!r}; use auto, float32 or float16")
@@ -94,7 +99,7 @@ class EmbedParams:
 
 def _corpus_wanted(params: EmbedParams, paths: list[Path]) -> dict:
     return {"inputs": input_fingerprint(paths), "columns": asdict(params.columns),
-            "filters": asdict(params.filters), "pubmed_labels": params.section_labels}
+            "filters": params.filters.record(), "pubmed_labels": params.section_labels}
 
 
 def _same_files_elsewhere(old: list, new: list) -> bool:
@@ -103,11 +108,30 @@ def _same_files_elsewhere(old: list, new: list) -> bool:
 
 
 def _what_changed(existing: dict, wanted: dict) -> str:
-    parts = [key for key in ("columns", "filters", "pubmed_labels") if existing.get(key) != wanted[key]]
+    parts = []
+    for key in ("columns", "filters", "pubmed_labels"):
+        stored, given = existing.get(key), wanted[key]
+        if stored != given:
+            if isinstance(stored, dict) and isinstance(given, dict):
+                changed = tuple((k, stored.get(k), given.get(k)) for k in sorted(set(stored) | set(given))
+                                if stored.get(k) != given.get(k))
+                parts.append(f"{key} {describe_changes(changed)}")
+            else:
+                parts.append(f"{key} {stored} -> {given}")
     old = {i["path"]: i for i in existing.get("inputs") or []}
     new = {i["path"]: i for i in wanted["inputs"]}
+    moved = {}  # old path -> new path: the same name and size elsewhere
+    for path in set(old) - set(new):
+        for other in set(new) - set(old) - set(moved.values()):
+            if Path(other).name == Path(path).name and new[other]["bytes"] == old[path].get("bytes"):
+                moved[path] = other
+                break
     for path in sorted(set(old) | set(new)):
-        if path not in new:
+        if path in moved:
+            parts.append(f"input {path} moved to {moved[path]}")
+        elif path in moved.values():
+            continue
+        elif path not in new:
             parts.append(f"input {path} no longer given")
         elif path not in old:
             parts.append(f"new input {path}")
@@ -116,6 +140,19 @@ def _what_changed(existing: dict, wanted: dict) -> str:
         elif old[path].get("mtime_ns") != new[path]["mtime_ns"]:
             parts.append(f"input {path} was modified")
     return ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "") or "the reader options"
+
+
+def _replace_advice(run: Run, existing: dict) -> str:
+    """The ways out when RUN holds another corpus: --overwrite (what it deletes), resuming with the stored inputs,
+    or another directory."""
+    stored = [i["path"] for i in existing.get("inputs") or []]
+    shown = " ".join(stored[:3]) + (" ..." if len(stored) > 3 else "")
+    shards = len(list(run.embeddings_dir.glob("shard-*.npy"))) if run.embeddings_dir.is_dir() else 0
+    lost = f"its {shards:,} finished vector shard(s)" if shards else "its vectors"
+    resume = f"; to resume it instead, give the inputs it was read from (`corpusmap embed {shown} -o {run.path}`" \
+        " with its reader options)" if stored else ""
+    return (f"add --overwrite to replace it (this deletes {lost} and everything computed from them){resume}; or "
+            "choose another -o directory")
 
 
 def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
@@ -176,8 +213,7 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
         if status.changed and not overwrite and not maybe_same:
             raise CorpusmapError(
                 f"{run.path} already holds a corpus read from other inputs or with other options "
-                f"({_what_changed(existing, wanted)}); add --overwrite to replace it (this deletes its vectors "
-                "and everything computed from them) or choose another -o directory")
+                f"({_what_changed(existing, wanted)}); {_replace_advice(run, existing)}")
         with run.staging("corpus") as staging:
             staged = staging / run.corpus_path.name
             stats = _read_corpus(params, paths, staged)
@@ -195,8 +231,7 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
             if status.changed and not overwrite:
                 raise CorpusmapError(
                     f"{run.path} already holds a corpus that differs from what the inputs give now "
-                    f"({_what_changed(existing, wanted)}); add --overwrite to replace it (this deletes its vectors "
-                    "and everything computed from them) or choose another -o directory")
+                    f"({_what_changed(existing, wanted)}); {_replace_advice(run, existing)}")
             manifest = dict(wanted, stats=stats.as_dict(), rows=stats.rows_kept,
                             input_bytes=sum(p.stat().st_size for p in paths), sha256=sha,
                             bytes=staged.stat().st_size, versions=versions(), created=timestamp(),
@@ -245,6 +280,16 @@ def vector_request(options: EmbedOptions, corpus: dict) -> dict:
     kind = encoder_kind(options.model)
     common = {"corpus_sha256": corpus["sha256"], "n": corpus["rows"], "shard_rows": options.shard_rows,
               "store_dtype": options.resolved_store_dtype(), "normalize": options.normalize, "encoder": kind.name}
+    if options.vectors:
+        from corpusmap.vector_files import open_vector_file
+
+        source = open_vector_file(options.vectors)
+        if source.n != corpus["rows"]:
+            raise CorpusmapError(f"--vectors {options.vectors}: {source.n:,} rows, but the corpus has "
+                                 f"{corpus['rows']:,} (its rows in the order of the inputs, after the filters); "
+                                 "give one vector per corpus row")
+        return dict(common, encoder="file", vectors=str(source.path.resolve()), column=source.column,
+                    dim=source.dim, vectors_sha256=sha256_file(source.path))
     if kind.fitted:
         if options.fit_from:  # the fit decides the vectors: identify it by its files' checksums
             return dict(common, fit_sha256=kind.fit_fingerprint(options.fit_from))
@@ -371,7 +416,8 @@ def _fit(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None
             return
         if fit_from:
             encoder.load(kind.fit_folder(fit_from))
-            encoder.save(folder)
+            with writing(folder):
+                encoder.save(folder)
             return
         rng = np.random.default_rng(encoder.seed)
         chosen = np.sort(rng.choice(n_rows, encoder.fit_rows, replace=False)) if n_rows > encoder.fit_rows \
@@ -385,12 +431,40 @@ def _fit(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None
             offset = stop
         progress.info(f"{kind.name}: fitting on {len(texts):,} abstracts")
         encoder.fit(texts)
-        encoder.save(folder)
+        with writing(folder):
+            encoder.save(folder)
+
+
+class ImportedVectors:
+    """Stands in for an encoder when the vectors come from a file (``--vectors``): shard by shard, as they are."""
+
+    def __init__(self, spec: str, normalize: bool):
+        from corpusmap.vector_files import open_vector_file
+
+        self.source = open_vector_file(spec)
+        self.normalize = normalize
+        self.dim = self.source.dim
+
+    def describe(self) -> dict:
+        return {"encoder": "file", "model": f"file:{self.source.path.name}", "vectors": str(self.source.path),
+                "column": self.source.column, "dim": self.dim, "dtype": self.source.dtype,
+                "normalize": self.normalize}
+
+    def rows(self, start: int, stop: int):
+        from corpusmap.encoders import Encoded
+
+        block = np.asarray(self.source.rows(start, stop), dtype=np.float32)
+        if self.normalize:
+            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        return Encoded(block, 0)
 
 
 def prepare_encoder(run: Run, plan: ShardPlan, options: EmbedOptions, device: str = "auto"):
-    """Load the model (or fit/load a fitted encoder) for this plan."""
+    """Load the model (or fit/load a fitted encoder, or open the vector file) for this plan."""
     from corpusmap.encoders import make_encoder
+
+    if options.vectors:
+        return ImportedVectors(options.vectors, options.normalize)
 
     encoder = make_encoder(options.model, pooling=options.pooling, max_length=options.max_length,
                            batch_size=options.batch_size, max_tokens_per_batch=options.max_tokens_per_batch,
@@ -475,8 +549,16 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
         _drop_bare_claim(run, plan)  # a model that does not load leaves no trace
         raise
     start_manifest(run, plan, encoder)
-    compute = getattr(encoder, "compute", None) or encoder.encode
     rows_pending = sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
+    if isinstance(encoder, ImportedVectors):
+        with progress.Progress("storing vectors", total=rows_pending, unit="vectors") as bar:
+            for index in pending:
+                with _claim(run, index) as mine:
+                    if mine and not _shard_done(run, index, plan.request_id):
+                        write_shard(run, plan, index, encoder.rows(*plan.bounds(index)), 0.0, "file")
+                bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
+        return finalize(run)
+    compute = getattr(encoder, "compute", None) or encoder.encode
     with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar:
         began = time.perf_counter()
         for index, prepared in zip(pending, _prepared(run, plan, pending, encoder, tokenizer_workers)):

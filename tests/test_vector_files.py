@@ -1,0 +1,67 @@
+"""Bring your own vectors: an .npy matrix or a parquet column of fixed-size lists stored as the run's embeddings,
+with their checksum and origin, so that every later stage works on them."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import EXAMPLE_CORPUS, cli
+from corpusmap.embed import EmbedOptions, EmbedParams, EmbedStage
+from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.run import Run
+
+INPUTS = (str(EXAMPLE_CORPUS),)
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return np.random.default_rng(0).normal(size=(1881, 24)).astype(np.float32)
+
+
+def embed(run, spec, **options):
+    return EmbedStage().run(Run(run), EmbedParams(inputs=INPUTS, options=EmbedOptions(vectors=spec, **options)))
+
+
+def test_npy_vectors_become_the_runs_embeddings(tmp_path, matrix):
+    np.save(tmp_path / "v.npy", matrix)
+    result = embed(tmp_path / "run", str(tmp_path / "v.npy"), shard_rows=500)
+    manifest = result.manifest
+    assert manifest["complete"] and manifest["dim"] == 24 and manifest["model"] == "file:v.npy"
+    assert manifest["request"]["encoder"] == "file" and len(manifest["request"]["vectors_sha256"]) == 64
+    assert np.array_equal(Run(tmp_path / "run").vectors.to_numpy(), matrix)
+    assert not embed(tmp_path / "run", str(tmp_path / "v.npy"), shard_rows=500).computed  # current
+    # every later stage works on them
+    for args in (["neighbors", tmp_path / "run", "-k", "10"], ["map", tmp_path / "run", "--method", "pca"]):
+        assert cli(*args, "-q").exit_code == 0
+    # other vectors in the same file name are other vectors: refused without --overwrite
+    np.save(tmp_path / "v.npy", matrix[::-1].copy())
+    with pytest.raises(CorpusmapError, match="other parameters"):
+        embed(tmp_path / "run", str(tmp_path / "v.npy"), shard_rows=500)
+
+
+def test_a_parquet_column_of_vectors(tmp_path, matrix):
+    half = matrix.astype(np.float16)
+    table = pa.table({"id": np.arange(1881), "emb": pa.FixedSizeListArray.from_arrays(pa.array(half.ravel()), 24)})
+    pq.write_table(table, tmp_path / "v.parquet", row_group_size=400)
+    result = embed(tmp_path / "run", f"{tmp_path / 'v.parquet'}:emb", shard_rows=700)
+    assert result.manifest["store_dtype"] == "float16"  # kept as given
+    assert np.array_equal(Run(tmp_path / "run").vectors.to_numpy(), half.astype(np.float32))
+
+
+@pytest.mark.parametrize("make, spec, error, message", [
+    (lambda d, m: np.save(d / "v.npy", m[:100]), "v.npy", CorpusmapError, "100 rows, but the corpus has 1,881"),
+    (lambda d, m: np.save(d / "v.npy", m[:, 0]), "v.npy", CorpusmapError, "need a 2-D float matrix"),
+    (lambda d, m: (d / "v.npy").write_bytes(b"not numpy"), "v.npy", CorpusmapError, "not a readable .npy"),
+    (lambda d, m: None, "nothing.npy", UsageProblem, "no such file"),
+    (lambda d, m: pq.write_table(pa.table({"a": [1] * 1881}), d / "v.parquet"), "v.parquet:emb", UsageProblem,
+     "no column 'emb'"),
+    (lambda d, m: pq.write_table(pa.table({"a": [1] * 1881}), d / "v.parquet"), "v.parquet", UsageProblem,
+     "name the column"),
+])
+def test_bad_vector_files(tmp_path, matrix, make, spec, error, message):
+    make(tmp_path, matrix)
+    with pytest.raises(error, match=message):
+        embed(tmp_path / "run", str(tmp_path / spec))
+    assert not (tmp_path / "run" / "embeddings" / "manifest.json").exists()
