@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from corpusmap import layouts
+from corpusmap import layouts, resources
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import Progress, info
 from corpusmap.run import Run, check_name, file_fingerprint, read_map_stage
@@ -230,14 +230,23 @@ class MapStage(Stage):
         run.need_corpus()
         if params.device == "cuda":
             layouts.import_cuml()
+        vectors = run.vectors  # present, complete and as long as the corpus
         if params.method in ("tsne", "umap"):
             graph = load_knn_graph(run)
+            n, dim = vectors.shape
             if params.method == "tsne":
-                layouts.check_k_for_tsne(params.tsne, graph.k, str(run.path))
+                need = layouts.check_k_for_tsne(params.tsne, graph.k, str(run.path))
+                if params.device == "cpu":
+                    resources.require(resources.tsne_bytes(n, need), f"t-SNE of {n:,} points",
+                                      "free memory, or lay it out on a GPU with --device cuda")
             else:
                 layouts.check_k_for_umap(params.umap, graph.k, str(run.path))
                 layouts.import_umap()
-        run.vectors  # present, complete and as long as the corpus
+                if params.device == "cpu":
+                    resources.require(resources.umap_bytes(n, dim, params.umap.n_neighbors),
+                                      f"UMAP of {n:,} points of {dim} dims",
+                                      f"use --method tsne (about {resources.readable(resources.tsne_bytes(n, 10))}), "
+                                      "or --device cuda")
 
     def inputs(self, run: Run, params: MapParams) -> dict:
         from corpusmap.neighbors import graph_fingerprint, vectors_fingerprint
