@@ -1,5 +1,5 @@
-"""Maps for papers (PNG, SVG, PDF): matplotlib (Agg, no pyplot state) for the frame, legend and colour bar; points drawn as
-markers up to ``raster_threshold`` points and above that rasterised with numpy, so 20M points take seconds.
+"""Maps for papers (PNG, SVG, PDF): matplotlib (Agg, no pyplot state) for the frame, legend and colour bar; points
+drawn as markers up to ``raster_threshold`` points and above that rasterised with numpy, so 20M points take seconds.
 
 The rasteriser bins points into the pixels of the map area. Each pixel's colour is the mean colour of its points
 (categories mix; a numeric column is averaged, then colour-mapped) and its opacity grows with the log of its

@@ -29,27 +29,54 @@ def pubmed_dir(shared_data) -> Path:
     return shared_data / "pubmed_xml"
 
 
-@pytest.fixture(scope="session")
-def acl_tfidf_run(shared_data, tmp_path_factory) -> Path:
-    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
+def cli(*args, ok: bool = False):
+    """Run the corpusmap command line in-process; returns click's Result (exit_code, output).
+
+    The output is checked for a Python traceback (errors a user can cause are one line, and so is anything
+    unexpected unless CORPUSMAP_DEBUG is set); ``ok=True`` also asserts exit code 0, showing the output and the
+    traceback of any exception that escaped the command.
+    """
     from click.testing import CliRunner
 
     from corpusmap.cli import main
 
-    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
-    result = CliRunner().invoke(main, ["embed", str(shared_data / "acl_2016_2019.jsonl.gz"), "-o", str(path),
-                                       "--model", "tfidf", "--quiet"])
-    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    if ok:
+        detail = result.output
+        if result.exc_info and not isinstance(result.exception, SystemExit):
+            import traceback
+
+            detail += "".join(traceback.format_exception(*result.exc_info))
+        assert result.exit_code == 0, detail
+    return result
+
+
+@pytest.fixture(scope="session")
+def example_tfidf_run(tmp_path_factory) -> Path:
+    """A real run of the bundled example corpus, `corpusmap embed elife_2012_2016.jsonl.gz --model tfidf` (the
+    default 300 dimensions), built once per test session; tests that change it work on a copy."""
+    path = tmp_path_factory.getbasetemp() / "example_tfidf_run"
+    cli("embed", EXAMPLE_CORPUS, "-o", path, "--model", "tfidf", "--quiet", ok=True)
     return path
 
 
-def cli(*args):
-    """Run the corpusmap command line in-process; returns click's Result (exit_code, output)."""
-    from click.testing import CliRunner
+@pytest.fixture(scope="session")
+def acl_tfidf_run(shared_data, tmp_path_factory) -> Path:
+    """A real run, `corpusmap embed acl_2016_2019.jsonl.gz --model tfidf`, built once per test session."""
+    path = tmp_path_factory.getbasetemp() / "acl_tfidf_run"
+    cli("embed", shared_data / "acl_2016_2019.jsonl.gz", "-o", path, "--model", "tfidf", "--quiet", ok=True)
+    return path
 
-    from corpusmap.cli import main
 
-    return CliRunner().invoke(main, [str(a) for a in args])
+def read_jsonl(path, every: int = 1) -> list[dict]:
+    """The raw records of a (gzipped) JSONL file as the source gives them (every ``every``-th line)."""
+    import gzip
+    import json
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for i, line in enumerate(fh) if i % every == 0 and line.strip()]
 
 
 def rewrite_corpus(run_dir, table) -> None:

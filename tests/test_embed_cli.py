@@ -13,22 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import corpusmap
+from conftest import EXAMPLE_CORPUS, cli, read_jsonl
 from corpusmap.cli import main
 
 
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
-
-
 @pytest.fixture(scope="module")
-def small_corpus(shared_data, tmp_path_factory):
-    """The first 240 eLife abstracts as a plain JSONL file."""
-    lines = gzip.open(shared_data / "elife_2012_2016.jsonl.gz", "rt").read().splitlines()[:240]
+def small_corpus(tmp_path_factory):
+    """The first 240 eLife abstracts of the example corpus as a plain JSONL file."""
+    lines = gzip.open(EXAMPLE_CORPUS, "rt").read().splitlines()[:240]
     path = tmp_path_factory.mktemp("corpus") / "elife240.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -50,7 +44,7 @@ def test_embed_writes_vectors_equal_to_the_encoder_and_load_run_reads_them(small
     from corpusmap.encoders import TransformerEncoder
 
     run = tmp_path / "run"
-    result = invoke("embed", small_corpus, "-o", run, *FAST)
+    result = cli("embed", small_corpus, "-o", run, *FAST)
     assert result.exit_code == 0, result.output
     manifest = json.loads((run / "embeddings" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["n"] == 240 and manifest["dim"] == 384
@@ -94,17 +88,17 @@ def test_kill_and_resume_gives_byte_identical_vectors(small_corpus, tmp_path):
 
 def test_rerun_with_other_parameters_is_refused_unless_overwrite(small_corpus, tmp_path):
     run = tmp_path / "run"
-    assert invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20").exit_code == 0
+    assert cli("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20").exit_code == 0
     first = shard_bytes(run)
-    again = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20")
+    again = cli("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20")
     assert again.exit_code == 0 and shard_bytes(run) == first
-    changed = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30")
+    changed = cli("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30")
     assert changed.exit_code == 1 and "other parameters (dim 20 -> 30)" in changed.output
     assert shard_bytes(run) == first
-    other_filter = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20",
-                          "--min-chars", "900")
+    other_filter = cli("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20",
+                       "--min-chars", "900")
     assert other_filter.exit_code == 1 and "--overwrite" in other_filter.output
-    replaced = invoke("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30", "--overwrite")
+    replaced = cli("-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "30", "--overwrite")
     assert replaced.exit_code == 0
     assert corpusmap.load_run(run).vectors.shape == (240, 30)
 
@@ -112,108 +106,139 @@ def test_rerun_with_other_parameters_is_refused_unless_overwrite(small_corpus, t
 def test_a_corrupt_shard_is_named_by_merge_and_re_encoded_by_embed(small_corpus, tmp_path):
     run = tmp_path / "run"
     args = ["-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16", "--shard-rows", "50"]
-    assert invoke(*args).exit_code == 0
+    assert cli(*args).exit_code == 0
     good = shard_bytes(run)
     shard = run / "embeddings" / "shard-00002.npy"
     data = bytearray(shard.read_bytes())
     data[-5] ^= 0xFF
     shard.write_bytes(bytes(data))
-    merged = invoke("merge", run)
+    merged = cli("merge", run)
     assert merged.exit_code == 1 and "shard-00002.npy fails its checksum" in merged.output
-    assert invoke(*args).exit_code == 0
+    assert cli(*args).exit_code == 0
     assert shard_bytes(run) == good
-    assert invoke("-q", "merge", run).exit_code == 0
+    assert cli("-q", "merge", run).exit_code == 0
 
 
 def test_job_array_workers_fill_one_run(small_corpus, tmp_path):
     run = tmp_path / "run"
     common = ["-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16", "--shard-rows", "50"]
-    assert invoke(*common, "--shard", "1/2").exit_code == 0
+    assert cli(*common, "--shard", "1/2").exit_code == 0
     assert not corpusmap.load_run(run).has_vectors()
-    incomplete = invoke("merge", run)
+    incomplete = cli("merge", run)
     assert incomplete.exit_code == 1 and "shard-00000" in incomplete.output
-    assert invoke(*common, "--shard", "0/2").exit_code == 0
+    assert cli(*common, "--shard", "0/2").exit_code == 0
     single = tmp_path / "single"
-    assert invoke("-q", "embed", small_corpus, "-o", single, "--model", "tfidf", "--dim", "16",
-                  "--shard-rows", "50").exit_code == 0
+    assert cli("-q", "embed", small_corpus, "-o", single, "--model", "tfidf", "--dim", "16",
+               "--shard-rows", "50").exit_code == 0
     assert shard_bytes(run) == shard_bytes(single)
 
 
-def _truncated_xml(tmp: Path, pubmed_dir: Path) -> Path:
+def _truncated_xml(tmp: Path, request) -> Path:
+    """The real MEDLINE sample (../shared/data) cut in the middle of a record."""
+    pubmed_dir = request.getfixturevalue("pubmed_dir")
     data = gzip.open(pubmed_dir / "medline16n0902_sample.xml.gz").read()[:200_000]
     path = tmp / "broken.xml"
     path.write_bytes(data)
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "format", "column", "no-text", "xml", "model-name", "model-dir",
-                                  "shard-flag", "chars-flag", "pooling-flag"])
-def test_bad_inputs_exit_with_one_line(case, small_corpus, pubmed_dir, tmp_path):
+def _truncated_pubmed_of_example(tmp: Path) -> Path:
+    """The first 50 example abstracts written as a PubmedArticleSet (the annual-baseline layout), cut in the
+    middle of a record."""
+    from xml.sax.saxutils import escape
+
+    articles = []
+    for i, r in enumerate(read_jsonl(EXAMPLE_CORPUS)[:50]):
+        articles.append(
+            f"<PubmedArticle><MedlineCitation><PMID>{1000 + i}</PMID><Article><Journal><JournalIssue><PubDate>"
+            f"<Year>{r['year']}</Year></PubDate></JournalIssue><Title>eLife</Title></Journal>"
+            f"<ArticleTitle>{escape(r['title'])}</ArticleTitle><Abstract><AbstractText>{escape(r['abstract'])}"
+            "</AbstractText></Abstract><Language>eng</Language></Article></MedlineCitation></PubmedArticle>")
+    data = ('<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>' + "\n".join(articles)
+            + "</PubmedArticleSet>\n").encode()
+    whole = tmp / "whole.xml"
+    whole.write_bytes(data)
+    from corpusmap.pubmed import iter_pubmed  # the file is valid PubMed XML before it is cut
+
+    assert [r["abstract"] for r in iter_pubmed(whole)] == [" ".join(r["abstract"].split())
+                                                           for r in read_jsonl(EXAMPLE_CORPUS)[:50]]
+    path = tmp / "cut.xml"
+    path.write_bytes(data[:len(data) * 2 // 3])
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "format", "column", "no-text", "xml", "pubmed-cut", "model-name",
+                                  "model-dir", "shard-flag", "chars-flag", "pooling-flag"])
+def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
     run = tmp_path / "run"
     inputs, extra, code, message = {
-        "missing": ([tmp_path / "nope.jsonl"], [], 1, "no such file"),
-        "format": ([tmp_path / "a.docx"], [], 1, "unknown format"),
-        "column": ([small_corpus], ["--text-col", "body"], 1, "column 'body' (--text-col) not in"),
-        "no-text": ([tmp_path / "empty.csv"], [], 1, "no abstracts with text"),
-        "xml": ([_truncated_xml(tmp_path, pubmed_dir)], [], 1, "broken.xml"),
-        "model-name": ([small_corpus], ["--model", "nosuchorg/no-such-model-xyz"], 1, "cannot load model"),
-        "model-dir": ([small_corpus], ["--model", str(tmp_path)], 1, "cannot load model"),
-        "shard-flag": ([small_corpus], ["--shard", "3/2"], 2, "--shard takes I/N"),
-        "chars-flag": ([small_corpus], ["--min-chars", "10", "--max-chars", "5"], 2, "--max-chars"),
-        "pooling-flag": ([small_corpus], ["--pooling", "max"], 2, "--pooling"),
+        "missing": (lambda: [tmp_path / "nope.jsonl"], [], 1, "no such file"),
+        "format": (lambda: [tmp_path / "a.docx"], [], 1, "unknown format"),
+        "column": (lambda: [small_corpus], ["--text-col", "body"], 1, "column 'body' (--text-col) not in"),
+        "no-text": (lambda: [tmp_path / "empty.csv"], [], 1, "no abstracts with text"),
+        "xml": (lambda: [_truncated_xml(tmp_path, request)], [], 1, "broken.xml"),
+        "pubmed-cut": (lambda: [_truncated_pubmed_of_example(tmp_path)], [], 1, "cut.xml"),
+        "model-name": (lambda: [small_corpus], ["--model", "nosuchorg/no-such-model-xyz"], 1, "cannot load model"),
+        "model-dir": (lambda: [small_corpus], ["--model", str(tmp_path)], 1, "cannot load model"),
+        "shard-flag": (lambda: [small_corpus], ["--shard", "3/2"], 2, "--shard takes I/N"),
+        "chars-flag": (lambda: [small_corpus], ["--min-chars", "10", "--max-chars", "5"], 2, "--max-chars"),
+        "pooling-flag": (lambda: [small_corpus], ["--pooling", "max"], 2, "--pooling"),
     }[case]
+    inputs = inputs()  # only the "xml" case needs ../shared/data
     (tmp_path / "a.docx").write_text("x")
     (tmp_path / "empty.csv").write_text("id,abstract\n1,\n2,  \n")
-    result = invoke("embed", *inputs, "-o", run, *extra)
+    result = cli("embed", *inputs, "-o", run, *extra)
     assert result.exit_code == code, result.output
     assert message in result.output
     assert len([l for l in result.output.splitlines() if l.strip()]) <= 3  # usage lines + one error line
     assert not (run / "embeddings" / "manifest.json").exists()
 
 
-def test_fit_from_puts_a_second_corpus_in_the_first_runs_tfidf_space(small_corpus, acl_tfidf_run, tmp_path):
-    """`--fit-from RUN` copies RUN's TF-IDF fit instead of fitting on the new corpus: the vectors are RUN's fit
-    applied to the new texts (what `map RUN --add NEW_RUN` needs); a different fit on resume is refused."""
+def test_fit_from_puts_a_second_corpus_in_the_first_runs_tfidf_space(small_corpus, example_tfidf_run, tmp_path):
+    """`--fit-from RUN` copies RUN's TF-IDF fit (here fitted on the whole example corpus) instead of fitting on the
+    new corpus (240 of its abstracts): the vectors are RUN's fit applied to the new texts (what
+    `map RUN --add NEW_RUN` needs); a different fit on resume is refused."""
     from corpusmap.encoders import TfidfEncoder
 
+    reference = example_tfidf_run
     new = tmp_path / "new"
-    r = invoke("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", acl_tfidf_run, "--quiet")
+    r = cli("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", reference, "--quiet")
     assert r.exit_code == 0, r.output
     for name in ("vocabulary.json", "idf.npy", "components.npy"):
-        source, copy = acl_tfidf_run / "embeddings/tfidf" / name, new / "embeddings/tfidf" / name
+        source, copy = reference / "embeddings/tfidf" / name, new / "embeddings/tfidf" / name
         assert copy.read_bytes() == source.read_bytes()
     fit = TfidfEncoder()
-    assert fit.load(acl_tfidf_run / "embeddings/tfidf")
+    assert fit.load(reference / "embeddings/tfidf")
     run = corpusmap.load_run(new)
     texts = run.read_corpus(["text"]).column("text").to_pylist()
     np.testing.assert_array_equal(run.vectors.to_numpy(), fit.encode(texts).vectors)
-    assert run.vectors.shape[1] == corpusmap.load_run(acl_tfidf_run).vectors.shape[1]
+    assert run.vectors.shape[1] == corpusmap.load_run(reference).vectors.shape[1]
     own = tmp_path / "own"  # without --fit-from the fit comes from the new corpus: another space
-    assert invoke("embed", small_corpus, "-o", own, "--model", "tfidf", "--quiet").exit_code == 0
+    assert cli("embed", small_corpus, "-o", own, "--model", "tfidf", "--quiet").exit_code == 0
     vocabulary = "embeddings/tfidf/vocabulary.json"
     assert (own / vocabulary).read_bytes() != (new / vocabulary).read_bytes()
-    r = invoke("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", own, "--quiet")
+    r = cli("embed", small_corpus, "-o", new, "--model", "tfidf", "--fit-from", own, "--quiet")
     assert r.exit_code == 1 and "fit_sha256" in r.output and "--overwrite" in r.output
 
 
 def test_fit_from_errors(small_corpus, tmp_path):
-    r = invoke("embed", small_corpus, "-o", tmp_path / "a", "--fit-from", tmp_path, "--quiet")
+    r = cli("embed", small_corpus, "-o", tmp_path / "a", "--fit-from", tmp_path, "--quiet")
     assert r.exit_code == 2 and "--model tfidf only" in r.output
-    r = invoke("embed", small_corpus, "-o", tmp_path / "b", "--model", "tfidf", "--fit-from", tmp_path, "--quiet")
+    r = cli("embed", small_corpus, "-o", tmp_path / "b", "--model", "tfidf", "--fit-from", tmp_path, "--quiet")
     assert r.exit_code == 1 and "no tfidf fit there" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything is written
 
 
 def test_every_command_has_help():
-    result = invoke("--help")
+    result = cli("--help")
     assert result.exit_code == 0
     for name in main.list_commands(None):
-        sub = invoke(name, "--help")
+        sub = cli(name, "--help")
         assert sub.exit_code == 0 and len(sub.output) > 100, name
 
 
 def test_stage_without_a_run_names_embed(tmp_path):
-    result = invoke("merge", tmp_path / "nowhere")
+    result = cli("merge", tmp_path / "nowhere")
     assert result.exit_code == 1 and "corpusmap embed" in result.output
 
 

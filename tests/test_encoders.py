@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import EXAMPLE_CORPUS
 from corpusmap.corpus import iter_corpus
 from corpusmap.encoders import TfidfEncoder, TransformerEncoder, padded_width, plan_batches, resolve_model
 from corpusmap.errors import CorpusmapError
@@ -16,9 +17,10 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def elife_texts(shared_data):
+def elife_texts():
+    """The abstracts of the bundled example corpus, as corpusmap reads them."""
     texts = []
-    for batch in iter_corpus([shared_data / "elife_2012_2016.jsonl.gz"]):
+    for batch in iter_corpus([EXAMPLE_CORPUS]):
         texts.extend(batch.column("text").to_pylist())
     return texts
 

@@ -1,5 +1,6 @@
-"""`corpusmap evaluate` / evaluate_run on a real run: high-D, stored maps and the PCA baseline, the files it
-writes, and its bad inputs (clear message, non-zero exit, nothing written)."""
+"""`corpusmap evaluate` / evaluate_run on a real run (TF-IDF of the bundled eLife example corpus): high-D, stored
+maps and the PCA baseline, the files it writes, and its bad inputs (clear message, non-zero exit, nothing
+written)."""
 from __future__ import annotations
 
 import json
@@ -12,32 +13,30 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
-from conftest import cli as _cli
-from conftest import rewrite_corpus, rewrite_shard
+from conftest import cli, rewrite_corpus, rewrite_shard
 from corpusmap import metrics as M
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_table, read_results
 from corpusmap.run import Run, open_run
 
-ACL = "acl_2016_2019.jsonl.gz"
-Q = 1000
-
-
-@pytest.fixture(scope="module")
-def acl_run(acl_tfidf_run):
-    return acl_tfidf_run
+Q = 800  # query sample: at most half of the 1,840 labelled abstracts (the others are the kNN training pool)
 
 
 @pytest.fixture
-def run(acl_run, tmp_path):
+def run(example_tfidf_run, tmp_path):
     dest = tmp_path / "run"
-    shutil.copytree(acl_run, dest, ignore=shutil.ignore_patterns("knn", "eval", "maps"))
+    shutil.copytree(example_tfidf_run, dest, ignore=shutil.ignore_patterns("knn", "eval", "maps"))
     return dest
 
 
+def high_d(run) -> str:
+    """The name evaluate gives the vectors' own space, with their dimension as stored."""
+    return f"high-D ({open_run(run).vectors.shape[1]} dims)"
+
+
 @pytest.fixture(scope="module")
-def data(acl_run):
-    r = open_run(acl_run)
+def data(example_tfidf_run):
+    r = open_run(example_tfidf_run)
     X = r.vectors.to_numpy()
     corpus = r.read_corpus(["id", "label", "year"]).to_pydict()
     Y = PCA(2, random_state=0).fit_transform(X.astype(np.float64))
@@ -56,11 +55,13 @@ def evaluate_run(run, **params):
 
 
 def test_evaluate_without_maps(run):
-    r = _cli("evaluate", run, "--queries", Q, "--quiet")
+    r = cli("evaluate", run, "--queries", Q, "--quiet")
     assert r.exit_code == 0, r.output
-    assert "No maps found" in r.output and "| space | kNN recall | kNN accuracy | chance | year RMSE" in r.output
+    header = "| space | kNN recall | kNN accuracy | chance (stratified) | majority class | year RMSE"
+    assert "No maps found" in r.output and header in r.output
     result = json.loads((run / "eval" / "metrics.json").read_text())
-    assert [s["space"] for s in result["spaces"]] == ["high-D (300 dims)", "PCA-2D baseline"]
+    assert [s["space"] for s in result["spaces"]] == [high_d(run), "PCA-2D baseline"]
+    assert high_d(run) == "high-D (300 dims)"  # the documented default --dim
     assert result["maps_found"] == [] and result["label_col"] == "label" and result["year_col"] == "year"
     high, pca = result["spaces"]
     assert high["knn_recall"] is None and 0 < pca["knn_recall"] < 0.1
@@ -90,32 +91,34 @@ def test_evaluate_maps_against_direct_computation(run, data):
         if isinstance(want, dict):
             got, want = got[next(iter(want))], want[next(iter(want))]
         assert got == pytest.approx(want, abs=0.01)
-    # high-D accuracy through the store equals scikit-learn's leave-one-out classifier on the same test points
+    # high-D accuracy through the store equals scikit-learn's classifier on the same test points, trained on every
+    # other labelled point
     codes, classes = M.label_codes(corpus["label"])
-    lab = np.flatnonzero(codes >= 0)
+    assert Q <= (codes >= 0).sum() // 2
     test = M.sample_queries(codes >= 0, Q, 5)
-    clf = KNeighborsClassifier(n_neighbors=10, algorithm="brute").fit(X[lab].astype(np.float64), codes[lab])
-    expected = np.mean(clf.predict(None)[np.searchsorted(lab, test)] == codes[test])
+    train = np.flatnonzero((codes >= 0) & ~np.isin(np.arange(len(codes)), test))
+    clf = KNeighborsClassifier(n_neighbors=10, algorithm="brute").fit(X[train].astype(np.float64), codes[train])
+    expected = np.mean(clf.predict(X[test].astype(np.float64)) == codes[test])
     assert high["knn_accuracy"]["accuracy"] == pytest.approx(expected, abs=1e-12)
     # --map selects; the CLI prints which maps it found
-    r = _cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--overwrite", "--quiet")
+    r = cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output
     assert "Maps found: shuffled, skpca" in r.output
     assert [s["space"] for s in json.loads((run / "eval" / "metrics.json").read_text())["spaces"]] == [
-        "high-D (300 dims)", "skpca"]
+        high_d(run), "skpca"]
 
 
 def test_maps_made_from_an_earlier_graph_are_removed_with_it(run, data):
     """A map records the fingerprint of the graph it was laid out from; `neighbors --overwrite` removes the maps
     (and the evaluation) made from the old graph, and keeps maps that used no graph (PCA, maps made elsewhere)."""
     X, Y, corpus = data
-    assert _cli("neighbors", run, "-k", 10, "--quiet").exit_code == 0
-    assert _cli("map", run, "--method", "tsne", "--n-iter", 10, "--early-exaggeration-iter", 10, "--no-plot",
-                "--quiet").exit_code == 0
-    assert _cli("map", run, "--method", "pca", "--quiet").exit_code == 0
+    assert cli("neighbors", run, "-k", 10, "--quiet").exit_code == 0
+    assert cli("map", run, "--method", "tsne", "--n-iter", 10, "--early-exaggeration-iter", 10, "--no-plot",
+               "--quiet").exit_code == 0
+    assert cli("map", run, "--method", "pca", "--quiet").exit_code == 0
     write_map(run, "mine", corpus["id"], Y)
-    assert _cli("evaluate", run, "--queries", 100, "--quiet").exit_code == 0
-    r = _cli("neighbors", run, "-k", 12, "--overwrite")
+    assert cli("evaluate", run, "--queries", 100, "--quiet").exit_code == 0
+    r = cli("neighbors", run, "-k", 12, "--overwrite")
     assert r.exit_code == 0 and "removed maps/tsne" in r.output, r.output
     assert sorted(p.name for p in (run / "maps").iterdir()) == ["mine.parquet", "pca.parquet", "pca.png",
                                                                  "pca.renders.json"]
@@ -127,9 +130,9 @@ def test_evaluate_bad_maps(run, data):
     ids = list(corpus["id"])
     ids[10] = "not-a-paper"
     write_map(run, "wrong", ids, Y)
-    r = _cli("evaluate", run, "--map", "wrong", "--quiet")
+    r = cli("evaluate", run, "--map", "wrong", "--quiet")
     assert r.exit_code == 1 and "does not match the corpus" in r.output
-    r = _cli("evaluate", run, "--map", "nope", "--quiet")
+    r = cli("evaluate", run, "--map", "nope", "--quiet")
     assert r.exit_code == 2 and "--map nope: no such map" in r.output and "wrong" in r.output
     write_map(run, "short", corpus["id"][:100], Y[:100])
     with pytest.raises(CorpusmapError, match="100 rows"):
@@ -138,14 +141,15 @@ def test_evaluate_bad_maps(run, data):
 
 
 def test_evaluate_bad_inputs(run, tmp_path):
-    r = _cli("evaluate", run, "--label-col", "no_such_column", "--quiet")
+    r = cli("evaluate", run, "--label-col", "no_such_column", "--quiet")
     assert r.exit_code == 2 and "no_such_column" in r.output and "columns:" in r.output
-    r = _cli("evaluate", run, "-k", 8401, "--quiet")
+    n = pq.read_metadata(run / "corpus.parquet").num_rows
+    r = cli("evaluate", run, "-k", n, "--quiet")  # no point has n other points
     assert r.exit_code == 2 and "k must be" in r.output
     # an explicitly named label column without a single label
     table = pq.read_table(run / "corpus.parquet")
     rewrite_corpus(run, table.append_column("empty", pa.array([None] * table.num_rows, pa.string())))
-    r = _cli("evaluate", run, "--label-col", "empty", "--quiet")
+    r = cli("evaluate", run, "--label-col", "empty", "--quiet")
     assert r.exit_code == 1 and "no labelled rows" in r.output
     with pytest.raises(UsageProblem):
         evaluate_run(run, year_col="nope")
@@ -155,10 +159,10 @@ def test_evaluate_bad_inputs(run, tmp_path):
     arr = np.load(shard)
     arr[5, 0] = np.inf
     rewrite_shard(run, 0, arr)
-    r = _cli("evaluate", run, "--queries", 100, "--quiet")
+    r = cli("evaluate", run, "--queries", 100, "--quiet")
     assert r.exit_code == 1 and "NaN or infinite" in r.output
     assert not (run / "eval").exists()
     # no vectors at all
     shutil.rmtree(run / "embeddings")
-    r = _cli("evaluate", run, "--quiet")
+    r = cli("evaluate", run, "--quiet")
     assert r.exit_code == 1 and "corpusmap embed" in r.output

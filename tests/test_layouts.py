@@ -15,7 +15,7 @@ import pytest
 
 from corpusmap import layouts
 from corpusmap.errors import CorpusmapError, UsageProblem
-from tests.conftest import EXAMPLE_CORPUS
+from conftest import EXAMPLE_CORPUS
 
 K = 15  # stored graph
 THREADS = 1  # OpenMP threads fight over a busy 2-core CI machine: one thread is fastest there

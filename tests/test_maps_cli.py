@@ -4,29 +4,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from corpusmap.cli import main
-from tests.conftest import EXAMPLE_CORPUS
+from conftest import EXAMPLE_CORPUS, cli
 
 FAST_TSNE = ["--gradient", "bh", "--early-exaggeration-iter", "100", "--n-iter", "100", "--threads", "1"]
 SMALL_PNG = ["--width", "600", "--height", "500", "--dpi", "100"]
 
 
-def cli(*args, ok: bool = True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
 def embed(corpus, run, *extra):
-    cli("embed", corpus, "-o", run, "--model", "tfidf", "--dim", "50", "--quiet", *extra)
+    cli("embed", corpus, "-o", run, "--model", "tfidf", "--dim", "50", "--quiet", *extra, ok=True)
 
 
 def read_png(path):
@@ -45,13 +35,13 @@ def run(tmp_path_factory):
     """The example corpus embedded with TF-IDF + SVD, with its exact kNN graph (k=15)."""
     path = tmp_path_factory.mktemp("maps") / "run"
     embed(EXAMPLE_CORPUS, path)
-    cli("neighbors", path, "-q")
+    cli("neighbors", path, "-q", ok=True)
     return path
 
 
 @pytest.fixture(scope="module")
 def tsne_map(run):
-    cli("map", run, *FAST_TSNE, *SMALL_PNG, "--seed", "3", "-q")
+    cli("map", run, *FAST_TSNE, *SMALL_PNG, "--seed", "3", "-q", ok=True)
     return run / "maps" / "tsne.parquet"
 
 
@@ -78,7 +68,7 @@ def test_tsne_map_parquet_and_png(run, tsne_map):
 
 def test_landscape_preset_records_its_schedule(tmp_path, run):
     out = cli("map", run, "--preset", "landscape", "--n-iter", "10", "--gradient", "bh", "--threads", "1",
-              "--name", "landscape", "--no-plot", "-q")
+              "--name", "landscape", "--no-plot", "-q", ok=True)
     assert "landscape.parquet" in out.output
     meta = json.loads(pq.read_schema(run / "maps" / "landscape.parquet").metadata[b"corpusmap"])
     phases = [(p["phase"], p["n_iter"]) for p in meta["schedule"]]
@@ -88,12 +78,12 @@ def test_landscape_preset_records_its_schedule(tmp_path, run):
 
 
 def test_pca_and_umap_maps(run):
-    cli("map", run, "--method", "pca", "--no-plot", "-q")
+    cli("map", run, "--method", "pca", "--no-plot", "-q", ok=True)
     pca = pq.read_table(run / "maps" / "pca.parquet")
     assert json.loads(pca.schema.metadata[b"corpusmap"])["method"] == "pca"
     pytest.importorskip("umap")
     cli("map", run, "--method", "umap", "--n-neighbors", "10", "--n-epochs", "50", "--name", "umap10", "--no-plot",
-        "-q")
+        "-q", ok=True)
     meta = json.loads(pq.read_schema(run / "maps" / "umap10.parquet").metadata[b"corpusmap"])
     assert meta["parameters"]["n_neighbors"] == 10 and meta["parameters"]["deterministic"] is True
 
@@ -101,7 +91,7 @@ def test_pca_and_umap_maps(run):
 @pytest.mark.parametrize("colour,expect", [("year", "tsne.year.png"), ("label", "tsne.label.png"),
                                            ("words:cell,cells", "tsne.words-cell-cells.png")])
 def test_plot_colourings(run, tsne_map, colour, expect):
-    out = cli("plot", run, "--map", "tsne", "--color", colour, *SMALL_PNG, "--labels", "-q")
+    out = cli("plot", run, "--map", "tsne", "--color", colour, *SMALL_PNG, "--labels", "-q", ok=True)
     png = run / "maps" / expect
     assert str(png) in out.output
     pixels = read_png(png)
@@ -112,13 +102,13 @@ def test_plot_colourings(run, tsne_map, colour, expect):
 def test_plot_to_a_chosen_file(tmp_path, run, tsne_map):
     target = tmp_path / "figure.png"
     cli("plot", run, "--map", "tsne", "-o", target, "--width", "1000", "--height", "800", "--dpi", "200",
-        "--title", "eLife", "-q")
+        "--title", "eLife", "-q", ok=True)
     assert read_png(target).shape == (800, 1000, 3)
 
 
 def test_unknown_colour_column(run, tsne_map):
     before = sorted(p.name for p in (run / "maps").iterdir())
-    result = cli("plot", run, "--map", "tsne", "--color", "journal", ok=False)
+    result = cli("plot", run, "--map", "tsne", "--color", "journal")
     assert result.exit_code != 0
     assert "--color 'journal': no such column" in result.output and "year" in result.output
     assert "label" in result.output
@@ -126,14 +116,14 @@ def test_unknown_colour_column(run, tsne_map):
 
 
 def test_unknown_map(run):
-    result = cli("plot", run, "--map", "nothere", ok=False)
+    result = cli("plot", run, "--map", "nothere")
     assert result.exit_code != 0 and "no map 'nothere'" in result.output
 
 
 def test_no_knn_graph_names_the_next_step(tmp_path):
     bare = tmp_path / "bare"
     embed(EXAMPLE_CORPUS, bare)
-    result = cli("map", bare, ok=False)
+    result = cli("map", bare)
     assert result.exit_code != 0
     assert "corpusmap neighbors" in result.output
     assert not (bare / "maps").exists() or not list((bare / "maps").iterdir())
@@ -149,7 +139,7 @@ def test_no_knn_graph_names_the_next_step(tmp_path):
 ])
 def test_bad_parameters_fail_cleanly(run, args, message):
     before = sorted(p.name for p in (run / "maps").iterdir()) if (run / "maps").exists() else []
-    result = cli("map", run, *args, ok=False)
+    result = cli("map", run, *args)
     assert result.exit_code != 0
     assert message in result.output, result.output
     after = sorted(p.name for p in (run / "maps").iterdir()) if (run / "maps").exists() else []
@@ -163,15 +153,13 @@ def test_add_points_to_a_map(tmp_path):
     (tmp_path / "new.jsonl").write_text("".join(lines[1400:]))
     ref, new, other = tmp_path / "ref", tmp_path / "new", tmp_path / "other"
     embed(tmp_path / "old.jsonl", ref)
-    cli("neighbors", ref, "-q")
-    cli("map", ref, *FAST_TSNE, "--no-plot", "-q")
+    cli("neighbors", ref, "-q", ok=True)
+    cli("map", ref, *FAST_TSNE, "--no-plot", "-q", ok=True)
     # the new run reuses the reference run's TF-IDF fit, so its vectors live in the same space
-    (new / "embeddings").mkdir(parents=True)
-    shutil.copytree(ref / "embeddings" / "tfidf", new / "embeddings" / "tfidf")
-    embed(tmp_path / "new.jsonl", new)
+    embed(tmp_path / "new.jsonl", new, "--fit-from", ref)
     stored = ref / "maps" / "tsne.parquet"
     digest = sha(stored)
-    out = cli("map", ref, "--add", new, "--threads", "1", *SMALL_PNG, "-q")
+    out = cli("map", ref, "--add", new, "--threads", "1", *SMALL_PNG, "-q", ok=True)
     assert "placed" in out.output
     assert sha(stored) == digest  # the reference map is not touched
     added = pq.read_table(new / "maps" / "tsne.parquet")
@@ -187,12 +175,12 @@ def test_add_points_to_a_map(tmp_path):
     assert read_png(new / "maps" / "tsne.png").shape == (500, 600, 3)
     # a run with its own TF-IDF fit is refused, and nothing is written
     embed(tmp_path / "new.jsonl", other)
-    result = cli("map", ref, "--add", other, ok=False)
+    result = cli("map", ref, "--add", other)
     assert result.exit_code != 0 and "tfidf fit" in result.output
     assert not (other / "maps").exists()
 
 
 def test_every_command_has_help():
     for command in ("map", "plot"):
-        result = cli(command, "--help")
+        result = cli(command, "--help", ok=True)
         assert "Usage:" in result.output and len(result.output) > 300

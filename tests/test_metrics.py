@@ -1,4 +1,5 @@
-"""Map-quality metrics against independent brute-force computations with scikit-learn, on real TF-IDF vectors.
+"""Map-quality metrics against independent brute-force computations with scikit-learn, on real TF-IDF vectors (of
+the bundled eLife example corpus).
 
 scikit-learn's ``kneighbors(None)`` / ``predict(None)`` give leave-one-out neighbours (a point is not its own
 neighbour), which is exactly "train = every other labelled point"; the same query rows are used on both sides, so
@@ -6,38 +7,35 @@ the numbers must agree exactly, not just within sampling error.
 """
 from __future__ import annotations
 
-import gzip
-import json
-
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, NearestNeighbors
 
+from conftest import EXAMPLE_CORPUS, read_jsonl
 from corpusmap import metrics as M
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.vectors import ArrayVectors
 
 K = 10
-QUERIES = 1500
-
-
-ACL = "acl_2016_2019.jsonl.gz"
+QUERIES = 600  # of 1,881 points; at most half of the labelled ones left when 30% lose their label below
 
 
 @pytest.fixture(scope="module")
-def acl(acl_tfidf_run, shared_data):
-    """Real data: the first 64 TF-IDF+SVD dimensions of the 8,401 ACL abstracts (from a real run), venue as the
-    label and the year as the source gives it (strings or ints); a PCA map of them."""
+def elife(example_tfidf_run):
+    """Real data: the first 64 TF-IDF+SVD dimensions of the 1,881 eLife abstracts (from a real run), the first
+    subject as the label (None for the papers without one) and the year as the source gives it, here ints, every
+    other one turned into a string as other sources write it; a PCA map of them."""
     from corpusmap.run import open_run
 
-    run = open_run(acl_tfidf_run)
+    run = open_run(example_tfidf_run)
     X = np.ascontiguousarray(run.vectors.to_numpy()[:, :64])
-    rows = [json.loads(line) for line in gzip.open(shared_data / ACL, "rt")]
     ids = run.read_corpus(["id"]).column("id").to_pylist()
-    by_id = {str(r["id"]): r for r in rows}
-    labels = np.array([by_id[i].get("venue") for i in ids], dtype=object)
+    by_id = {str(r["doi"]): r for r in read_jsonl(EXAMPLE_CORPUS)}
+    labels = np.array([(by_id[i].get("subjects") or [None])[0] for i in ids], dtype=object)
     years = np.array([by_id[i].get("year") for i in ids], dtype=object)
+    years[1::2] = [str(y) for y in years[1::2]]
+    assert {type(y) for y in years} == {int, str}
     Y = PCA(2, random_state=0).fit_transform(X.astype(np.float64))
     return X, Y, labels, years
 
@@ -47,8 +45,8 @@ def _loo_neighbors(X, k, metric="euclidean"):
         None, return_distance=False)
 
 
-def test_knn_recall_matches_sklearn(acl):
-    X, Y, _, _ = acl
+def test_knn_recall_matches_sklearn(elife):
+    X, Y, _, _ = elife
     rows = M.sample_queries(len(X), QUERIES, seed=3)
     high = _loo_neighbors(X.astype(np.float64), K)[rows]
     low = _loo_neighbors(Y, K)[rows]
@@ -63,8 +61,8 @@ def test_knn_recall_matches_sklearn(acl):
     assert 0 < expected < 0.2
 
 
-def test_exact_neighbors_cosine_matches_sklearn(acl):
-    X = acl[0]
+def test_exact_neighbors_cosine_matches_sklearn(elife):
+    X = elife[0]
     rows = M.sample_queries(len(X), 400, seed=5)
     nn = NearestNeighbors(n_neighbors=K + 1, algorithm="brute", metric="cosine").fit(X.astype(np.float64))
     expected = [[j for j in row if j != i][:K] for i, row in zip(rows, nn.kneighbors(X[rows], return_distance=False))]
@@ -74,27 +72,40 @@ def test_exact_neighbors_cosine_matches_sklearn(acl):
     assert not np.array_equal(got, M.exact_neighbors(X, rows, K, metric="euclidean"))
 
 
-def test_knn_accuracy_matches_sklearn_classifier(acl):
-    X, Y, labels, _ = acl
+def train_pool(eligible, test) -> np.ndarray:
+    """The training points of a test sample: every other eligible point (the test points are not in the pool)."""
+    eligible = np.asarray(eligible, dtype=bool)
+    return np.flatnonzero(eligible & ~np.isin(np.arange(len(eligible)), test))
+
+
+def test_knn_accuracy_matches_sklearn_classifier(elife):
+    X, Y, labels, _ = elife
     labels = labels.copy()
     rng = np.random.default_rng(0)
     labels[rng.random(len(labels)) < 0.3] = None  # unlabelled points take no part
     labels[:20] = ""  # empty strings count as unlabelled too
     codes, classes = M.label_codes(labels)
-    labelled = np.flatnonzero(codes >= 0)
-    test = M.sample_queries(codes >= 0, QUERIES, seed=11)
-    pos = np.searchsorted(labelled, test)
+    labelled = codes >= 0
+    assert QUERIES <= labelled.sum() // 2
+    test = M.sample_queries(labelled, QUERIES, seed=11)
+    train = train_pool(labelled, test)
     for space in (X.astype(np.float64), Y):
-        clf = KNeighborsClassifier(n_neighbors=K, algorithm="brute").fit(space[labelled], classes[codes[labelled]])
-        expected = np.mean(clf.predict(None)[pos] == classes[codes[test]])
+        clf = KNeighborsClassifier(n_neighbors=K, algorithm="brute").fit(space[train], classes[codes[train]])
+        expected = np.mean(clf.predict(space[test]) == classes[codes[test]])
         got = M.knn_accuracy(space, labels, k=K, queries=QUERIES, seed=11)
         assert got.accuracy == pytest.approx(expected, abs=1e-12)
-        assert got.n_test == QUERIES and got.n_train == len(labelled) - 1
-    freq = np.bincount(codes[labelled]) / len(labelled)
-    assert got.chance == pytest.approx(freq.max()) and got.chance_random == pytest.approx((freq ** 2).sum())
+        assert got.n_test == QUERIES and got.n_train == len(train) == labelled.sum() - QUERIES
+    # chance: the expected accuracy of guessing by the training class frequencies; beside it the majority class
+    p_train = np.bincount(codes[train], minlength=len(classes)) / len(train)
+    p_test = np.bincount(codes[test], minlength=len(classes)) / len(test)
+    assert got.chance == pytest.approx((p_train * p_test).sum())
+    assert got.chance_majority == pytest.approx(p_test[p_train.argmax()])
     assert got.n_classes == len(classes)
+    # asked for every point, the test sample is half of them: a training pool remains
+    assert M.knn_accuracy(Y, labels, k=K, queries=None).n_test == labelled.sum() // 2
     high = M.knn_accuracy(X, labels, k=K, queries=QUERIES, seed=11)
-    assert high.accuracy > high.chance > 0.2  # venue is predictable from the text, beyond the majority class
+    # the subject is predictable from the text, far beyond the majority class (no subject holds 20% of the papers)
+    assert high.accuracy > 2 * high.chance_majority > 0.2
 
 
 def test_knn_accuracy_tie_break_and_exclusions():
@@ -112,21 +123,26 @@ def test_knn_accuracy_tie_break_and_exclusions():
         M.knn_accuracy(X, [None, "", None, None, None, None], k=2)
 
 
-def test_year_rmse_matches_sklearn_regressor(acl):
-    X, Y, _, years = acl
+def test_year_rmse_matches_sklearn_regressor(elife):
+    X, Y, _, years = elife
     years = years.copy()
     years[::7] = None
     y = M.year_values(years)
-    dated = np.flatnonzero(np.isfinite(y))
-    test = M.sample_queries(np.isfinite(y), QUERIES, seed=2)
-    pos = np.searchsorted(dated, test)
+    dated = np.isfinite(y)
+    test = M.sample_queries(dated, QUERIES, seed=2)
+    train = train_pool(dated, test)
     for space in (X.astype(np.float64), Y):
-        reg = KNeighborsRegressor(n_neighbors=K, algorithm="brute").fit(space[dated], y[dated])
-        expected = np.sqrt(np.mean((reg.predict(None)[pos] - y[test]) ** 2))
+        reg = KNeighborsRegressor(n_neighbors=K, algorithm="brute").fit(space[train], y[train])
+        expected = np.sqrt(np.mean((reg.predict(space[test]) - y[test]) ** 2))
         got = M.year_rmse(space, years, k=K, queries=QUERIES, seed=2)
         assert got.rmse == pytest.approx(expected, rel=1e-12)
-    assert got.mean_year == pytest.approx(y[dated].mean())
-    assert got.chance == pytest.approx(np.sqrt(np.mean((y[test] - y[dated].mean()) ** 2)))
+        assert got.n_test == QUERIES and got.n_train == len(train)
+    assert got.mean_year == pytest.approx(y[train].mean())
+    assert got.chance_mean == pytest.approx(np.sqrt(np.mean((y[test] - y[train].mean()) ** 2)))
+    # chance: predicting the mean year of k random training papers, whose squared error is on average that of the
+    # mean year plus the variance of a k-paper mean
+    assert got.chance ** 2 == pytest.approx(got.chance_mean ** 2 + y[train].var() / K, abs=0.05)
+    assert got.chance_mean < got.chance
 
 
 def test_samples_are_seeded_and_shared_between_spaces():

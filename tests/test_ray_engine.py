@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import corpusmap
+from conftest import EXAMPLE_CORPUS, cli
 from corpusmap.embed import EmbedOptions, EmbedParams, embed, prepare_corpus
 from corpusmap.run import Run
 from corpusmap.errors import CorpusmapError, UsageProblem
@@ -40,10 +41,8 @@ def _assert_gone(pids) -> None:
 
 @pytest.fixture(scope="module")
 def subset(tmp_path_factory) -> Path:
-    from conftest import EXAMPLE_CORPUS as source
-
     path = tmp_path_factory.mktemp("ray-corpus") / "elife_120.jsonl"
-    with gzip.open(source, "rt", encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as out:
+    with gzip.open(EXAMPLE_CORPUS, "rt", encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as out:
         out.writelines(itertools.islice(lines, ROWS))
     return path
 
@@ -171,10 +170,6 @@ def test_resume_reencodes_only_the_missing_shard(subset, runs):
 
 
 def test_engine_ray_flag_conflicts_are_usage_errors(tmp_path):
-    from click.testing import CliRunner
-
-    from corpusmap.cli import main
-
     for extra in (["--engine", "ray", "--shard", "0/2"], ["--address", "127.0.0.1:6379"]):
-        result = CliRunner().invoke(main, ["embed", str(tmp_path / "x.jsonl"), "-o", str(tmp_path / "r"), *extra])
+        result = cli("embed", tmp_path / "x.jsonl", "-o", tmp_path / "r", *extra)
         assert result.exit_code == 2 and ("--engine ray" in result.output), result.output

@@ -10,7 +10,7 @@ import pytest
 
 from corpusmap import render
 from corpusmap.errors import UsageProblem
-from tests.conftest import EXAMPLE_CORPUS
+from conftest import EXAMPLE_CORPUS
 
 
 def read_png(path):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from corpusmap.cli.common import default, overwrite_option, quiet_option, run_argument, run_command, seed_option, with_jobs
+from corpusmap.cli.common import (default, overwrite_option, quiet_option, run_argument, run_command, seed_option,
+                                  with_jobs)
 from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_cluster_table, format_table
 from corpusmap.pipeline import Job
 from corpusmap.run import Run

@@ -80,8 +80,9 @@ def report_map(result) -> None:
         return
     seconds = (m.get("seconds") or {}).get("layout")
     timing = f", {seconds:,.1f} s" if seconds is not None else ""
-    what = f"{m['n']:,} points placed in {m['reference']['run']}'s map {m['name']!r} (kNN recall of the placed " \
-        f"points {m['placement']['knn_recall']:.3f})" if m.get("reference") else f"{m['method']} map of {m['n']:,} points"
+    what = (f"{m['n']:,} points placed in {m['reference']['run']}'s map {m['name']!r} (kNN recall of the placed "
+            f"points {m['placement']['knn_recall']:.3f})" if m.get("reference")
+            else f"{m['method']} map of {m['n']:,} points")
     click.echo(f"{result.where}: {what}{timing}")
 
 

@@ -24,7 +24,8 @@ def jobs(o: dict) -> list[Job]:
 def report(result) -> None:
     m = result.manifest
     if not result.computed:
-        click.echo(f"{result.where}: the kNN graph is current (k={m['k']}, {m['metric']}, {m['index']['type']}); nothing to do")
+        click.echo(f"{result.where}: the kNN graph is current (k={m['k']}, {m['metric']}, {m['index']['type']}); "
+                   "nothing to do")
         return
     recall = m["recall"]
     how = ("user graph" + (", distances computed" if m.get("distances_computed") else "")) \
