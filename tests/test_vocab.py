@@ -1,9 +1,9 @@
-"""Word counts per period: exactly those of scikit-learn's CountVectorizer(binary=True), on real corpora and on
-text built to break tokenisers; count tables written, read back, and in the study's CSV shape."""
+"""Word counts per period: exactly those of scikit-learn's CountVectorizer(binary=True), on real corpora (the
+bundled eLife example corpus; ACL and arXiv where ../shared/data exists) and on text built to break tokenisers;
+count tables written, read back, and in the study's CSV shape."""
 from __future__ import annotations
 
-import gzip
-import json
+import collections
 import random
 import sys
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 
+from conftest import EXAMPLE_CORPUS, read_jsonl
 from corpusmap.excess import engines, scan
 from corpusmap.errors import CorpusmapError
 from corpusmap.tokens import contains_any
@@ -41,16 +42,22 @@ def assert_same(table: CountTable, ref: dict) -> None:
         assert table.as_dict(p) == counts, p
 
 
-def read_jsonl(path, every: int = 1):
-    rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i % every == 0:
-                rows.append(json.loads(line))
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ real corpora
+
+def test_example_counts_equal_countvectorizer_per_year():
+    """All 1,881 eLife abstracts through corpusmap's reader vs. the raw JSONL through CountVectorizer."""
+    from corpusmap.corpus import iter_corpus
+
+    raw = read_jsonl(EXAMPLE_CORPUS)
+    assert len(raw) == 1881
+    years = [str(int(r["year"])) for r in raw]
+    ref = reference_counts([r["abstract"] for r in raw], years)
+    table = count_words(iter_corpus([EXAMPLE_CORPUS], batch_rows=500), progress=False)
+    assert_same(table, ref)
+    assert table.periods == ["2012", "2013", "2014", "2015", "2016"]
+    assert table.totals.tolist() == [collections.Counter(years)[p] for p in table.periods]
+    assert int(table.totals.sum()) == len(raw)
+
 
 def test_acl_counts_equal_countvectorizer_per_year(shared_data):
     """All 8,401 ACL abstracts through corpusmap's reader vs. the raw JSONL through CountVectorizer."""
@@ -73,41 +80,52 @@ def arxiv_subset(shared_data):
     return read_jsonl(shared_data / "arxiv_2025_2026.jsonl.gz", every=10)
 
 
-def _arxiv_batches(rows, size=1500):
-    table = pa.table({"text": [r["abstract"] for r in rows], "listing_date": [r["listing_date"] for r in rows],
-                      "year": [r["year"] for r in rows], "title": [r["title"] for r in rows],
-                      "categories": [r["categories"] for r in rows]})
-    return table.to_batches(max_chunksize=size)
+@pytest.fixture(scope="module", params=["elife", "arxiv"])
+def corpus_rows(request):
+    """Raw records with abstract, year, title and a list of categories: the 1,881 eLife abstracts of the example
+    corpus (their subjects as categories), and the arXiv subset where ../shared/data exists."""
+    if request.param == "arxiv":
+        return request.getfixturevalue("arxiv_subset")
+    return [{"abstract": r["abstract"], "year": r["year"], "title": r["title"], "categories": r["subjects"]}
+            for r in read_jsonl(EXAMPLE_CORPUS)]
+
+
+def _batches(rows, size=1500):
+    columns = {"text": [r["abstract"] for r in rows], "year": [r["year"] for r in rows],
+               "title": [r["title"] for r in rows], "categories": [r["categories"] for r in rows]}
+    if "listing_date" in rows[0]:
+        columns["listing_date"] = [r["listing_date"] for r in rows]
+    return pa.table(columns).to_batches(max_chunksize=size)
 
 
 def test_arxiv_counts_by_month_equal_countvectorizer(arxiv_subset):
     months = [r["listing_date"][:7] for r in arxiv_subset]
     ref = reference_counts([r["abstract"] for r in arxiv_subset], months)
     assert len(ref) >= 12
-    table = count_words(_arxiv_batches(arxiv_subset), period="month", progress=False)
+    table = count_words(_batches(arxiv_subset), period="month", progress=False)
     assert table.period_kind == "month"
     assert table.meta["period_column"] == "listing_date"   # found by date_col="auto"
     assert_same(table, ref)
 
 
-def test_python_engine_and_titles_equal_reference(arxiv_subset):
-    rows = arxiv_subset[:2000]
+def test_python_engine_and_titles_equal_reference(corpus_rows):
+    rows = corpus_rows[:2000]
     years = [str(r["year"]) for r in rows]
     with_titles = [r["title"] + " " + r["abstract"] for r in rows]
     ref = reference_counts(with_titles, years)
-    fast = count_words(_arxiv_batches(rows, 700), title_col="title", progress=False)
-    slow = count_words(_arxiv_batches(rows, 700), title_col="title", engine="python", workers=2, progress=False)
+    fast = count_words(_batches(rows, 700), title_col="title", progress=False)
+    slow = count_words(_batches(rows, 700), title_col="title", engine="python", workers=2, progress=False)
     assert_same(fast, ref)
     assert fast.equals(slow)
     assert slow.meta["engine"] == "python"
 
 
-def test_merging_partial_counts_is_exact(arxiv_subset, monkeypatch):
+def test_merging_partial_counts_is_exact(corpus_rows, monkeypatch):
     """Force a merge of the partial counts after every batch: same table."""
-    rows = arxiv_subset[:1500]
-    whole = count_words(_arxiv_batches(rows, 5000), progress=False)
+    rows = corpus_rows[:1500]
+    whole = count_words(_batches(rows, 5000), progress=False)
     monkeypatch.setattr(scan._Accumulator, "add_words", _eager_add_words)
-    merged = count_words(_arxiv_batches(rows, 100), progress=False)
+    merged = count_words(_batches(rows, 100), progress=False)
     assert whole.equals(merged)
 
 
@@ -277,19 +295,20 @@ def test_bad_count_tables(tmp_path, content, message):
 
 # ------------------------------------------------------------------------------------------ presence
 
-def test_group_presence_equals_independent_computation(arxiv_subset):
-    rows = arxiv_subset[:3000]
+def test_group_presence_equals_independent_computation(corpus_rows):
+    rows = corpus_rows[:3000]
     groups = {"style": ["crucial", "comprehensive", "notably", "delve"], "vision": ["image", "images", "pixel"]}
-    presence = count_presence(_arxiv_batches(rows, 800), groups, by="categories", progress=False)
+    presence = count_presence(_batches(rows, 800), groups, by="categories", progress=False)
     df = pd.DataFrame({"text": [r["abstract"] for r in rows], "year": [str(r["year"]) for r in rows],
                        "cats": [sorted(set(r["categories"])) for r in rows]})
     for name, words in groups.items():
         df[name] = contains_any(df["text"].tolist(), words)
     frame = presence.frame
-    slow = count_presence(_arxiv_batches(rows, 800), groups, by="categories", engine="python", workers=1,
+    slow = count_presence(_batches(rows, 800), groups, by="categories", engine="python", workers=1,
                           progress=False)
     pd.testing.assert_frame_equal(slow.frame, frame)
     for name in groups:
+        assert df[name].any(), name  # each group occurs in some abstracts
         for year, part in df.groupby("year"):
             row = frame[(frame.group == name) & frame.subgroup.isna() & (frame.period == year)].iloc[0]
             assert (row.n_with, row.n_docs) == (int(part[name].sum()), len(part))
@@ -299,14 +318,14 @@ def test_group_presence_equals_independent_computation(arxiv_subset):
             assert (row.n_with, row.n_docs) == (int(part[name].sum()), len(part))
 
 
-def test_words_and_groups_in_one_pass_match_two_passes(arxiv_subset):
-    rows = arxiv_subset[:1000]
+def test_words_and_groups_in_one_pass_match_two_passes(corpus_rows):
+    rows = corpus_rows[:1000]
     groups = {"g": ["model", "models"]}
-    both = scan_corpus(_arxiv_batches(rows), groups=groups, progress=False)
-    assert both.counts.equals(count_words(_arxiv_batches(rows), progress=False))
-    alone = count_presence(_arxiv_batches(rows), groups, progress=False)
+    both = scan_corpus(_batches(rows), groups=groups, progress=False)
+    assert both.counts.equals(count_words(_batches(rows), progress=False))
+    alone = count_presence(_batches(rows), groups, progress=False)
     pd.testing.assert_frame_equal(both.presence.frame, alone.frame)
     # the group of one word is that word's document frequency
-    one = count_presence(_arxiv_batches(rows), {"w": ["model"]}, progress=False)
+    one = count_presence(_batches(rows), {"w": ["model"]}, progress=False)
     for period in both.counts.periods:
         assert one.series("w")[1][one.series("w")[0].index(period)] == both.counts.as_dict(period)["model"]

@@ -14,6 +14,18 @@ from corpusmap.excess.stage import ExcessParams
 from corpusmap.pipeline import Job
 
 C = Criteria
+P = ExcessParams
+
+
+def _floats(value: str, flag: str) -> tuple:
+    try:
+        return tuple(float(v) for v in str(value).replace(" ", "").split(",") if v)
+    except ValueError:
+        raise click.UsageError(f"{flag} takes comma-separated numbers, not {value!r}") from None
+
+
+def _words(value: str) -> tuple:
+    return tuple(w.strip().lower() for w in str(value).split(",") if w.strip())
 
 
 def _group_option(values) -> dict:
@@ -45,8 +57,12 @@ def jobs(o: dict) -> list[Job]:
                           period=o["period"], year_col=o["year_col"], date_col=o["date_col"],
                           text_col=o["text_col"], with_titles=o["with_titles"], title_col=o["title_col"],
                           targets=tuple(o["targets"]), criteria=criteria, group_words=_group_option(o["group_words"]),
-                          group=o["group_kind"], group_max_freq=o["group_max_freq"], by=o["by"],
-                          min_group_size=o["min_group_size"], top=o["top"], figures=o["figures"], csv=o["csv"])
+                          group=o["group_kind"], group_max_freq=o["group_max_freq"], style_words=o["style_words"],
+                          style_groups=tuple(o["style_groups"]), cutoffs=_floats(o["cutoffs"], "--cutoffs"),
+                          rare_max_freq=o["rare_max_freq"], common_words=_words(o["common_words"]), by=o["by"],
+                          min_group_size=o["min_group_size"], size_window=o["size_window"],
+                          subgroup_delta=o["subgroup_delta"], clean=o["clean"], lemmatize=o["lemmatize"],
+                          top=o["top"], figures=o["figures"], csv=o["csv"])
     stage = ExcessStage(engine=o["engine"], threads=o["threads"], batch_rows=o["batch_rows"], argv=sys.argv[1:])
     return [Job(stage, params.workspace(), params, o["overwrite"], report=report)]
 
@@ -61,7 +77,14 @@ def report(result) -> None:
                       f"analysed ({row['top_by_delta']})")
     for row in manifest["groups"]:
         progress.info(f"group {row['group']} in {row['target']}: delta = {row['delta'] * 100:+.2f} percentage "
-                      "points")
+                      "points" + (" (style words: a lower bound on LLM-processed abstracts)"
+                                  if row.get("style_words") else ""))
+    for row in manifest.get("style_bound") or []:
+        if row.get("max_cutoff") is not None:
+            progress.info(f"lower bound {row['target']}: max delta over cut-offs = {row['max_delta']:.4f} at "
+                          f"p < {row['max_cutoff']:g} ({row['max_words']} style words)"
+                          + (f"; the study's mean of rare and common = {row['delta_study']:.4f}"
+                             if row.get("delta_study") is not None else ""))
     click.echo(f"excess: report in {result.where / 'report.md'}")
 
 
@@ -99,16 +122,45 @@ def report(result) -> None:
               help="... or if log10 r exceeds log10 R - (log10 p + 4) log10(R) / 4, with R this value.")
 @click.option("--group-words", "group_words", multiple=True, metavar="[NAME=]WORDS|FILE",
               help="A word group: comma-separated words or a file of words; repeatable. Its gap delta is a lower "
-                   "bound on the share of abstracts processed with an LLM when the words are style words.")
-@click.option("--group", "group_kind", type=click.Choice(["excess"]), default=None,
-              help="excess: the excess words of each target period as a group.")
+                   "bound on the share of abstracts processed with an LLM only for style words: declare such a "
+                   "group with --style-group NAME.")
+@click.option("--style-group", "style_groups", multiple=True, metavar="NAME",
+              help="Declare a --group-words group to be style words (its delta is then reported as a lower bound "
+                   "on LLM-processed abstracts); repeatable.")
+@click.option("--group", "group_kind", type=click.Choice(["excess", "style"]), default=None,
+              help="style: the study's lower bound, from the target's excess words annotated 'style' (the study's "
+                   "annotation, or --style-words), over frequency cut-offs; excess: all excess words of each "
+                   "target as a group (content words included: not a lower bound).")
+@click.option("--style-words", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
+              help="With --group style: your annotation instead of the study's, a CSV with columns word,type "
+                   "(type exactly 'style' counts) or a plain list of words (all style).")
+@click.option("--cutoffs", default=",".join(f"{c:g}" for c in default(P, "cutoffs")), show_default=True,
+              help="With --group style: frequency cut-offs c of the bound (style words with p < c in the target).")
+@click.option("--rare-max-freq", type=click.FloatRange(min=0, max=1, min_open=True),
+              default=default(P, "rare_max_freq"), show_default=True,
+              help="With --group style: rare style words have p below this (the study's subgroup delta).")
+@click.option("--common-words", default=",".join(default(P, "common_words")), show_default=True,
+              help="With --group style: the study's fixed common words (the study's subgroup delta).")
 @click.option("--group-max-freq", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --group excess: only excess words with frequency below this in the target period.")
 @click.option("--by", default=None, metavar="COLUMN",
               help="Gap of each word group per value of this column (label, journal, venue, ...; lists count "
-                   "in each of their values).")
-@click.option("--min-group-size", type=click.IntRange(min=1), default=default(ExcessParams, "min_group_size"),
-              show_default=True, help="--by: subgroups need this many abstracts in each of the four periods.")
+                   "in each of their values), or cluster[:LEVEL] for the map's regions.")
+@click.option("--min-group-size", type=click.IntRange(min=1), default=default(P, "min_group_size"),
+              show_default=True, help="--by: subgroups need this many abstracts in each period of --size-window.")
+@click.option("--size-window", default=default(P, "size_window"), show_default=True, metavar="FIRST:LAST",
+              help="--by: the periods, as offsets from the target t, in which a subgroup needs --min-group-size "
+                   "abstracts: the study's t-6:t-1 (2018-2023 for 2024); t-3:t is t and the three before it.")
+@click.option("--subgroup-delta", type=click.Choice(["study", "group"]), default=default(P, "subgroup_delta"),
+              show_default=True,
+              help="--by with --group style: study = the mean of the rare and the common style words' delta (the "
+                   "study's); group = the style group's own delta. Other groups always use their own delta.")
+@click.option("--clean", is_flag=True,
+              help="Clean the abstracts as the study did before counting: errata/retractions (by title) become "
+                   "empty, copyright lines, publisher notes, 'Graphical abstract', section headings and the "
+                   "study's other boilerplate removed; the report counts what each rule changed.")
+@click.option("--lemmatize", is_flag=True,
+              help="Also report the excess words as lemmas (as the study; needs lemminflect and breame).")
 @click.option("--top", type=click.IntRange(min=1), default=default(ExcessParams, "top"), show_default=True,
               help="Words per table in the report.")
 @click.option("--threads", "--workers", "threads", type=click.IntRange(min=1), default=None,

@@ -236,19 +236,25 @@ def group_frequency_series(presence: PresenceTable, group: str, subgroup: Option
 
 
 def subgroup_table(presence: PresenceTable, group: str, target: str, min_group_size: int = 300,
-                   params: Criteria = Criteria()) -> pd.DataFrame:
-    """δ of ``group`` in ``target`` for every subgroup with at least ``min_group_size`` abstracts in each of
-    t, t−1, t−2 and t−3; sorted by δ (descending). ``skipped`` in ``attrs``: subgroups left out for size."""
-    needed = [str(target), *earlier_periods(target)]
-    df = presence.frame
-    sub = df[(df["group"] == group) & df["subgroup"].notna() & df["period"].isin(needed)]
-    sizes = sub.pivot_table(index="subgroup", columns="period", values="n_docs", aggfunc="sum", fill_value=0)
-    sizes = sizes.reindex(columns=needed, fill_value=0)
-    big = sizes.index[(sizes >= min_group_size).all(axis=1)]
-    rows = [group_excess(presence, group, target, s, params) for s in big]
+                   params: Criteria = Criteria(), window: tuple = (-6, -1)) -> pd.DataFrame:
+    """δ of ``group`` in ``target`` (the one-group δ) for every subgroup with at least ``min_group_size``
+    abstracts in each period of ``window`` (offsets from the target, both included): by default t−6 … t−1, the
+    study's rule (2018–2023 for 2024, ``03-figures.ipynb`` cell 28); ``(-3, 0)`` is t−3 … t. Window periods before
+    the corpus's first period are not checked (see :func:`corpusmap.excess.style.size_filter`). Sorted by δ
+    (descending); ``attrs``: ``skipped`` (left out for size), ``min_group_size``, ``window`` (the periods checked)
+    and ``window_requested``. ``min_docs`` is the smallest subgroup size over the checked periods."""
+    from corpusmap.excess.style import size_filter
+
+    size = size_filter(presence, group, target, min_group_size, tuple(window))
+    rows = []
+    for s in size["keep"]:
+        row = group_excess(presence, group, target, s, params)
+        row["min_docs"] = size["min_docs"][s]
+        rows.append(row)
     out = pd.DataFrame(rows, columns=["group", "subgroup", "target", "n_words", "n_with", "n_docs", "min_docs",
                                       "p", "p_prev1", "p_prev2", "p_prev3", "q", "delta", "ratio"])
+    out.insert(3, "delta_rule", "group")
     out = out.sort_values(["delta", "subgroup"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out.attrs["skipped"] = int(len(sizes) - len(big))
-    out.attrs["min_group_size"] = int(min_group_size)
+    out.attrs.update(skipped=size["skipped"], min_group_size=int(min_group_size), window=size["periods"],
+                     window_requested=size["requested"], delta_rule="group")
     return out

@@ -114,6 +114,11 @@ def _count_polars(df, pats: tuple[str, str], acc, stats: dict) -> None:
 def _presence_polars(tok, groups: dict[str, list[str]], by: Optional[str]):
     import polars as pl
 
+    # every group's words lie in their union: keep only those tokens (a few per abstract) once, then test each
+    # group on the short lists (the same flags, far fewer membership tests when there are many groups)
+    union = sorted({w for words in groups.values() for w in words})
+    if len(groups) > 1:
+        tok = tok.with_columns(pl.col("w").list.eval(pl.element().filter(pl.element().is_in(union))))
     flags = tok.select(
         "period", *(["by"] if by else []),
         *[pl.col("w").list.eval(pl.element().is_in(words)).list.any().cast(pl.Int64).alias(name)

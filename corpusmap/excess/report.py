@@ -7,7 +7,9 @@ Figures:
 - ``figures/scatter_<t>.png``: δ against p_t (log x) for every analysed word, and r against p_t with the
   ratio threshold; excess words highlighted, the top ones named;
 - ``figures/groups.png``: share of abstracts containing each word group, per period;
-- ``figures/subgroups_<group>_<t>.png``: δ of a word group per subgroup.
+- ``figures/subgroups_<group>_<t>.png``: δ of a word group per subgroup;
+- ``figures/bound_<t>.png`` (``--group style``): the study's Δ(c) over the frequency cut-offs c, its maximum
+  marked (the study's ``figures/delta-curve``).
 """
 from __future__ import annotations
 
@@ -171,6 +173,29 @@ def plot_groups(path: Path, presence: PresenceTable, groups: Sequence[str]) -> O
     return save_figure(fig, path)
 
 
+def plot_bound(path: Path, bound: pd.DataFrame, target: str) -> Optional[Path]:
+    """Δ(c) (percentage points) of the style words with p < c against the cut-off c (log x), the maximum marked."""
+    valid = bound[bound["n_words"] > 0]
+    if valid.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    ax.plot(valid["cutoff"], valid["delta"] * 100, "-o", color=EXCESS_COLOR, ms=4, lw=1.2)
+    best = valid.loc[valid["delta"].idxmax()]
+    ax.annotate(f"max Δ = {best['delta']:.3f} at c = {best['cutoff']:g} ({int(best['n_words'])} words)",
+                (best["cutoff"], best["delta"] * 100), xytext=(-8, 0), textcoords="offset points", fontsize=8,
+                ha="right", va="center")
+    ax.set_ylim(top=max(valid["delta"].max() * 100 * 1.12, 1e-9))
+    ax.set_xscale("log")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xlabel(f"frequency cut-off c (style excess words of {target} with p < c)")
+    ax.set_ylabel("excess gap Δ (percentage points)")
+    ax.set_title(f"Lower bound on LLM-processed abstracts, {target}", fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_subgroups(path: Path, sub_df: pd.DataFrame, group: str, target: str, by: str,
                    n: int = 40) -> Optional[Path]:
     """Horizontal bars: δ (percentage points) of ``group`` in ``target`` per subgroup, largest first."""
@@ -184,9 +209,12 @@ def plot_subgroups(path: Path, sub_df: pd.DataFrame, group: str, target: str, by
     ax.set_yticks(np.arange(len(df)))
     ax.set_yticklabels([f"{s} (n={n:,})" for s, n in zip(df["subgroup"], df["n_docs"])], fontsize=7)
     ax.axvline(0, color="black", lw=0.5)
-    ax.set_xlabel(f"excess gap δ of word group {group!r} in {target} (percentage points)")
+    window = sub_df.attrs.get("window") or []
+    rule = ("the study's subgroup δ, (δ_rare + δ_common) / 2" if sub_df.attrs.get("delta_rule") == "study"
+            else "the group's δ")
+    ax.set_xlabel(f"excess gap of word group {group!r} in {target}: {rule} (percentage points)", fontsize=8)
     ax.set_title(f"By {by}: subgroups with at least {sub_df.attrs.get('min_group_size', 0):,} abstracts "
-                 f"in each of the four periods", fontsize=8)
+                 + (f"in each period {window[0]}–{window[-1]}" if window else ""), fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -218,8 +246,11 @@ def _word_rows(df: pd.DataFrame, periods: list[str]) -> list[str]:
 def render_report(analysis: ExcessAnalysis, *, source: str, stats: Optional[dict] = None, top: int = 20,
                   groups_df: Optional[pd.DataFrame] = None, group_words: Optional[dict] = None,
                   subgroups: Optional[dict] = None, by: Optional[str] = None, figures: Optional[dict] = None,
-                  notes: Sequence[str] = (), files: Sequence[str] = ()) -> str:
-    """The markdown report; ``figures`` maps names (``words_<t>``, ...) to paths relative to the report."""
+                  notes: Sequence[str] = (), files: Sequence[str] = (), study: Optional[dict] = None,
+                  clean: Optional[dict] = None, lemmas: Optional[pd.DataFrame] = None) -> str:
+    """The markdown report; ``figures`` maps names (``words_<t>``, ...) to paths relative to the report.
+    ``study``: the ``--group style`` results (see :func:`corpusmap.excess.stage.compute_excess`); ``clean``: what
+    ``--clean`` changed; ``lemmas``: the ``--lemmatize`` table."""
     table, params = analysis.table, analysis.params
     figures = figures or {}
     periods = table.periods
@@ -252,15 +283,22 @@ def render_report(analysis: ExcessAnalysis, *, source: str, stats: Optional[dict
             f"- excess word: δ > {params.min_delta:g} or log10 r > log10 {params.min_ratio:g} − "
             f"(log10 p − log10 {params.ratio_anchor:g}) · log10({params.min_ratio:g}) / "
             f"{-math.log10(params.ratio_anchor):g}.",
-            "", "## Summary", "",
+            ""]
+    if clean is not None:
+        out += ["Abstracts were cleaned before counting as the study did (`--clean`; see *Clean-up* below).", ""]
+    out += ["## Summary", "",
             "| target | abstracts | analysed words | excess words | top by δ | top by r |",
             "|---|---:|---:|---:|---|---|"]
     for _, r in analysis.summary().iterrows():
         out.append(f"| {r['target']} | {r['abstracts']:,} | {r['analysed_words']:,} | {r['excess_words']:,} | "
                    f"{_md_word(r['top_by_delta'])} | {_md_word(r['top_by_ratio'])} |")
     out.append("")
+    if clean is not None:
+        out += _clean_section(clean)
+    if study and study.get("annotation"):
+        out += _bound_section(study, figures)
     if groups_df is not None and not groups_df.empty:
-        out += _group_section(groups_df, group_words or {})
+        out += _group_section(groups_df, group_words or {}, study or {})
     for t, df in analysis.words.items():
         t_periods = [t, *earlier_periods(t)]
         ex = df[df["is_excess"]]
@@ -289,25 +327,37 @@ def render_report(analysis: ExcessAnalysis, *, source: str, stats: Optional[dict
         for (group, target), sub in (subgroups or {}).items():
             if target != t:
                 continue
-            out += _subgroup_section(sub, group, t, by, figures.get(f"subgroups_{safe_name(group)}_{t}"))
+            out += _subgroup_section(sub, group, t, by, figures.get(f"subgroups_{safe_name(group)}_{t}"),
+                                     study or {})
+    if lemmas is not None:
+        out += _lemma_section(lemmas, analysis, top)
     if files:
         out += ["## Files", ""] + [f"- `{f}`" for f in files] + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
-def _group_section(groups_df: pd.DataFrame, group_words: dict) -> list[str]:
+def _group_section(groups_df: pd.DataFrame, group_words: dict, study: dict) -> list[str]:
+    has_style = "style_words" in groups_df.columns and bool(groups_df["style_words"].any())
     out = ["## Word groups", "",
            "For a group of words, p is the share of abstracts containing at least one of them; q and δ as for "
-           "single words. **δ of a group of style words is a lower bound on the share of abstracts processed "
-           "with an LLM** in that period: an abstract can be LLM-edited without using any of the words, and "
-           "content words (e.g. *covid* in 2020) measure a change of topic, not of style. The excess words of a "
-           "period include both kinds unless you pass your own style-word list with `--group-words`.", "",
-           "| target | group | words | abstracts with any | p | q | δ (lower bound) | r |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
+           "single words. Only a group of *style* words (words whose rise reflects how texts are written, not "
+           "what they are about) gives a bound: **δ of a group of style words is a lower bound on the share of "
+           "abstracts processed with an LLM** in that period, since an abstract can be LLM-edited without using "
+           "any of the words. Style groups here are the study's `style_<t>` groups (`--group style`) and groups "
+           "declared with `--style-group`. For the other groups (`--group excess`, whose excess words include "
+           "content words such as *covid* in 2020, and `--group-words` groups not declared style) δ measures how "
+           "much more often their words occur than their trend predicts, not LLM use.", "",
+           "| target | group | words | abstracts with any | p | q | δ | r | style words: lower bound |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for _, r in groups_df.iterrows():
+        lower = bool(r.get("style_words", False))
         out.append(f"| {r['target']} | `{r['group']}` | {r['n_words']:,} | {r['n_with']:,} of {r['n_docs']:,} | "
-                   f"{_pct(r['p'], 2)} | {_pct(r['q'], 2)} | **{_pp(r['delta'])}** | {r['ratio']:.2f} |")
+                   f"{_pct(r['p'], 2)} | {_pct(r['q'], 2)} | **{_pp(r['delta'])}** | {r['ratio']:.2f} | "
+                   f"{'yes' if lower else 'no'} |")
     out.append("")
+    if not has_style:
+        out += ["None of these groups is a group of style words, so none of these δ is a lower bound on "
+                "LLM-processed abstracts (`--group style` gives the study's).", ""]
     for g, words in group_words.items():
         shown = ", ".join(_md_word(w) for w in list(words)[:40])
         more = f" … ({len(words):,} in all)" if len(words) > 40 else ""
@@ -316,17 +366,165 @@ def _group_section(groups_df: pd.DataFrame, group_words: dict) -> list[str]:
     return out
 
 
-def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], figure: Optional[str]) -> list[str]:
+def _bound_section(study: dict, figures: dict) -> list[str]:
+    """``--group style``: the study's lower bound over frequency cut-offs and its subgroup δ of all abstracts."""
+    cutoffs, rare, common = study["cutoffs"], study["rare_max_freq"], study["common_words"]
+    out = ["## Lower bound on LLM-processed abstracts (the study's)", "",
+           f"As Kobak et al. (2025) compute it (llm-excess-vocab `02-preprocess-and-count.py` lines 415–442, "
+           f"`03-figures.ipynb` cells 24–28). Style words of a target t: its excess words (found above, on this "
+           f"corpus) whose annotation is exactly `style` (annotation: {study['annotation']}; `content/style`, "
+           f"`style/content`, `other` and `content` are left out, as in the study). For each cut-off c "
+           f"({', '.join(f'{c:g}' for c in cutoffs)}): the style words with p < c in t, the share P of abstracts "
+           "containing at least one of them, smoothed (n + 1) / (N + 1), the counterfactual "
+           "q = P(t−2) + 2 · max(0, P(t−2) − P(t−3)) and Δ(c) = P(t) − q. Each Δ(c) is a lower bound on the share "
+           "of abstracts of t processed with an LLM; the study reports the largest (0.136 at c = 0.02 for 2024 "
+           "PubMed, a label in its Figure; it computes no maximum in code). It is a lower bound under the study's "
+           "argument: the style words' rise beyond their trend comes from LLM-assisted writing. Before such tools "
+           "(the study: from 2023 on) or in small periods, a positive Δ measures other changes and noise.", "",
+           f"The study's headline number, \"at least 13.5%\" of 2024 PubMed abstracts, is its subgroup δ of all "
+           f"abstracts: the mean of Δ of the rare style words (p < {rare:g}) and Δ of its ten fixed common words "
+           f"({', '.join(common)}): (0.135947 + 0.133807) / 2 = 0.134877 (`03-figures.ipynb` cell 28), not the "
+           "maximum over cut-offs.", ""]
+    summary = study["summary"]
+    bounds = study["bounds"]
+    for t, info in study["style"].items():
+        counts = info["annotation_counts"]
+        kinds = ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
+        out += [f"### {t}", "", f"Excess words of {t} by annotation: {kinds}. Style group `style_{t}`: "
+                f"{len(info['words']):,} words.", ""]
+        row = summary[summary["target"] == t] if not summary.empty else summary
+        tb = bounds[bounds["target"] == t] if not bounds.empty else bounds
+        if row.empty or tb.empty:
+            out += ["No style excess words: no bound.", ""]
+            continue
+        r = row.iloc[0]
+        out += ["| cut-off c | style words with p < c | abstracts with any | P | q | Δ(c) |",
+                "|---:|---:|---:|---:|---:|---:|"]
+        for _, b in tb.iterrows():
+            if b["n_words"] == 0:
+                out.append(f"| {b['cutoff']:g} | 0 | – | – | – | – (no word) |")
+                continue
+            best = r["max_cutoff"] is not None and b["cutoff"] == r["max_cutoff"]
+            delta = f"**{b['delta']:.4f}**" if best else f"{b['delta']:.4f}"
+            out.append(f"| {b['cutoff']:g} | {int(b['n_words']):,} | {int(b['n_with']):,} of {int(b['n_docs']):,} | "
+                       f"{_pct(b['p'], 2)} | {_pct(b['q'], 2)} | {delta} |")
+        out.append("")
+        if r["max_cutoff"] is not None and not _isnan(r["max_delta"]):
+            out += [f"**Lower bound on LLM-processed abstracts in {t}: max Δ(c) = {r['max_delta']:.4f} "
+                    f"({r['max_delta'] * 100:.1f}%), reached at c = {r['max_cutoff']:g} ({int(r['max_words']):,} "
+                    "style words).**", ""]
+        if _isnan(r["delta_study"]):
+            out += [f"The study's mean of the rare and common words' Δ is not defined for {t}: no style word has "
+                    f"p < {rare:g}.", ""]
+        else:
+            out += [f"The study's subgroup δ of all abstracts (its headline quantity): (Δ_rare + Δ_common) / 2 = "
+                    f"({_num(r['delta_rare'])} + {_num(r['delta_common'])}) / 2 = **{r['delta_study']:.4f}** "
+                    f"({int(r['rare_words']):,} rare style words with p < {rare:g}; {len(common)} common words).",
+                    ""]
+        if f"bound_{t}" in figures:
+            out += [f"![Lower bound over frequency cut-offs, {t}]({figures[f'bound_{t}']})", ""]
+    return out
+
+
+def _num(x: float) -> str:
+    return f"{x:.4f}" if x >= 0 else f"({x:.4f})"
+
+
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _clean_section(clean: dict) -> list[str]:
+    n, changed = clean.get("abstracts", 0), clean.get("changed", 0)
+    out = ["## Clean-up (`--clean`)", "",
+           "Before counting, every abstract went through the study's clean-up (llm-excess-vocab "
+           "`02-preprocess-and-count.py`, `cleanup_abstracts_inplace`, lines 43–357): abstracts whose title marks "
+           "an erratum, correction or retraction become empty (they still count in their period's total), then "
+           "the study's boilerplate rules run in its order (copyright lines, publisher notes, *Graphical "
+           "abstract* and similar tails, section headings of structured abstracts when the text has both RESULTS "
+           "and CONCLUSIONS, citation tails, ...). Each rule edits only the texts that contain its literal "
+           "selector. The rules are the study's as written, side effects included: the title filter is a "
+           "substring test (a title such as 'Grammatical Error Correction: A Survey' matches it too), and "
+           "`^Abstract:?\\s*` also shortens a first word that begins with 'Abstract' ('Abstractions' → 'ions').",
+           "",
+           f"{changed:,} of {n:,} abstracts changed ({changed / n * 100 if n else 0:.2f}%)."
+           + ("" if clean.get("title_column") else " The corpus has no title column: the errata filter was not "
+              "applied."), ""]
+    rules = clean.get("rules") or {}
+    if rules:
+        out += ["| rule (selector) | abstracts changed |", "|---|---:|"]
+        out += [f"| `{name}` | {count:,} |" for name, count in rules.items()]
+        out.append("")
+    return out
+
+
+def _lemma_section(lemmas: pd.DataFrame, analysis: ExcessAnalysis, top: int) -> list[str]:
+    out = ["## Excess words as lemmas (`--lemmatize`)", "",
+           "As the study reports them (`03-figures.ipynb` cells 19–22): only the excess words are lemmatised, "
+           "after detection; counting and detection use the words as written. Lemma = British spellings made "
+           "American (whole words, from `breame`), then the study's manual map (chatbots, circrnas, "
+           "coronaviruses, showcased/showcases/showcasing), else the verb lemma if it differs from the word, else "
+           "the noun lemma (`lemminflect` in place of NLTK's WordNet, which cannot be installed offline). A "
+           "lemma's type is that of its alphabetically last word, as in the study. All lemmas are in "
+           "`excess_lemmas.csv`.", "",
+           "| target | excess words | unique lemmas |", "|---|---:|---:|"]
+    for t, df in analysis.words.items():
+        sub = lemmas[lemmas["target"] == t]
+        out.append(f"| {t} | {int(df['is_excess'].sum()):,} | {sub['lemma'].nunique():,} |")
+    out.append("")
+    merged = lemmas[lemmas["n_words"] > 1]
+    if not merged.empty:
+        out += [f"Lemmas that join several excess words (largest δ first, at most {top} per target):", "",
+                "| target | lemma | words | largest δ |" + (" type |" if "type" in lemmas.columns else ""),
+                "|---|---|---|---:|" + ("---|" if "type" in lemmas.columns else "")]
+        for t, sub in merged.groupby("target", sort=False):
+            for _, r in sub.sort_values("max_delta", ascending=False).head(top).iterrows():
+                out.append(f"| {t} | {_md_word(r['lemma'])} | {_md_word(r['words'])} | {_pp(r['max_delta'])} |"
+                           + (f" {'–' if pd.isna(r['type']) else r['type']} |" if "type" in lemmas.columns
+                              else ""))
+        out.append("")
+    return out
+
+
+def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], figure: Optional[str],
+                      study: dict) -> list[str]:
     min_size = sub.attrs.get("min_group_size", 0)
+    window, requested = sub.attrs.get("window") or [], sub.attrs.get("window_requested") or []
+    win = study.get("window")
+    span = f"{requested[0]}–{requested[-1]}" if requested else "–"
+    checked = "" if window == requested else (f"; before the corpus, so checked in {window[0]}–{window[-1]}"
+                                              if window else "; all before the corpus, so not checked")
+    rule = sub.attrs.get("delta_rule", "group")
     out = [f"### δ of `{group}` by {by or 'subgroup'} ({t})", "",
-           f"Subgroups with at least {min_size:,} abstracts in each of {t} and the three periods before it: "
-           f"{len(sub):,} (left out for size: {sub.attrs.get('skipped', 0):,}).", ""]
+           f"Subgroups with at least {min_size:,} abstracts in each period of "
+           + (f"t{win[0]:+d} … t{win[1]:+d} " if win else "") + f"({span}{checked}), as the study keeps a subgroup "
+           f"(2018–2023 for 2024: `03-figures.ipynb` cell 28): {len(sub):,} "
+           f"(left out: {sub.attrs.get('skipped', 0):,}).",
+           ""]
+    if rule == "study":
+        out += ["δ is the study's subgroup δ (`--subgroup-delta study`): the mean of Δ of the rare style words "
+                f"(p < {study.get('rare_max_freq', 0.02):g} in {t} over the whole corpus) and Δ of the study's "
+                "common words, each on the subgroup's abstracts. As δ of style words, it is a lower bound on the "
+                "subgroup's share of LLM-processed abstracts.", ""]
+    else:
+        style_group = group.startswith("style_") or group in (study.get("style_groups") or [])
+        out += ["δ is the group's own δ on the subgroup's abstracts (`--subgroup-delta group`"
+                + ("" if study.get("subgroup_delta", "study") == "group" or not study.get("annotation") else
+                   "; the study's rare/common mean applies to `--group style` only") + ")"
+                + (", a lower bound on the subgroup's share of LLM-processed abstracts (style words)."
+                   if style_group else ": not a lower bound on LLM use (not a group of style words)."), ""]
     if sub.empty:
         return out + ["No subgroup is large enough; lower `--min-group-size` to see smaller ones.", ""]
-    out += [f"| {by or 'subgroup'} | abstracts in {t} | p | q | δ | r |", "|---|---:|---:|---:|---:|---:|"]
-    for _, r in sub.iterrows():
-        out.append(f"| {_md_word(r['subgroup'])} | {r['n_docs']:,} | {_pct(r['p'], 2)} | {_pct(r['q'], 2)} | "
-                   f"{_pp(r['delta'])} | {r['ratio']:.2f} |")
+    if rule == "study":
+        out += [f"| {by or 'subgroup'} | abstracts in {t} | Δ rare | Δ common | δ |", "|---|---:|---:|---:|---:|"]
+        for _, r in sub.iterrows():
+            out.append(f"| {_md_word(r['subgroup'])} | {r['n_docs']:,} | {_pp(r['delta_rare'])} | "
+                       f"{_pp(r['delta_common'])} | **{_pp(r['delta'])}** |")
+    else:
+        out += [f"| {by or 'subgroup'} | abstracts in {t} | p | q | δ | r |", "|---|---:|---:|---:|---:|---:|"]
+        for _, r in sub.iterrows():
+            out.append(f"| {_md_word(r['subgroup'])} | {r['n_docs']:,} | {_pct(r['p'], 2)} | {_pct(r['q'], 2)} | "
+                       f"{_pp(r['delta'])} | {r['ratio']:.2f} |")
     out.append("")
     if figure:
         out += [f"![δ by {by}, {t}]({figure})", ""]

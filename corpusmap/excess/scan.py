@@ -65,6 +65,8 @@ class _Spec:
     by: Optional[str]
     period_col: Optional[str] = None      # the column periods come from, once resolved
     period_from: str = "year"             # "year" (a year column) or "date" (a date column)
+    cleaner: Any = None                   # a cleanup.Cleaner when clean=True
+    clean_title_col: Optional[str] = None  # titles for the study's errata filter (None: not applied)
 
 
 def count_words(batches: Iterable, **options) -> CountTable:
@@ -83,7 +85,8 @@ def scan_corpus(batches: Iterable, *, words: bool = True, groups: Optional[Mappi
                 by: Optional[str] = None, period: str = "year", year_col: str = "year",
                 date_col: Optional[str] = "auto", text_col: str = "text", title_col: Optional[str] = None,
                 workers: Optional[int] = None, engine: str = "auto", total_rows: Optional[int] = None,
-                progress: bool = True) -> ScanResult:
+                progress: bool = True, clean: bool = False, clean_title_col: Optional[str] = "title"
+                ) -> ScanResult:
     """One streaming pass over a corpus: word counts per period and/or group presence per period and subgroup.
 
     Parameters
@@ -109,6 +112,11 @@ def scan_corpus(batches: Iterable, *, words: bool = True, groups: Optional[Mappi
         is sized when polars is first imported (``POLARS_MAX_THREADS``; the CLI sets it from ``--workers``).
     engine
         ``"auto"``/``"polars"`` or ``"python"`` (``re`` in worker processes; the reference path).
+    clean
+        Clean every abstract as the excess-vocabulary study did before counting (:mod:`corpusmap.excess.cleanup`):
+        errata (by their title in ``clean_title_col``, when the corpus has that column) become empty abstracts,
+        still counted in their period's total, and the study's boilerplate rules edit the text. The abstract is
+        cleaned before a title is prepended (``title_col``). What each rule changed is in ``stats["clean"]``.
 
     Rows without a text or without a period are skipped and counted in ``stats``. Unreadable period values are
     skipped too, but more than 1% of them (or all of them) is an error: the column does not hold periods.
@@ -126,6 +134,10 @@ def scan_corpus(batches: Iterable, *, words: bool = True, groups: Optional[Mappi
     workers = max(1, int(workers or os.cpu_count() or 1))
     engine_used = "python" if engine == "python" else "polars"
     spec = _Spec(text_col, period, year_col, date_col, title_col, by)
+    if clean:
+        from corpusmap.excess.cleanup import Cleaner
+
+        spec.cleaner, spec.clean_title_col = Cleaner(), clean_title_col
     stats: dict[str, Any] = {"rows_read": 0, "abstracts": 0, "missing_text": 0, "missing_period": 0,
                              "invalid_period": 0, "invalid_examples": [], "python_tokenised": 0,
                              "engine": engine_used, "workers": workers if engine_used == "python" else None}
@@ -163,6 +175,8 @@ def scan_corpus(batches: Iterable, *, words: bool = True, groups: Optional[Mappi
             f"no abstracts to count: {stats['rows_read']:,} rows read, {stats['missing_text']:,} without a text, "
             f"{stats['missing_period']:,} without a {_period_source(spec)}")
     stats["period_column"] = spec.period_col
+    if spec.cleaner is not None:
+        stats["clean"] = {**spec.cleaner.as_dict(), "title_column": spec.clean_title_col}
     meta = {"period_column": spec.period_col, "text_column": text_col, "title_column": title_col,
             "engine": engine_used}
     counts = acc.count_table(period, meta) if words else None
@@ -237,6 +251,8 @@ def _resolve(spec: _Spec, names: list[str]) -> None:
     missing = [c for c in (spec.text_col, spec.title_col, spec.by) if c and c not in names]
     if missing:
         raise CorpusmapError(f"no column {missing[0]!r} in the corpus; its columns are: {', '.join(names)}")
+    if spec.clean_title_col and spec.clean_title_col not in names:
+        spec.clean_title_col = None   # no titles: the errata filter cannot be applied (reported)
     date_col = spec.date_col
     if date_col == "auto":
         date_col = next((c for c in DATE_COLUMNS if c in names), None)
@@ -260,7 +276,7 @@ def _prepare(batch, spec: _Spec, stats: dict):
 
     names = _column_names(batch)
     _resolve(spec, names)
-    wanted = [spec.text_col, spec.period_col] + [c for c in (spec.title_col, spec.by) if c]
+    wanted = [spec.text_col, spec.period_col] + [c for c in (spec.title_col, spec.by, spec.clean_title_col) if c]
     df = _to_polars(_select(batch, list(dict.fromkeys(wanted))))
     stats["_last_rows"] = df.height
     stats["rows_read"] += df.height
@@ -270,10 +286,12 @@ def _prepare(batch, spec: _Spec, stats: dict):
     if text_dtype not in (pl.String, pl.Null):
         raise CorpusmapError(f"column {spec.text_col!r} holds {text_dtype}, not text")
     text = pl.col(spec.text_col).cast(pl.String)
-    if spec.title_col:  # a null text stays null: the row is skipped
-        text = pl.concat_str([pl.col(spec.title_col).cast(pl.String).fill_null(""), pl.lit(" "), text])
     period, present = _period_exprs(df.schema[spec.period_col], spec)
     cols = [text.alias("text"), period.alias("period"), present.alias("_present")]
+    if spec.title_col:
+        cols.append(pl.col(spec.title_col).cast(pl.String).alias("_title"))
+    if spec.cleaner is not None and spec.clean_title_col:
+        cols.append(pl.col(spec.clean_title_col).cast(pl.String).alias("_clean_title"))
     if spec.by:
         by_dtype = df.schema[spec.by]
         cols.append(pl.col(spec.by).cast(pl.List(pl.String) if isinstance(by_dtype, pl.List) else pl.String)
@@ -293,7 +311,30 @@ def _prepare(batch, spec: _Spec, stats: dict):
     stats["missing_period"] += int((no_period & ~invalid & ~no_text).sum())
     out = out.filter(~no_text & ~no_period).drop("_present")
     stats["abstracts"] += out.height
-    return out if out.height else None
+    if not out.height:
+        return None
+    if spec.cleaner is not None:
+        out = _clean(out, spec.cleaner)
+    if spec.title_col:  # the title goes first (a null text was skipped above)
+        out = out.with_columns(pl.concat_str([pl.col("_title").fill_null(""), pl.lit(" "), pl.col("text")])
+                               .alias("text")).drop("_title")
+    return out
+
+
+def _clean(out, cleaner):
+    """The study's clean-up of the ``text`` column; an erratum loses its title too (it contributes no word)."""
+    import polars as pl
+
+    from corpusmap.excess.cleanup import is_erratum
+
+    titles = out["_clean_title"].to_list() if "_clean_title" in out.columns else None
+    out = out.with_columns(pl.Series("text", cleaner.clean(out["text"].to_list(), titles), dtype=pl.String))
+    if titles is not None:
+        if "_title" in out.columns:
+            errata = pl.Series([is_erratum(t) for t in titles], dtype=pl.Boolean)
+            out = out.with_columns(pl.when(errata).then(None).otherwise(pl.col("_title")).alias("_title"))
+        out = out.drop("_clean_title")
+    return out
 
 
 def _split_list_strings(s):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from corpusmap.errors import UsageProblem
 from corpusmap.excess import report as rep
+from corpusmap.excess import style as sty
 from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, group_table, subgroup_table
 from corpusmap.excess.periods import period_kind_of, shift_period
 from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, scan_corpus
@@ -21,7 +22,8 @@ from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.run import Run
 from corpusmap.stage import Stage, params_dict
 
-GROUP_KINDS = ("excess",)
+GROUP_KINDS = ("excess", "style")
+SUBGROUP_DELTAS = ("study", "group")
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,17 @@ class ExcessParams:
     group_words: dict = field(default_factory=dict)
     group: Optional[str] = None
     group_max_freq: Optional[float] = None
+    style_words: Optional[str] = None              # --group style: the annotation (None: the study's, built in)
+    style_groups: tuple = ()                       # --group-words groups declared to be style words
+    cutoffs: tuple = sty.STUDY_CUTOFFS             # --group style: the bound's frequency cut-offs
+    rare_max_freq: float = sty.STUDY_RARE_MAX_FREQ  # subgroup δ: rare style words have p < this in t
+    common_words: tuple = sty.STUDY_COMMON_WORDS   # subgroup δ: the study's fixed common words
     by: Optional[str] = None
     min_group_size: int = 300
+    size_window: str = "t-6:t-1"                   # subgroups need min_group_size abstracts in each of these
+    subgroup_delta: str = "study"                  # study: (δ_rare + δ_common) / 2 for style; group: one δ
+    clean: bool = False                            # the study's clean-up of abstracts before counting
+    lemmatize: bool = False                        # excess words also as lemmas
     top: int = 20
     figures: bool = True
     csv: bool = True
@@ -62,11 +73,45 @@ class ExcessParams:
             raise UsageProblem("--group-max-freq applies to --group excess")
         if self.min_group_size < 1 or self.top < 1:
             raise UsageProblem("--min-group-size and --top must be at least 1")
+        if self.style_words is not None and self.group != "style":
+            raise UsageProblem("--style-words applies to --group style (the annotation of the target's excess words)")
+        object.__setattr__(self, "style_groups", tuple(dict.fromkeys(str(g) for g in self.style_groups)))
+        for g in self.style_groups:
+            if g not in self.group_words:
+                raise UsageProblem(f"--style-group {g}: no --group-words group is named {g!r}"
+                                   + (f" (the groups: {', '.join(self.group_words)})" if self.group_words else ""))
+        try:
+            cutoffs = tuple(float(c) for c in self.cutoffs)
+        except (TypeError, ValueError):
+            raise UsageProblem(f"--cutoffs must be numbers, not {self.cutoffs!r}") from None
+        if not cutoffs or any(not 0 < c <= 1 for c in cutoffs):
+            raise UsageProblem("--cutoffs must be frequencies in (0, 1], e.g. "
+                               + ",".join(f"{c:g}" for c in sty.STUDY_CUTOFFS))
+        object.__setattr__(self, "cutoffs", tuple(sorted(set(cutoffs))))
+        if not 0 < float(self.rare_max_freq) <= 1:
+            raise UsageProblem("--rare-max-freq must be a frequency in (0, 1]")
+        object.__setattr__(self, "rare_max_freq", float(self.rare_max_freq))
+        common = tuple(dict.fromkeys(str(w).strip().lower() for w in self.common_words if str(w).strip()))
+        if not common:
+            raise UsageProblem("--common-words needs at least one word")
+        object.__setattr__(self, "common_words", common)
+        sty.parse_window(self.size_window)
+        if self.subgroup_delta not in SUBGROUP_DELTAS:
+            raise UsageProblem(f"--subgroup-delta must be one of {', '.join(SUBGROUP_DELTAS)}, not "
+                               f"{self.subgroup_delta!r}")
         for t in self.targets:
             period_kind_of(t)  # a malformed target fails before any counting
         if (self.group_words or self.group or self.by) and not self.source:
             raise UsageProblem("word groups (--group, --group-words) and --by need the abstracts themselves "
                                "(per-abstract presence), not only a count table: give INPUT or RUN as well")
+        if self.clean and (not self.source or self.counts):
+            raise UsageProblem("--clean cleans the abstracts before counting: give INPUT or RUN, without --counts "
+                               "(a count table made elsewhere was counted on uncleaned text)")
+
+    @property
+    def window(self) -> tuple:
+        """``size_window`` as period offsets from the target, e.g. ``(-6, -1)``."""
+        return sty.parse_window(self.size_window)
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -101,7 +146,7 @@ class ExcessStage(Stage):
     name = "excess"
     what = "an excess report"
     elsewhere = "another output directory (-o)"
-    packages = ("pandas", "polars", "matplotlib", "scikit-learn")
+    packages = ("pandas", "polars", "matplotlib", "scikit-learn", "lemminflect", "breame")
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -144,6 +189,12 @@ class ExcessStage(Stage):
                 region_column(corpus, params.by)
         if params.counts and not Path(params.counts).is_file():
             raise UsageProblem(f"--counts {params.counts}: no such file")
+        if params.group == "style":
+            sty.read_annotation(params.style_words)      # a bad annotation file fails before counting
+        if params.lemmatize:
+            from corpusmap.excess.lemmas import check_available
+
+            check_available()
 
     def inputs(self, run: Run, params: ExcessParams) -> dict:
         if params.run_dir is not None and params.workspace().path == Run(params.run_dir).path:
@@ -168,6 +219,10 @@ class ExcessStage(Stage):
             out["inputs"] = canonical_hash(input_fingerprint(resolve_inputs(params.source)))
         if params.counts:
             out[f"file:{params.counts}"] = sha256_file(params.counts)
+        if params.group == "style":
+            annotation = params.style_words or str(sty.BUILTIN_ANNOTATION)
+            out["annotation" if params.style_words is None else f"file:{params.style_words}"] = \
+                sha256_file(annotation)
         return out
 
     def compute(self, run: Run, params: ExcessParams, staging: Path, block: dict) -> dict:
@@ -184,6 +239,8 @@ class ExcessStage(Stage):
         scan = {"period": params.period, "date_col": None if params.date_col in ("", "none") else params.date_col,
                 "workers": self.threads, "engine": self.engine,
                 "title_col": params.title_col if params.with_titles else None}
+        if params.clean:
+            scan.update(clean=True, clean_title_col="title")
         if params.run_dir is not None:
             corpus = Run(params.run_dir)
             scan.update(text_col=params.text_col or "text", year_col=params.year_col or "year",
@@ -191,7 +248,7 @@ class ExcessStage(Stage):
             dates = DATE_COLUMNS if params.date_col in (None, "auto") else (params.date_col,)
             names = corpus.corpus_columns()
             wanted = [scan["text_col"], scan["year_col"], scan["title_col"], params.by,
-                      *[c for c in names if c in dates]]
+                      scan.get("clean_title_col"), *[c for c in names if c in dates]]
             columns = [c for c in dict.fromkeys(wanted) if c and c in names]
             if by_region(params.by):
                 _, values = region_column(corpus, params.by)
@@ -273,6 +330,9 @@ class ExcessRun:
     subgroups: dict
     manifest: dict
     out_dir: Path
+    bounds: pd.DataFrame = field(default_factory=pd.DataFrame)       # --group style: Δ per cut-off and target
+    style_summary: pd.DataFrame = field(default_factory=pd.DataFrame)  # ... its maximum and the study's mean
+    lemmas: Optional[pd.DataFrame] = None                              # --lemmatize
 
 
 def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optional[Callable[[], Iterable]],
@@ -286,11 +346,18 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
     started = time.time()
     scan_options = dict(scan_options or {})
     group_words = {k: list(v) for k, v in params.group_words.items()}
-    excess_group = params.group == "excess" or bool(params.by and not group_words)  # subgroups need a group
+    style_group = params.group == "style"
+    excess_group = params.group == "excess" or bool(params.by and not group_words and not style_group)
     criteria, by = params.criteria, params.by
+    annotation = sty.read_annotation(params.style_words) if style_group else None
     notes: list[str] = []
     scans: list[dict] = []
     presence = None
+    for name in group_words:
+        if style_group and (name == sty.COMMON_GROUP or name.startswith("style_")) or \
+                excess_group and name.startswith("excess_"):
+            raise UsageProblem(f"--group-words {name}=...: the name is taken by the built-in groups (style_..., "
+                               "excess_...); choose another")
 
     # 1. counts (and the presence of user groups, in the same pass when counting)
     if params.counts is not None:
@@ -326,8 +393,31 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
                 continue
             all_group_words[name] = need[name] = words
             groups_for[t].append(name)
+    style: dict[str, dict] = {}
+    if style_group:
+        all_group_words[sty.COMMON_GROUP] = need[sty.COMMON_GROUP] = list(params.common_words)
+        thresholds = sorted(set(params.cutoffs) | {params.rare_max_freq})
+        for t in targets:
+            st = sty.style_excess(analysis.words[t], annotation)
+            info = {"annotation_counts": sty.annotation_counts(analysis.words[t], annotation),
+                    "words": st["word"].tolist(), "p": dict(zip(st["word"], st["p"].astype(float))),
+                    "below": {c: sty.below(st, c) for c in thresholds}}
+            style[t] = info
+            unannotated = info["annotation_counts"].get("(not annotated)", 0)
+            if unannotated:
+                notes.append(f"{t}: {unannotated:,} excess words are not in the annotation "
+                             f"({annotation.source}) and are left out of the style group; the study annotated all "
+                             "of its excess words (annotate yours with --style-words FILE.csv).")
+            if st.empty:
+                notes.append(f"{t} has no excess word annotated `style`: no lower bound for it.")
+                continue
+            all_group_words[sty.style_name(t)] = need[sty.style_name(t)] = info["words"]
+            groups_for[t].append(sty.style_name(t))
+            for c, ws in info["below"].items():
+                if ws:
+                    all_group_words[sty.cutoff_name(t, c)] = need[sty.cutoff_name(t, c)] = ws
     if need:
-        result = scan_corpus(open_batches(), words=False, groups=need, by=by, **scan_options)
+        result = _scan_groups(open_batches, need, by, scan_options)
         scans.append({"pass": "groups", **result.stats})
         presence = _merge_presence(presence, result.presence)
     for name, words in group_words.items():
@@ -336,22 +426,90 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
             notes.append(f"Group `{name}`: {', '.join(unusable[:5])} can never match a token "
                          "(tokens are runs of 2+ letters, digits or underscores).")
     groups_df = group_table(presence, targets, criteria, groups_for) if presence is not None else pd.DataFrame()
+    if not groups_df.empty:
+        lower = set(params.style_groups) | {sty.style_name(t) for t in style}
+        groups_df["style_words"] = groups_df["group"].isin(lower)
+    for name in group_words:
+        if annotation is not None and name not in params.style_groups and \
+                all(annotation.is_style(w) for w in group_words[name]):
+            notes.append(f"Every word of group `{name}` is annotated `style`; declare it with --style-group {name} "
+                         "to read its δ as a lower bound.")
+
+    # the study's lower bound, per target
+    bounds, style_rows = [], []
+    for t, info in style.items():
+        names = {c: sty.cutoff_name(t, c) for c in params.cutoffs}
+        if presence is None or not info["words"]:
+            continue
+        tb = sty.bound_table(presence, t, params.cutoffs, info["below"], names, None, criteria.trend_steps)
+        bounds.append(tb)
+        rare = sty.cutoff_name(t, params.rare_max_freq) if info["below"][params.rare_max_freq] else None
+        sd = sty.study_delta(presence, rare, sty.COMMON_GROUP, t, None, criteria.trend_steps)
+        style_rows.append({"target": t, "excess_words": int(analysis.words[t]["is_excess"].sum()),
+                           "style_words": len(info["words"]),
+                           "not_annotated": info["annotation_counts"].get("(not annotated)", 0),
+                           **sty.bound_summary(tb), "rare_words": len(info["below"][params.rare_max_freq]),
+                           "delta_rare": sd["delta_rare"], "delta_common": sd["delta_common"],
+                           "delta_study": sd["delta"]})
+    bound_df = pd.concat(bounds, ignore_index=True) if bounds else pd.DataFrame()
+    style_df = pd.DataFrame(style_rows)
+
     subgroups: dict = {}
+    window = params.window
     if by and presence is not None:
         for t in targets:
             for g in groups_for[t]:
-                subgroups[(g, t)] = subgroup_table(presence, g, t, params.min_group_size, criteria)
+                if g == sty.style_name(t) and params.subgroup_delta == "study":
+                    rare = sty.cutoff_name(t, params.rare_max_freq) if style[t]["below"][params.rare_max_freq] \
+                        else None
+                    if rare is None:
+                        notes.append(f"{t}: no style word has p < {params.rare_max_freq:g}, so the study's subgroup "
+                                     f"δ (the mean of the rare and the common words' δ) is not defined; "
+                                     "--subgroup-delta group gives the style group's own δ.")
+                        continue
+                    sub = sty.study_subgroup_table(presence, g, rare, sty.COMMON_GROUP, t, params.min_group_size,
+                                                   window, criteria.trend_steps)
+                else:
+                    sub = subgroup_table(presence, g, t, params.min_group_size, criteria, window)
+                subgroups[(g, t)] = sub
+            clipped = next((s.attrs for (g, tt), s in subgroups.items() if tt == t), None)
+            if clipped and clipped["window"] != clipped["window_requested"]:
+                req, used = clipped["window_requested"], clipped["window"]
+                notes.append(f"{t}: the subgroup size window {req[0]}–{req[-1]} ({sty.format_window(window)}) starts "
+                             f"before the corpus; sizes were checked in {used[0]}–{used[-1]} only."
+                             if used else f"{t}: the subgroup size window {req[0]}–{req[-1]} lies before the "
+                             "corpus; no size was checked.")
+
+    lemmas = None
+    excess_all = _excess_words_table(analysis, annotation)
+    if params.lemmatize:
+        from corpusmap.excess.lemmas import lemma_table, lemmatize
+
+        lemmas = lemma_table(excess_all, annotation)
+        excess_all.insert(2, "lemma", excess_all["word"].map(lemmatize))
+    clean_stats = next((s["clean"] for s in scans if "clean" in s), None)
+    if clean_stats is not None and clean_stats.get("title_column") is None:
+        notes.append("--clean: the corpus has no title column, so the study's errata filter (titles such as "
+                     "'Erratum:' or 'Retracted:') was not applied; the text rules were.")
 
     # 4. outputs
-    written = _write_tables(out_dir, params, table, analysis, presence, groups_df, subgroups)
-    figs = _write_figures(out_dir, params, table, analysis, presence, subgroups, written) if params.figures else {}
+    written = _write_tables(out_dir, params, table, analysis, presence, groups_df, subgroups, excess_all,
+                            bound_df, style_df, lemmas)
+    figs = _write_figures(out_dir, params, table, analysis, presence, subgroups, written, bound_df) \
+        if params.figures else {}
     stats = {**scans[0], "title_column": scan_options.get("title_col")} if scans and params.counts is None \
         else None
     files = [str(p.relative_to(out_dir)) for p in written] + ["report.md", Run.MANIFEST]
     group_record = {g: all_group_words[g] for g in (presence.groups if presence else {})}
+    shown_groups = {g: all_group_words[g] for g in dict.fromkeys(g for t in targets for g in groups_for[t])
+                    if g in group_record}
+    study = {"annotation": annotation.source if annotation else None, "style": style, "bounds": bound_df,
+             "summary": style_df, "cutoffs": params.cutoffs, "rare_max_freq": params.rare_max_freq,
+             "common_words": list(params.common_words), "style_groups": list(params.style_groups),
+             "subgroup_delta": params.subgroup_delta, "window": window, "min_group_size": params.min_group_size}
     text = rep.render_report(analysis, source=count_source, stats=stats, top=params.top, groups_df=groups_df,
-                             group_words=group_record, subgroups=subgroups, by=by, figures=figs, notes=notes,
-                             files=files)
+                             group_words=shown_groups, subgroups=subgroups, by=by, figures=figs, notes=notes,
+                             files=files, study=study, clean=clean_stats, lemmas=lemmas)
     rep.write_report(out_dir / "report.md", text)
     records = {str(p.relative_to(out_dir)): file_record(p) for p in written + [out_dir / "report.md"]}
     manifest = {
@@ -362,13 +520,23 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         "parameters": {**criteria.as_dict(), "targets": targets, "period": table.period_kind,
                        "scan": {k: v for k, v in scan_options.items() if k != "progress"},
                        "group_words": group_words, "excess_group": excess_group,
-                       "group_max_freq": params.group_max_freq, "by": by, "min_group_size": params.min_group_size,
-                       "top": params.top, "figures": params.figures, "csv": params.csv},
+                       "group": params.group, "group_max_freq": params.group_max_freq,
+                       "style_groups": list(params.style_groups),
+                       "annotation": annotation.source if annotation else None,
+                       "cutoffs": list(params.cutoffs), "rare_max_freq": params.rare_max_freq,
+                       "common_words": list(params.common_words), "by": by,
+                       "min_group_size": params.min_group_size, "size_window": sty.format_window(window),
+                       "subgroup_delta": params.subgroup_delta, "clean": params.clean,
+                       "lemmatize": params.lemmatize, "top": params.top, "figures": params.figures,
+                       "csv": params.csv},
         "counts": {"periods": table.periods, "totals": table.totals.tolist(), "words": len(table),
                    "period_kind": table.period_kind},
         "scans": scans,
         "results": analysis.summary().to_dict(orient="records"),
         "groups": groups_df.to_dict(orient="records") if not groups_df.empty else [],
+        "style_bound": _records(style_df),
+        "clean": clean_stats,
+        "lemmas": lemma_counts(lemmas) if lemmas is not None else None,
         "group_words": group_record,
         "notes": notes,
         "outputs": files,
@@ -379,7 +547,51 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
     from corpusmap.atomic import write_json
 
     write_json(out_dir / Run.MANIFEST, manifest)
-    return ExcessRun(analysis, presence, groups_df, subgroups, manifest, out_dir)
+    return ExcessRun(analysis, presence, groups_df, subgroups, manifest, out_dir, bound_df, style_df, lemmas)
+
+
+def lemma_counts(lemmas: pd.DataFrame) -> dict:
+    from corpusmap.excess.lemmas import lemma_summary
+
+    return lemma_summary(lemmas)
+
+
+def _records(df: pd.DataFrame) -> list:
+    """Rows as JSON-ready dicts (NaN -> None)."""
+    if df is None or df.empty:
+        return []
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in df.to_dict(orient="records")]
+
+
+def _excess_words_table(analysis: ExcessAnalysis, annotation) -> pd.DataFrame:
+    """Every target's excess words in one table (``target`` first), with their annotation when there is one."""
+    excess_all = pd.concat([df[df["is_excess"]].assign(target=t) for t, df in analysis.words.items()],
+                           ignore_index=True)
+    excess_all = excess_all[["target"] + [c for c in excess_all.columns if c != "target"]]
+    if annotation is not None:
+        excess_all.insert(2, "annotation", sty.annotate(excess_all, annotation))
+    return excess_all
+
+
+def _scan_groups(open_batches, need: dict, by, scan_options: dict):
+    """Presence of the groups in one pass; groups with the same words are scanned once (nested cut-off groups
+    often coincide) and copied under each name."""
+    first: dict = {}
+    alias: dict = {}
+    for name, words in need.items():
+        key = frozenset(w.lower() for w in words)
+        alias[name] = first.setdefault(key, name)
+    unique = {name: need[name] for name in dict.fromkeys(alias.values())}
+    result = scan_corpus(open_batches(), words=False, groups=unique, by=by, **scan_options)
+    pres = result.presence
+    copies = [pres.frame[pres.frame["group"] == src].assign(group=name) for name, src in alias.items()
+              if name != src]
+    frame = pd.concat([pres.frame, *copies], ignore_index=True) if copies else pres.frame
+    frame = frame.sort_values(["group", "subgroup", "period"], na_position="first").reset_index(drop=True)
+    groups = {name: sorted({w.lower() for w in need[name]}) for name in need}
+    result.presence = PresenceTable(frame, groups, pres.by, pres.period_kind)
+    return result
 
 
 def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) -> list[str]:
@@ -395,18 +607,23 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
 
 
 def _write_tables(out_dir: Path, params: ExcessParams, table: CountTable, analysis: ExcessAnalysis,
-                  presence: Optional[PresenceTable], groups_df: pd.DataFrame, subgroups: dict) -> list[Path]:
+                  presence: Optional[PresenceTable], groups_df: pd.DataFrame, subgroups: dict,
+                  excess_all: pd.DataFrame, bound_df: pd.DataFrame, style_df: pd.DataFrame,
+                  lemmas: Optional[pd.DataFrame]) -> list[Path]:
     csv = params.csv
     written: list[Path] = []
     if params.counts is None:
         written += list(table.write(out_dir, csv=csv).values())
     for t, df in analysis.words.items():
         written += rep.write_table(df, out_dir / f"excess_{rep.safe_name(t)}", csv)
-    excess_all = pd.concat([df[df["is_excess"]].assign(target=t) for t, df in analysis.words.items()],
-                           ignore_index=True)
-    excess_all = excess_all[["target"] + [c for c in excess_all.columns if c != "target"]]
     written += rep.write_table(excess_all, out_dir / "excess_words", csv)
     written += rep.write_table(analysis.summary(), out_dir / "summary", csv)
+    if lemmas is not None:
+        written += rep.write_table(lemmas, out_dir / "excess_lemmas", csv)
+    if not bound_df.empty:
+        written += rep.write_table(bound_df, out_dir / "style_bound", csv)
+    if not style_df.empty:
+        written += rep.write_table(style_df, out_dir / "style_summary", csv)
     if presence is not None:
         written += rep.write_table(presence.frame, out_dir / "group_presence", csv)
         if not groups_df.empty:
@@ -418,7 +635,8 @@ def _write_tables(out_dir: Path, params: ExcessParams, table: CountTable, analys
 
 
 def _write_figures(out_dir: Path, params: ExcessParams, table: CountTable, analysis: ExcessAnalysis,
-                   presence: Optional[PresenceTable], subgroups: dict, written: list) -> dict:
+                   presence: Optional[PresenceTable], subgroups: dict, written: list,
+                   bound_df: Optional[pd.DataFrame] = None) -> dict:
     figs: dict[str, str] = {}
     fig_dir = out_dir / "figures"
 
@@ -433,7 +651,11 @@ def _write_figures(out_dir: Path, params: ExcessParams, table: CountTable, analy
                                                 params=params.criteria))
         keep(f"scatter_{t}", rep.plot_delta_scatter(fig_dir / f"scatter_{st}.png", df, t, params=params.criteria))
     if presence is not None and presence.groups:
-        keep("groups", rep.plot_groups(fig_dir / "groups.png", presence, list(presence.groups)))
+        shown = [g for g in presence.groups if not (g.startswith("style_") and "_below_" in g)]
+        keep("groups", rep.plot_groups(fig_dir / "groups.png", presence, shown))
+    if bound_df is not None and not bound_df.empty:
+        for t, tb in bound_df.groupby("target", sort=False):
+            keep(f"bound_{t}", rep.plot_bound(fig_dir / f"bound_{rep.safe_name(t)}.png", tb, t))
     for (g, t), sub in subgroups.items():
         key = f"subgroups_{rep.safe_name(g)}_{t}"
         keep(key, rep.plot_subgroups(fig_dir / f"{key}.png", sub, g, t, params.by))
