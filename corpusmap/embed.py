@@ -533,11 +533,11 @@ def _prepared(run: Run, plan: ShardPlan, pending: list[int], encoder, tokenizer_
 
 
 def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker: tuple[int, int] = (0, 1),
-                  overwrite: bool = False, encoder=None, tokenizer_workers: int = 0) -> dict:
+                  overwrite: bool = False, encoder=None, tokenizer_workers: Optional[int] = 0) -> dict:
     """Encode the pending shards of this worker; returns the embeddings manifest (complete or not).
 
-    The next shards are read and tokenised ahead (a loader thread, or ``tokenizer_workers`` processes) while the
-    current one is encoded.
+    The next shards are read and tokenised ahead (a loader thread, or ``tokenizer_workers`` processes; ``None``:
+    :func:`auto_tokenizer_workers`) while the current one is encoded.
     """
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan, worker)
@@ -559,6 +559,8 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
                 bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
         return finalize(run)
     compute = getattr(encoder, "compute", None) or encoder.encode
+    if tokenizer_workers is None:
+        tokenizer_workers = auto_tokenizer_workers(getattr(encoder, "device", "cpu"))
     with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar:
         began = time.perf_counter()
         for index, prepared in zip(pending, _prepared(run, plan, pending, encoder, tokenizer_workers)):
@@ -570,6 +572,14 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
             bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
             began = time.perf_counter()
     return finalize(run)
+
+
+def auto_tokenizer_workers(device: str) -> int:
+    """Tokenizer processes for ``--tokenizer-workers auto``: none on a CPU (the model needs every core, and one
+    loader thread keeps up with it), else the spare cores up to 8 (the feed rate a GPU needs, bench/bench_feed.py)."""
+    if not str(device).startswith("cuda"):
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def _manifest(request: dict, params: dict, receipts: list[dict], complete: bool) -> dict:
@@ -696,7 +706,7 @@ class EmbedStage(Stage):
     address: Optional[str] = None
     num_workers: Optional[int] = None
     gpus_per_worker: Optional[float] = None
-    tokenizer_workers: int = 0
+    tokenizer_workers: Optional[int] = None  # None: auto_tokenizer_workers(device)
     prepare_only: bool = False
 
     name = "embed"

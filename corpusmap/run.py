@@ -58,7 +58,35 @@ def os_error_reason(exc: OSError) -> str:
                errno.EFBIG: "file too large (a file-size limit such as `ulimit -f`)",
                errno.EACCES: "permission denied", errno.EPERM: "permission denied",
                errno.EROFS: "read-only file system"}
+    if exc.errno is None:
+        reason = write_failure(exc)
+        if reason:
+            return reason
     return reasons.get(exc.errno, exc.strerror or str(exc))
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def write_failure(exc: OSError) -> Optional[str]:
+    """The reason, if ``exc`` is a write that failed for lack of room (full disk, quota, file-size limit, read-only
+    file system), including the errors pyarrow and numpy raise without an errno; else None."""
+    code = exc.errno
+    if code is None:
+        found = _ERRNO_IN_TEXT.search(str(exc))
+        code = int(found.group(1)) if found else None
+    if code in _WRITE_ERRNOS:
+        return os_error_reason(OSError(code, os.strerror(code)))
+    if code is None and _SHORT_WRITE.search(str(exc)):  # numpy's tofile: a short write
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            return f"file too large (a file-size limit: `ulimit -f` allows {limit:,} bytes)"
+        return "the write was cut short (no space left on the device?)"
+    return None
 
 
 @contextlib.contextmanager
@@ -69,7 +97,7 @@ def writing(path: Path | str) -> Iterator[None]:
     except OSError as exc:
         if isinstance(exc, (FileNotFoundError, IsADirectoryError)) and exc.errno not in (errno.ENOSPC,):
             raise
-        where = exc.filename or path
+        where = exc.filename2 or exc.filename or path  # a rename: the target's folder is the one refused
         raise CorpusmapError(f"cannot write {where}: {os_error_reason(exc)}; nothing was replaced") from None
 
 
@@ -183,7 +211,11 @@ class Run:
 
     @property
     def rebuild_corpus_hint(self) -> str:
-        return f"rebuild it with `corpusmap embed INPUT -o {self.path} --overwrite`"
+        inputs = [i.get("path") for i in (try_read_manifest(self.corpus_manifest_path) or {}).get("inputs") or []
+                  if isinstance(i, dict) and i.get("path")]
+        shown = (" ".join(inputs[:3]) + (" ..." if len(inputs) > 3 else "")) if inputs else "INPUT"
+        return (f"rebuild it with `corpusmap embed {shown} -o {self.path}` and the reader options it was read with "
+                "(the same inputs give the same corpus and keep everything computed from it)")
 
     @cached_property
     def _corpus_file(self) -> pq.ParquetFile:
@@ -384,6 +416,12 @@ class Run:
             folder.mkdir()
         try:
             yield folder
+        except OSError as exc:  # a full disk or a file-size limit while computing: say so, keep the old output
+            reason = write_failure(exc)
+            if reason is None:
+                raise
+            raise CorpusmapError(f"cannot write the {key} output of {self.path} (staged in {folder}): {reason}; "
+                                 "nothing was replaced") from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

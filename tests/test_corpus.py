@@ -1,4 +1,5 @@
-"""Corpus readers on the real shared corpora: row counts, every format and compression, column mapping, filters."""
+"""Corpus readers on real corpora (the bundled eLife example corpus; the row counts of the big corpora and the
+real PubMed XML where ../shared/data exists): every format and compression, column mapping, filters."""
 from __future__ import annotations
 
 import gzip
@@ -8,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import EXAMPLE_CORPUS, read_jsonl
 from corpusmap.corpus import (ColumnMap, CorpusFilters, CorpusStats, first_label, iter_corpus, looks_english,
                               parse_year, resolve_inputs)
 from corpusmap.errors import CorpusmapError
@@ -18,23 +20,31 @@ def read_all(paths, **kwargs) -> pa.Table:
     return pa.Table.from_batches(list(iter_corpus(paths, stats=stats, **kwargs)))
 
 
-def jsonl_records(path):
-    with gzip.open(path, "rt") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+jsonl_records = read_jsonl
+
+
+def corpus_file(request, name):
+    """The example corpus is bundled; the others are read from ../shared/data (skipped where it is absent)."""
+    if name == "elife_2012_2016":
+        return EXAMPLE_CORPUS
+    return request.getfixturevalue("shared_data") / f"{name}.jsonl.gz"
 
 
 @pytest.mark.parametrize("name, rows", [("elife_2012_2016", 1881), ("acl_2016_2019", 8401),
                                         ("arxiv_2025_2026", 74728)])
-def test_jsonl_corpora_row_counts(shared_data, name, rows):
+def test_jsonl_corpora_row_counts(request, name, rows):
+    path = corpus_file(request, name)
     stats = CorpusStats()
-    table = read_all([shared_data / f"{name}.jsonl.gz"], stats=stats)
+    table = read_all([path], stats=stats)
     assert table.num_rows == rows == stats.rows_read == stats.rows_kept
+    with gzip.open(path, "rt") as fh:  # one record a line, each with an abstract (as the data's README says)
+        assert sum(1 for line in fh if line.strip()) == rows
     assert table.schema.names[:5] == ["id", "text", "title", "year", "label"]
     assert table.column("text").null_count == 0
 
 
-def test_auto_detected_columns_and_values(shared_data):
-    path = shared_data / "elife_2012_2016.jsonl.gz"
+def test_auto_detected_columns_and_values():
+    path = EXAMPLE_CORPUS
     records = jsonl_records(path)
     table = read_all([path])
     first = table.slice(0, 1).to_pylist()[0]
@@ -71,8 +81,8 @@ def _write_formats(records, folder):
     return paths
 
 
-def test_every_format_and_gzip_give_the_same_corpus(shared_data, tmp_path):
-    source = shared_data / "elife_2012_2016.jsonl.gz"
+def test_every_format_and_gzip_give_the_same_corpus(tmp_path):
+    source = EXAMPLE_CORPUS
     records = jsonl_records(source)[:300]
     reference = read_all([source]).slice(0, 300).select(["id", "text", "title", "year", "label"])
     for name, path in _write_formats(records, tmp_path).items():
@@ -89,8 +99,8 @@ def test_json_array_streams_records_across_read_blocks(tmp_path):
     assert table.column("text").to_pylist() == [r["abstract"].strip() for r in records]
 
 
-def test_directory_and_glob_inputs(shared_data, tmp_path):
-    source = shared_data / "elife_2012_2016.jsonl.gz"
+def test_directory_and_glob_inputs(tmp_path):
+    source = EXAMPLE_CORPUS
     lines = gzip.open(source, "rt").read().splitlines()
     for part in range(3):
         (tmp_path / f"part{part}.jsonl").write_text("\n".join(lines[part * 100:(part + 1) * 100]) + "\n")
@@ -100,15 +110,16 @@ def test_directory_and_glob_inputs(shared_data, tmp_path):
     assert len(resolve_inputs([tmp_path, tmp_path / "part0.jsonl"])) == 3
 
 
-def test_column_flags_title_prepended_and_filters(shared_data):
-    path = shared_data / "acl_2016_2019.jsonl.gz"
+@pytest.mark.parametrize("name, label", [("elife_2012_2016", "article_type"), ("acl_2016_2019", "booktitle")])
+def test_column_flags_title_prepended_and_filters(request, name, label):
+    path = corpus_file(request, name)
     records = jsonl_records(path)
-    table = read_all([path], columns=ColumnMap(title="title", label="booktitle"))
-    row = table.slice(0, 1).to_pylist()[0]
-    title = records[0]["title"].strip()
-    assert row["text"].startswith(title)
-    assert row["text"].endswith(records[0]["abstract"].strip())
-    assert row["label"] == records[0]["booktitle"]
+    table = read_all([path], columns=ColumnMap(title="title", label=label))
+    assert table.num_rows == len(records)
+    for row, record in zip(table.slice(0, 50).to_pylist(), records):
+        assert row["text"].startswith((record.get("title") or "").strip())
+        assert row["text"].endswith(record["abstract"].strip())
+        assert row["label"] == record[label]
 
     stats = CorpusStats()
     lengths = [len((r.get("abstract") or "").strip()) for r in records]
@@ -127,6 +138,47 @@ def test_empty_texts_are_skipped_and_counted(tmp_path):
     table = read_all([path], stats=stats)
     assert table.column("id").to_pylist() == ["a", "e"]
     assert stats.skipped_empty == 3 and stats.rows_read == 5
+
+
+def test_english_only_uses_the_language_field_when_present(tmp_path):
+    """The example corpus with a language field added: exactly the rows marked English are kept, whatever the
+    text says (these abstracts are all English)."""
+    records = jsonl_records(EXAMPLE_CORPUS)[:200]
+    for i, record in enumerate(records):
+        record["language"] = ["eng", "ita", "ger", "eng"][i % 4]
+    path = tmp_path / "languages.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    stats = CorpusStats()
+    table = read_all([path], filters=CorpusFilters(english_only=True), stats=stats)
+    assert table.column("id").to_pylist() == [r["doi"] for r in records if r["language"] == "eng"]
+    assert stats.skipped_non_english == sum(r["language"] != "eng" for r in records) == 100
+
+
+def test_english_only_without_a_language_field_uses_function_words(tmp_path):
+    """No language field: the function-word test keeps every (English) eLife abstract and drops abstracts in
+    other languages (here Italian, German and French paraphrases of the first eLife abstract)."""
+    records = jsonl_records(EXAMPLE_CORPUS)
+    # all English: only a very short one-sentence abstract can fall below the threshold
+    assert sum(looks_english(r["abstract"]) for r in records) >= len(records) - 3
+    foreign = [
+        "Questo studio descrive il ruolo delle goccioline lipidiche nella risposta antibatterica: gli istoni "
+        "legati alle goccioline vengono rilasciati e uccidono i batteri, e gli embrioni con istoni sopravvivono di "
+        "più quando sono infettati con quattro specie diverse di batteri.",
+        "Wir beschreiben die Rolle der Lipidtröpfchen in der antibakteriellen Abwehr: die an die Tröpfchen "
+        "gebundenen Histone werden freigesetzt und töten die Bakterien, und die Embryonen mit diesen Histonen "
+        "überleben eine Infektion mit vier verschiedenen Bakterienarten besser als die anderen.",
+        "Nous décrivons le rôle des gouttelettes lipidiques dans la défense antibactérienne : les histones liées "
+        "aux gouttelettes sont libérées et tuent les bactéries, et les embryons qui les portent survivent mieux à "
+        "une infection par quatre espèces de bactéries que les autres.",
+    ]
+    rows = [{"id": r["doi"], "abstract": r["abstract"]} for r in records[:30]]
+    rows += [{"id": f"foreign{i}", "abstract": text} for i, text in enumerate(foreign)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = CorpusStats()
+    table = read_all([path], filters=CorpusFilters(english_only=True), stats=stats)
+    assert table.column("id").to_pylist() == [r["doi"] for r in records[:30]]
+    assert stats.skipped_non_english == len(foreign)
 
 
 def test_english_only_uses_language_field_or_function_words(pubmed_dir):
@@ -167,8 +219,8 @@ def test_bad_inputs_give_one_clear_error(tmp_path, make, message):
         read_all([path])
 
 
-def test_missing_explicit_column_and_non_year_column(shared_data):
-    path = shared_data / "elife_2012_2016.jsonl.gz"
+def test_missing_explicit_column_and_non_year_column():
+    path = EXAMPLE_CORPUS
     with pytest.raises(CorpusmapError, match="column 'journal' .*--label-col.* not in"):
         read_all([path], columns=ColumnMap(label="journal"))
     with pytest.raises(CorpusmapError, match="holds no years"):

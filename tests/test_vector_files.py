@@ -65,3 +65,20 @@ def test_bad_vector_files(tmp_path, matrix, make, spec, error, message):
     with pytest.raises(error, match=message):
         embed(tmp_path / "run", str(tmp_path / spec))
     assert not (tmp_path / "run" / "embeddings" / "manifest.json").exists()
+
+
+def test_embed_vectors_on_the_command_line(tmp_path, matrix):
+    np.save(tmp_path / "v.npy", matrix)
+    result = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "run", "--vectors", tmp_path / "v.npy", "-q")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(Run(tmp_path / "run").vectors.to_numpy(), matrix)
+    bad = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "run2", "--vectors", tmp_path / "v.npy",
+              "--tokenizer-workers", "many")
+    assert bad.exit_code == 2 and "--tokenizer-workers" in bad.output and "auto" in bad.output
+
+
+def test_tokenizer_workers_auto():
+    from corpusmap.embed import auto_tokenizer_workers
+
+    assert auto_tokenizer_workers("cpu") == 0
+    assert 1 <= auto_tokenizer_workers("cuda:0") <= 8

@@ -70,6 +70,19 @@ class CorpusmapGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; run the same command again to resume.", err=True)
             sys.exit(130)
+        except OSError as exc:  # a write that failed for lack of room, outside a run's staging folder
+            from corpusmap.run import write_failure
+
+            reason = write_failure(exc)
+            if _debug():
+                raise
+            if reason is None:
+                raise click.ClickException(
+                    f"{type(exc).__name__}: {exc} (set CORPUSMAP_DEBUG=1 to see the traceback)") from None
+            where = exc.filename2 or exc.filename
+            raise click.ClickException(
+                f"cannot write {where or 'an output file'}: {reason}; free some space (or raise the limit) and run "
+                "the same command again") from None
         except MemoryError:
             raise click.ClickException("out of memory; for embed try a smaller --batch-size or --max-tokens-per-batch; "
                                        "the README lists what each stage needs") from None

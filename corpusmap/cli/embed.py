@@ -1,11 +1,13 @@
 """`corpusmap embed` and `corpusmap merge`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from corpusmap import progress
 from corpusmap.cli.common import default, device_option, quiet_option, run_argument, run_command, with_jobs
-from corpusmap.corpus import ColumnMap, CorpusFilters
+from corpusmap.corpus import PRESETS, ColumnMap, CorpusFilters
 from corpusmap.embed import EmbedOptions, EmbedParams, EmbedStage, finalize, parse_devices, parse_worker
 from corpusmap.encoders import DTYPES, POOLINGS
 from corpusmap.pipeline import Job
@@ -19,17 +21,91 @@ def jobs(o: dict) -> list[Job]:
         raise click.UsageError("--address, --num-workers and --gpus-per-worker go with --engine ray")
     columns = ColumnMap(id=o["id_col"], text=o["text_col"], title=o["title_col"], year=o["year_col"],
                         label=o["label_col"])
-    filters = CorpusFilters(min_chars=o["min_chars"], max_chars=o["max_chars"], english_only=o["english_only"])
+    filters = CorpusFilters.from_preset(o["preset"], min_chars=o["min_chars"], max_chars=o["max_chars"],
+                                        english_only=o["english_only"], cut_truncated=o["cut_truncated"],
+                                        finished_only=o["finished_only"])
+    check_model_available(o["model"])
     options = EmbedOptions(model=o["model"], pooling=o["pooling"], max_length=o["max_length"],
                            batch_size=o["batch_size"], max_tokens_per_batch=o["max_tokens_per_batch"],
                            dtype=o["dtype"], store_dtype=o["store_dtype"], normalize=o["normalize"],
-                           shard_rows=o["shard_rows"], dim=o["dim"], seed=o["seed"], fit_from=o["fit_from"])
+                           shard_rows=o["shard_rows"], dim=o["dim"], seed=o["seed"], fit_from=o["fit_from"],
+                           vectors=o["vectors"])
     params = EmbedParams(inputs=tuple(o["inputs"]), columns=columns, filters=filters,
                          section_labels=o["section_labels"], options=options)
     stage = EmbedStage(engine=o["engine"], device=o["device"], devices=parse_devices(o["devices"]),
                        worker=parse_worker(o["worker"]), address=o["address"], num_workers=o["num_workers"],
-                       gpus_per_worker=o["gpus_per_worker"], prepare_only=o["prepare_only"])
+                       gpus_per_worker=o["gpus_per_worker"], prepare_only=o["prepare_only"],
+                       tokenizer_workers=parse_tokenizer_workers(o["tokenizer_workers"]))
     return [Job(stage, Run(o["run_dir"]), params, o["overwrite"], report=report)]
+
+
+def parse_tokenizer_workers(value: str) -> int | None:
+    """``auto`` (None) or a count of tokenizer processes."""
+    if value == "auto":
+        return None
+    if not value.isdigit():
+        raise click.BadParameter(f"{value!r}: give auto or a number of processes (0: one loader thread)",
+                                 param_hint="--tokenizer-workers")
+    return int(value)
+
+
+def _offline_reason() -> str | None:
+    """Why the Hugging Face hub cannot be reached now (HF_HUB_OFFLINE, or no connection within 3 s), else None."""
+    import os
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{name}={os.environ[name]}"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    port = urlparse(endpoint).port or (80 if endpoint.startswith("http:") else 443)
+    outcome: list = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"no connection to {host}: {exc.strerror or exc}")
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(4)  # name resolution ignores the socket timeout
+    return outcome[0] if outcome else f"no connection to {host} within 4 s"
+
+
+def check_model_available(model: str) -> None:
+    """Fail at once, before torch is imported, for a hub model that is neither in the local Hugging Face cache nor
+    downloadable (offline): otherwise the hub client retries for a minute before it gives up."""
+    from corpusmap.encoders import encoder_kind, resolve_model
+    from corpusmap.errors import CorpusmapError
+
+    if encoder_kind(model).fitted:
+        return
+    resolved = resolve_model(model)  # bundled model names and local directories (an error if one is missing)
+    if resolved != model or Path(model).expanduser().exists():
+        return
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+    except ImportError:
+        return
+    names = [model] + ([f"sentence-transformers/{model}"] if "/" not in model else [])
+    for name in names:
+        try:
+            if isinstance(try_to_load_from_cache(name, "config.json"), str):
+                return
+        except Exception:  # noqa: BLE001 - an invalid repo id: let the loader say what is wrong
+            return
+    reason = _offline_reason()
+    if reason is None:
+        return  # the hub is reachable: the loader downloads it (or says it does not exist)
+    raise CorpusmapError(
+        f"cannot load model {model!r}: it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and the "
+        f"hub cannot be reached ({reason}); download it where there is a network (`huggingface-cli download "
+        f"{names[-1]}`, or copy the cache folder), or give a local model directory with --model /path/to/model")
 
 
 def report(result) -> None:
@@ -79,6 +155,12 @@ def report(result) -> None:
               help="tfidf only: seed of the fit sample and SVD.")
 @click.option("--fit-from", "fit_from", default=None, metavar="RUN",
               help="tfidf only: reuse RUN's TF-IDF fit, so the vectors share RUN's space (for `map RUN --add`).")
+@click.option("--vectors", default=None, metavar="FILE",
+              help="Store vectors made elsewhere instead of encoding: FILE.npy (n x d, the corpus' rows in order) "
+                   "or FILE.parquet:COLUMN (a column of fixed-size lists), one row per corpus row, in order.")
+@click.option("--tokenizer-workers", default="auto", show_default=True, metavar="auto|N",
+              help="Processes that tokenize ahead of the model (auto: none on a CPU, the spare cores up to 8 on "
+                   "a GPU; 0: one loader thread).")
 @click.option("--shard-rows", type=click.IntRange(min=1), default=default(O, "shard_rows"), show_default=True,
               help="Rows per vector shard (the unit of resuming).")
 @click.option("--shard", "worker", default=None, metavar="I/N",
@@ -98,12 +180,21 @@ def report(result) -> None:
 @click.option("--title-col", default=None, help="Title column; its text is prepended to the abstract.")
 @click.option("--year-col", default=None, help="Column with the year or date (default: auto).")
 @click.option("--label-col", default=None, help="Column with a label, e.g. journal or field (default: auto).")
-@click.option("--min-chars", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Drop abstracts shorter than this (the landscape paper used 250).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="The corpus of a study. landscape (PubMed landscape paper): --english-only, 250 < length < "
+                   "4000 (--min-chars 251 --max-chars 3999), --cut-truncated, --finished-only; flags given "
+                   "explicitly override it.")
+@click.option("--min-chars", type=click.IntRange(min=0), default=None,
+              help="Drop abstracts shorter than this many characters [default: 0].")
 @click.option("--max-chars", type=click.IntRange(min=1), default=None,
-              help="Drop abstracts longer than this (the landscape paper used 4000).")
-@click.option("--english-only", is_flag=True,
+              help="Drop abstracts longer than this many characters.")
+@click.option("--english-only", is_flag=True, default=None,
               help="Keep English abstracts only (language column when present, else a function-word test).")
+@click.option("--cut-truncated", is_flag=True, default=None,
+              help="Cut the text from 'ABSTRACT TRUNCATED AT' on, with the character before it (after the "
+                   "length filters, as the landscape paper).")
+@click.option("--finished-only", is_flag=True, default=None,
+              help="Keep abstracts with '.', '?' or '!' among their last two characters (after --cut-truncated).")
 @click.option("--section-labels", is_flag=True, help="PubMed XML: prefix abstract sections with their labels.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a corpus or vectors made with other inputs or parameters (and everything computed "
