@@ -5,6 +5,12 @@ Arrays in, arrays out (the run directory is :mod:`corpusmap.neighbors`). Vectors
 excluded from every row. ``auto`` uses exact search below ``exact_threshold`` points and an approximate index above
 (IVF-PQ fast scan with exact re-ranking on the CPU, IVF-Flat on a GPU), with its search parameters raised until
 recall@k, measured against exact search on a seeded sample of queries, reaches ``target_recall``.
+
+``ivfpq`` (:class:`IVFPQRerank`) is built to scale: lists of ~256 points whatever n is (``nlist = n/256``), so the
+cost per query stays flat instead of growing with n; two-level k-means on a training sample that grows with n;
+exact re-ranking read from the vectors object (memory-mapped float16 shards stay on disk; RAM holds the PQ codes,
+``d/4 + 8`` bytes a point, and one block); above 250k points optionally fewer probes followed by one round of
+neighbours-of-neighbours refinement, when tuning finds it cheaper.
 """
 from __future__ import annotations
 
@@ -124,6 +130,7 @@ def _faiss_metric(metric: str):
 
 
 _THREADS: Optional[int] = None  # threads of the dense kernel (None: all cores)
+HNSW_EF_CONSTRUCTION = 40  # FAISS' default; with keep_max_size_level0 it beats 80 and 200 in build + search
 QUERY_ROWS = 1024  # queries per task of the dense kernel
 GROUP = 64  # columns per group in smallest_k
 
@@ -327,7 +334,7 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
                     seed: int = 42, recall_sample: int = 1000, target_recall: float = 0.98,
                     exact_threshold: int = 20_000, threads: Optional[int] = None,
                     block_rows: int = DEFAULT_BLOCK_ROWS, nlist: Optional[int] = None,
-                    hnsw_m: int = 32, progress: bool = True) -> KnnGraph:
+                    hnsw_m: int = 32, progress: bool = True, refine: bool = True) -> KnnGraph:
     """Compute the kNN graph of ``vectors`` (self excluded) with FAISS.
 
     Parameters
@@ -340,13 +347,16 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
         ``euclidean`` or ``cosine`` (rows L2-normalised, inner product; distance = 1 - similarity).
     index
         ``exact`` (flat), ``ivf`` (IVF-Flat, ``nlist ≈ sqrt(n)`` on CPU and ``4·sqrt(n)`` on GPU unless
-        given, ``nprobe`` tuned), ``ivfpq`` (CPU: FAISS ``IndexIVFPQFastScan`` with 4-bit codes of 2-D
-        sub-vectors, ``nlist ≈ sqrt(n)``, re-ranked exactly by ``IndexRefineFlat``; ``nprobe`` and the
-        re-ranking depth ``k_factor`` tuned), ``hnsw`` (HNSW-Flat, ``efSearch`` tuned), or ``auto``: exact
+        given, ``nprobe`` tuned), ``ivfpq`` (CPU, :class:`IVFPQRerank`: FAISS ``IndexIVFPQFastScan`` with 4-bit
+        codes of 2-D sub-vectors, ``nlist = max(sqrt(n), n/256)``, candidates re-ranked exactly from the vectors;
+        ``nprobe``, the re-ranking depth ``k_factor`` and whether to refine tuned, :func:`_tune_ivfpq`),
+        ``hnsw`` (HNSW-Flat, efConstruction 40 with full level-0 lists, ``efSearch`` tuned), or ``auto``: exact
         below ``exact_threshold`` points, above it ``ivfpq`` on the CPU and ``ivf`` on a GPU. On the CPU,
         ``ivf`` is :class:`ListBatchedIVF` (same results as FAISS' ``IndexIVFFlat``, searched list by list with
         matrix products); on a GPU it is FAISS' GPU ``IndexIVFFlat``. HNSW construction is multi-threaded
-        in FAISS and so not bit-for-bit reproducible unless ``threads=1``; the others are.
+        in FAISS and so not bit-for-bit reproducible unless ``threads=1``; the others are, for a given seed
+        and thread count (``ivfpq`` builds its HNSW centroid search, used above 8,192 lists, on one thread;
+        its k-means uses BLAS, whose sums may differ in the last bit with another thread count).
     device
         ``auto`` uses all GPUs FAISS sees (exact and ``ivf``); ``cuda`` requires one; ``cpu`` never uses one.
     seed
@@ -358,6 +368,12 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
         Tuning stops at the cheapest search parameters found with recall@k at least this.
     threads
         FAISS OpenMP threads on CPU (default: all cores).
+    block_rows
+        Rows per block read from the vectors (adding, exact search), and the most candidate rows ``ivfpq``
+        reads at once for re-ranking.
+    refine
+        ``ivfpq`` only: let tuning choose fewer probes plus a round of neighbours-of-neighbours refinement
+        where that is cheaper (considered from :data:`REFINE_MIN_N` points).
 
     Returns
     -------
@@ -395,8 +411,10 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
     with faiss_threads(None if gpu else threads):
         params: dict[str, Any] = {}
         tuning: list[dict] = []
+        tuning_refined: list[dict] = []
+        refinement: Optional[dict] = None
         if kind == "ivfpq":
-            ix = IVFPQRerank(vectors, metric, ivfpq_nlist(n, nlist), seed, params)
+            ix = IVFPQRerank(vectors, metric, ivfpq_nlist(n, nlist), seed, params, block_rows=block_rows)
             ix.train()
             phase("train")
             with Progress("kNN graph: adding vectors", total=n, unit="vectors") as bar:
@@ -432,13 +450,19 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
             exact_tune, exact_check = truth[:len(tune_rows)], truth[len(tune_rows):]
             phase("exact_sample")
             if kind == "ivfpq":
-                tuning = _tune_ivfpq(ix, tune_rows, exact_tune, k, target_recall, params)
+                tuning, tuning_refined = _tune_ivfpq(ix, tune_rows, exact_tune, k, target_recall, params,
+                                                     refine=refine)
             else:
                 tuning = _tune(idx, kind, gpu, vectors, tune_rows, exact_tune, k, cosine, target_recall, params, n)
             phase("tune")
 
         if kind == "ivfpq":
             indices, raw = ix.graph(k, block_rows, progress)
+            if params.get("refine_rounds"):
+                phase("search")
+                indices, raw, refinement = _refine_until(ix, indices, raw, k, tune_rows, exact_tune,
+                                                         target_recall, params, block_rows, progress)
+                phase("refine")
             distances = to_distance(raw, metric)
             del raw
         else:
@@ -456,7 +480,8 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
                     distances[start:start + len(rows)] = to_distance(dist, metric)
                     if progress:
                         bar.update(len(rows))
-        phase("search")
+        if "refine" not in phases:
+            phase("search")
 
     recall: dict[str, Any] = {"value": 1.0, "measured": False, "queries": 0, "target": target_recall,
                               "note": "exact search"}
@@ -474,6 +499,7 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
         "distance": "euclidean" if metric == "euclidean" else "1 - cosine similarity",
         "index": {"type": kind, "requested": index, "params": params, "tuning": tuning,
                   "exact_threshold": int(exact_threshold)},
+        **({"refinement": {"tuning": tuning_refined, **(refinement or {})}} if kind == "ivfpq" else {}),
         "recall": recall, "device": "cuda" if gpu else "cpu",
         "threads": (None if gpu else (threads or faiss.omp_get_max_threads())),
         "seed": int(seed), "seconds": round(seconds, 3), "phases": phases,
@@ -601,9 +627,14 @@ def _make_index(kind: str, dim: int, metric: str, n: int, nlist: Optional[int], 
         params.update({"implementation": "IndexIVFFlat", "nlist": nl})
         return idx
     idx = faiss.IndexHNSWFlat(dim, int(hnsw_m), fm)
-    idx.hnsw.efConstruction = max(200, 2 * int(hnsw_m))  # text embeddings need a well-built graph
+    idx.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    # Keep level 0 at 2*M links. FAISS' neighbour-selection heuristic drops a candidate that is nearer to an
+    # already linked point than to the new point; on un-normalised TF-IDF/SVD vectors the low-norm points are
+    # near everything (1% of the points receive 24% of the exact 15-NN edges), so with efConstruction=200 the
+    # heuristic left 9 of 64 level-0 links on average and efSearch had to reach ~1,500 for recall 0.98.
+    idx.keep_max_size_level0 = True
     params.update({"implementation": "IndexHNSWFlat", "M": int(hnsw_m),
-                   "efConstruction": int(idx.hnsw.efConstruction)})
+                   "efConstruction": int(idx.hnsw.efConstruction), "keep_max_size_level0": True})
     return idx
 
 
@@ -626,7 +657,8 @@ def _set_param(idx, gpu: bool, name: str, value: float) -> None:
     space.set_index_parameter(idx, name, int(value))
 
 
-K_FACTORS = (4, 8, 16, 32)  # ivfpq re-ranking depths tried: k_factor * (k+1) PQ candidates re-ranked exactly
+K_FACTORS = (4, 8, 16)  # ivfpq re-ranking depths tried: k_factor * (k+1) PQ candidates re-ranked exactly
+MAX_K_FACTOR = 128  # ... doubled up to this where the target is not reached with all lists probed
 
 
 def _tune(idx, kind, gpu, vectors, rows, exact, k, cosine, target, params, n) -> list[dict]:
@@ -708,8 +740,21 @@ TWO_LEVEL_ABOVE = 256  # lists: above this, two-level k-means (sqrt(nlist) coars
 FLAT_QUANTIZER_MAX_NLIST = 8192  # above this, the centroids are searched with HNSW instead of exhaustively
 HNSW_QUANTIZER_M, HNSW_QUANTIZER_EF_ADD = 32, 64
 SEARCH_BATCH = 16_384  # queries per fast-scan call in the graph search
-RERANK_COST = 12.0  # cost model for tuning: re-ranking one candidate costs about as much as scanning 12 PQ codes
-RECALL_MARGIN_SE = 2.0  # tuning requires recall - 2 standard errors >= target on the tuning queries
+# Cost model for tuning, in codes of a mean list scanned (~11 ns each with 300-D vectors on one core), measured:
+# a PQ candidate costs ~40 of them (its place in the fast-scan heap plus exact re-ranking, ~0.45 us), a candidate
+# of a refinement round ~21 (neighbours of neighbours overlap, so their rows are read once for many points).
+RERANK_COST = 40.0
+REFINE_CANDIDATE_COST = 21.0
+REFINE_MAX_COST_SHARE = 0.8  # a refinement plan must cost under 80% of the plain plan (tuning, a 2nd round)
+# Tuning requires recall - 2.83 standard errors >= target on the tuning queries: 2 standard errors of the
+# difference between two samples of that size, so that the held-out recall queries reach the target as well.
+RECALL_MARGIN_SE = 2.0 * math.sqrt(2.0)
+REFINE_TUNE_QUERIES = 300  # tuning queries on which the recall after a refinement round is estimated
+# Refinement plans are only considered from this many points: below, neighbours of neighbours add less (recall
+# 0.960 -> 0.976 on the 74,728 arXiv vectors, against 0.970 -> 0.989 on 1M mixture points) and estimating them
+# costs more tuning than they save (measured at 300k: 106 against 81 CPU seconds).
+REFINE_MIN_N = 500_000
+MAX_REFINE_ROUNDS = 3
 
 
 def ivfpq_nlist(n: int, nlist: Optional[int] = None, list_size: int = IVFPQ_LIST_SIZE) -> int:
@@ -791,8 +836,10 @@ class IVFPQRerank:
       per point) plus one batch of candidate rows (``block_rows`` rows).
     """
 
-    def __init__(self, vectors, metric: str, nlist: int, seed: int, params: dict):
+    def __init__(self, vectors, metric: str, nlist: int, seed: int, params: dict,
+                 block_rows: int = DEFAULT_BLOCK_ROWS):
         self.vectors = as_vectors(vectors)
+        self.block_rows = int(block_rows)  # at most this many candidate rows are read at once
         self.n, self.d = (int(s) for s in self.vectors.shape)
         self.cosine = metric == "cosine"
         self.nlist, self.seed, self.params = int(nlist), int(seed), params
@@ -819,6 +866,7 @@ class IVFPQRerank:
         else:
             quantizer = faiss.IndexHNSWFlat(d, HNSW_QUANTIZER_M)
             quantizer.hnsw.efConstruction = 40
+            quantizer.keep_max_size_level0 = True
             qdesc = f"IndexHNSWFlat(d, {HNSW_QUANTIZER_M}), built on one thread"
         with faiss_threads(1) if isinstance(quantizer, faiss.IndexHNSWFlat) else contextlib.nullcontext():
             quantizer.add(centroids)
@@ -889,13 +937,14 @@ class IVFPQRerank:
         """
         faiss = _import_faiss()
 
+        max_rows = self.block_rows if max_rows is None else max_rows
         m, width = cand.shape
         valid = cand >= 0
         if not valid.all():  # knn_L2sqr_by_idx stops a row at its first -1: move them to the end
             ahead = np.argsort(~valid, axis=1, kind="stable")
             cand, valid = np.take_along_axis(cand, ahead, axis=1), np.take_along_axis(valid, ahead, axis=1)
         rows = np.unique(cand[valid])
-        if max_rows is not None and len(rows) > max_rows and m > 1:
+        if len(rows) > max_rows and m > 1:
             h = m // 2
             a = self.rerank(queries[:h], cand[:h], kk, max_rows)
             b = self.rerank(queries[h:], cand[h:], kk, max_rows)
@@ -968,31 +1017,50 @@ class IVFPQRerank:
 
 
 def _tune_ivfpq(ix: IVFPQRerank, rows: np.ndarray, exact: np.ndarray, k: int, target: float,
-                params: dict) -> list[dict]:
-    """The cheapest (nprobe, k_factor) whose recall@k on the tuning queries reaches ``target`` by a margin of
-    :data:`RECALL_MARGIN_SE` standard errors.
+                params: dict, refine: bool = True) -> tuple[list[dict], list[dict]]:
+    """The cheapest plan whose recall@k on the tuning queries reaches ``target``: either IVF-PQ alone, with
+    (nprobe, k_factor) reaching it by a margin of :data:`RECALL_MARGIN_SE` standard errors, or IVF-PQ at fewer
+    probes followed by one round of :func:`refine_graph` (neighbours of neighbours, re-ranked exactly).
 
-    nprobe runs over the grid ``round(2^(j/4))``. Each nprobe is searched once for ``max(K_FACTORS)·(k+1)`` PQ
+    nprobe runs over the grid ``round(2^(j/8))``. Each nprobe is searched once for ``max(K_FACTORS)·(k+1)`` PQ
     candidates; the recall of every smaller ``k_factor`` comes from the prefix of those candidates (the best by
-    PQ distance). Cost model: ``nprobe · list_size + RERANK_COST · k_factor · (k+1)`` codes per query. First the
-    smallest nprobe reaching the target with the largest k_factor (doubling, then the steps between); then, for
-    each smaller k_factor, nprobe is raised from there while that is still cheaper than the best so far.
+    PQ distance). Cost model: ``nprobe · list_size + RERANK_COST · k_factor · (k+1)`` codes per query, plus
+    ``REFINE_CANDIDATE_COST · (k + k²)`` for a refinement round, which must bring the cost under
+    ``REFINE_MAX_COST_SHARE`` of the plain plan's. First the smallest nprobe reaching the target with the
+    largest k_factor (doubling, then bisection); then, for each smaller k_factor, the smallest nprobe that
+    reaches it among those still cheaper than the best so far (bisection: recall grows with nprobe and with
+    k_factor). Then, at the chosen k_factor, the smallest nprobe whose recall after one refinement round, estimated
+    on :data:`REFINE_TUNE_QUERIES` of the tuning queries (their neighbours' neighbours searched at the same
+    setting), reaches the target with a margin (see ``z``; galloping down from the plain plan's nprobe, then
+    bisection). The graph search checks the refined recall on all tuning queries afterwards
+    (:func:`_refine_until`). Returns (tuning record, refinement tuning record).
     """
     queries = take_float32(ix.vectors, rows, normalize=ix.cosine)
     factors = sorted(K_FACTORS)
     kf_max, limit = factors[-1], ix.nlist
     list_size = ix.n / ix.nlist
-    grid = sorted({min(limit, max(1, int(round(2 ** (j / 4))))) for j in range(4 * int(math.log2(limit)) + 5)})
+    grid = sorted({min(limit, max(1, int(round(2 ** (j / 8))))) for j in range(8 * int(math.log2(limit)) + 9)})
     tried: list[dict] = []
+    tried_refined: list[dict] = []
     cache: dict[int, dict[int, tuple[float, float]]] = {}
+    found: dict[int, dict[int, np.ndarray]] = {}  # nprobe -> k_factor -> neighbours of the tuning queries
+
+    def neighbours(q: np.ndarray, qrows: np.ndarray, p: int, depths=factors) -> dict[int, np.ndarray]:
+        cand = ix.candidates(q, max(depths) * (k + 1), p)
+        out = {}
+        for kf in depths:
+            d2, ids = ix.rerank(q, np.ascontiguousarray(cand[:, :kf * (k + 1)]), k + 1)
+            out[kf] = remove_self(ids, d2, qrows, k)[0]
+        return out
 
     def stats(p: int) -> dict[int, tuple[float, float]]:
-        if p not in cache:
-            cand = ix.candidates(queries, kf_max * (k + 1), p)
-            cache[p] = {}
+        if p not in cache or any(kf not in cache[p] for kf in factors):
+            found[p] = neighbours(queries, rows, p)
+            cache.setdefault(p, {})
             for kf in factors:
-                d2, ids = ix.rerank(queries, np.ascontiguousarray(cand[:, :kf * (k + 1)]), k + 1)
-                mean, se = _recall_stats(remove_self(ids, d2, rows, k)[0], exact)
+                if kf in cache[p]:
+                    continue
+                mean, se = _recall_stats(found[p][kf], exact)
                 cache[p][kf] = (mean, se)
                 tried.append({"nprobe": int(p), "k_factor": kf, "recall": round(mean, 5),
                               "recall_lower": round(mean - RECALL_MARGIN_SE * se, 5)})
@@ -1005,30 +1073,155 @@ def _tune_ivfpq(ix: IVFPQRerank, rows: np.ndarray, exact: np.ndarray, k: int, ta
     def cost(p: int, kf: int) -> float:
         return p * list_size + RERANK_COST * kf * (k + 1)
 
-    # largest re-ranking depth: double nprobe until it reaches the target, then the steps in between
-    j = 0
+    def smallest(good, lo: int, hi: int) -> int:
+        """Bisection on the grid: ``lo`` fails (or is -1), ``hi`` passes ``good``; the first index that does."""
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if good(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    # largest re-ranking depth: double nprobe until it reaches the target, then bisect the step
+    j, below = 0, -1
     while not ok(grid[j], kf_max) and j < len(grid) - 1:
-        j = min(j + 4, len(grid) - 1)
+        below, j = j, min(j + 8, len(grid) - 1)
     reached = ok(grid[j], kf_max)
+    while not reached and kf_max < MAX_K_FACTOR:  # PQ too coarse for this data: re-rank deeper
+        kf_max *= 2
+        factors.append(kf_max)
+        below, j = -1, len(grid) - 1
+        reached = ok(grid[j], kf_max)
     if reached:
-        for i in range(max(0, j - 3), j):
-            if ok(grid[i], kf_max):
-                j = i
-                break
+        j = smallest(lambda i: ok(grid[i], kf_max), below, j)
     best = (grid[j], kf_max)
     if reached:
         start = j
-        for kf in reversed(factors[:-1]):  # smaller depths need at least as many probes
-            i = start
-            while i < len(grid) and cost(grid[i], kf) < cost(*best):
-                if ok(grid[i], kf):
-                    best, start = (grid[i], kf), i
-                    break
-                i += 1
+        for kf in reversed(factors[:-1]):  # a smaller depth needs at least as many probes; try it where cheaper
+            top = start - 1
+            while top + 1 < len(grid) and cost(grid[top + 1], kf) < cost(*best):
+                top += 1
+            if top < start or not ok(grid[top], kf):
+                continue
+            start = smallest(lambda i, kf=kf: ok(grid[i], kf), start - 1, top)
+            best = (grid[start], kf)
     ix.nprobe, ix.k_factor = int(best[0]), int(best[1])
-    mean, se = stats(best[0])[best[1]]
+    mean = stats(best[0])[best[1]][0]
     params.update({"nprobe": ix.nprobe, "k_factor": ix.k_factor, "tuned_on_queries": int(len(rows)),
                    "tuned_recall": round(mean, 5), "tuning_reached_target": bool(reached),
                    "tuning_rule": f"cheapest nprobe * list_size + {RERANK_COST:g} * k_factor * (k+1) with "
-                                  f"recall - {RECALL_MARGIN_SE:g} SE >= target on the tuning queries"})
-    return tried
+                                  f"recall - {RECALL_MARGIN_SE:.2f} SE >= target on the tuning queries",
+                   "refine_rounds": 0})
+    if not (refine and reached and ix.n >= REFINE_MIN_N):
+        return tried, tried_refined
+
+    # one refinement round after fewer probes: estimated on a subsample of the tuning queries
+    kf = best[1]
+    sub = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), REFINE_TUNE_QUERIES)).astype(np.int64))
+    refined: dict[int, tuple[float, float]] = {}
+
+    # the estimate must leave room for the check on all tuning queries: one standard error of its own, plus the
+    # margin that check will apply (scaled to this sample's standard error)
+    # (+1 more for choosing the smallest nprobe that passes a noisy estimate)
+    z = 2.0 + RECALL_MARGIN_SE * math.sqrt(len(sub) / len(rows))
+
+    def refined_ok(i: int) -> bool:
+        p = grid[i]
+        if p not in refined:
+            if p in found:
+                own = found[p][kf][sub]
+            else:
+                own = neighbours(queries[sub], rows[sub], p, (kf,))[kf]
+            others = np.unique(own)
+            theirs = neighbours(take_float32(ix.vectors, others, normalize=ix.cosine), others, p, (kf,))[kf]
+            ind, _ = refine_neighbours(ix, rows[sub], queries[sub], own, theirs[np.searchsorted(others, own)], k)
+            refined[p] = _recall_stats(ind, exact[sub])
+            tried_refined.append({"nprobe": int(p), "k_factor": kf, "queries": int(len(sub)),
+                                  "recall_after_1_round": round(refined[p][0], 5),
+                                  "recall_lower": round(refined[p][0] - z * refined[p][1], 5)})
+        mean, se = refined[p]
+        return mean - z * se >= target
+
+    refine_cost = REFINE_CANDIDATE_COST * (k + k * k)
+    paying = [i for i in range(grid.index(best[0]))
+              if cost(grid[i], kf) + refine_cost < REFINE_MAX_COST_SHARE * cost(*best)]
+    if paying and refined_ok(paying[-1]):  # the dearest plan that still pays reaches the target: look lower
+        j = paying[-1]
+        while j - 8 >= 0 and refined_ok(j - 8):
+            j -= 8
+        j = smallest(refined_ok, max(-1, j - 8), j)
+        params.update({"plain_plan": {"nprobe": ix.nprobe, "k_factor": ix.k_factor},
+                       "nprobe": int(grid[j]), "refine_rounds": 1,
+                       "refine_estimate": {"queries": int(len(sub)), "recall": round(refined[grid[j]][0], 5)}})
+        ix.nprobe = int(grid[j])
+    return tried, tried_refined
+
+
+def refine_neighbours(ix: IVFPQRerank, rows: np.ndarray, q: np.ndarray, own: np.ndarray, theirs: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One local join: the exact ``k`` nearest of each row among its neighbours ``own`` (m, k) and their
+    neighbours ``theirs`` (m, k, k), read from the vectors. Returns (indices, squared L2)."""
+    m = len(rows)
+    cand = np.sort(np.concatenate([own, theirs.reshape(m, -1)], axis=1), axis=1)
+    drop = cand == np.asarray(rows)[:, None]
+    drop[:, 1:] |= cand[:, 1:] == cand[:, :-1]
+    cand[drop] = -1
+    d2, ids = ix.rerank(q, cand, k)
+    return ids, d2
+
+
+def refine_graph(ix: IVFPQRerank, indices: np.ndarray, k: int, block_rows: int,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One round of NN-descent's local join over the whole graph, in list order: every point's k nearest among
+    its neighbours and their neighbours (``k + k²`` candidates), re-ranked exactly from the vectors. Recall can
+    only grow (the current neighbours are candidates). Returns (indices, raw scores) of a new graph."""
+    n = ix.n
+    batch = int(max(256, min(4096, 4 * block_rows // (k + k * k))))
+    order = np.argsort(ix.primary, kind="stable")
+    out_i = np.empty_like(indices)
+    out_d = np.empty(indices.shape, dtype=np.float32)
+    with Progress("kNN graph: refining", total=n, unit="points") as bar:
+        for s in range(0, n, batch):
+            r = np.sort(order[s:s + batch])
+            q = take_float32(ix.vectors, r, normalize=ix.cosine)
+            ind, d2 = refine_neighbours(ix, r, q, indices[r], indices[indices[r]], k)
+            out_i[r], out_d[r] = ind, ix.raw_scores(d2)
+            if progress:
+                bar.update(len(r))
+    return out_i, out_d
+
+
+def _refine_until(ix: IVFPQRerank, indices: np.ndarray, raw: np.ndarray, k: int, rows: np.ndarray,
+                  exact: np.ndarray, target: float, params: dict, block_rows: int,
+                  progress: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Refinement rounds until recall@k on all tuning queries reaches ``target`` by RECALL_MARGIN_SE standard
+    errors (at most :data:`MAX_REFINE_ROUNDS`, and only while a round still gains); if it does not, the plain
+    plan (more probes, no refinement needed by tuning) is searched again and refined once."""
+    record: dict[str, Any] = {"recall_on_tuning_queries": []}
+
+    def lower(ind) -> float:
+        mean, se = _recall_stats(ind[rows], exact)
+        record["recall_on_tuning_queries"].append(round(mean, 5))
+        return mean - RECALL_MARGIN_SE * se
+
+    before = lower(indices)
+    rounds = 0
+    while rounds < MAX_REFINE_ROUNDS:
+        indices, raw = refine_graph(ix, indices, k, block_rows, progress)
+        rounds += 1
+        now = lower(indices)
+        if now >= target or now - before < 0.001:
+            break
+        before = now
+    record["rounds"] = rounds
+    if lower(indices) < target and "plain_plan" in params:
+        plain = params["plain_plan"]
+        ix.nprobe, ix.k_factor = plain["nprobe"], plain["k_factor"]
+        indices, raw = ix.graph(k, block_rows, progress)
+        indices, raw = refine_graph(ix, indices, k, block_rows, progress)
+        lower(indices)
+        record.update({"fallback": "searched again with the plain plan, then refined once", "rounds": 1})
+        params.update({"nprobe": ix.nprobe})
+    params["refine_rounds"] = record["rounds"]
+    return indices, raw, record

@@ -1,5 +1,6 @@
-"""The kNN graph: FAISS against scikit-learn brute force on real vectors, approximate-index recall, saving and
-loading, graphs users bring, and the `corpusmap neighbors` command with its bad inputs."""
+"""The kNN graph: FAISS against scikit-learn brute force on real vectors (TF-IDF of the bundled eLife example
+corpus), approximate-index recall, saving and loading, graphs users bring, and the `corpusmap neighbors` command
+with its bad inputs."""
 from __future__ import annotations
 
 import json
@@ -9,42 +10,64 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from conftest import cli as _cli
-from conftest import rewrite_shard
+from conftest import cli, rewrite_shard
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.knn import KnnGraph, build_knn_graph, recall_at_k, recall_queries, remove_self, smallest_k
 from corpusmap.neighbors import graph_from_arrays, load_knn_graph, write_graph
 from corpusmap.run import Run, open_run
 from corpusmap.vectors import ArrayVectors
 
-ACL = "acl_2016_2019.jsonl.gz"
 K = 15
 
 
-@pytest.fixture(scope="module")
-def acl_run(acl_tfidf_run):
-    return acl_tfidf_run
+def _leading(run_dir) -> np.ndarray:
+    """A run's real vectors, cut to 64 dimensions (the leading SVD components) to keep brute force quick."""
+    return np.ascontiguousarray(open_run(run_dir).vectors.to_numpy()[:, :64])
 
 
-@pytest.fixture(scope="module")
-def X(acl_run):
-    """The run's real vectors, cut to 64 dimensions (the leading SVD components) to keep brute force quick."""
-    return np.ascontiguousarray(open_run(acl_run).vectors.to_numpy()[:, :64])
-
-
-@pytest.fixture(scope="module")
-def brute(X):
+def _brute(X):
     """scikit-learn brute-force neighbours, leave-one-out (self excluded), float64."""
     nn = NearestNeighbors(n_neighbors=K, algorithm="brute").fit(X.astype(np.float64))
     dist, ind = nn.kneighbors(None)
     return ind, dist
 
 
+@pytest.fixture(scope="module")
+def X(example_tfidf_run):
+    """The 1,881 example abstracts' TF-IDF vectors (64 dimensions)."""
+    return _leading(example_tfidf_run)
+
+
+@pytest.fixture(scope="module")
+def brute(X):
+    return _brute(X)
+
+
+@pytest.fixture(scope="module")
+def acl_X(acl_tfidf_run):
+    """The 8,401 ACL abstracts' TF-IDF vectors (64 dimensions), where ../shared/data exists."""
+    return _leading(acl_tfidf_run)
+
+
+@pytest.fixture(scope="module")
+def acl_brute(acl_X):
+    return _brute(acl_X)
+
+
+# the graph against brute force on the example corpus, and at a larger n on the ACL corpus where it is present
+ON_BOTH_CORPORA = pytest.mark.parametrize("corpus", ["example", "acl"])
+
+
+def vectors_and_brute(request, corpus):
+    prefix = "acl_" if corpus == "acl" else ""
+    return request.getfixturevalue(prefix + "X"), request.getfixturevalue(prefix + "brute")
+
+
 @pytest.fixture
-def run(acl_run, tmp_path):
+def run(example_tfidf_run, tmp_path):
     """A private copy of the real run (vectors and corpus only)."""
     dest = tmp_path / "run"
-    shutil.copytree(acl_run, dest, ignore=shutil.ignore_patterns("knn", "eval", "maps"))
+    shutil.copytree(example_tfidf_run, dest, ignore=shutil.ignore_patterns("knn", "eval", "maps"))
     return dest
 
 
@@ -52,7 +75,9 @@ def _same_sets(a, b) -> float:
     return float(np.mean([set(x) == set(y) for x, y in zip(a, b)]))
 
 
-def test_exact_graph_matches_sklearn(X, brute):
+@ON_BOTH_CORPORA
+def test_exact_graph_matches_sklearn(request, corpus):
+    X, brute = vectors_and_brute(request, corpus)
     g = build_knn_graph(X, k=K, index="exact", progress=False)
     ind, dist = brute
     assert g.indices.dtype == np.int64 and g.distances.dtype == np.float32 and g.indices.shape == (len(X), K)
@@ -80,8 +105,10 @@ def test_cosine_graph_is_inner_product_of_normalised_vectors(X):
     assert _same_sets(g.indices, raw.indices) < 0.9
 
 
+@ON_BOTH_CORPORA
 @pytest.mark.parametrize("index", ["ivf", "ivfpq", "hnsw"])
-def test_approximate_recall_in_manifest_matches_recomputation(X, brute, index):
+def test_approximate_recall_in_manifest_matches_recomputation(request, corpus, index):
+    X, brute = vectors_and_brute(request, corpus)
     g = build_knn_graph(X, k=K, index=index, seed=7, recall_sample=500, progress=False)
     rec = g.manifest["recall"]
     assert rec["measured"] and rec["queries"] == 500
@@ -97,19 +124,20 @@ def test_approximate_recall_in_manifest_matches_recomputation(X, brute, index):
 
 
 def test_auto_picks_exact_below_threshold_and_ivfpq_above_on_cpu(X):
-    assert build_knn_graph(X[:2000], k=5, progress=False).manifest["index"]["type"] == "exact"
-    g = build_knn_graph(X[:2000], k=5, exact_threshold=1000, recall_sample=200, device="cpu", progress=False)
+    sub = X[:1600]
+    assert build_knn_graph(sub, k=5, progress=False).manifest["index"]["type"] == "exact"
+    g = build_knn_graph(sub, k=5, exact_threshold=1000, recall_sample=200, device="cpu", progress=False)
     params = g.manifest["index"]["params"]
-    assert g.manifest["index"]["type"] == "ivfpq" and params["nlist"] == 45  # sqrt(n)
+    assert g.manifest["index"]["type"] == "ivfpq" and params["nlist"] == 40  # sqrt(n)
     assert params["pq_subvectors"] == 32 and params["pq_bits"] == 4  # 2-D sub-vectors of the 64 dimensions
-    g = build_knn_graph(X[:2000], k=5, index="ivf", nlist=500, recall_sample=200, progress=False)
-    assert g.manifest["index"]["params"]["nlist"] == 2000 // 39  # at least 39 training points per list
+    g = build_knn_graph(sub, k=5, index="ivf", nlist=500, recall_sample=200, progress=False)
+    assert g.manifest["index"]["params"]["nlist"] == 1600 // 39  # at least 39 training points per list
 
 
 @pytest.mark.parametrize("index", ["ivf", "ivfpq"])
 def test_ivf_is_deterministic_given_seed(X, index):
-    a = build_knn_graph(X[:3000], k=10, index=index, seed=3, recall_sample=300, progress=False)
-    b = build_knn_graph(X[:3000], k=10, index=index, seed=3, recall_sample=300, progress=False)
+    a = build_knn_graph(X, k=10, index=index, seed=3, recall_sample=300, progress=False)
+    b = build_knn_graph(X, k=10, index=index, seed=3, recall_sample=300, progress=False)
     assert np.array_equal(a.indices, b.indices) and np.array_equal(a.distances, b.distances)
     assert a.manifest["index"]["params"] == b.manifest["index"]["params"]
 
@@ -117,8 +145,10 @@ def test_ivf_is_deterministic_given_seed(X, index):
 @pytest.mark.parametrize("cols", [40, 5000, 5000 + 37])
 def test_smallest_k_equals_a_full_sort_with_ties(X, cols):
     """The grouped selection against a full lexicographic sort (value, then column), on real squared distances
-    rounded so that ties are common."""
-    scores = np.round(((X[:50, None, :] - X[None, :cols, :]) ** 2).sum(-1), 1).astype(np.float32)
+    rounded so that ties are common (the 1,881 points repeated, for more columns than points and exact ties)."""
+    columns = np.vstack([X, X, X])
+    assert len(columns) >= cols
+    scores = np.round(((X[:50, None, :] - columns[None, :cols, :]) ** 2).sum(-1), 1).astype(np.float32)
     d, i = smallest_k(scores, 16)
     full = np.sort(scores, axis=1)[:, :16]
     assert np.array_equal(d, full)  # the same values, ascending
@@ -205,51 +235,55 @@ def test_bad_inputs_in_the_library(X):
 
 
 def test_cli_neighbors_on_a_real_run(run):
-    r = _cli("neighbors", run, "-k", 12, "--quiet")
+    r = cli("neighbors", run, "-k", 12, "--quiet")
     assert r.exit_code == 0, r.output
     assert "k=12" in r.output and "exact" in r.output
     g = load_knn_graph(Run(run))
-    assert g.indices.shape == (8401, 12) and g.manifest["dim"] == 300
+    vectors = open_run(run).vectors
+    assert g.indices.shape == (len(vectors), 12) == (1881, 12) and g.manifest["dim"] == vectors.shape[1] == 300
+    brute = NearestNeighbors(n_neighbors=12).fit(vectors.to_numpy()).kneighbors(None, return_distance=False)
+    assert _same_sets(g.indices, brute) > 0.995  # the graph of the full 300-dimensional vectors
     # the same command again has nothing to do; other settings need --overwrite
-    again = _cli("neighbors", run, "-k", 12, "--quiet")
+    again = cli("neighbors", run, "-k", 12, "--quiet")
     assert again.exit_code == 0 and "nothing to do" in again.output
-    other = _cli("neighbors", run, "-k", 10, "--quiet")
+    other = cli("neighbors", run, "-k", 10, "--quiet")
     assert other.exit_code == 1 and "--overwrite" in other.output
-    r = _cli("neighbors", run, "-k", 10, "--metric", "cosine", "--index", "hnsw", "--recall-queries", 300,
-             "--threads", 1, "--overwrite", "--quiet")
+    r = cli("neighbors", run, "-k", 10, "--metric", "cosine", "--index", "hnsw", "--recall-queries", 300,
+            "--threads", 1, "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output
     m = load_knn_graph(Run(run)).manifest
     assert m["metric"] == "cosine" and m["index"]["type"] == "hnsw" and m["recall"]["queries"] == 300
 
 
 def test_cli_neighbors_from_user_graph(run, tmp_path):
-    r = _cli("neighbors", run, "-k", 5, "--quiet")
+    r = cli("neighbors", run, "-k", 5, "--quiet")
     assert r.exit_code == 0, r.output
     ours = load_knn_graph(Run(run))
     np.save(tmp_path / "idx.npy", np.asarray(ours.indices))
-    r = _cli("neighbors", run, "--from", tmp_path / "idx.npy", "--overwrite", "--quiet")
+    r = cli("neighbors", run, "--from", tmp_path / "idx.npy", "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output
     theirs = load_knn_graph(Run(run))
     assert theirs.manifest["source"] == "user" and theirs.manifest["distances_computed"]
     assert np.array_equal(theirs.indices, ours.indices)
     np.testing.assert_allclose(theirs.distances, ours.distances, rtol=1e-3, atol=1e-3)
     np.save(tmp_path / "bad.npy", np.asarray(ours.indices)[:100])
-    r = _cli("neighbors", run, "--from", tmp_path / "bad.npy", "--overwrite", "--quiet")
+    r = cli("neighbors", run, "--from", tmp_path / "bad.npy", "--overwrite", "--quiet")
     assert r.exit_code == 1 and "rows" in r.output
     assert load_knn_graph(Run(run)).manifest["source"] == "user"  # the good graph is still there
-    r = _cli("neighbors", run, "--from-distances", tmp_path / "idx.npy")
+    r = cli("neighbors", run, "--from-distances", tmp_path / "idx.npy")
     assert r.exit_code == 2 and "--from" in r.output
 
 
 def test_cli_neighbors_bad_inputs(run, tmp_path):
-    r = _cli("neighbors", run, "-k", 8401, "--quiet")
-    assert r.exit_code == 2 and "at most 8400" in r.output
+    n = len(open_run(run).vectors)
+    r = cli("neighbors", run, "-k", n, "--quiet")
+    assert r.exit_code == 2 and f"at most {n - 1}" in r.output
     assert not (run / "knn").exists()
     # a run without vectors names the command that makes them
     shutil.rmtree(run / "embeddings")
-    r = _cli("neighbors", run, "--quiet")
+    r = cli("neighbors", run, "--quiet")
     assert r.exit_code == 1 and "corpusmap embed" in r.output
-    r = _cli("neighbors", tmp_path / "nowhere", "--quiet")
+    r = cli("neighbors", tmp_path / "nowhere", "--quiet")
     assert r.exit_code == 1 and "corpusmap embed" in r.output
 
 
@@ -258,6 +292,6 @@ def test_cli_neighbors_refuses_nan_vectors(run):
     arr = np.load(shard)
     arr[123, 4] = np.nan
     rewrite_shard(run, 0, arr)
-    r = _cli("neighbors", run, "--quiet")
+    r = cli("neighbors", run, "--quiet")
     assert r.exit_code == 1 and "NaN" in r.output and "Traceback" not in r.output
     assert not (run / "knn" / "manifest.json").exists()
