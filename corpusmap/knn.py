@@ -24,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.progress import Progress, info
+from corpusmap.progress import Progress, info, log
 from corpusmap.vectors import DEFAULT_BLOCK_ROWS, as_vectors, iter_float32_blocks, normalize_rows, take_float32
 
 METRICS = ("euclidean", "cosine")
@@ -131,6 +131,7 @@ def _faiss_metric(metric: str):
 
 _THREADS: Optional[int] = None  # threads of the dense kernel (None: all cores)
 HNSW_EF_CONSTRUCTION = 40  # FAISS' default; with keep_max_size_level0 it beats 80 and 200 in build + search
+HNSW_MAX_EF_SEARCH = 4096  # tuning raises efSearch up to this
 QUERY_ROWS = 1024  # queries per task of the dense kernel
 GROUP = 64  # columns per group in smallest_k
 
@@ -323,6 +324,18 @@ def recall_queries(n: int, recall_sample: int, seed: int) -> np.ndarray:
     return _sample(n, recall_sample, seed, _STREAM_RECALL)
 
 
+def tuning_queries(n: int, tune_sample: int, seed: int) -> np.ndarray:
+    """The rows search parameters are tuned on: disjoint from :func:`recall_queries`, so that the reported recall is
+    measured on queries tuning never saw (where n is too small for two samples, the rows left over, or the same
+    rows when fewer than 100 are left)."""
+    held = recall_queries(n, tune_sample, seed)
+    if n - len(held) < tune_sample:
+        rest = np.setdiff1d(np.arange(n, dtype=np.int64), held)
+        return rest if len(rest) >= min(tune_sample, 100) else held
+    draw = np.random.default_rng([int(seed), _STREAM_TUNE]).choice(n, size=tune_sample + len(held), replace=False)
+    return np.sort(draw[~np.isin(draw, held)][:tune_sample]).astype(np.int64)
+
+
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean over rows of |approx_i ∩ exact_i| / k."""
     k = exact.shape[1]
@@ -443,7 +456,7 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
 
         if kind != "exact":
             # exact neighbours of the tuning and the recall queries in one scan over the vectors
-            tune_rows = _sample(n, recall_sample, seed, _STREAM_TUNE)
+            tune_rows = tuning_queries(n, recall_sample, seed)
             check_rows = recall_queries(n, recall_sample, seed)
             truth, _ = exact_search(vectors, np.concatenate([tune_rows, check_rows]), k, metric,
                                     block_rows=block_rows)
@@ -484,15 +497,16 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
             phase("search")
 
     recall: dict[str, Any] = {"value": 1.0, "measured": False, "queries": 0, "target": target_recall,
-                              "note": "exact search"}
+                              "reached_target": True, "note": "exact search"}
     if kind != "exact":
         value = recall_at_k(indices[check_rows], exact_check)
         recall = {"value": value, "measured": True, "queries": int(len(check_rows)), "seed": int(seed),
                   "target": target_recall,
                   "note": "recall@k against exact search on queries sampled by "
                           "corpusmap.neighbors.recall_queries(n, queries, seed)"}
+        recall["reached_target"] = bool(value >= target_recall)
         if value < target_recall:
-            info(f"kNN graph: measured recall@{k} {value:.3f} is below the target {target_recall}")
+            log.warning("warning: %s", _below_target(kind, params, k, value, len(check_rows), target_recall))
     seconds = time.monotonic() - t0
     manifest = {
         "format": 1, "source": "faiss", "n": n, "dim": dim, "k": int(k), "metric": metric,
@@ -507,6 +521,18 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
     if memory:
         manifest["memory"] = memory
     return KnnGraph(indices=indices, distances=distances, metric=metric, k=int(k), manifest=manifest)
+
+
+def _below_target(kind: str, params: dict, k: int, value: float, queries: int, target: float) -> str:
+    """The one line saying that the graph's measured recall is below ``--target-recall``, and what to do."""
+    knob = {"hnsw": "efSearch", "ivf": "nprobe", "ivfpq": "nprobe"}.get(kind)
+    if params.get("tuning_reached_target") is False and knob in params:
+        why = f"tuning stopped at {knob}={params[knob]:,} without reaching it"
+    else:
+        why = "tuning reached it on its own queries; the held-out recall queries fall short"
+    return (f"kNN graph ({kind} index): measured recall@{k} {value:.4f} on {queries:,} queries is below "
+            f"--target-recall {target:g} ({why}); the graph is kept. For an exact graph use --index exact, "
+            "or accept a lower --target-recall")
 
 
 class ListBatchedIVF:
@@ -669,7 +695,7 @@ def _tune(idx, kind, gpu, vectors, rows, exact, k, cosine, target, params, n) ->
     if kind == "ivf":
         name, lowest, limit = "nprobe", 1, (min(params["nlist"], 2048) if gpu else params["nlist"])
     else:
-        name, lowest, limit = "efSearch", max(16, k + 1), 4096
+        name, lowest, limit = "efSearch", max(16, k + 1), max(k + 1, HNSW_MAX_EF_SEARCH)
     tried: list[dict] = []
     cache: dict[int, float] = {}
 
@@ -1129,13 +1155,16 @@ def _tune_ivfpq(ix: IVFPQRerank, rows: np.ndarray, exact: np.ndarray, k: int, ta
     def refined_ok(i: int) -> bool:
         p = grid[i]
         if p not in refined:
-            if p in found:
+            if kf in found.get(p, {}):
                 own = found[p][kf][sub]
             else:
                 own = neighbours(queries[sub], rows[sub], p, (kf,))[kf]
-            others = np.unique(own)
-            theirs = neighbours(take_float32(ix.vectors, others, normalize=ix.cosine), others, p, (kf,))[kf]
-            ind, _ = refine_neighbours(ix, rows[sub], queries[sub], own, theirs[np.searchsorted(others, own)], k)
+            known = own >= 0  # a query in a list of k points or fewer may have found fewer than k at few probes
+            others = np.unique(own[known])
+            theirs = np.full(own.shape + (k,), -1, dtype=own.dtype)
+            found_others = neighbours(take_float32(ix.vectors, others, normalize=ix.cosine), others, p, (kf,))[kf]
+            theirs[known] = found_others[np.searchsorted(others, own[known])]
+            ind, _ = refine_neighbours(ix, rows[sub], queries[sub], own, theirs, k)
             refined[p] = _recall_stats(ind, exact[sub])
             tried_refined.append({"nprobe": int(p), "k_factor": kf, "queries": int(len(sub)),
                                   "recall_after_1_round": round(refined[p][0], 5),
@@ -1215,7 +1244,7 @@ def _refine_until(ix: IVFPQRerank, indices: np.ndarray, raw: np.ndarray, k: int,
             break
         before = now
     record["rounds"] = rounds
-    if lower(indices) < target and "plain_plan" in params:
+    if now < target and "plain_plan" in params:
         plain = params["plain_plan"]
         ix.nprobe, ix.k_factor = plain["nprobe"], plain["k_factor"]
         indices, raw = ix.graph(k, block_rows, progress)

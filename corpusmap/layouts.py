@@ -52,7 +52,10 @@ def default_threads() -> int:
 
 
 def _threads(threads: Optional[int]) -> int:
-    if threads is None or threads <= 0:
+    """``None`` or 0: all cores (as in :func:`corpusmap.knn.faiss_threads`); below 0 is refused."""
+    if threads is not None and threads < 0:
+        raise UsageProblem(f"--threads must be at least 1, got {threads}")
+    if not threads:
         return default_threads()
     return int(threads)
 

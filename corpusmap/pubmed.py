@@ -477,6 +477,9 @@ def _scan_block(data: bytes, eof: bool, pmids: list, versions: list, deletions: 
         if token == b"<MedlineCitation":
             pmid_at = find(b"<PMID", after)
             close = find(b"</MedlineCitation", after, pmid_at if pmid_at >= 0 else n)
+            tag_end = find(b">", after, pmid_at) if pmid_at >= 0 else -1
+            if pmid_at >= 0 and close < 0 and (tag_end < 0 or data[tag_end + 1:pmid_at].strip()):
+                close = pmid_at  # the record's own PMID is its first child; a later one is a citation's
             if pmid_at < 0 or close >= 0:  # no PMID in this record
                 if close < 0 and not eof:
                     return at
@@ -509,9 +512,9 @@ def _scan_block(data: bytes, eof: bool, pmids: list, versions: list, deletions: 
 
 @dataclass
 class UpdatePlan:
-    """Which records of a list of PubMed files are current: for each PMID the record of the latest file (within a
-    file the highest ``Version``, then the last one), unless a ``DeleteCitation`` after it in the stream deleted
-    it. ``keep[i]`` is about the i-th record of the files read in order; ``offsets[f]`` is where file f's records
+    """Which records of a list of PubMed files are current: for each PMID the record of its highest ``Version``,
+    and of that version the latest (the last file, then the last in the file), unless a ``DeleteCitation`` after
+    it in the stream deleted it. ``keep[i]`` is about the i-th record of the files read in order; ``offsets[f]`` is where file f's records
     start. Memory: about 13 bytes per record while the plan is made, 1 byte per record afterwards."""
 
     keep: "np.ndarray"
@@ -529,7 +532,7 @@ class UpdatePlan:
 
 def pmid_key(pmid: str) -> int:
     """A PMID as an int64 key: the number itself, or a hash (negative) for anything that is not digits."""
-    if pmid.isdigit() and len(pmid) < 18:
+    if pmid.isascii() and pmid.isdigit() and len(pmid) < 18:
         return int(pmid)
     import hashlib
 
@@ -573,7 +576,7 @@ def update_plan(paths: list) -> UpdatePlan:
         version = np.concatenate(vers)
         file = np.concatenate(files)
         alive = np.flatnonzero(survive)
-        order = alive[np.lexsort((seq[alive], version[alive], file[alive], key[alive]))]
+        order = alive[np.lexsort((seq[alive], file[alive], version[alive], key[alive]))]
         sorted_keys = key[order]
         winner = np.r_[sorted_keys[1:] != sorted_keys[:-1], True] if len(order) else np.zeros(0, bool)
         keep[order[winner]] = True

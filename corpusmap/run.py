@@ -264,14 +264,18 @@ class Run:
         table = parquet.read_row_groups(groups, columns=columns)
         return table.slice(start - offsets[0], stop - start)
 
-    def corpus_column(self, name: str, flag: str) -> pa.ChunkedArray:
-        """One corpus column; an unknown name is an error naming ``flag`` and listing the corpus's columns."""
+    def check_corpus_column(self, name: str, flag: str) -> None:
+        """An unknown corpus column is an error naming ``flag`` and listing all of the corpus's columns."""
         from corpusmap.errors import UsageProblem
 
         columns = self.corpus_columns()
         if name not in columns:
             raise UsageProblem(f"{flag} {name!r}: no such column in {self.corpus_path}; columns: "
                                f"{', '.join(columns)}")
+
+    def corpus_column(self, name: str, flag: str) -> pa.ChunkedArray:
+        """One corpus column; an unknown name is an error naming ``flag`` and listing the corpus's columns."""
+        self.check_corpus_column(name, flag)
         return self.read_corpus([name]).column(name)
 
     # ----------------------------------------------------------------------------------------------- vectors

@@ -322,6 +322,43 @@ def _c7_excess_no_such_column(w):
     return Case(["excess", w.run, "--by", "nosuch"], 2, ("--by", "nosuch", "article_type"))
 
 
+def _corpus_columns(w) -> str:
+    import pyarrow.parquet as pq
+
+    return ", ".join(pq.read_schema(w.run / "corpus.parquet").names)
+
+
+def _c7_excess_column(flag, *extra):
+    """``excess RUN FLAG nosuch``: the line lists every column of corpus.parquet, not only those it would read."""
+    def case(w):
+        return Case(["excess", w.run, *extra, flag, "nosuch"], 2,
+                    (flag, "'nosuch'", "corpus.parquet", _corpus_columns(w)))
+    return case
+
+
+def _c7_excess_month_without_dates(w):
+    return Case(["excess", w.run, "--period", "month"], 2,
+                ("--period month", "--date-col", "corpus.parquet", _corpus_columns(w)))
+
+
+def _study_counts(rows: list[str], totals: Optional[str]) -> str:
+    return "word,2020,2021,2022,2023\n" + "".join(r + "\n" for r in rows) + (totals + "\n" if totals else "")
+
+
+def _c7_counts_non_numeric(w):
+    """The audit's table: a cell that is not a number (and no totals row), once reported as 'no totals row'."""
+    path = w.write("counts.csv", _study_counts(["delves,10,11,12,30", "these,9000,9100,n/a,9300"], None))
+    return Case(["excess", "--counts", path, "-o", w.run / "excess"], 1,
+                ("counts.csv", "line 3", "word 'these'", "column '2022'", "'n/a', not a number"))
+
+
+def _c7_counts_non_numeric_total(w):
+    data = _study_counts(["delves,10,11,12,30"], ",10000,10000,ten thousand,10000")
+    path = w.write("yearly-counts.csv.gz", gzip.compress(data.encode()))
+    return Case(["excess", "--counts", path, "-o", w.run / "excess"], 1,
+                ("yearly-counts.csv.gz", "line 3 (the totals row)", "column '2022'", "not a number"))
+
+
 def _c7_hub_model_offline(w):
     return Case(["embed", w.corpus, "-o", w.tmp / "new", "--model", "nosuchorg/no-such-model-xyz"], 1,
                 ("cannot load model", "nosuchorg/no-such-model-xyz", "--model", "cache"),
@@ -367,6 +404,15 @@ ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("7 misleading messages", "resume after the input changed"): _c7_changed_input,
     ("7 misleading messages", "neighbors on a half-finished embed"): _c7_half_finished_embed,
     ("7 misleading messages", "excess --by with no such column"): _c7_excess_no_such_column,
+    ("7 misleading messages", "excess --year-col with no such column"): _c7_excess_column("--year-col"),
+    ("7 misleading messages", "excess --text-col with no such column"): _c7_excess_column("--text-col"),
+    ("7 misleading messages", "excess --date-col with no such column"): _c7_excess_column("--date-col", "--period",
+                                                                                           "month"),
+    ("7 misleading messages", "excess --title-col with no such column"): _c7_excess_column("--title-col",
+                                                                                            "--with-titles"),
+    ("7 misleading messages", "excess --period month, no date column"): _c7_excess_month_without_dates,
+    ("7 misleading messages", "--counts cell not a number"): _c7_counts_non_numeric,
+    ("7 misleading messages", "--counts totals cell not a number"): _c7_counts_non_numeric_total,
     ("7 misleading messages", "unknown hub model, HF_HUB_OFFLINE"): _c7_hub_model_offline,
     ("7 misleading messages", "unknown hub model, no network"): _c7_hub_model_no_network,
     ("flags", "unknown --preset"): _c8_flag,
@@ -571,3 +617,82 @@ def test_an_interrupted_write_leaves_no_staging_folder(base, tmp_path):
     assert code == 1 and "file too large" in output
     assert not (out / "corpus.parquet").exists() and not (out / "corpus.json").exists()
     assert not list((out / ".corpusmap" / "tmp").glob("*"))
+
+
+# ----------------------------------------------------------------------------------------------- consistency
+
+THREADS_COMMANDS = {  # every command with a --threads option, and a command line of it on the base run
+    "neighbors": lambda run: ["neighbors", run, "-k", "6", "--overwrite"],
+    "map": lambda run: ["map", run, "--method", "pca", "--name", "pca2", "--no-plot"],
+    "excess": lambda run: ["excess", run],
+}
+
+
+def test_every_command_with_threads_is_in_the_matrix():
+    import click
+
+    from corpusmap.cli import COMMANDS, main
+
+    ctx = click.Context(main)
+    having = {name for name in COMMANDS
+              if any("--threads" in p.opts for p in main.get_command(ctx, name).params)}
+    assert having == set(THREADS_COMMANDS)
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+@pytest.mark.parametrize("command", [*THREADS_COMMANDS, "run"])
+def test_threads_means_the_same_in_every_command(command, value, base, tmp_path):
+    """0 and below are refused by every command (and by a config file's table) with exit 2 and one line naming
+    --threads; leaving it out means all cores."""
+    run = tmp_path / "run"
+    shutil.copytree(base["run"], run)
+    before = tree(run)
+    if command == "run":
+        config = tmp_path / "config.toml"
+        config.write_text(f'run = "{run}"\n[neighbors]\nk = 6\nthreads = {value}\n')
+        args = ["run", config]
+    else:
+        args = [*THREADS_COMMANDS[command](run), "--threads", value]
+    code, output = invoke("-q", *args)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in output and len(lines) == 1, output
+    assert "'--threads'" in lines[0] and f"{value} is not a number of threads" in lines[0], lines[0]
+    assert "leave the option out to use all cores" in lines[0]
+    assert tree(run) == before
+
+
+def test_threads_in_the_library_zero_is_all_cores_negative_refused():
+    from corpusmap import layouts
+    from corpusmap.errors import UsageProblem
+    from corpusmap.excess.scan import scan_corpus
+    from corpusmap.knn import faiss_threads
+
+    assert layouts._threads(0) == layouts._threads(None) == layouts.default_threads()
+    for refuse in (lambda: layouts._threads(-1), lambda: faiss_threads(-1).__enter__(),
+                   lambda: scan_corpus(iter([]), workers=-1, progress=False)):
+        with pytest.raises(UsageProblem, match="--threads must be at least 1"):
+            refuse()
+
+
+def test_hnsw_below_target_recall_warns_and_says_so_in_the_manifest(tmp_path):
+    """``neighbors --index hnsw`` whose tuning cannot reach --target-recall (efSearch capped at 16 here): one
+    warning line naming the flag, the summary line and the manifest say the target was not reached."""
+    run = tmp_path / "run"
+    code, output = invoke("-q", "embed", EXAMPLE, "-o", run, "--model", "tfidf", "--dim", "32")
+    assert code == 0, output
+    script = ("import sys; import corpusmap.knn as knn; knn.HNSW_MAX_EF_SEARCH = 16; "
+              "from corpusmap.cli import main; main(sys.argv[1:], prog_name='corpusmap')")
+    proc = subprocess.run([sys.executable, "-c", script, "-q", "neighbors", str(run), "-k", "15", "--index", "hnsw",
+                           "--target-recall", "0.9999", "--recall-queries", "300", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, output
+    assert "hnsw" in warnings[0] and "--target-recall 0.9999" in warnings[0] and "efSearch=16" in warnings[0]
+    assert "--index exact" in warnings[0]
+    assert "below --target-recall 0.9999" in proc.stdout
+    manifest = json.loads((run / "knn" / "manifest.json").read_text())
+    assert manifest["recall"]["reached_target"] is False and manifest["recall"]["value"] < 0.9999
+    assert manifest["index"]["params"]["tuning_reached_target"] is False
+    assert manifest["index"]["params"]["efSearch"] == 16

@@ -3,7 +3,7 @@
 The fixtures are built from the real MEDLINE records of ../shared/data/pubmed_xml/medline16n0902_sample.xml.gz:
 two baseline files, then update files (in the PubmedArticleSet layout of the daily updates) that revise some of
 the baseline's records, delete others with DeleteCitation, add new ones, and carry two versions of one PMID.
-Reading the folder keeps the latest version of each PMID (the later file wins; within a file the higher Version),
+Reading the folder keeps the latest version of each PMID (the highest Version; of that version the later file),
 drops the deleted PMIDs, counts both, and keeps a deterministic row order: each current record where it stands in
 the files, read in input order (a folder or glob in name order, files named one by one as given).
 """
@@ -222,3 +222,26 @@ def test_duplicate_ids_of_other_formats_are_warned_about_not_dropped(updates, tm
     table, stats = read([updates["folder"], extra])
     assert table.column("id").to_pylist().count(pmid) == 2 and stats.duplicate_ids == 1
     assert any(repr(pmid) in w and "extra.jsonl:1" in w for w in stats.warnings)
+
+
+def test_a_higher_version_beats_a_later_revision_of_a_lower_one(citations, tmp_path):
+    """Version 2 of a PMID stays current when a later file revises its version 1."""
+    first = citations[0]
+    pmid = pmid_of(first)
+    (tmp_path / "n0001.xml").write_bytes(article_set([revised(first, "V1", 1), revised(first, "V2", 2)]))
+    (tmp_path / "n0002.xml").write_bytes(article_set([revised(first, "V1 revised", 1)]))
+    rows = pa.Table.from_batches(list(iter_corpus([tmp_path]))).to_pylist()
+    assert [r["id"] for r in rows] == [pmid] and rows[0]["text"].split()[0] == "V2"
+
+
+def test_a_record_without_its_own_pmid_does_not_take_a_cited_one(citations, tmp_path):
+    """A MedlineCitation with no PMID of its own that cites PMID p must not replace p's record."""
+    first, second = citations[0], citations[1]
+    cited = pmid_of(first)
+    orphan = re.sub(rb"<PMID[^>]*>\d+</PMID>", b"", second, count=1).replace(
+        b"</MedlineCitation>", f'<CommentsCorrectionsList><CommentsCorrections><PMID Version="1">{cited}</PMID>'
+        f"</CommentsCorrections></CommentsCorrectionsList></MedlineCitation>".encode())
+    (tmp_path / "n0001.xml").write_bytes(article_set([first]))
+    (tmp_path / "n0002.xml").write_bytes(article_set([orphan]))
+    ids = [r["id"] for r in pa.Table.from_batches(list(iter_corpus([tmp_path]))).to_pylist()]
+    assert cited in ids and len(ids) == 2

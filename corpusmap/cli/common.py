@@ -20,7 +20,27 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, path_type=
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              show_default=True, help="Where to compute; auto picks CUDA when present.")
 
-threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
+
+class ThreadCount(click.IntRange):
+    """``--threads N``, the same in every command: N >= 1; leaving it out means all cores (0 and below are
+    refused, exit 2)."""
+
+    name = "threads"
+
+    def __init__(self) -> None:
+        super().__init__(min=1)
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not a number of threads; give 1 or more, or leave the option out to use all "
+                      "cores", param, ctx)
+        return number
+
+
+THREADS = ThreadCount()
+
+threads_option = click.option("--threads", type=THREADS, default=None,
                               help="CPU threads (default: all cores). Results do not depend on it.")
 
 overwrite_option = click.option("--overwrite", is_flag=True,

@@ -24,7 +24,8 @@ def jobs(o: dict) -> list[Job]:
     filters = CorpusFilters.from_preset(o["preset"], min_chars=o["min_chars"], max_chars=o["max_chars"],
                                         english_only=o["english_only"], cut_truncated=o["cut_truncated"],
                                         finished_only=o["finished_only"])
-    check_model_available(o["model"])
+    if not (o["vectors"] or o["prepare_only"]):  # neither needs the model
+        check_model_available(o["model"])
     options = EmbedOptions(model=o["model"], pooling=o["pooling"], max_length=o["max_length"],
                            batch_size=o["batch_size"], max_tokens_per_batch=o["max_tokens_per_batch"],
                            dtype=o["dtype"], store_dtype=o["store_dtype"], normalize=o["normalize"],
@@ -183,17 +184,17 @@ def report(result) -> None:
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="The corpus of a study. landscape (PubMed landscape paper): --english-only, 250 < length < "
                    "4000 (--min-chars 251 --max-chars 3999), --cut-truncated, --finished-only; flags given "
-                   "explicitly override it.")
+                   "explicitly override it (--any-language, --no-cut-truncated, --any-ending turn one off).")
 @click.option("--min-chars", type=click.IntRange(min=0), default=None,
               help="Drop abstracts shorter than this many characters [default: 0].")
 @click.option("--max-chars", type=click.IntRange(min=1), default=None,
               help="Drop abstracts longer than this many characters.")
-@click.option("--english-only", is_flag=True, default=None,
+@click.option("--english-only/--any-language", default=None,
               help="Keep English abstracts only (language column when present, else a function-word test).")
-@click.option("--cut-truncated", is_flag=True, default=None,
+@click.option("--cut-truncated/--no-cut-truncated", default=None,
               help="Cut the text from 'ABSTRACT TRUNCATED AT' on, with the character before it (after the "
                    "length filters, as the landscape paper).")
-@click.option("--finished-only", is_flag=True, default=None,
+@click.option("--finished-only/--any-ending", default=None,
               help="Keep abstracts with '.', '?' or '!' among their last two characters (after --cut-truncated).")
 @click.option("--section-labels", is_flag=True, help="PubMed XML: prefix abstract sections with their labels.")
 @click.option("--overwrite", is_flag=True,

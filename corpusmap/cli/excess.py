@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from corpusmap import progress
-from corpusmap.cli.common import default, overwrite_option, quiet_option, run_command, with_jobs
+from corpusmap.cli.common import THREADS, default, overwrite_option, quiet_option, run_command, with_jobs
 from corpusmap.excess.analysis import Criteria
 from corpusmap.excess.stage import ExcessParams
 from corpusmap.pipeline import Job
@@ -163,7 +163,7 @@ def report(result) -> None:
               help="Also report the excess words as lemmas (as the study; needs lemminflect and breame).")
 @click.option("--top", type=click.IntRange(min=1), default=default(ExcessParams, "top"), show_default=True,
               help="Words per table in the report.")
-@click.option("--threads", "--workers", "threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", "--workers", "threads", type=THREADS, default=None,
               help="CPU threads/processes for counting (default: all cores). Results do not depend on it.")
 @click.option("--engine", type=click.Choice(["auto", "polars", "python"]), default="auto", show_default=True,
               help="polars: Rust tokeniser, exact to CountVectorizer; python: re in worker processes.")

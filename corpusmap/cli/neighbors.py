@@ -30,9 +30,12 @@ def report(result) -> None:
     recall = m["recall"]
     how = ("user graph" + (", distances computed" if m.get("distances_computed") else "")) \
         if m["source"] == "user" else f"{m['index']['type']} index"
+    below = recall.get("reached_target") is False
     rec = "" if recall.get("value") is None else \
-        f", recall@{m['k']} {recall['value']:.3f}" + (f" on {recall['queries']:,} queries" if recall.get(
-            "measured") else " (exact)")
+        f", recall@{m['k']} {recall['value']:.{4 if below else 3}f}" + (
+            f" on {recall['queries']:,} queries" if recall.get("measured") else " (exact)")
+    if below:
+        rec += f", below --target-recall {recall['target']:g}"
     removed = f"; removed {', '.join(result.removed)} (made from the old graph)" if result.removed else ""
     click.echo(f"{result.where}: {m['n']:,} points, k={m['k']}, {m['metric']}, {how}{rec}, {m.get('seconds', 0):,.1f} s"
                f"{removed}")

@@ -131,6 +131,8 @@ def scan_corpus(batches: Iterable, *, words: bool = True, groups: Optional[Mappi
     for name, ws in group_lists.items():
         if not ws:
             raise UsageProblem(f"word group {name!r} is empty")
+    if workers is not None and workers < 0:
+        raise UsageProblem(f"--threads must be at least 1, got {workers}")
     workers = max(1, int(workers or os.cpu_count() or 1))
     engine_used = "python" if engine == "python" else "polars"
     spec = _Spec(text_col, period, year_col, date_col, title_col, by)
@@ -248,16 +250,19 @@ def _select(batch, columns: list[str]):
 def _resolve(spec: _Spec, names: list[str]) -> None:
     if spec.period_col is not None:
         return
-    missing = [c for c in (spec.text_col, spec.title_col, spec.by) if c and c not in names]
+    missing = [(c, flag) for c, flag in ((spec.text_col, "--text-col"), (spec.title_col, "--title-col"),
+                                         (spec.by, "--by")) if c and c not in names]
     if missing:
-        raise CorpusmapError(f"no column {missing[0]!r} in the corpus; its columns are: {', '.join(names)}")
+        raise CorpusmapError(f"{missing[0][1]} {missing[0][0]!r}: no such column in the corpus; its columns are: "
+                             f"{', '.join(names)}")
     if spec.clean_title_col and spec.clean_title_col not in names:
         spec.clean_title_col = None   # no titles: the errata filter cannot be applied (reported)
     date_col = spec.date_col
     if date_col == "auto":
         date_col = next((c for c in DATE_COLUMNS if c in names), None)
     elif date_col is not None and date_col not in names:
-        raise CorpusmapError(f"no date column {date_col!r} in the corpus; its columns are: {', '.join(names)}")
+        raise CorpusmapError(f"--date-col {date_col!r}: no such column in the corpus; its columns are: "
+                             f"{', '.join(names)}")
     if spec.period == "year" and spec.year_col in names:
         spec.period_col, spec.period_from = spec.year_col, "year"
     elif date_col is not None:

@@ -180,13 +180,7 @@ class ExcessStage(Stage):
         if by_region(params.by) and source is None:
             raise UsageProblem(f"--by {params.by}: regions belong to a RUN (corpusmap clusters RUN); give the RUN")
         if source is not None:
-            corpus = Run(source)
-            for column, flag in ((params.text_col, "--text-col"), (params.year_col, "--year-col"),
-                                 (None if by_region(params.by) else params.by, "--by")):
-                if column:
-                    corpus.corpus_column(column, flag)
-            if by_region(params.by):
-                region_column(corpus, params.by)
+            _check_run_columns(Run(source), params)
         if params.counts and not Path(params.counts).is_file():
             raise UsageProblem(f"--counts {params.counts}: no such file")
         if params.group == "style":
@@ -277,6 +271,28 @@ class ExcessStage(Stage):
                     title_col="title" if params.with_titles and not title_in_text else None)
         source = ", ".join(str(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         return open_batches, source, {"inputs": [str(p) for p in paths], "reader": reader_stats}, scan
+
+
+def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
+    """Every column a flag names is in the RUN's corpus.parquet, and so is a period column; the errors list all
+    of its columns (not only those that would be read)."""
+    explicit_date = params.date_col not in (None, "", "none", "auto")
+    for column, flag in ((params.text_col, "--text-col"), (params.year_col, "--year-col"),
+                         (None if by_region(params.by) else params.by, "--by"),
+                         (params.date_col if explicit_date else None, "--date-col"),
+                         (params.title_col if params.with_titles else None, "--title-col")):
+        if column:
+            corpus.check_corpus_column(column, flag)
+    names = corpus.corpus_columns()
+    has_date = explicit_date or (params.date_col == "auto" and any(c in names for c in DATE_COLUMNS))
+    if params.period == "month" and not has_date:
+        raise UsageProblem(f"--period month needs a date column: none of {', '.join(DATE_COLUMNS)} is in "
+                           f"{corpus.corpus_path}; name one with --date-col (columns: {', '.join(names)})")
+    if params.period == "year" and (params.year_col or "year") not in names and not has_date:
+        raise UsageProblem(f"{corpus.corpus_path} has no 'year' column and no date column; name one with "
+                           f"--year-col or --date-col (columns: {', '.join(names)})")
+    if by_region(params.by):
+        region_column(corpus, params.by)
 
 
 def by_region(by: Optional[str]) -> bool:

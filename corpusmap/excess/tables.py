@@ -168,7 +168,7 @@ def read_counts(path: str | os.PathLike) -> CountTable:
         if {"word", "period", "count"} <= set(table.column_names):
             return _from_long_table(pl.from_arrow(table), path, table.schema.metadata or {})
         frame = pl.from_arrow(table)
-        return _from_wide(frame.with_columns(pl.all().cast(pl.String)), path)
+        return _from_wide(frame.with_columns(pl.all().cast(pl.String)), path, first_line=None)
     if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")):
         sep = "\t" if ".tsv" in name else ","
         try:
@@ -182,11 +182,38 @@ def read_counts(path: str | os.PathLike) -> CountTable:
             frame = pl.read_csv(data, separator=sep, infer_schema=False)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise CorpusmapError(f"cannot read count table {path}: {exc}") from None
-        return _from_wide(frame, path)
+        return _from_wide(frame, path, first_line=2)
     raise CorpusmapError(f"count table {path}: expected .csv, .csv.gz, .tsv or .parquet")
 
 
-def _from_wide(frame, path: Path) -> CountTable:
+def _first_bad_cell(frame, columns: list[str], path: Path, where, rule: str) -> np.ndarray:
+    """The cells of ``columns`` as a float matrix, or an error naming the first cell that is not a whole number
+    >= 0: its row (``where(i)``), its column, what it holds, and ``rule``."""
+    import polars as pl
+
+    first: Optional[tuple[int, int, str]] = None
+    matrix = np.empty((frame.height, len(columns)), dtype=np.float64)
+    for j, name in enumerate(columns):
+        text = frame[name].cast(pl.String).str.strip_chars().fill_null("")
+        values = text.cast(pl.Float64, strict=False).to_numpy().astype(np.float64)
+        matrix[:, j] = values
+        blank = (text == "").to_numpy()
+        finite = np.isfinite(values)
+        bad = blank | ~finite | (finite & ((values < 0) | (values != np.floor(values))))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            if first is None or i < first[0]:
+                first = (i, j, text[i])
+    if first is None:
+        return matrix
+    i, j, cell = first
+    what = ("is empty" if cell == "" else f"holds {cell!r}, not a number" if not np.isfinite(matrix[i, j])
+            else f"holds {cell!r}, not a whole number >= 0")
+    raise CorpusmapError(f"count table {path}: {where(i)}, column {columns[j]!r} {what}; {rule}")
+
+
+def _from_wide(frame, path: Path, first_line: Optional[int]) -> CountTable:
+    """A wide table; ``first_line``: the file line of the first data row (CSV), None for rows (parquet)."""
     import polars as pl
 
     if frame.width < 2 or frame.height == 0:
@@ -207,21 +234,20 @@ def _from_wide(frame, path: Path) -> CountTable:
         raise CorpusmapError(f"count table {path}: a period column appears twice")
     words = frame[word_col].cast(pl.String)
     is_total = (words.is_null() | (words.str.strip_chars() == "")).to_numpy()
+
+    def where(i: int) -> str:
+        row = f"line {first_line + i:,}" if first_line is not None else f"row {i + 1:,}"
+        return f"{row} (the totals row)" if is_total[i] else f"{row} (word {words[i]!r})"
+
+    matrix = _first_bad_cell(frame, period_cols, path, where, "the period columns must hold whole numbers (the "
+                             "abstracts of the period containing the word)")
     if is_total.sum() == 0:
         raise CorpusmapError(
             f"count table {path} has no totals row: the last row must have an empty word and the number of "
-            f"abstracts of each period (the study's shape)")
+            f"abstracts of each period (the study's shape); the last row here is {where(frame.height - 1)}")
     if is_total.sum() > 1:
         raise CorpusmapError(f"count table {path} has {int(is_total.sum())} rows with an empty word; expected "
                              "exactly one (the totals)")
-    values = frame.select(period_cols)
-    try:
-        matrix = values.select(pl.all().cast(pl.String).str.strip_chars().cast(pl.Float64)).to_numpy()
-    except pl.exceptions.PolarsError:
-        raise CorpusmapError(f"count table {path}: the period columns must hold whole numbers") from None
-    if np.isnan(matrix).any() or (matrix != np.floor(matrix)).any() or (matrix < 0).any():
-        raise CorpusmapError(f"count table {path}: the period columns must hold whole numbers >= 0 (found empty "
-                             "cells, fractions or negative numbers)")
     matrix = matrix.astype(np.int64)
     word_list = np.array(words.to_list(), dtype=object)[~is_total]
     counts, totals = matrix[~is_total], matrix[is_total][0]
@@ -231,8 +257,18 @@ def _from_wide(frame, path: Path) -> CountTable:
 def _from_long_table(frame, path: Path, metadata: dict) -> CountTable:
     import polars as pl
 
-    frame = frame.select(pl.col("word").cast(pl.String), pl.col("period").cast(pl.String),
-                         pl.col("count").cast(pl.Int64))
+    words, periods, count = frame["word"].cast(pl.String), frame["period"].cast(pl.String), frame["count"]
+
+    def where(i: int) -> str:
+        what = "a totals row" if words[i] is None or words[i] == "" else f"word {words[i]!r}"
+        return f"row {i + 1:,} ({what}, period {periods[i]!r})"
+
+    rule = "counts must be whole numbers (abstracts)"
+    if not count.dtype.is_integer():
+        count = pl.Series("count", _first_bad_cell(frame, ["count"], path, where, rule)[:, 0].astype(np.int64))
+    elif count.null_count() or (len(count) and count.min() < 0):
+        _first_bad_cell(frame, ["count"], path, where, rule)
+    frame = pl.DataFrame({"word": words, "period": periods, "count": count.cast(pl.Int64)})
     is_total = frame["word"].is_null() | (frame["word"] == "")
     totals_df = frame.filter(is_total)
     if totals_df.height == 0:
