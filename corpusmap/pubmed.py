@@ -514,8 +514,8 @@ def _scan_block(data: bytes, eof: bool, pmids: list, versions: list, deletions: 
 class UpdatePlan:
     """Which records of a list of PubMed files are current: for each PMID the record of its highest ``Version``,
     and of that version the latest (the last file, then the last in the file), unless a ``DeleteCitation`` after
-    it in the stream deleted it. ``keep[i]`` is about the i-th record of the files read in order; ``offsets[f]`` is where file f's records
-    start. Memory: about 13 bytes per record while the plan is made, 1 byte per record afterwards."""
+    it in the stream deleted it. ``keep[i]`` is about the i-th record of the files read in order; ``offsets[f]``
+    is where file f's records start. Memory: about 13 bytes per record while the plan is made, 1 byte per record afterwards."""
 
     keep: "np.ndarray"
     offsets: list
