@@ -81,7 +81,7 @@ def leiden_levels(indices: np.ndarray, distances: np.ndarray, resolutions: Seque
     ``fine_resolution``, and the ``levels - 1`` coarser ones aim at cluster counts spaced geometrically from the
     finest count F down to max(F / factor^(levels-1), 4): each uses the resolution whose clustering of the level
     below comes closest to its count (bisection on the small aggregated graph).
-    ``iterations``: Leiden passes per run (-1: until a pass improves nothing).
+    ``iterations``: Leiden passes per run (-1: until converged, see :func:`_optimise`).
     """
     import igraph as ig
     import leidenalg as la
@@ -96,7 +96,7 @@ def leiden_levels(indices: np.ndarray, distances: np.ndarray, resolutions: Seque
     optimiser.set_rng_seed(int(seed) & 0x7FFFFFFF)
     finest = resolutions[-1] if resolutions else float(fine_resolution)
     partition = la.RBConfigurationVertexPartition(graph, weights="weight", resolution_parameter=finest)
-    optimiser.optimise_partition(partition, n_iterations=iterations)
+    _optimise(optimiser, partition, iterations)
     node_labels = np.asarray(partition.membership, dtype=np.int64)
     found, used = [node_labels], [finest]
     coarser = list(reversed(resolutions[:-1])) if resolutions else [None] * (levels - 1)
@@ -111,11 +111,27 @@ def leiden_levels(indices: np.ndarray, distances: np.ndarray, resolutions: Seque
             resolution = _resolution_for(partition, optimiser, target, used[-1], iterations)
         partition = partition.aggregate_partition()  # one node per cluster of the level below
         partition.resolution_parameter = resolution
-        optimiser.optimise_partition(partition, n_iterations=iterations)
+        _optimise(optimiser, partition, iterations)
         node_labels = np.asarray(partition.membership, dtype=np.int64)[node_labels]
         found.append(node_labels)
         used.append(float(resolution))
     return [number_by_size(labels) for labels in reversed(found)], list(reversed(used))
+
+
+CONVERGED = 1e-3  # a Leiden pass that adds less than this share of the quality ends the optimisation
+
+
+def _optimise(optimiser, partition, iterations: int) -> None:
+    """``iterations`` Leiden passes, or for -1 passes until one improves the quality by less than
+    :data:`CONVERGED` of its value. leidenalg's own -1 (until a pass improves nothing) kept going on 100,000
+    points for 12+ passes of 8 s each that moved the quality by 1e-5 and the cluster count by one."""
+    if iterations >= 0:
+        optimiser.optimise_partition(partition, n_iterations=iterations)
+        return
+    while True:
+        gain = optimiser.optimise_partition(partition, n_iterations=1)
+        if gain <= CONVERGED * abs(partition.quality()):
+            return
 
 
 def _resolution_for(partition, optimiser, target: int, upper: float, iterations: int, steps: int = 14) -> float:
@@ -127,7 +143,7 @@ def _resolution_for(partition, optimiser, target: int, upper: float, iterations:
         mid = (lo + hi) / 2
         trial = partition.aggregate_partition()
         trial.resolution_parameter = float(np.exp(mid))
-        optimiser.optimise_partition(trial, n_iterations=iterations)
+        _optimise(optimiser, trial, iterations)
         count = len(set(trial.membership))
         gap = abs(count - target)
         if best_gap is None or gap < best_gap:
