@@ -507,7 +507,8 @@ def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], 
                 "common words, each on the subgroup's abstracts. As δ of style words, it is a lower bound on the "
                 "subgroup's share of LLM-processed abstracts.", ""]
     else:
-        style_group = group.startswith("style_") or group in (study.get("style_groups") or [])
+        style_group = group in (study.get("style_groups") or []) or (
+            bool(study.get("annotation")) and group.startswith("style_"))  # built-in only with --group style
         out += ["δ is the group's own δ on the subgroup's abstracts (`--subgroup-delta group`"
                 + ("" if study.get("subgroup_delta", "study") == "group" or not study.get("annotation") else
                    "; the study's rare/common mean applies to `--group style` only") + ")"

@@ -34,7 +34,7 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from corpusmap.errors import UsageProblem
+from corpusmap.errors import CorpusmapError, UsageProblem
 
 #: 03 cell 24 / 02 line 431
 STUDY_CUTOFFS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -196,7 +196,7 @@ def bound_table(presence, target: str, cutoffs: Sequence[float], words: Mapping[
         row = {"target": str(target), "cutoff": float(c), "group": names[c], "n_words": len(ws)}
         if ws:
             periods, n_with, n_docs = presence.series(names[c], subgroup)
-            idx = [periods.index(p) for p in needed]
+            idx = _positions(periods, needed)
             row.update(n_with=int(n_with[idx[0]]), n_docs=int(n_docs[idx[0]]),
                        **delta_of(n_with[idx], n_docs[idx], trend_steps))
         else:
@@ -234,7 +234,7 @@ def study_delta(presence, rare_group: Optional[str], common_group: Optional[str]
                         f"delta_{key}": math.nan})
             continue
         periods, n_with, n_docs = presence.series(group, subgroup)
-        idx = [periods.index(p) for p in needed]
+        idx = _positions(periods, needed)
         d = delta_of(n_with[idx], n_docs[idx], trend_steps)
         out.update({f"n_with_{key}": int(n_with[idx[0]]), f"p_{key}": d["p"], f"q_{key}": d["q"],
                     f"delta_{key}": d["delta"]})
@@ -318,3 +318,13 @@ __all__ = ["Annotation", "STUDY_CUTOFFS", "STUDY_COMMON_WORDS", "STUDY_RARE_MAX_
            "annotation_counts", "below", "bound_table", "bound_summary", "study_delta", "delta_of",
            "parse_window", "format_window", "size_filter", "study_subgroup_table", "cutoff_name", "style_name",
            "COMMON_GROUP"]
+
+
+def _positions(periods: list, needed: list) -> list[int]:
+    """Where each of ``needed`` is in ``periods``; a period the group's abstracts lack is an error naming it."""
+    missing = [p for p in needed if p not in periods]
+    if missing:
+        raise CorpusmapError(f"no abstracts of period(s) {', '.join(map(str, missing))} to compute the style "
+                             "groups from; the counts (--counts) cover periods the corpus does not: give the "
+                             "corpus they were counted from, or targets it covers")
+    return [periods.index(p) for p in needed]
