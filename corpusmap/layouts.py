@@ -570,6 +570,14 @@ class UmapParams:
             raise UsageProblem("--min-dist must be between 0 and the spread (1)")
         if self.n_epochs is not None and self.n_epochs < 1:
             raise UsageProblem("--n-epochs must be positive")
+        if self.init not in UMAP_INITS:
+            raise UsageProblem(f"--umap-init {self.init!r}: choose from {', '.join(UMAP_INITS)}")
+
+
+# umap-learn's initialisations. spectral: eigenvectors of the graph Laplacian (ARPACK, its default; the slowest part
+# of a million-point map: 2/3 of 1M points' time in bench/bench_scale.py); tswspectral: the same warm-started from a
+# truncated SVD, for large graphs; pca; random.
+UMAP_INITS = ("spectral", "tswspectral", "pca", "random")
 
 
 def import_umap():
@@ -702,6 +710,8 @@ def cuml_umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, par
     cuml = import_cuml()
     t0 = time.perf_counter()
     check_k_for_umap(params, indices.shape[1])
+    if params.init not in ("spectral", "random"):
+        raise UsageProblem(f"--device cuda: cuML's UMAP starts from spectral or random, not --umap-init {params.init}")
     X = vectors_to_numpy(vectors)
     idx, dist = knn_with_self(indices, distances, params.n_neighbors)
     model = cuml.manifold.UMAP(n_neighbors=params.n_neighbors, min_dist=params.min_dist, spread=params.spread,

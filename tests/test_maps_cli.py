@@ -86,6 +86,13 @@ def test_pca_and_umap_maps(run):
         "-q", ok=True)
     meta = json.loads(pq.read_schema(run / "maps" / "umap10.parquet").metadata[b"corpusmap"])
     assert meta["parameters"]["n_neighbors"] == 10 and meta["parameters"]["deterministic"] is True
+    spectral = pq.read_table(run / "maps" / "umap10.parquet").select(["x", "y"]).to_pandas().to_numpy()
+    cli("map", run, "--method", "umap", "--n-neighbors", "10", "--n-epochs", "50", "--umap-init", "pca",
+        "--name", "umap10tsw", "--no-plot", "-q", ok=True)
+    table = pq.read_table(run / "maps" / "umap10tsw.parquet")
+    assert json.loads(table.schema.metadata[b"corpusmap"])["parameters"]["init"] == "pca"
+    other = table.select(["x", "y"]).to_pandas().to_numpy()
+    assert np.isfinite(other).all() and not np.allclose(other, spectral)  # another start, another map
 
 
 @pytest.mark.parametrize("colour,expect", [("year", "tsne.year.png"), ("label", "tsne.label.png"),
@@ -134,6 +141,7 @@ def test_no_knn_graph_names_the_next_step(tmp_path):
     (["-k", "20"], "needs 20 neighbours"),
     (["--method", "umap", "--n-neighbors", "30"], "--n-neighbors 30 needs 29 neighbours"),
     (["--method", "umap", "--perplexity", "5"], "only apply to --method tsne"),
+    (["--method", "umap", "--umap-init", "laplacian"], "--umap-init"),
     (["--name", "../escape"], "map name"),
     (["--learning-rate", "fast"], "--learning-rate"),
 ])

@@ -65,7 +65,8 @@ def map_jobs(o: dict) -> list[Job]:
         early_exaggeration=o["early_exaggeration"], early_exaggeration_iter=o["early_exaggeration_iter"],
         n_iter=o["n_iter"], dof=o["dof"], gradient=o["gradient"], symmetrize=o["symmetrize"],
         learning_rate=layouts._parse_learning_rate(o["learning_rate"]) if o["learning_rate"] is not None else None)
-    umap = U.preset_params(o["preset"], n_neighbors=o["n_neighbors"], min_dist=o["min_dist"], n_epochs=o["n_epochs"])
+    umap = U.preset_params(o["preset"], n_neighbors=o["n_neighbors"], min_dist=o["min_dist"], n_epochs=o["n_epochs"],
+                           init=o["umap_init"])
     params = MapParams(method=o["method"], name=o["name"], seed=o["seed"], tsne=tsne, umap=umap,
                        umap_parallel=o["umap_parallel"], device=o["device"])
     run = Run(o["run"])
@@ -137,6 +138,10 @@ def report_plot(result) -> None:
 @click.option("--min-dist", type=click.FloatRange(min=0), default=default(U, "min_dist"), show_default=True,
               help="UMAP: minimum distance between points in the map.")
 @click.option("--n-epochs", type=click.IntRange(min=1), default=None, help="UMAP: epochs [default: umap-learn's].")
+@click.option("--umap-init", type=click.Choice(layouts.UMAP_INITS), default=default(U, "init"), show_default=True,
+              help="UMAP: initialisation. spectral (umap-learn's default) solves an eigenproblem of the graph, "
+                   "the slowest part of a map of a million points; tswspectral warm-starts it from a truncated "
+                   "SVD; pca; random.")
 @click.option("--umap-parallel", is_flag=True,
               help="UMAP: ignore --seed and use all --threads (faster, not reproducible). With a seed umap-learn "
                    "runs single-threaded.")
