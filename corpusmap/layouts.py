@@ -574,9 +574,9 @@ class UmapParams:
             raise UsageProblem(f"--umap-init {self.init!r}: choose from {', '.join(UMAP_INITS)}")
 
 
-# umap-learn's initialisations. spectral: eigenvectors of the graph Laplacian (ARPACK, its default; the slowest part
-# of a million-point map: 2/3 of 1M points' time in bench/bench_scale.py); tswspectral: the same warm-started from a
-# truncated SVD, for large graphs; pca; random.
+# umap-learn's initialisations. spectral: eigenvectors of the graph Laplacian (ARPACK; its default, which had not
+# finished after 54 min on 1M points in bench/bench_scale.py); tswspectral: the same warm-started from a truncated
+# SVD, for large graphs; pca; random.
 UMAP_INITS = ("spectral", "tswspectral", "pca", "random")
 
 
