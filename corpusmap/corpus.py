@@ -430,7 +430,7 @@ class _JsonlReader:
 
     def __iter__(self) -> Iterator[_Chunk]:
         path, rows = self.path, self.rows
-        blocks = _prefetch(_blocks(path, _JSONL_BLOCK), depth=2)  # decompression runs ahead, in its own thread
+        blocks = prefetch(_blocks(path, _JSONL_BLOCK), depth=2)  # decompression runs ahead, in its own thread
         try:
             buf = b""
             eof, first = False, True
@@ -1578,7 +1578,7 @@ def iter_corpus(inputs: Iterable[str | os.PathLike], columns: ColumnMap = Column
     """
     paths = resolve_inputs(inputs)
     stats = stats if stats is not None else CorpusStats()
-    return _prefetch(_iter_corpus(paths, columns, filters, batch_rows, stats, pubmed_labels))
+    return prefetch(_iter_corpus(paths, columns, filters, batch_rows, stats, pubmed_labels))
 
 
 def _iter_corpus(paths: list[Path], columns: ColumnMap, filters: CorpusFilters, batch_rows: int,
@@ -1641,8 +1641,9 @@ def _where(path: Path, chunk: _Chunk, row: int) -> str:
 _DONE = object()
 
 
-def _prefetch(source: Iterator, depth: int = 2) -> Iterator:
-    """Run ``source`` in a background thread, ``depth`` items ahead; its exceptions are raised here."""
+def prefetch(source: Iterator, depth: int = 2) -> Iterator:
+    """Run ``source`` in a background thread, ``depth`` items ahead; its exceptions are raised here, and
+    closing the result stops the thread."""
     import queue
 
     items: queue.Queue = queue.Queue(maxsize=depth)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import queue
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import pyarrow as pa
 
+from corpusmap.corpus import prefetch
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.excess.engines import _collect_python, _count_polars, _polars_patterns, _python_batch
 from corpusmap.excess.periods import YEAR_RANGE
@@ -153,7 +152,7 @@ def scan_corpus(batches: Iterable, *, words: bool = True, groups: Optional[Mappi
 
             stats["threads"] = pl.thread_pool_size()
             pats = _polars_patterns()
-            for batch in _prefetch(batches):
+            for batch in prefetch(batches):
                 df = _prepare(batch, spec, stats)
                 if df is not None:  # slices keep the working memory bounded whatever the batch size
                     for part in df.iter_slices(MAX_SLICE_ROWS):
@@ -500,41 +499,3 @@ def _scan_python(batches, spec: _Spec, acc: _Accumulator, stats: dict, workers: 
                 r, fut = pending.pop(0)
                 yield r, fut.get() if fut else None
         _collect_python(results(), acc, bar)
-
-
-def _prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
-    """Read the next batches in a thread while the current one is counted (polars releases the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def feed():
-        try:
-            for item in iterable:
-                if not put((True, item)):
-                    return
-            put((True, done))
-        except BaseException as exc:  # handed to the consumer
-            put((False, exc))
-
-    thread = threading.Thread(target=feed, name="corpusmap-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = q.get()
-            if not ok:
-                raise item
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
