@@ -76,7 +76,8 @@ _PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u20
 class ColumnMap:
     """Which source column feeds each normalised column; ``None`` means auto-detect.
 
-    ``title`` given explicitly also means "prepend the title to the text" (``--title-col``).
+    ``title`` given explicitly also means "prepend the title to the text" (embed's ``--title-col``), unless
+    ``prepend`` is false (excess names the title column apart from prepending it).
     """
 
     id: Optional[str] = None
@@ -84,10 +85,11 @@ class ColumnMap:
     title: Optional[str] = None
     year: Optional[str] = None
     label: Optional[str] = None
+    prepend: bool = True
 
     @property
     def prepend_title(self) -> bool:
-        return self.title is not None
+        return self.title is not None and self.prepend
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,33 @@ def test_clean_counts_in_the_scan_and_the_report(tmp_path):
     assert json.loads((tmp_path / "raw" / "manifest.json").read_text())["clean"] is None
 
 
+@pytest.mark.parametrize("source", ["file", "run"])
+def test_clean_finds_errata_by_the_named_title_column_and_cleans_before_titles_join(tmp_path, source):
+    """--title-col names the titles of the errata filter; with --with-titles the title is prepended after the
+    clean-up, so that rules reading the abstract's start (headings) see the abstract alone."""
+    rows = []
+    for year in (2019, 2020, 2021, 2022):
+        rows.append({"headline": "Sepsis study", "abstract": "Sepsis mortality was lower. Copyright © 2016 Elsevier "
+                     "Inc. All rights reserved.", "year": year})
+        rows.append({"headline": "Erratum: Sepsis study", "abstract": "Figure 2 was wrong.", "year": year})
+        rows.append({"headline": "Tables", "abstract": ARXIV_RESULTS, "year": year})
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if source == "run":
+        cli("embed", corpus, "-o", tmp_path / "run", "--model", "tfidf", "--prepare-only", "-q", ok=True)
+        corpus = tmp_path / "run"
+    cli("excess", corpus, "-o", tmp_path / "out", "--clean", "--with-titles", "--title-col", "headline",
+        "--no-figures", "--min-freq", "0", "-q", ok=True)
+    counts = pd.read_csv(tmp_path / "out" / "counts.csv", keep_default_na=False).set_index("word")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["clean"]["rules"] == {ERRATA: 4, "Copyright ©": 4, "Results + Conclusions": 4}
+    assert counts.loc["tables"].tolist() == [1, 1, 1, 1] and counts.loc["sepsis"].tolist() == [1, 1, 1, 1]
+    assert "methods" not in counts.index and "figure" not in counts.index and "erratum" not in counts.index
+    res = cli("excess", corpus, "-o", tmp_path / "bad", "--clean", "--title-col", "nosuch", "--no-figures", "-q")
+    assert res.exit_code in (1, 2) and "--title-col" in res.output and "'nosuch'" in res.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_clean_needs_the_abstracts(tmp_path):
     table = tmp_path / "counts.csv"
     table.write_text("word,2020,2021,2022,2023\nsepsis,1,2,3,4\n,10,10,10,10\n")

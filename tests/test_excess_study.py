@@ -286,7 +286,7 @@ def test_one_group_subgroup_delta_on_the_command_line(corpus, tmp_path):
     assert "`--subgroup-delta group`" in text and "(2021–2024)" in text
 
 
-def test_lower_bound_wording(corpus, report, tmp_path):
+def test_lower_bound_wording(corpus, report, tmp_path, caplog):
     groups = pd.read_csv(report / "groups.csv").set_index("group")
     assert bool(groups.loc["style_2024", "style_words"])
     assert "| yes |" in (report / "report.md").read_text()
@@ -300,8 +300,17 @@ def test_lower_bound_wording(corpus, report, tmp_path):
     cli("excess", corpus["path"], "-o", tmp_path / "b", "--target", "2024", "--group-words", "mine=delvea,delveb",
         "--style-group", "mine", "--no-figures", "--no-csv", "-q", ok=True)
     groups = pd.read_parquet(tmp_path / "b" / "groups.parquet").set_index("group")
-    assert bool(groups.loc["mine", "style_words"])
+    assert bool(groups.loc["mine", "style_words"]) and bool(groups.loc["mine", "lower_bound"])
     assert "| yes |" in (tmp_path / "b" / "report.md").read_text()
+    # ... from 2023 on: before LLM writing tools, the same δ bounds nothing
+    cli("excess", corpus["path"], "-o", tmp_path / "c", "--target", "2022", "--group-words", "mine=delvea,delveb",
+        "--style-group", "mine", "--no-figures", "--no-csv", ok=True)
+    groups = pd.read_parquet(tmp_path / "c" / "groups.parquet").set_index("group")
+    assert bool(groups.loc["mine", "style_words"]) and not bool(groups.loc["mine", "lower_bound"])
+    text = (tmp_path / "c" / "report.md").read_text()
+    assert "| no (before 2023) |" in text and "| yes |" not in text and "bounds no LLM use" in text
+    line = next(x for x in caplog.text.splitlines() if "group mine in 2022" in x)
+    assert "before LLM tools: no bound" in line
 
 
 def test_annotation_files(tmp_path):
@@ -332,7 +341,7 @@ def test_parameters_and_their_errors(tmp_path):
     params = ExcessParams(source=("x",), group="style")
     assert params.cutoffs == sty.STUDY_CUTOFFS and params.common_words == sty.STUDY_COMMON_WORDS
     assert params.window == (-6, -1) and params.subgroup_delta == "study" and params.rare_max_freq == 0.02
-    assert ExcessParams(source=("x",), cutoffs=(0.5, 0.01, 0.01)).cutoffs == (0.01, 0.5)
+    assert ExcessParams(source=("x",), group="style", cutoffs=(0.5, 0.01, 0.01)).cutoffs == (0.01, 0.5)
     assert sty.parse_window("-3:0") == (-3, 0) and sty.format_window((-6, -1)) == "t-6:t-1"
     for kwargs, flag in ((dict(style_words="a.csv"), "--style-words"), (dict(style_groups=("x",)), "--style-group"),
                          (dict(cutoffs=(0, 0.1)), "--cutoffs"), (dict(cutoffs=("a",)), "--cutoffs"),
@@ -342,10 +351,23 @@ def test_parameters_and_their_errors(tmp_path):
                          (dict(rare_max_freq=2.0), "--rare-max-freq"), (dict(common_words=()), "--common-words")):
         with pytest.raises(UsageProblem, match=flag):
             ExcessParams(source=("x",), **kwargs)
+    # an option of the study's analysis where it has no effect is refused, not ignored
+    for kwargs, message in ((dict(cutoffs=(0.1,)), "--cutoffs applies to --group style"),
+                            (dict(rare_max_freq=0.1, by="label"), "--rare-max-freq applies to --group style"),
+                            (dict(common_words=("delve",)), "--common-words applies to --group style"),
+                            (dict(min_group_size=5, group="style"), "--min-group-size applies to .* --by"),
+                            (dict(size_window="t-3:t-1"), "--size-window applies to .* --by"),
+                            (dict(subgroup_delta="group", by="label"), "--subgroup-delta .* --group style"),
+                            (dict(subgroup_delta="group", group="style"), "--subgroup-delta .* --by")):
+        with pytest.raises(UsageProblem, match=message):
+            ExcessParams(source=("x",), **kwargs)
+    ExcessParams(source=("x",), group="style", by="label", subgroup_delta="group", min_group_size=5,
+                 size_window="t-3:t-1", cutoffs=(0.1,), rare_max_freq=0.1, common_words=("delve",))
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"abstract": "some words here", "year": 2020}) + "\n")
     for args, text in ((["--group", "style", "--style-words", tmp_path / "none.csv"], "--style-words"),
                        (["--size-window", "later"], "--size-window"), (["--cutoffs", "a,b"], "--cutoffs"),
+                       (["--cutoffs", "0.1"], "--cutoffs applies to --group style"),
                        (["--group-words", "a=x,y", "--style-group", "b"], "--style-group b")):
         res = cli("excess", corpus, "-o", tmp_path / "o", *args)
         assert res.exit_code == 2 and text in res.output, res.output

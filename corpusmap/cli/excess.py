@@ -77,11 +77,14 @@ def report(result) -> None:
                       f"analysed ({row['top_by_delta']})")
     for row in manifest["groups"]:
         progress.info(f"group {row['group']} in {row['target']}: delta = {row['delta'] * 100:+.2f} percentage "
-                      "points" + (" (style words: a lower bound on LLM-processed abstracts)"
-                                  if row.get("style_words") else ""))
+                      "points" + (" (style words: a lower bound on LLM-processed abstracts)" if row.get("lower_bound")
+                                  else " (style words, before LLM tools: no bound)" if row.get("style_words")
+                                  else ""))
     for row in manifest.get("style_bound") or []:
         if row.get("max_cutoff") is not None:
-            progress.info(f"lower bound {row['target']}: max delta over cut-offs = {row['max_delta']:.4f} at "
+            what = f"lower bound {row['target']}" if row.get("lower_bound") else \
+                f"style words {row['target']} (before LLM tools: no bound)"
+            progress.info(f"{what}: max delta over cut-offs = {row['max_delta']:.4f} at "
                           f"p < {row['max_cutoff']:g} ({row['max_words']} style words)"
                           + (f"; the study's mean of rare and common = {row['delta_study']:.4f}"
                              if row.get("delta_study") is not None else ""))
@@ -107,7 +110,8 @@ def report(result) -> None:
 @click.option("--with-titles", is_flag=True,
               help="Count words on title + ' ' + abstract. A RUN embedded with --title-col already has the title "
                    "in its text: do not add it twice.")
-@click.option("--title-col", default="title", show_default=True, help="Title column for --with-titles.")
+@click.option("--title-col", default="title", show_default=True,
+              help="Title column, for --with-titles and for the errata filter of --clean.")
 @click.option("--target", "targets", multiple=True, metavar="PERIOD",
               help="Target period, repeatable (default: every period with three earlier ones).")
 @click.option("--min-freq", type=click.FloatRange(min=0), default=default(C, "min_freq"), show_default=True,

@@ -12,6 +12,13 @@ from corpusmap.errors import CorpusmapError
 YEAR_RANGE = (1000, 2999)
 _YEAR_RE = re.compile(r"^\d{4}$")
 _MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+#: the study's LLM era: style words' excess bounds LLM use from 2023 on (ChatGPT came out on 30 November 2022)
+LLM_TOOLS_FROM = 2023
+
+
+def before_llm_tools(label: str) -> bool:
+    """Whether period ``label`` lies before LLM writing tools, where a style group's δ bounds no LLM use."""
+    return int(str(label)[:4]) < LLM_TOOLS_FROM
 
 
 def period_kind_of(label: str) -> str:

@@ -24,7 +24,7 @@ import pandas as pd
 from corpusmap.atomic import atomic_path
 from corpusmap.excess.analysis import (Criteria, ExcessAnalysis, frequency_series,
                                        group_frequency_series)
-from corpusmap.excess.periods import earlier_periods
+from corpusmap.excess.periods import LLM_TOOLS_FROM, before_llm_tools, earlier_periods
 from corpusmap.excess.tables import CountTable, PresenceTable
 
 
@@ -350,11 +350,14 @@ def _group_section(groups_df: pd.DataFrame, group_words: dict, study: dict) -> l
            "| target | group | words | abstracts with any | p | q | δ | r | style words: lower bound |",
            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for _, r in groups_df.iterrows():
-        lower = bool(r.get("style_words", False))
+        style = bool(r.get("style_words", False))
+        lower = "yes" if r.get("lower_bound", False) else f"no (before {LLM_TOOLS_FROM})" if style else "no"
         out.append(f"| {r['target']} | `{r['group']}` | {r['n_words']:,} | {r['n_with']:,} of {r['n_docs']:,} | "
                    f"{_pct(r['p'], 2)} | {_pct(r['q'], 2)} | **{_pp(r['delta'])}** | {r['ratio']:.2f} | "
-                   f"{'yes' if lower else 'no'} |")
+                   f"{lower} |")
     out.append("")
+    if has_style and not bool(groups_df.get("lower_bound", pd.Series(dtype=bool)).all()):
+        out += [_PRE_LLM, ""]
     if not has_style:
         out += ["None of these groups is a group of style words, so none of these δ is a lower bound on "
                 "LLM-processed abstracts (`--group style` gives the study's).", ""]
@@ -364,6 +367,11 @@ def _group_section(groups_df: pd.DataFrame, group_words: dict, study: dict) -> l
         out.append(f"- `{g}`: {shown}{more}")
     out.append("")
     return out
+
+
+_PRE_LLM = (f"A target before {LLM_TOOLS_FROM} lies before LLM writing tools (the study's era starts in "
+            f"{LLM_TOOLS_FROM}): there the style words' δ measures other changes in writing and noise, and bounds no "
+            "LLM use.")
 
 
 def _bound_section(study: dict, figures: dict) -> list[str]:
@@ -410,9 +418,10 @@ def _bound_section(study: dict, figures: dict) -> list[str]:
                        f"{_pct(b['p'], 2)} | {_pct(b['q'], 2)} | {delta} |")
         out.append("")
         if r["max_cutoff"] is not None and not _isnan(r["max_delta"]):
-            out += [f"**Lower bound on LLM-processed abstracts in {t}: max Δ(c) = {r['max_delta']:.4f} "
-                    f"({r['max_delta'] * 100:.1f}%), reached at c = {r['max_cutoff']:g} ({int(r['max_words']):,} "
-                    "style words).**", ""]
+            best = (f"max Δ(c) = {r['max_delta']:.4f} ({r['max_delta'] * 100:.1f}%), reached at "
+                    f"c = {r['max_cutoff']:g} ({int(r['max_words']):,} style words)")
+            out += [f"**Lower bound on LLM-processed abstracts in {t}: {best}.**" if not before_llm_tools(t) else
+                    f"Style words' excess in {t}: {best}. {_PRE_LLM}", ""]
         if _isnan(r["delta_study"]):
             out += [f"The study's mean of the rare and common words' Δ is not defined for {t}: no style word has "
                     f"p < {rare:g}.", ""]
@@ -505,15 +514,19 @@ def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], 
         out += ["δ is the study's subgroup δ (`--subgroup-delta study`): the mean of Δ of the rare style words "
                 f"(p < {study.get('rare_max_freq', 0.02):g} in {t} over the whole corpus) and Δ of the study's "
                 "common words, each on the subgroup's abstracts. As δ of style words, it is a lower bound on the "
-                "subgroup's share of LLM-processed abstracts.", ""]
+                "subgroup's share of LLM-processed abstracts" + (f" from {LLM_TOOLS_FROM} on; {t} lies before LLM "
+                                                                 "writing tools, so here it bounds no LLM use."
+                                                                 if before_llm_tools(t) else "."), ""]
     else:
         style_group = group in (study.get("style_groups") or []) or (
             bool(study.get("annotation")) and group.startswith("style_"))  # built-in only with --group style
         out += ["δ is the group's own δ on the subgroup's abstracts (`--subgroup-delta group`"
                 + ("" if study.get("subgroup_delta", "study") == "group" or not study.get("annotation") else
                    "; the study's rare/common mean applies to `--group style` only") + ")"
-                + (", a lower bound on the subgroup's share of LLM-processed abstracts (style words)."
-                   if style_group else ": not a lower bound on LLM use (not a group of style words)."), ""]
+                + (": not a lower bound on LLM use (not a group of style words)." if not style_group else
+                   f": style words, but {t} lies before LLM writing tools ({LLM_TOOLS_FROM}), so it bounds no "
+                   "LLM use." if before_llm_tools(t) else
+                   ", a lower bound on the subgroup's share of LLM-processed abstracts (style words)."), ""]
     if sub.empty:
         return out + ["No subgroup is large enough; lower `--min-group-size` to see smaller ones.", ""]
     if rule == "study":

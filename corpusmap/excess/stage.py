@@ -14,7 +14,7 @@ from corpusmap.errors import UsageProblem
 from corpusmap.excess import report as rep
 from corpusmap.excess import style as sty
 from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, group_table, subgroup_table
-from corpusmap.excess.periods import period_kind_of, shift_period
+from corpusmap.excess.periods import before_llm_tools, period_kind_of, shift_period
 from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, scan_corpus
 from corpusmap.excess.tables import CountTable, PresenceTable, read_counts
 from corpusmap.excess.words import _TOKEN_FULL
@@ -99,6 +99,7 @@ class ExcessParams:
         if self.subgroup_delta not in SUBGROUP_DELTAS:
             raise UsageProblem(f"--subgroup-delta must be one of {', '.join(SUBGROUP_DELTAS)}, not "
                                f"{self.subgroup_delta!r}")
+        self._check_applicable()
         for t in self.targets:
             period_kind_of(t)  # a malformed target fails before any counting
         if (self.group_words or self.group or self.by) and not self.source:
@@ -107,6 +108,22 @@ class ExcessParams:
         if self.clean and (not self.source or self.counts):
             raise UsageProblem("--clean cleans the abstracts before counting: give INPUT or RUN, without --counts "
                                "(a count table made elsewhere was counted on uncleaned text)")
+
+    def _check_applicable(self) -> None:
+        """An option changed from its default where it has no effect is refused, not silently ignored."""
+        defaults = ExcessParams.__dataclass_fields__
+        changed = [f for f in ("cutoffs", "rare_max_freq", "common_words", "min_group_size", "size_window",
+                               "subgroup_delta") if getattr(self, f) != defaults[f].default]
+        for f in changed:
+            flag = "--" + f.replace("_", "-")
+            if f in ("cutoffs", "rare_max_freq", "common_words") and self.group != "style":
+                raise UsageProblem(f"{flag} applies to --group style (the study's lower bound and subgroup δ); "
+                                   "add --group style or leave it out")
+            if f in ("min_group_size", "size_window") and not self.by:
+                raise UsageProblem(f"{flag} applies to the subgroups of --by COLUMN; add --by or leave it out")
+            if f == "subgroup_delta" and not (self.by and self.group == "style"):
+                raise UsageProblem("--subgroup-delta chooses the δ of the style words' subgroups: it needs --by "
+                                   "COLUMN and --group style")
 
     @property
     def window(self) -> tuple:
@@ -234,7 +251,7 @@ class ExcessStage(Stage):
                 "workers": self.threads, "engine": self.engine,
                 "title_col": params.title_col if params.with_titles else None}
         if params.clean:
-            scan.update(clean=True, clean_title_col="title")
+            scan.update(clean=True, clean_title_col=params.title_col)
         if params.run_dir is not None:
             corpus = Run(params.run_dir)
             scan.update(text_col=params.text_col or "text", year_col=params.year_col or "year",
@@ -256,9 +273,10 @@ class ExcessStage(Stage):
         from corpusmap.corpus import ColumnMap, CorpusStats, iter_corpus, resolve_inputs
 
         paths = resolve_inputs(params.source)
-        title_in_text = params.with_titles and params.title_col != "title"  # the reader prepends a named title
+        # the reader names the title column "title" (found by name unless --title-col says otherwise); the scan
+        # prepends it after the clean-up, which must see the abstract alone
         columns = ColumnMap(text=params.text_col, year=params.year_col,
-                            title=params.title_col if title_in_text else None)
+                            title=None if params.title_col == "title" else params.title_col, prepend=False)
         reader_stats: list = []
 
         def open_batches():
@@ -267,8 +285,8 @@ class ExcessStage(Stage):
             for batch in iter_corpus(paths, columns=columns, stats=stats):
                 yield _by_from_core_column(batch, params.by, stats)
 
-        scan.update(text_col="text", year_col="year",
-                    title_col="title" if params.with_titles and not title_in_text else None)
+        scan.update(text_col="text", year_col="year", title_col="title" if params.with_titles else None,
+                    **({"clean_title_col": "title"} if params.clean else {}))
         source = ", ".join(str(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         return open_batches, source, {"inputs": [str(p) for p in paths], "reader": reader_stats}, scan
 
@@ -280,7 +298,8 @@ def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
     for column, flag in ((params.text_col, "--text-col"), (params.year_col, "--year-col"),
                          (None if by_region(params.by) else params.by, "--by"),
                          (params.date_col if explicit_date else None, "--date-col"),
-                         (params.title_col if params.with_titles else None, "--title-col")):
+                         (params.title_col if params.with_titles or params.title_col != "title" else None,
+                          "--title-col")):
         if column:
             corpus.check_corpus_column(column, flag)
     names = corpus.corpus_columns()
@@ -445,6 +464,7 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
     if not groups_df.empty:
         lower = set(params.style_groups) | {sty.style_name(t) for t in style}
         groups_df["style_words"] = groups_df["group"].isin(lower)
+        groups_df["lower_bound"] = groups_df["style_words"] & ~groups_df["target"].map(before_llm_tools)
     for name in group_words:
         if annotation is not None and name not in params.style_groups and \
                 all(annotation.is_style(w) for w in group_words[name]):
@@ -462,7 +482,7 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         rare = sty.cutoff_name(t, params.rare_max_freq) if info["below"][params.rare_max_freq] else None
         sd = sty.study_delta(presence, rare, sty.COMMON_GROUP, t, None, criteria.trend_steps)
         style_rows.append({"target": t, "excess_words": int(analysis.words[t]["is_excess"].sum()),
-                           "style_words": len(info["words"]),
+                           "style_words": len(info["words"]), "lower_bound": not before_llm_tools(t),
                            "not_annotated": info["annotation_counts"].get("(not annotated)", 0),
                            **sty.bound_summary(tb), "rare_words": len(info["below"][params.rare_max_freq]),
                            "delta_rare": sd["delta_rare"], "delta_common": sd["delta_common"],
