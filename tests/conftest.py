@@ -52,6 +52,20 @@ def cli(*args, ok: bool = False):
     return result
 
 
+def run_commands(run: Path, *commands) -> Path:
+    """Run each command line of ``commands`` (lists of arguments) in turn, each one to succeed; returns ``run``."""
+    for args in commands:
+        cli(*args, ok=True)
+    return run
+
+
+def copy_run(base: Path, tmp_path: Path) -> Path:
+    """A copy of the run directory ``base`` under ``tmp_path``, for a test that changes it."""
+    import shutil
+
+    return Path(shutil.copytree(base, tmp_path / "run"))
+
+
 @pytest.fixture(scope="session")
 def example_tfidf_run(tmp_path_factory) -> Path:
     """A real run of the bundled example corpus, `corpusmap embed elife_2012_2016.jsonl.gz --model tfidf` (the

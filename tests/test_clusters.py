@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import EXAMPLE_CORPUS, cli
+from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
 from corpusmap.clusters import read_clustering
 from corpusmap.run import Run
 
@@ -23,21 +23,16 @@ from corpusmap.run import Run
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     run = tmp_path_factory.mktemp("clusters") / "run"
-    for args in (["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "100"],
-                 ["neighbors", run, "-k", "15"],
-                 ["map", run, "--method", "tsne", "--n-iter", "150", "--early-exaggeration-iter", "100",
-                  "--no-plot"],
-                 ["clusters", run]):
-        result = cli(*args, "-q")
-        assert result.exit_code == 0, result.output
-    return run
+    return run_commands(run, ["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "100", "-q"],
+                        ["neighbors", run, "-k", "15", "-q"],
+                        ["map", run, "--method", "tsne", "--n-iter", "150", "--early-exaggeration-iter", "100",
+                         "--no-plot", "-q"],
+                        ["clusters", run, "-q"])
 
 
 @pytest.fixture
 def run(base, tmp_path):
-    dest = tmp_path / "run"
-    shutil.copytree(base, dest)
-    return dest
+    return copy_run(base, tmp_path)
 
 
 def test_levels_are_nested_and_summarised(base):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLE_CORPUS, cli
+from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
 from corpusmap.run import Run
 
 EMBED = ["embed", EXAMPLE_CORPUS, "--model", "tfidf", "--dim", "20", "--quiet"]
@@ -29,19 +29,14 @@ def tree(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     run = tmp_path_factory.mktemp("contract") / "run"
-    for args in (EMBED + ["-o", run], ["neighbors", run, "-k", "10", "--quiet"],
-                 ["map", run, "--method", "pca", "--quiet"],
-                 ["excess", run, "--target", "2015", "--target", "2016", "--no-figures", "--quiet"]):
-        result = cli(*args)
-        assert result.exit_code == 0, result.output
-    return run
+    return run_commands(run, EMBED + ["-o", run], ["neighbors", run, "-k", "10", "--quiet"],
+                        ["map", run, "--method", "pca", "--quiet"],
+                        ["excess", run, "--target", "2015", "--target", "2016", "--no-figures", "--quiet"])
 
 
 @pytest.fixture
 def run(base, tmp_path):
-    dest = tmp_path / "run"
-    shutil.copytree(base, dest)
-    return dest
+    return copy_run(base, tmp_path)
 
 
 def test_overwrite_reads_the_new_inputs_completely_before_deleting_anything(run, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import EXAMPLE_CORPUS, cli
+from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
 from corpusmap.run import Run
 from browsing import Opened
 
@@ -19,21 +19,17 @@ from browsing import Opened
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     run = tmp_path_factory.mktemp("view") / "run"
-    for args in (["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "50"],
-                 ["neighbors", run, "-k", "10"],
-                 ["map", run, "--method", "tsne", "--n-iter", "100", "--early-exaggeration-iter", "50", "--no-plot"],
-                 ["clusters", run], ["evaluate", run, "--queries", "200"],
-                 ["excess", run, "--target", "2015", "--no-figures"]):
-        result = cli(*args, "-q")
-        assert result.exit_code == 0, result.output
-    return run
+    return run_commands(run, ["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "50", "-q"],
+                        ["neighbors", run, "-k", "10", "-q"],
+                        ["map", run, "--method", "tsne", "--n-iter", "100", "--early-exaggeration-iter", "50",
+                         "--no-plot", "-q"],
+                        ["clusters", run, "-q"], ["evaluate", run, "--queries", "200", "-q"],
+                        ["excess", run, "--target", "2015", "--no-figures", "-q"])
 
 
 @pytest.fixture
 def run(base, tmp_path):
-    dest = tmp_path / "run"
-    shutil.copytree(base, dest)
-    return dest
+    return copy_run(base, tmp_path)
 
 
 def test_view_writes_a_page_of_the_run_and_keeps_it_current(run):
