@@ -458,15 +458,12 @@ class _JsonlReader:
                     nl = find(b"\n", pos, end)
                     if nl < 0:
                         break
-                    if buf[pos] == _LBRACE and buf[nl - 1] == _RBRACE and nl > pos:
+                    if nl > pos and buf[pos] == _LBRACE and (buf[nl - 1] == _RBRACE or (
+                            nl - 1 > pos and buf[nl - 1] == _CR and buf[nl - 2] == _RBRACE)):  # '{...}', CRLF too
                         records += 1
                         if nl - pos > _MAX_BRACKETS and \
                                 buf.count(b"[", pos, nl) + buf.count(b"{", pos, nl) > _MAX_BRACKETS:
                             plain = False  # possibly nested deeper than Arrow's parser survives (it crashes)
-                    elif nl - 1 > pos and buf[pos] == _LBRACE and buf[nl - 1] == _CR and buf[nl - 2] == _RBRACE:
-                        records += 1
-                        if nl - pos > _MAX_BRACKETS:
-                            plain = False
                     else:
                         text, _ = _decode(buf[pos:nl])
                         if text.strip():

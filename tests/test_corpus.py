@@ -237,6 +237,26 @@ def _write_bytes(path, data):
     return path
 
 
+def test_long_crlf_lines_take_the_arrow_path(tmp_path, monkeypatch, shared_data):
+    """Real arXiv records with CRLF line ends, one abstract padded past 4 KB: read by Arrow (the line reader
+    switched off), the same rows as the LF file."""
+    from corpusmap import corpus
+
+    records = read_jsonl(shared_data / "arxiv_2025_2026.jsonl.gz")[:50]
+    records[3]["abstract"] = " ".join([records[3]["abstract"]] * 8)
+    assert len(records[3]["abstract"]) > 4096
+    lines = [json.dumps(r) for r in records]
+    lf, crlf = _write(tmp_path / "lf.jsonl", "\n".join(lines) + "\n"), \
+        _write_bytes(tmp_path / "crlf.jsonl", ("\r\n".join(lines) + "\r\n").encode())
+    expected = pa.Table.from_batches(list(iter_corpus([lf]))).to_pylist()
+
+    def no_line_reader(self, data, first_line):
+        raise AssertionError("the chunk went to the line reader")
+
+    monkeypatch.setattr(corpus._JsonlReader, "_python", no_line_reader)
+    assert pa.Table.from_batches(list(iter_corpus([crlf]))).to_pylist() == expected
+
+
 @pytest.mark.parametrize("values", [
     [[None, "q"], ["a"], ["b", None]],          # a list whose first value is null
     [[], [None, "z"], ["y"]],                   # an empty list, then one starting with null
