@@ -77,7 +77,9 @@ class ColumnMap:
     """Which source column feeds each normalised column; ``None`` means auto-detect.
 
     ``title`` given explicitly also means "prepend the title to the text" (embed's ``--title-col``), unless
-    ``prepend`` is false (excess names the title column apart from prepending it).
+    ``prepend`` is false (excess names the title column apart from prepending it). ``keep``: source columns kept
+    under their own name too when they feed a normalised column (excess ``--by subjects`` counts every subject,
+    while ``label`` holds the first).
     """
 
     id: Optional[str] = None
@@ -86,6 +88,7 @@ class ColumnMap:
     year: Optional[str] = None
     label: Optional[str] = None
     prepend: bool = True
+    keep: tuple = ()
 
     @property
     def prepend_title(self) -> bool:
@@ -1387,6 +1390,7 @@ class _Normaliser:
         used = {v for k, v in mapping.items() if v is not None and k not in ("language", "year")}
         if mapping["year"] is not None and mapping["year"].lower() == "year":
             used.add(mapping["year"])
+        used -= set(self.columns.keep)
         self.extras = [n for n in names if n not in used and n.lower() not in CORE_COLUMNS]
         schema_fields = [pa.field("id", pa.string()), pa.field("text", pa.string()),
                          pa.field("title", pa.string()), pa.field("year", pa.int32()),

@@ -202,3 +202,30 @@ def test_bad_inputs(tmp_path, example_run):
 def test_help():
     result = cli("excess", "--help")
     assert result.exit_code == 0 and "--counts" in result.output and "--group-words" in result.output
+
+
+def test_by_a_list_column_that_also_feeds_the_label_counts_every_value(tmp_path):
+    """eLife's `subjects` lists become the corpus label (their first value); `--by subjects` still counts an
+    abstract in each of its subjects, as counted here from the raw records."""
+    out = tmp_path / "out"
+    cli("excess", EXAMPLE_CORPUS, "-o", out, "--target", "2015", "--group-words", STYLE, "--by", "subjects",
+        "--min-group-size", "5", "--no-figures", "--no-csv", "-q", ok=True)
+    sub = pd.read_parquet(out / "subgroups.parquet")
+    expected = collections.Counter(s for r in read_jsonl(EXAMPLE_CORPUS) if r["year"] == 2015 for s in r["subjects"])
+    assert len(sub) >= 5 and dict(zip(sub["subgroup"], sub["n_docs"])) == {s: expected[s] for s in sub["subgroup"]}
+    assert expected["Cell biology"] == 212 and sub["n_docs"].sum() > 866   # abstracts with several subjects
+
+
+def test_counts_with_the_abstracts_of_another_corpus(example_report, tmp_path):
+    """Word groups are measured on the abstracts given beside --counts: abstracts that lack the table's target
+    periods are refused in one line (the same abstracts are fine)."""
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in read_jsonl(EXAMPLE_CORPUS) if r["year"] >= 2015))
+    counts = example_report / "counts.parquet"
+    for group in (["--group", "excess"], ["--group", "style"], ["--group-words", STYLE]):
+        res = cli("excess", other, "--counts", counts, "-o", tmp_path / "o", "--target", "2015", *group, "-q")
+        assert res.exit_code == 2 and "no period 2012, 2013, 2014" in res.output and "--target" in res.output, \
+            res.output
+        assert not (tmp_path / "o").exists()
+    cli("excess", EXAMPLE_CORPUS, "--counts", counts, "-o", tmp_path / "same", "--target", "2015", "--group",
+        "excess", "--no-figures", "-q", ok=True)

@@ -14,7 +14,7 @@ from corpusmap.errors import UsageProblem
 from corpusmap.excess import report as rep
 from corpusmap.excess import style as sty
 from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, group_table, subgroup_table
-from corpusmap.excess.periods import before_llm_tools, period_kind_of, shift_period
+from corpusmap.excess.periods import before_llm_tools, earlier_periods, period_kind_of, shift_period
 from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, scan_corpus
 from corpusmap.excess.tables import CountTable, PresenceTable, read_counts
 from corpusmap.excess.words import _TOKEN_FULL
@@ -276,7 +276,8 @@ class ExcessStage(Stage):
         # the reader names the title column "title" (found by name unless --title-col says otherwise); the scan
         # prepends it after the clean-up, which must see the abstract alone
         columns = ColumnMap(text=params.text_col, year=params.year_col,
-                            title=None if params.title_col == "title" else params.title_col, prepend=False)
+                            title=None if params.title_col == "title" else params.title_col, prepend=False,
+                            keep=(params.by,) if params.by and not by_region(params.by) else ())
         reader_stats: list = []
 
         def open_batches():
@@ -342,6 +343,19 @@ def _with_column(batches, name: str, values):
     for batch in batches:
         yield batch.append_column(name, pa.array(values[offset:offset + batch.num_rows], type=pa.string()))
         offset += batch.num_rows
+
+
+def _check_group_periods(presence: PresenceTable, targets: list, counts: str) -> None:
+    """Word groups are measured on the abstracts: they must hold every target of the count table and its three
+    earlier periods (a table counted on another corpus would give groups without those periods)."""
+    frame = presence.frame
+    have = set(frame.loc[frame["subgroup"].isna(), "period"].astype(str))
+    missing = sorted({p for t in targets for p in (t, *earlier_periods(t)) if p not in have})
+    if missing:
+        raise UsageProblem(f"the abstracts have no period {', '.join(missing[:6])}"
+                           + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+                           + f", which the word groups need for the targets of --counts {counts}: give the corpus "
+                           "the table was counted from, or --target periods the abstracts cover")
 
 
 def _by_from_core_column(batch, by, stats):
@@ -455,6 +469,8 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         result = _scan_groups(open_batches, need, by, scan_options)
         scans.append({"pass": "groups", **result.stats})
         presence = _merge_presence(presence, result.presence)
+    if params.counts is not None and presence is not None:
+        _check_group_periods(presence, [t for t in targets if groups_for[t]], params.counts)
     for name, words in group_words.items():
         unusable = [w for w in words if not _TOKEN_FULL.match(w)]
         if unusable:

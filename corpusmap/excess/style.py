@@ -201,7 +201,7 @@ def bound_table(presence, target: str, cutoffs: Sequence[float], words: Mapping[
                        **delta_of(n_with[idx], n_docs[idx], trend_steps))
         else:
             periods, _, n_docs = presence.series(next(iter(presence.groups)), subgroup)
-            row.update(n_with=0, n_docs=int(n_docs[periods.index(str(target))]) if periods else 0,
+            row.update(n_with=0, n_docs=int(n_docs[_positions(periods, [str(target)])[0]]) if periods else 0,
                        p=math.nan, p_prev1=math.nan, p_prev2=math.nan, p_prev3=math.nan, q=math.nan,
                        delta=math.nan, ratio=math.nan)
         rows.append(row)
