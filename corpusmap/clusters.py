@@ -266,6 +266,14 @@ def _no_clustering(run: Run, name: str) -> CorpusmapError:
                           f"{hint}")
 
 
+def chosen_clustering(run: Run, name: Optional[str]) -> Optional[Clustering]:
+    """The clustering a page or an export names: ``none`` for none, ``None`` for the run's default (its only
+    one, or ``leiden``) when it has any, else that name (an error naming the command when it is missing)."""
+    if name == "none" or (name is None and not run.list_clusterings()):
+        return None
+    return read_clustering(run, name)
+
+
 def read_clustering(run: Run, name: Optional[str] = None) -> Clustering:
     """Clustering ``name`` of a run (default: the only one, or ``leiden``); its files are checked against their
     checksums."""

@@ -2,7 +2,8 @@
 
 ``--format atlas`` is what Apple's embedding-atlas opens as is: ``embedding-atlas FILE --text text --x x --y y
 --neighbors neighbors``. Columns: ``id, x, y, text`` (title and abstract), ``title, year, label``, one
-``cluster_<level>`` name column per level of the run's clustering, and ``neighbors``, the stored high-D kNN rows as
+``cluster_<level>`` name column per level of the clustering (``--clusters NAME``; default: the run's only one or
+``leiden``; ``none`` for none), and ``neighbors``, the stored high-D kNN rows as
 ``{"ids": [...], "distances": [...]}`` (zero-based row numbers), the format embedding-atlas reads.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from corpusmap.clusters import chosen_clustering
 from corpusmap.errors import UsageProblem
 from corpusmap.run import Run, check_name
 from corpusmap.stage import Stage
@@ -26,6 +28,7 @@ class ExportParams:
     map: str = "tsne"
     format: str = "atlas"
     output: Optional[str] = None  # default RUN/exports/MAP.atlas.parquet
+    clusters: Optional[str] = None  # the clustering whose names are columns (None: the default; "none": none)
 
     def __post_init__(self):
         check_name(self.map, "--map")
@@ -68,6 +71,7 @@ class ExportStage(Stage):
         run.need_corpus()
         read_map(run, params.map)
         load_knn_graph(run)
+        chosen_clustering(run, params.clusters)
 
     def inputs(self, run: Run, params: ExportParams) -> dict:
         from corpusmap.maps import map_fingerprint
@@ -75,17 +79,16 @@ class ExportStage(Stage):
 
         out = {"corpus": run.corpus_fingerprint, f"maps/{params.map}": map_fingerprint(run, params.map),
                "knn": graph_fingerprint(run)}
-        for name in run.list_clusterings()[:1]:
-            from corpusmap.clusters import clustering_fingerprint
-
-            out[f"clusters/{name}"] = clustering_fingerprint(run, name)
+        clustering = chosen_clustering(run, params.clusters)
+        if clustering is not None:
+            out[f"clusters/{clustering.name}"] = clustering.manifest["stage"]["fingerprint"]
         return out
 
     def compute(self, run: Run, params: ExportParams, staging: Path, block: dict) -> dict:
         from corpusmap.atomic import write_json
 
         staged = staging / params.out_path(run).name
-        rows = write_atlas(run, params.map, staged)
+        rows = write_atlas(run, params.map, staged, chosen_clustering(run, params.clusters))
         block.update(output=run.relative(params.out_path(run)), bytes=staged.stat().st_size, rows=rows,
                      fingerprint=f"{run.relative(params.out_path(run))}@{block['created']}")
         write_json(staging / "receipt.json", block)
@@ -102,19 +105,17 @@ class ExportStage(Stage):
         run.record_render(params.map, out, read_json(staging / "receipt.json"))
 
 
-def write_atlas(run: Run, map_name: str, out: Path) -> int:
-    """The embedding-atlas parquet of one map (see the module docstring); returns its row count."""
+def write_atlas(run: Run, map_name: str, out: Path, clustering=None) -> int:
+    """The embedding-atlas parquet of one map (see the module docstring), with the region names of
+    ``clustering`` (a :class:`corpusmap.clusters.Clustering`, or None); returns its row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from corpusmap.clusters import read_clustering
     from corpusmap.maps import read_map
     from corpusmap.neighbors import load_knn_graph
 
     coords = read_map(run, map_name).coords.astype(np.float32)
     graph = load_knn_graph(run)
-    names = run.list_clusterings()
-    clustering = read_clustering(run, names[0]) if names else None
     level_names = [np.array([None] + clustering.names(i), dtype=object) for i in range(len(clustering.levels))] \
         if clustering else []
     columns = [c for c in ("id", "title", "year", "label", "text") if c in run.corpus_columns()]

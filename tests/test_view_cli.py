@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
+from corpusmap.clusters import read_clustering
 from corpusmap.run import Run
 from browsing import Opened
 
@@ -87,6 +88,23 @@ def test_export_for_embedding_atlas(run):
     assert table.column("x").to_pylist() == stored.column("x").to_pylist()
     corpus = Run(run).read_corpus(["title", "text"])
     assert table.column("text")[3].as_py() == f"{corpus.column('title')[3]}\n\n{corpus.column('text')[3]}"
+    # a second clustering: leiden stays the default, --clusters chooses, none leaves the columns out
+    cli("clusters", run, "--on", "tsne", "-q", ok=True)
+    leiden = read_clustering(Run(run), "leiden")
+    names = np.array([None] + leiden.names(1), dtype=object)[leiden.levels[1] + 1]
+    for args, expected in (([], names), (["--clusters", "leiden"], names), (["--clusters", "none"], None)):
+        cli("export", run, "--map", "tsne", "-o", run / "x.parquet", *args, "-q", ok=True)
+        table = pq.read_table(run / "x.parquet")
+        assert (expected is None) == ("cluster_1" not in table.column_names)
+        if expected is not None:
+            assert table.column("cluster_1").to_pylist() == expected.tolist()
+            assert sum(c.startswith("cluster_") for c in table.column_names) == len(leiden.levels)
+    hdbscan = read_clustering(Run(run), "hdbscan")
+    cli("export", run, "--map", "tsne", "-o", run / "h.parquet", "--clusters", "hdbscan", "-q", ok=True)
+    table = pq.read_table(run / "h.parquet")
+    assert sum(c.startswith("cluster_") for c in table.column_names) == len(hdbscan.levels)
+    res = cli("export", run, "--map", "tsne", "--clusters", "nosuch")
+    assert res.exit_code == 1 and "no clustering 'nosuch'" in res.output and "corpusmap clusters" in res.output
 
 
 def test_bad_inputs(run, tmp_path):

@@ -75,7 +75,7 @@ def view(**options):
 
 
 def export_jobs(o: dict) -> list[Job]:
-    params = ExportParams(map=o["name"], format=o["format"], output=o["out"])
+    params = ExportParams(map=o["name"], format=o["format"], output=o["out"], clusters=o["clusters"])
     return [Job(ExportStage(), Run(o["run"]), params, label=f"export {o['name']}", report=report_export)]
 
 
@@ -93,6 +93,9 @@ def report_export(result) -> None:
               help="atlas: a parquet that embedding-atlas opens as is (x, y, text, neighbours).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="The file [default: RUN/exports/NAME.FORMAT.parquet].")
+@click.option("--clusters", default=None, metavar="NAME|none",
+              help="Clustering whose region names become cluster_<level> columns [default: the run's clustering, "
+                   "if any].")
 @quiet_option
 def export(**options):
     """Export a map of RUN with its texts, regions and high-D neighbours for other tools."""

@@ -75,13 +75,9 @@ class ViewStage(Stage):
         self._clustering(run, params)
 
     def _clustering(self, run: Run, params: ViewParams):
-        from corpusmap.clusters import read_clustering
+        from corpusmap.clusters import chosen_clustering
 
-        if params.clusters == "none":
-            return None
-        if params.clusters is None and not run.list_clusterings():
-            return None
-        return read_clustering(run, params.clusters)
+        return chosen_clustering(run, params.clusters)
 
     def inputs(self, run: Run, params: ViewParams) -> dict:
         from corpusmap.maps import map_fingerprint
