@@ -94,6 +94,16 @@ class ColumnMap:
     def prepend_title(self) -> bool:
         return self.title is not None and self.prepend
 
+    def record(self) -> dict:
+        """The choices as ``corpus.json`` stores them (``prepend`` and ``keep`` only where not the defaults, so
+        that corpora read before they existed stay current)."""
+        out = {k: getattr(self, k) for k in ("id", "text", "title", "year", "label")}
+        if not self.prepend:
+            out["prepend"] = False
+        if self.keep:
+            out["keep"] = list(self.keep)
+        return out
+
 
 @dataclass(frozen=True)
 class CorpusFilters:

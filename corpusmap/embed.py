@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -98,13 +98,20 @@ class EmbedParams:
 # ---------------------------------------------------------------------------------------------- corpus
 
 def _corpus_wanted(params: EmbedParams, paths: list[Path]) -> dict:
-    return {"inputs": input_fingerprint(paths), "columns": asdict(params.columns),
+    return {"inputs": input_fingerprint(paths), "columns": params.columns.record(),
             "filters": params.filters.record(), "pubmed_labels": params.section_labels}
 
 
 def _same_files_elsewhere(old: list, new: list) -> bool:
     """Only paths or modification times differ (moved or touched files): the corpus may well be the same."""
     return len(old) == len(new) and [o.get("bytes") for o in old] == [n["bytes"] for n in new]
+
+
+def _maybe_same_corpus(existing: Optional[dict], wanted: dict) -> bool:
+    """The same options, and inputs that were only moved or touched: reading them may well give the same corpus
+    (kept, with everything computed from it, when its checksum is the same)."""
+    return existing is not None and all(existing.get(k) == wanted[k] for k in wanted if k != "inputs") \
+        and _same_files_elsewhere(existing.get("inputs") or [], wanted["inputs"])
 
 
 def _what_changed(existing: dict, wanted: dict) -> str:
@@ -208,8 +215,7 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
             return existing
         existing = try_read_manifest(run.corpus_manifest_path) if run.corpus_path.is_file() else None
         wanted = _corpus_wanted(params, paths)
-        maybe_same = existing is not None and all(existing.get(k) == wanted[k] for k in wanted if k != "inputs") \
-            and _same_files_elsewhere(existing.get("inputs") or [], wanted["inputs"])
+        maybe_same = _maybe_same_corpus(existing, wanted)
         if status.changed and not overwrite and not maybe_same:
             raise CorpusmapError(
                 f"{run.path} already holds a corpus read from other inputs or with other options "
@@ -716,10 +722,24 @@ class EmbedStage(Stage):
     def key(self, params) -> str:
         return "embeddings"
 
+    def reads(self, run: Run, params: EmbedParams) -> set:
+        return set()  # input files only
+
+    def writes(self, run: Run, params: EmbedParams) -> set:
+        """Moved or touched inputs are read again but likely give the same corpus, and then the same vectors."""
+        paths = resolve_inputs(params.inputs)
+        if not corpus_status(run, params, paths).current:
+            existing = try_read_manifest(run.corpus_manifest_path) if run.corpus_path.is_file() else None
+            if not _maybe_same_corpus(existing, _corpus_wanted(params, paths)):
+                return {"corpus", "embeddings"}
+        return set() if self._vectors_status(run, params).current else {"embeddings"}
+
     def status(self, run: Run, params: EmbedParams) -> Status:
         corpus = corpus_status(run, params, resolve_inputs(params.inputs))
-        if not corpus.current:
-            return corpus
+        return corpus if not corpus.current else self._vectors_status(run, params)
+
+    def _vectors_status(self, run: Run, params: EmbedParams) -> Status:
+        """Whether the stored vectors are those of ``params`` for the stored corpus."""
         manifest = try_read_manifest(run.embeddings_manifest_path)
         if manifest is None:
             return Status(False, "not computed yet")

@@ -72,6 +72,18 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
 
 
 def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
-    """Each job with its status now (``corpusmap run --dry-run``); a job after one that will run may change
-    status once that one has run."""
-    return [(job, job.status()) for job in jobs]
+    """Each job with the status it will have when its turn comes (``corpusmap run --dry-run``): a job whose stored
+    output is current now runs all the same when it was computed from an output that a job before it rewrites."""
+    planned, rewritten = [], {}  # (run, output key) -> label of the job that rewrites it
+    for job in jobs:
+        status = job.status()
+        where = job.run.path.resolve()
+        if status.current:
+            upstream = sorted({rewritten[(where, key)] for key in job.stage.reads(job.run, job.params)
+                               if (where, key) in rewritten})
+            if upstream:
+                status = Status(False, f"computed from the output of {'; '.join(upstream)}, which runs before it")
+        if not status.current:
+            rewritten.update({(where, key): job.label.split(":")[0] for key in job.stage.writes(job.run, job.params)})
+        planned.append((job, status))
+    return planned

@@ -123,6 +123,15 @@ class Stage:
         """Fingerprints of files outside the run that this stage reads."""
         return {}
 
+    def reads(self, run: Run, params) -> set:
+        """The run outputs (keys) the stored output was computed from, as its manifest records them."""
+        block = (self.stored(run, params) or {}).get("stage") or {}
+        return set(block.get("inputs") or {})
+
+    def writes(self, run: Run, params) -> set:
+        """The run outputs (keys) that running this stage now rewrites."""
+        return {self.key(params)}
+
     def compute(self, run: Run, params, staging: Path, block: dict) -> dict:
         """Compute the output into ``staging`` with its manifest (holding ``block`` plus its ``fingerprint``);
         returns the manifest."""

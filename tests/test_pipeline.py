@@ -109,8 +109,13 @@ def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
     changes, rerun = DOWNSTREAM[stage]
     before = fingerprints(folder / "out")
     config = write_config(folder, **changes)
-    result = cli("run", config, "--overwrite", "--quiet")
+    dry = cli("run", config, "--overwrite", "--dry-run")
+    result = cli("run", config, "--overwrite")
     assert result.exit_code == 0, result.output
+    # --dry-run said which jobs would run, those downstream of the changed one included
+    planned = [line.split(" (")[0] for line in dry.output.splitlines() if line.startswith("run: ")]
+    ran = [line.split(" (")[0] for line in result.output.splitlines() if line.startswith("run: ")]
+    assert planned == ran and ran, dry.output
     after = fingerprints(folder / "out")
     assert set(after) == set(before)  # everything is there again
     assert {key for key in after if after[key] != before[key]} == rerun
