@@ -174,17 +174,44 @@ def hdbscan_levels(coords: np.ndarray, min_sizes: Sequence[int], *, min_samples:
             raise CorpusmapError(f"HDBSCAN found no cluster of at least {m:,} points; use a smaller "
                                  "--min-cluster-size")
     levels = [number_by_size(raw[-1])]
-    for labels in reversed(raw[:-1]):  # from the finest up: each coarse level made to hold whole fine clusters
+    for m, labels in zip(sizes[-2::-1], reversed(raw[:-1])):  # from the finest up: coarse levels hold fine clusters
         fine = levels[0]
         coarse = number_by_size(labels)
         parent = majority(coarse, fine)
-        lonely = np.flatnonzero(parent < 0)  # a fine cluster mostly in coarse noise becomes a coarse cluster
+        lonely = np.flatnonzero(parent < 0)  # a fine cluster mostly in coarse noise: a coarse cluster for now
         parent[lonely] = coarse.max() + 1 + np.arange(len(lonely))
         nested = coarse.copy()
         inside = fine >= 0
         nested[inside] = parent[fine[inside]]
-        levels.insert(0, number_by_size(nested))
+        levels.insert(0, number_by_size(_merge_small(nested, coords, m)))
     return levels
+
+
+def _merge_small(nested: np.ndarray, coords: np.ndarray, min_size: int) -> np.ndarray:
+    """Coarse clusters left with fewer than ``min_size`` points once they hold whole fine clusters (a fine cluster
+    in coarse noise made its own, or one that lost most points to the majority parent of its fine clusters) join,
+    whole, the large coarse cluster of the point nearest to their centre: the levels stay nested and every
+    cluster keeps the level's minimum size."""
+    from sklearn.neighbors import KDTree
+
+    inside = nested >= 0
+    sizes = np.bincount(nested[inside])
+    big = np.flatnonzero(sizes >= min_size)
+    if not len(big):
+        big = np.array([int(sizes.argmax())])
+    small = np.flatnonzero((sizes > 0) & (sizes < min_size) & ~np.isin(np.arange(len(sizes)), big))
+    if not len(small):
+        return nested
+    sums = np.zeros((len(sizes), coords.shape[1]))
+    np.add.at(sums, nested[inside], coords[inside])
+    centres = sums[small] / sizes[small, None]
+    in_big = np.flatnonzero(np.isin(nested, big))
+    nearest = KDTree(coords[in_big]).query(centres, k=1, return_distance=False)[:, 0]
+    target = np.arange(len(sizes))
+    target[small] = nested[in_big[nearest]]
+    out = nested.copy()
+    out[inside] = target[nested[inside]]
+    return out
 
 
 def majority(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:

@@ -189,6 +189,10 @@ def test_hdbscan_of_the_map_is_named_and_nested(run):
     inside = fine >= 0
     assert len({(f, c) for f, c in zip(fine[inside], coarse[inside])}) == len(np.unique(fine[inside]))
     assert (coarse[inside] >= 0).all()
+    # each level keeps its minimum size (a fine cluster in coarse noise joins the nearest coarse cluster)
+    for labels, level in zip(clustering.levels, clustering.manifest["levels"]):
+        assert np.bincount(labels[labels >= 0]).min() >= level["min_cluster_size"] == (60, 15)[level["level"]]
+        assert level["clusters"] == labels.max() + 1
 
 
 def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
