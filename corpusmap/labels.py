@@ -57,7 +57,8 @@ def place_labels(ax, renderer, anchors: Sequence[tuple[float, float]], texts: Se
                  max_shift: float | None = None, pad: float = 2.0, leader_color: str = "#333333") -> Placed:
     """Draw ``texts`` at data-coordinate ``anchors`` on ``ax`` so that no two overlap (see the module docstring)."""
     fig_box = ax.get_window_extent(renderer)
-    max_shift = max_shift if max_shift is not None else 0.25 * min(fig_box.width, fig_box.height)
+    # nearer spots come first, so a wide search only matters for a name that finds no place close to its anchor
+    max_shift = max_shift if max_shift is not None else 0.5 * min(fig_box.width, fig_box.height)
     placed = Placed()
     to_pixels, to_data = ax.transData, ax.transData.inverted()
     for (ax_x, ax_y), text in zip(anchors, texts):

@@ -14,7 +14,7 @@ import numpy as np
 
 from corpusmap.atomic import read_json, write_json
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.progress import info
+from corpusmap.progress import info, log
 from corpusmap.run import Run, check_name
 from corpusmap.stage import Stage
 
@@ -158,6 +158,9 @@ class PlotStage(Stage):
             block["labels"] = [{"text": t, "anchor": a, "box": b, "moved": m}
                                for t, a, b, m in zip(placed.texts, placed.anchors, placed.boxes, placed.moved)]
             block["labels_left_out"] = placed.skipped
+            if placed.skipped:
+                log.warning("warning: %s: %d region name(s) found no free place and were left out (%s); a larger "
+                            "--width and --height make room", out, len(placed.skipped), "; ".join(placed.skipped[:3]))
         block["fingerprint"] = f"{block['output']}@{block['created']}"
         write_json(staging / RECEIPT, block)
         return {"stage": block}

@@ -152,6 +152,16 @@ def test_labelled_figures_have_no_overlapping_names(run, suffix):
         assert Image.open(out).size == (1200, 900)
 
 
+def test_names_without_room_are_left_out_with_a_warning(run, caplog):
+    out = run / "small.png"
+    cli("plot", run, "--map", "tsne", "--color", "cluster:2", "--labels", "keywords", "-o", out, "--width", "800",
+        "--height", "400", ok=True)
+    receipt = json.loads((run / "maps" / "tsne.renders.json").read_text())["renders"]["small.png"]
+    assert receipt["labels_left_out"] and receipt["labels"]
+    warning = next(r.getMessage() for r in caplog.records if "left out" in r.getMessage())
+    assert f"{len(receipt['labels_left_out'])} region name(s)" in warning and "--width" in warning
+
+
 def test_excess_per_region_equals_the_analysis_of_that_region_alone(run, tmp_path):
     words = "style=reveal,demonstrate,novel,suggest,findings"
     result = cli("excess", run, "--target", "2015", "--by", "cluster:1", "--group-words", words,
