@@ -66,6 +66,9 @@ class ClustersParams:
             raise UsageProblem("-k must be at least 2")
         if self.on is not None:
             check_name(self.on, "--on")
+            if self.k is not None or self.weights != "uniform" or self.resolutions:
+                raise UsageProblem("--on MAP clusters the map with HDBSCAN: -k, --weights and --resolution are "
+                                   "Leiden's (of the kNN graph); leave them out or drop --on")
         elif self.min_cluster_size:
             raise UsageProblem("--min-cluster-size goes with --on MAP (HDBSCAN of a map)")
         if any(m < 2 for m in self.min_cluster_size):

@@ -214,6 +214,9 @@ def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
         (["clusters", run, "--resolution", "0,1"], 2, "--resolution takes distinct positive", None),
         (["clusters", run, "-k", "30"], 2, "stored kNN graph has k=15", None),
         (["clusters", run, "--min-cluster-size", "50"], 2, "--min-cluster-size goes with --on", None),
+        (["clusters", run, "--on", "tsne", "--weights", "distance"], 2, "-k, --weights and --resolution are "
+                                                                          "Leiden's", None),
+        (["clusters", run, "--on", "tsne", "-k", "5"], 2, "leave them out or drop --on", None),
         (["plot", run, "-o", tmp_path / "x.jpg"], 2, "must end in .png, .svg or .pdf", None),
         (["excess", run, "--by", "cluster"], 1, "no clustering", "corpusmap clusters"),
     ]

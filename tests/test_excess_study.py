@@ -361,6 +361,12 @@ def test_parameters_and_their_errors(tmp_path):
                             (dict(subgroup_delta="group", group="style"), "--subgroup-delta .* --by")):
         with pytest.raises(UsageProblem, match=message):
             ExcessParams(source=("x",), **kwargs)
+    for kwargs, message in ((dict(counts="c.csv", period="month"), "--period: for reading abstracts"),
+                            (dict(counts="c.csv", with_titles=True, text_col="t"), "--with-titles, --text-col: for"),
+                            (dict(source=("x",), title_col="headline"), "--title-col names the titles for")):
+        with pytest.raises(UsageProblem, match=message):
+            ExcessParams(**kwargs)
+    ExcessParams(source=("x",), title_col="headline", clean=True)
     ExcessParams(source=("x",), group="style", by="label", subgroup_delta="group", min_group_size=5,
                  size_window="t-3:t-1", cutoffs=(0.1,), rare_max_freq=0.1, common_words=("delve",))
     corpus = tmp_path / "c.jsonl"

@@ -142,6 +142,8 @@ def test_no_knn_graph_names_the_next_step(tmp_path):
     (["--method", "umap", "--n-neighbors", "30"], "--n-neighbors 30 needs 29 neighbours"),
     (["--method", "umap", "--perplexity", "5"], "only apply to --method tsne"),
     (["--method", "umap", "--umap-init", "laplacian"], "--umap-init"),
+    (["--n-neighbors", "5", "--min-dist", "0.5"], "--n-neighbors, --min-dist only apply to --method umap"),
+    (["--method", "pca", "--umap-init", "pca"], "--umap-init only applies to --method umap"),
     (["--name", "../escape"], "map name"),
     (["--learning-rate", "fast"], "--learning-rate"),
 ])

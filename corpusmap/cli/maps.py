@@ -42,9 +42,19 @@ def _plot_job(run: Run, name: str, o: dict) -> Job:
     return Job(PlotStage(), run, params, label=f"plot {name}", report=report_plot)
 
 
+def _umap_flags_given(o: dict) -> list[str]:
+    """The UMAP options changed from their defaults."""
+    return [f"--{key.replace('_', '-')}" for key in ("n_neighbors", "n_epochs") if o[key] is not None] + \
+        (["--min-dist"] if o["min_dist"] != default(U, "min_dist") else []) + \
+        (["--umap-init"] if o["umap_init"] != default(U, "init") else []) + \
+        (["--umap-parallel"] if o["umap_parallel"] else [])
+
+
 def map_jobs(o: dict) -> list[Job]:
     given = [("-k" if key == "k" else f"--{key.replace('_', '-')}") for key in TSNE_FLAGS if o[key] is not None]
+    umap_given = _umap_flags_given(o)
     if o["add_run"]:
+        given += umap_given
         if o["preset"]:
             given.append("--preset")
         if given:
@@ -56,6 +66,9 @@ def map_jobs(o: dict) -> list[Job]:
         return out + ([_plot_job(new_run, params.name, o)] if o["plot"] else [])
     if o["method"] != "tsne" and given:
         raise UsageProblem(f"{', '.join(given)} only apply to --method tsne")
+    if o["method"] != "umap" and umap_given:
+        raise UsageProblem(f"{', '.join(umap_given)} only appl{'y' if len(umap_given) > 1 else 'ies'} to --method "
+                           "umap")
     if o["method"] == "pca" and o["preset"]:
         raise UsageProblem("--preset applies to --method tsne or umap")
     if o["k"] is not None and o["perplexity"] is not None:

@@ -112,6 +112,17 @@ class ExcessParams:
     def _check_applicable(self) -> None:
         """An option changed from its default where it has no effect is refused, not silently ignored."""
         defaults = ExcessParams.__dataclass_fields__
+        reading = [flag for flag, given in (("--period", self.period != "year"), ("--with-titles", self.with_titles),
+                                            ("--title-col", self.title_col != "title"),
+                                            ("--text-col", self.text_col is not None),
+                                            ("--year-col", self.year_col is not None),
+                                            ("--date-col", self.date_col != "auto")) if given]
+        if reading and not self.source:
+            raise UsageProblem(f"{', '.join(reading)}: for reading abstracts, which --counts alone does not do (the "
+                               "table's own periods and counts are used); leave them out, or give INPUT or RUN too")
+        if self.title_col != "title" and not (self.with_titles or self.clean):
+            raise UsageProblem("--title-col names the titles for --with-titles and for --clean's errata filter; add "
+                               "one of them or leave it out")
         changed = [f for f in ("cutoffs", "rare_max_freq", "common_words", "min_group_size", "size_window",
                                "subgroup_delta") if getattr(self, f) != defaults[f].default]
         for f in changed:
