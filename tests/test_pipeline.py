@@ -178,6 +178,18 @@ def test_config_errors(tmp_path, text, message):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_lists_for_options_of_comma_separated_values(folder):
+    """`resolution = [0.5, 2]` is `--resolution 0.5,2`, as the command line writes it."""
+    config = folder / "pipeline.toml"
+    config.write_text(config.read_text() + '\n[clusters]\nresolution = [0.5, 2]\n')
+    dry = cli("run", config, "--dry-run")
+    assert dry.exit_code == 0 and "corpusmap clusters" in dry.output and "--resolution 0.5,2" in dry.output, \
+        dry.output
+    config.write_text(config.read_text().replace("resolution = [0.5, 2]", 'resolution = [0.5, "x"]'))
+    res = cli("run", config, "--dry-run")
+    assert res.exit_code == 2 and "--resolution takes comma-separated numbers" in res.output, res.output
+
+
 def test_inputs_and_paths_resolve_against_the_config_folder(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anywhere else
     dry = cli("run", folder / "pipeline.toml", "--dry-run")

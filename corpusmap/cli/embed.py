@@ -142,7 +142,7 @@ def report(result) -> None:
 @click.option("--max-tokens-per-batch", type=click.IntRange(min=1), default=None,
               help="Token budget per batch instead of a fixed row count (batches of short texts get more rows).")
 @device_option
-@click.option("--devices", default=None, metavar="LIST",
+@click.option("--devices", default=None, metavar="D1,D2,...",
               help="One worker process per device: 'all' GPUs, GPU ids '0,1', or names 'cuda:0,cpu'.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=default(O, "dtype"), show_default=True,
               help="Compute precision of the model.")

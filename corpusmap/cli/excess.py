@@ -139,11 +139,13 @@ def report(result) -> None:
               help="With --group style: your annotation instead of the study's, a CSV with columns word,type "
                    "(type exactly 'style' counts) or a plain list of words (all style).")
 @click.option("--cutoffs", default=",".join(f"{c:g}" for c in default(P, "cutoffs")), show_default=True,
+              metavar="C1,C2,...",
               help="With --group style: frequency cut-offs c of the bound (style words with p < c in the target).")
 @click.option("--rare-max-freq", type=click.FloatRange(min=0, max=1, min_open=True),
               default=default(P, "rare_max_freq"), show_default=True,
               help="With --group style: rare style words have p below this (the study's subgroup delta).")
 @click.option("--common-words", default=",".join(default(P, "common_words")), show_default=True,
+              metavar="W1,W2,...",
               help="With --group style: the study's fixed common words (the study's subgroup delta).")
 @click.option("--group-max-freq", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --group excess: only excess words with frequency below this in the target period.")

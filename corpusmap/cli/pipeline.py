@@ -118,9 +118,12 @@ def command_args(command: click.Command, stage: str, table: dict, base: Path) ->
             elif value:
                 args.append(flag)
             continue
-        values = value if isinstance(value, list) else [value]
         if isinstance(value, list) and not param.multiple:
-            raise UsageProblem(f"[{stage}] {key} takes one value, not a list")
+            if "," not in (param.metavar or ""):
+                raise UsageProblem(f"[{stage}] {key} takes one value, not a list")
+            # an option of comma-separated values (metavar like R1,R2,...): a TOML list is those values
+            value = ",".join(_scalar(stage, key, item, param) for item in value)
+        values = value if isinstance(value, list) else [value]
         for item in values:
             word = _scalar(stage, key, item, param)
             args += [flag, _resolve(word, base) if is_path else word]
