@@ -184,7 +184,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
             msg = (f"label column {label_col!r} has {'no' if n_lab == 0 else f'only {n_lab}'} labelled rows"
                    + ("" if n_lab == 0 else f" (kNN accuracy needs more than 2k = {2 * k}: test and training)"))
             if require_labels:
-                raise CorpusmapError(msg + "; choose another --label-col")
+                raise UsageProblem(msg + "; choose another --label-col")
             notes.append(msg + "; kNN accuracy skipped")
             labels = None
     years = _column(run, year_col, "--year-col", require_years)
@@ -196,7 +196,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
             msg = f"year column {year_col!r} has {'no' if n_dated == 0 else f'only {n_dated}'} years" \
                 if n_dated <= 2 * k else f"year column {year_col!r} holds one year only ({int(distinct[0])})"
             if require_years:
-                raise CorpusmapError(msg + "; choose another --year-col")
+                raise UsageProblem(msg + "; choose another --year-col")
             notes.append(msg + "; year RMSE skipped")
             years = None
 

@@ -255,8 +255,13 @@ def region_deltas(run: Run, group: str, target: str) -> tuple[object, int, dict]
     from corpusmap.clusters import parse_cluster_spec
     from corpusmap.manifests import read_manifest
 
-    hint = f"run `corpusmap excess {run.path} --target {target} --by cluster` first"
-    if not (run.excess_dir / Run.MANIFEST).is_file():
+    exists = (run.excess_dir / Run.MANIFEST).is_file()
+    hint = (f"run `corpusmap excess {run.path} --target {target} --by cluster` first (with --overwrite to replace "
+            "the report there; regions need --min-group-size abstracts, 300 by default, in each period of "
+            "--size-window)" if exists else
+            f"run `corpusmap excess {run.path} --target {target} --by cluster` first (regions need "
+            "--min-group-size abstracts, 300 by default, in each period of --size-window)")
+    if not exists:
         raise CorpusmapError(f"--color excess:{group}:{target}: no excess report in {run.path}; {hint}")
     manifest = read_manifest(run.excess_dir / Run.MANIFEST, hint)
     by = (manifest.get("parameters") or {}).get("by") or ""

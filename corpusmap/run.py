@@ -36,7 +36,7 @@ from typing import Iterator, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusmap.errors import CorpusmapError
+from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import read_manifest, try_read_manifest
 from corpusmap.progress import info
 from corpusmap.vectors import Shard, ShardedVectors
@@ -47,8 +47,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 def check_name(name: str, what: str = "name") -> str:
     """Names of maps and clusterings become file names: letters, digits, '.', '_', '-'."""
     if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith((".renders", ".summary")):
-        raise CorpusmapError(f"{what} {name!r} must be letters, digits, '.', '_' or '-' (starting with a letter or "
-                             "digit)")
+        raise UsageProblem(f"{what} {name!r} must be letters, digits, '.', '_' or '-' (starting with a letter or "
+                           "digit)")
     return name
 
 

@@ -150,7 +150,7 @@ def test_evaluate_bad_inputs(run, tmp_path):
     table = pq.read_table(run / "corpus.parquet")
     rewrite_corpus(run, table.append_column("empty", pa.array([None] * table.num_rows, pa.string())))
     r = cli("evaluate", run, "--label-col", "empty", "--quiet")
-    assert r.exit_code == 1 and "no labelled rows" in r.output
+    assert r.exit_code == 2 and "no labelled rows" in r.output and "choose another --label-col" in r.output
     with pytest.raises(UsageProblem):
         evaluate_run(run, year_col="nope")
     assert not (run / "eval").exists()

@@ -156,7 +156,7 @@ def test_study_csv_shape(tmp_path):
 def test_bad_inputs(tmp_path, example_run):
     csv = study_csv(tmp_path / "counts.csv")
     res = cli("excess", "--counts", csv, "-o", tmp_path / "o1", "--target", "2022")
-    assert res.exit_code == 1 and "needs counts for the three periods before it" in res.output
+    assert res.exit_code == 2 and "--target 2022 needs counts for the three periods before it" in res.output
     assert "missing: 2019" in res.output
 
     res = cli("excess", "--counts", study_csv(tmp_path / "nototal.csv", with_totals=False), "-o", tmp_path / "o2")

@@ -20,7 +20,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from corpusmap.errors import CorpusmapError
+from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.excess.periods import earlier_periods, kind_of, period_kind_of, span
 from corpusmap.excess.tables import CountTable, PresenceTable
 
@@ -79,23 +79,24 @@ def allowed_words(words: Sequence[str], params: Criteria = Criteria()) -> np.nda
 
 
 def check_target(periods: Sequence[str], target: str) -> list[str]:
-    """``[t−1, t−2, t−3]``; CorpusmapError naming what is missing when the target cannot be analysed."""
+    """``[t−1, t−2, t−3]``; a usage error naming ``--target`` and what is missing when the target cannot be
+    analysed."""
     target = str(target).strip()
     periods = list(periods)
     kind = kind_of(periods)
     try:
         target_kind = period_kind_of(target)
     except CorpusmapError:
-        raise CorpusmapError(f"target {target!r} is not a period; the counts have {span(periods)}") from None
+        raise UsageProblem(f"--target {target!r} is not a period; the counts have {span(periods)}") from None
     if target_kind != kind:
-        raise CorpusmapError(f"target {target} is a {target_kind} but the counts are per {kind} ({span(periods)})")
+        raise UsageProblem(f"--target {target} is a {target_kind} but the counts are per {kind} ({span(periods)})")
     if target not in periods:
-        raise CorpusmapError(f"target {target} is not in the counts ({span(periods)})")
+        raise UsageProblem(f"--target {target} is not in the counts ({span(periods)})")
     before = earlier_periods(target)
     missing = [p for p in before if p not in periods]
     if missing:
-        raise CorpusmapError(
-            f"target {target} needs counts for the three periods before it ({', '.join(before)}); missing: "
+        raise UsageProblem(
+            f"--target {target} needs counts for the three periods before it ({', '.join(before)}); missing: "
             f"{', '.join(missing)} (the counts have {span(periods)})")
     return before
 

@@ -10,7 +10,8 @@ from typing import Callable, Iterable, Optional
 
 import pandas as pd
 
-from corpusmap.errors import UsageProblem
+from corpusmap.corpus import CORE_COLUMNS
+from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.excess import report as rep
 from corpusmap.excess import style as sty
 from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, group_table, subgroup_table
@@ -100,8 +101,11 @@ class ExcessParams:
             raise UsageProblem(f"--subgroup-delta must be one of {', '.join(SUBGROUP_DELTAS)}, not "
                                f"{self.subgroup_delta!r}")
         self._check_applicable()
-        for t in self.targets:
-            period_kind_of(t)  # a malformed target fails before any counting
+        for t in self.targets:  # a malformed target fails before any counting
+            try:
+                period_kind_of(t)
+            except CorpusmapError as exc:
+                raise UsageProblem(f"--target {exc}") from None
         if (self.group_words or self.group or self.by) and not self.source:
             raise UsageProblem("word groups (--group, --group-words) and --by need the abstracts themselves "
                                "(per-abstract presence), not only a count table: give INPUT or RUN as well")
@@ -375,8 +379,10 @@ def _by_from_core_column(batch, by, stats):
         return batch
     core = next((k for k, v in (stats.columns or {}).items() if v == by and k in batch.schema.names), None)
     if core is None:
-        raise UsageProblem(f"--by {by!r}: no such column in the input; its columns are "
-                           f"{', '.join(batch.schema.names)}")
+        sources = [v for k, v in (stats.columns or {}).items() if v and k in batch.schema.names]
+        names = list(dict.fromkeys(sources + [n for n in batch.schema.names if n not in CORE_COLUMNS]))
+        raise UsageProblem(f"--by {by!r}: no such column in the input; its columns are {', '.join(names)} (and "
+                           f"the normalised {', '.join(CORE_COLUMNS)})")
     return batch.append_column(by, batch.column(core))
 
 

@@ -253,9 +253,11 @@ def parse_window(spec: str) -> tuple[int, int]:
         raise UsageProblem(f"--size-window must be FIRST:LAST offsets from the target period, e.g. t-6:t-1 (the "
                            f"study) or t-3:t, not {spec!r}")
     a, b = (int(m.group(i) or m.group(i + 1) or 0) for i in (1, 3))
-    if a > b or b > 0:
-        raise UsageProblem(f"--size-window {spec}: FIRST must not be after LAST, and LAST not after the target "
-                           "(t)")
+    if a > b:
+        raise UsageProblem(f"--size-window {spec}: FIRST must not be after LAST, e.g. t-6:t-1")
+    if b > 0:
+        raise UsageProblem(f"--size-window {spec}: LAST (t{b:+d}) lies after the target t; the window ends at t or "
+                           "before it, e.g. t-6:t-1")
     return a, b
 
 
