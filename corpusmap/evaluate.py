@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.errors import UsageProblem
 from corpusmap.manifests import try_read_manifest
 from corpusmap.maps import read_map
 from corpusmap.progress import info
