@@ -47,9 +47,14 @@ STYLE = "style=novel,demonstrate,reveal,crucial"
 @pytest.fixture(scope="module")
 def example_report(example_run):
     result = cli("excess", example_run, "--target", "2015", "--target", "2016", "--group-words", STYLE,
-                 "--by", "label", "--min-group-size", "5", "--no-figures", "-q", ok=True)
+                 "--by", "label", "--min-group-size", "5", "--no-figures", ok=True)
     assert "report in" in result.output
     return example_run / "excess"
+
+
+def test_quiet_prints_nothing_but_errors(example_run, tmp_path):
+    result = cli("-q", "excess", example_run, "-o", tmp_path / "x", "--target", "2015", "--no-figures", ok=True)
+    assert result.output == "" and (tmp_path / "x" / "report.md").is_file()
 
 
 def test_run_outputs_report_and_manifest(example_report):

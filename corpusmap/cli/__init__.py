@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import logging
 import os
 import sys
@@ -70,6 +71,12 @@ class CorpusmapGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; run the same command again to resume.", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # whoever read the output stopped (`| head`): stop quietly, as other tools do
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            except (OSError, ValueError, io.UnsupportedOperation):
+                pass
+            sys.exit(1)
         except OSError as exc:  # a write that failed for lack of room, outside a run's staging folder
             from corpusmap.run import write_failure
 

@@ -40,6 +40,9 @@ def _group_option(values) -> dict:
             name = name.strip()
         if name is None:
             name = Path(spec).stem if Path(spec).is_file() else ("words" if len(values) == 1 else f"words{i}")
+        if not name[:1].isalnum():
+            raise click.UsageError(f"--group-words {value}: a group name starts with a letter or digit, not "
+                                   f"{name!r}")
         if name in groups:
             raise click.UsageError(f"two word groups are named {name!r}; name them with NAME=words")
         groups[name] = parse_word_list(spec.strip())

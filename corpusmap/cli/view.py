@@ -23,8 +23,9 @@ def view_jobs(o: dict) -> list[Job]:
 def report_view(result) -> None:
     block = result.manifest["stage"]
     state = "" if result.computed else " (current; nothing to do)"
+    total = block.get("total_points", block["points"])
     sample = f", a sample of {block['points']:,} drawn" if block.get("sampled") else ""
-    click.echo(f"{result.where}: {block['points']:,} points{sample}{state}; open it in a browser (works offline)")
+    click.echo(f"{result.where}: {total:,} points{sample}{state}; open it in a browser (works offline)")
 
 
 def serve(path: Path) -> None:

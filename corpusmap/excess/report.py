@@ -25,6 +25,7 @@ from corpusmap.atomic import atomic_path
 from corpusmap.excess.analysis import (Criteria, ExcessAnalysis, frequency_series,
                                        group_frequency_series)
 from corpusmap.excess.periods import LLM_TOOLS_FROM, before_llm_tools, earlier_periods
+from corpusmap.excess.style import STUDY_COMMON_WORDS
 from corpusmap.excess.tables import CountTable, PresenceTable
 
 
@@ -391,8 +392,10 @@ def _bound_section(study: dict, figures: dict) -> list[str]:
            "(the study: from 2023 on) or in small periods, a positive Δ measures other changes and noise.", "",
            f"The study's headline number, \"at least 13.5%\" of 2024 PubMed abstracts, is its subgroup δ of all "
            f"abstracts: the mean of Δ of the rare style words (p < {rare:g}) and Δ of its ten fixed common words "
-           f"({', '.join(common)}): (0.135947 + 0.133807) / 2 = 0.134877 (`03-figures.ipynb` cell 28), not the "
-           "maximum over cut-offs.", ""]
+           f"({', '.join(STUDY_COMMON_WORDS)}): (0.135947 + 0.133807) / 2 = 0.134877 (`03-figures.ipynb` cell 28), "
+           "not the maximum over cut-offs."
+           + ("" if tuple(common) == STUDY_COMMON_WORDS else
+              f" Here the common words are the {len(common)} of --common-words: {', '.join(common)}."), ""]
     summary = study["summary"]
     bounds = study["bounds"]
     for t, info in study["style"].items():

@@ -93,6 +93,8 @@ def read_annotation(path: Optional[str]) -> Annotation:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageProblem(f"--style-words {path}: cannot read it as UTF-8 text ({exc})") from None
+    if "\x00" in text:
+        raise UsageProblem(f"--style-words {path}: a binary file, not a word list or a CSV with columns word,type")
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
     header = [h.strip().strip('"').lower() for h in next(csv.reader([first]), [])] if first else []
     if "word" in header and "type" in header:

@@ -16,7 +16,13 @@ def parse_word_list(spec: str) -> list[str]:
 
     path = Path(spec)
     if path.is_file():
-        lines = [line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageProblem(f"word list {spec}: cannot read it as UTF-8 text ({exc})") from None
+        if "\x00" in text:
+            raise UsageProblem(f"word list {spec}: a binary file, not a list of words")
+        lines = [line.split("#", 1)[0] for line in text.splitlines()]
         raw = re.split(r"[\s,;]+", " ".join(lines))
     else:
         if "," not in spec and ("/" in spec or spec.endswith((".txt", ".csv"))):

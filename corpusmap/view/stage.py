@@ -104,7 +104,7 @@ class ViewStage(Stage):
                             max_points=params.max_points, inline_max_points=params.inline_max_points,
                             search=params.search, label_title=params.label_col, log=info)
         block.update(output=run.relative(out), bytes=out.stat().st_size, points=result.n_points,
-                     sampled=result.sampled, search=result.search, files=result.files,
+                     total_points=result.n_total, sampled=result.sampled, search=result.search, files=result.files,
                      bytes_per_point={k: round(v, 2) for k, v in result.bytes_per_point().items()},
                      fingerprint=f"{run.relative(out)}@{block['created']}")
         from corpusmap.atomic import write_json
