@@ -682,7 +682,7 @@ def test_hnsw_below_target_recall_warns_and_says_so_in_the_manifest(tmp_path):
     assert code == 0, output
     script = ("import sys; import corpusmap.knn as knn; knn.HNSW_MAX_EF_SEARCH = 16; "
               "from corpusmap.cli import main; main(sys.argv[1:], prog_name='corpusmap')")
-    proc = subprocess.run([sys.executable, "-c", script, "-q", "neighbors", str(run), "-k", "15", "--index", "hnsw",
+    proc = subprocess.run([sys.executable, "-c", script, "neighbors", str(run), "-k", "15", "--index", "hnsw",
                            "--target-recall", "0.9999", "--recall-queries", "300", "--threads", "1"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     output = proc.stdout + proc.stderr
