@@ -55,7 +55,7 @@ def evaluate_run(run, **params):
 
 
 def test_evaluate_without_maps(run):
-    r = cli("evaluate", run, "--queries", Q, "--quiet")
+    r = cli("evaluate", run, "--queries", Q)
     assert r.exit_code == 0, r.output
     header = "| space | kNN recall | kNN accuracy | chance (stratified) | majority class | year RMSE"
     assert "No maps found" in r.output and header in r.output
@@ -101,7 +101,7 @@ def test_evaluate_maps_against_direct_computation(run, data):
     expected = np.mean(clf.predict(X[test].astype(np.float64)) == codes[test])
     assert high["knn_accuracy"]["accuracy"] == pytest.approx(expected, abs=1e-12)
     # --map selects; the CLI prints which maps it found
-    r = cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--overwrite", "--quiet")
+    r = cli("evaluate", run, "--map", "skpca", "--queries", 300, "--no-pca", "--overwrite")
     assert r.exit_code == 0, r.output
     assert "Maps found: shuffled, skpca" in r.output
     assert [s["space"] for s in json.loads((run / "eval" / "metrics.json").read_text())["spaces"]] == [

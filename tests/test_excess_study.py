@@ -408,7 +408,7 @@ def test_example_corpus_end_to_end(tmp_path):
     """The bundled eLife corpus with everything on; the style groups' abstract counts recounted from the raw
     records."""
     result = cli("excess", EXAMPLE_CORPUS, "-o", tmp_path, "--target", "2015", "--group", "style", "--by", "label",
-                 "--min-group-size", "5", "--clean", "--lemmatize", "-q", ok=True)
+                 "--min-group-size", "5", "--clean", "--lemmatize", ok=True)
     assert "report in" in result.output
     for name in ("style_bound.csv", "style_summary.csv", "excess_lemmas.csv", "subgroups.csv",
                  "figures/bound_2015.png", "report.md"):

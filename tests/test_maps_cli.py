@@ -68,7 +68,7 @@ def test_tsne_map_parquet_and_png(run, tsne_map):
 
 def test_landscape_preset_records_its_schedule(tmp_path, run):
     out = cli("map", run, "--preset", "landscape", "--n-iter", "10", "--gradient", "bh", "--threads", "1",
-              "--name", "landscape", "--no-plot", "-q", ok=True)
+              "--name", "landscape", "--no-plot", ok=True)
     assert "landscape.parquet" in out.output
     meta = json.loads(pq.read_schema(run / "maps" / "landscape.parquet").metadata[b"corpusmap"])
     phases = [(p["phase"], p["n_iter"]) for p in meta["schedule"]]
@@ -98,7 +98,7 @@ def test_pca_and_umap_maps(run):
 @pytest.mark.parametrize("colour,expect", [("year", "tsne.year.png"), ("label", "tsne.label.png"),
                                            ("words:cell,cells", "tsne.words-cell-cells.png")])
 def test_plot_colourings(run, tsne_map, colour, expect):
-    out = cli("plot", run, "--map", "tsne", "--color", colour, *SMALL_PNG, "--labels", "-q", ok=True)
+    out = cli("plot", run, "--map", "tsne", "--color", colour, *SMALL_PNG, "--labels", ok=True)
     png = run / "maps" / expect
     assert str(png) in out.output
     pixels = read_png(png)
@@ -169,7 +169,7 @@ def test_add_points_to_a_map(tmp_path):
     embed(tmp_path / "new.jsonl", new, "--fit-from", ref)
     stored = ref / "maps" / "tsne.parquet"
     digest = sha(stored)
-    out = cli("map", ref, "--add", new, "--threads", "1", *SMALL_PNG, "-q", ok=True)
+    out = cli("map", ref, "--add", new, "--threads", "1", *SMALL_PNG, ok=True)
     assert "placed" in out.output
     assert sha(stored) == digest  # the reference map is not touched
     added = pq.read_table(new / "maps" / "tsne.parquet")

@@ -235,7 +235,7 @@ def test_bad_inputs_in_the_library(X):
 
 
 def test_cli_neighbors_on_a_real_run(run):
-    r = cli("neighbors", run, "-k", 12, "--quiet")
+    r = cli("neighbors", run, "-k", 12)
     assert r.exit_code == 0, r.output
     assert "k=12" in r.output and "exact" in r.output
     g = load_knn_graph(Run(run))
@@ -244,7 +244,7 @@ def test_cli_neighbors_on_a_real_run(run):
     brute = NearestNeighbors(n_neighbors=12).fit(vectors.to_numpy()).kneighbors(None, return_distance=False)
     assert _same_sets(g.indices, brute) > 0.995  # the graph of the full 300-dimensional vectors
     # the same command again has nothing to do; other settings need --overwrite
-    again = cli("neighbors", run, "-k", 12, "--quiet")
+    again = cli("neighbors", run, "-k", 12)
     assert again.exit_code == 0 and "nothing to do" in again.output
     other = cli("neighbors", run, "-k", 10, "--quiet")
     assert other.exit_code == 1 and "--overwrite" in other.output
