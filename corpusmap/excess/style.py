@@ -89,19 +89,14 @@ def read_annotation(path: Optional[str]) -> Annotation:
     p = Path(path)
     if not p.is_file():
         raise UsageProblem(f"--style-words {path}: no such file")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(f"--style-words {path}: cannot read it as UTF-8 text ({exc})") from None
-    if "\x00" in text:
-        raise UsageProblem(f"--style-words {path}: a binary file, not a word list or a CSV with columns word,type")
+    from corpusmap.excess.words import parse_word_list, read_word_file
+
+    text = read_word_file(p, f"--style-words {path}")
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
     header = [h.strip().strip('"').lower() for h in next(csv.reader([first]), [])] if first else []
     if "word" in header and "type" in header:
         types, pos = _read_annotated_csv(text, path)
         return Annotation(types, f"--style-words {path}", False, pos)
-    from corpusmap.excess.words import parse_word_list
-
     try:
         words = parse_word_list(str(p))
     except UsageProblem:

@@ -10,19 +10,26 @@ from corpusmap.errors import UsageProblem
 _TOKEN_FULL = re.compile(r"^\w\w+$")
 
 
+def read_word_file(path, what: str) -> str:
+    """The text of a word list or annotation file; a usage error naming ``what`` when it is not UTF-8 text."""
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageProblem(f"{what}: cannot read it as UTF-8 text ({exc})") from None
+    if "\x00" in text:
+        raise UsageProblem(f"{what}: a binary file, not a list of words")
+    return text
+
+
 def parse_word_list(spec: str) -> list[str]:
     """Words from ``w1,w2,...`` or from a file (one word per line or comma/space separated; ``#`` comments)."""
     from pathlib import Path
 
     path = Path(spec)
     if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"word list {spec}: cannot read it as UTF-8 text ({exc})") from None
-        if "\x00" in text:
-            raise UsageProblem(f"word list {spec}: a binary file, not a list of words")
-        lines = [line.split("#", 1)[0] for line in text.splitlines()]
+        lines = [line.split("#", 1)[0] for line in read_word_file(path, f"word list {spec}").splitlines()]
         raw = re.split(r"[\s,;]+", " ".join(lines))
     else:
         if "," not in spec and ("/" in spec or spec.endswith((".txt", ".csv"))):
