@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from corpusmap import progress
 from corpusmap.manifests import timestamp
 from corpusmap.run import Run, writing
 from corpusmap.stage import Result, Stage, Status
@@ -40,7 +41,7 @@ class Job:
 
     def __call__(self) -> Result:
         result = self.stage.run(self.run, self.params, self.overwrite)
-        if self.report is not None:
+        if self.report is not None and not progress.is_quiet():  # --quiet: only warnings and errors
             self.report(result)
         return result
 

@@ -73,6 +73,4 @@ def run_command(jobs: list[Job], quiet: bool = False) -> None:
     if quiet:
         progress.set_quiet(True)
     for job in jobs:
-        if progress.is_quiet():
-            job.report = None  # --quiet: only errors (and warnings)
         job()

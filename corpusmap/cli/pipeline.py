@@ -188,8 +188,6 @@ def run(ctx, config, dry_run, overwrite, quiet):
     run_dir, jobs = load_jobs(config, lambda name: group.get_command(ctx, name))
     for job in jobs:
         job.overwrite = job.overwrite or overwrite
-        if progress.is_quiet():
-            job.report = None  # --quiet: only errors (and warnings)
     if dry_run:
         for job, status in plan(jobs):
             click.echo(f"{'skip (current)' if status.current else 'run'}: {job.label}"
