@@ -115,30 +115,28 @@ class ExcessParams:
 
     def _check_applicable(self) -> None:
         """An option changed from its default where it has no effect is refused, not silently ignored."""
-        defaults = ExcessParams.__dataclass_fields__
-        reading = [flag for flag, given in (("--period", self.period != "year"), ("--with-titles", self.with_titles),
-                                            ("--title-col", self.title_col != "title"),
-                                            ("--text-col", self.text_col is not None),
-                                            ("--year-col", self.year_col is not None),
-                                            ("--date-col", self.date_col != "auto")) if given]
+        fields = ExcessParams.__dataclass_fields__
+
+        def changed(*names: str) -> list[str]:
+            return ["--" + f.replace("_", "-") for f in names if getattr(self, f) != fields[f].default]
+
+        reading = changed("period", "with_titles", "title_col", "text_col", "year_col", "date_col")
         if reading and not self.source:
             raise UsageProblem(f"{', '.join(reading)}: for reading abstracts, which --counts alone does not do (the "
                                "table's own periods and counts are used); leave them out, or give INPUT or RUN too")
-        if self.title_col != "title" and not (self.with_titles or self.clean):
+        if changed("title_col") and not (self.with_titles or self.clean):
             raise UsageProblem("--title-col names the titles for --with-titles and for --clean's errata filter; add "
                                "one of them or leave it out")
-        changed = [f for f in ("cutoffs", "rare_max_freq", "common_words", "min_group_size", "size_window",
-                               "subgroup_delta") if getattr(self, f) != defaults[f].default]
-        for f in changed:
-            flag = "--" + f.replace("_", "-")
-            if f in ("cutoffs", "rare_max_freq", "common_words") and self.group != "style":
-                raise UsageProblem(f"{flag} applies to --group style (the study's lower bound and subgroup δ); "
-                                   "add --group style or leave it out")
-            if f in ("min_group_size", "size_window") and not self.by:
-                raise UsageProblem(f"{flag} applies to the subgroups of --by COLUMN; add --by or leave it out")
-            if f == "subgroup_delta" and not (self.by and self.group == "style"):
-                raise UsageProblem("--subgroup-delta chooses the δ of the style words' subgroups: it needs --by "
-                                   "COLUMN and --group style")
+        study = changed("cutoffs", "rare_max_freq", "common_words")
+        if study and self.group != "style":
+            raise UsageProblem(f"{study[0]} applies to --group style (the study's lower bound and subgroup δ); "
+                               "add --group style or leave it out")
+        subgroups = changed("min_group_size", "size_window")
+        if subgroups and not self.by:
+            raise UsageProblem(f"{subgroups[0]} applies to the subgroups of --by COLUMN; add --by or leave it out")
+        if changed("subgroup_delta") and not (self.by and self.group == "style"):
+            raise UsageProblem("--subgroup-delta chooses the δ of the style words' subgroups: it needs --by "
+                               "COLUMN and --group style")
 
     @property
     def window(self) -> tuple:
