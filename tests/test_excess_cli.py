@@ -167,6 +167,11 @@ def test_bad_inputs(tmp_path, example_run):
     res = cli("excess", "--counts", study_csv(tmp_path / "nototal.csv", with_totals=False), "-o", tmp_path / "o2")
     assert res.exit_code == 1 and "no totals row" in res.output
 
+    # how words are counted does not apply to a table counted elsewhere
+    res = cli("excess", "--counts", csv, "-o", tmp_path / "o3", "--engine", "python", "--batch-rows", "10")
+    assert res.exit_code == 2 and "--engine, --batch-rows: for counting words" in res.output
+    assert not (tmp_path / "o3").exists()
+
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     res = cli("excess", empty, "-o", tmp_path / "o3")

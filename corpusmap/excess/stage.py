@@ -205,6 +205,11 @@ class ExcessStage(Stage):
 
     def prepare(self, run: Run, params: ExcessParams) -> None:
         source = params.run_dir
+        counting = [flag for flag, changed in (("--engine", self.engine != "auto"), ("--threads", self.threads),
+                                               ("--batch-rows", self.batch_rows != ExcessStage.batch_rows)) if changed]
+        if counting and not params.source:
+            raise UsageProblem(f"{', '.join(counting)}: for counting words in abstracts, which --counts alone does "
+                               "not do; leave them out, or give INPUT or RUN too")
         if params.output is None and source is None:
             raise UsageProblem("give an output directory with -o OUT (the default RUN/excess needs a RUN)")
         if by_region(params.by) and source is None:
