@@ -30,6 +30,7 @@ import glob
 import gzip
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -979,8 +980,9 @@ def resolve_columns(names: list[str], columns: ColumnMap, path: Path) -> dict[st
 
 
 def first_label(value: Any) -> Optional[str]:
-    """One label per row: the first element of a list (or of a list stored as a string), else the value."""
-    if value is None:
+    """One label per row: the first element of a list (or of a list stored as a string), else the value; a
+    missing number (NaN, as JSON's ``NaN`` or an empty numeric cell reads) is no label."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if isinstance(value, str):
         items = parse_list_string(value)

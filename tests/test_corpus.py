@@ -202,6 +202,14 @@ def test_parse_year_and_first_label():
     assert first_label("['Neuroscience', 'Cell biology']") == "Neuroscience"
     assert first_label('["Ecology"]') == "Ecology" and first_label(["a", "b"]) == "a"
     assert first_label("Workshop") == "Workshop" and first_label([]) is None
+    assert first_label(float("nan")) is None and first_label(3) == "3"
+
+
+def test_a_json_nan_label_is_no_label(tmp_path):
+    path = tmp_path / "nan.jsonl"
+    path.write_text('{"abstract": "an abstract", "label": NaN}\n{"abstract": "another one", "label": "Bio"}\n')
+    batch = next(iter_corpus([path], columns=ColumnMap()))
+    assert batch.column("label").to_pylist() == [None, "Bio"]
 
 
 @pytest.mark.parametrize("make, message", [

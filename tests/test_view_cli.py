@@ -70,6 +70,13 @@ def test_the_page_opens_offline_with_the_runs_regions_and_neighbours(run, browse
         assert listed == graph[row].tolist()  # the stored high-D neighbours
         title = Run(run).read_corpus(["title"]).column("title")[row].as_py()
         assert page.page.text_content(".cm-details-title") == title
+        # the panel of the map's evaluation: eval/metrics.json's values, at its k; the run by name, not by path
+        about = dict(page.js("Array.from(document.querySelectorAll('#cm-info tr'))"
+                             ".map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        tsne = next(s for s in metrics["spaces"] if s["space"] == "tsne")
+        assert about[f"tsne: kNN recall@{metrics['k']}"] == f"{100 * tsne['knn_recall']:.1f}%"
+        assert about["run"] == run.name
     finally:
         page.close()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from browsing import VIEWPORT, Opened
@@ -308,6 +309,53 @@ def test_year_filter_and_word_overlay_counts(opened, acl):
     opened.js("window.corpusmap.colorBy('label')")
 
 
+def _legend(opened) -> list[tuple[str, str, int]]:
+    """(swatch colour, name, count) of each legend item."""
+    return [(c, name, int(count.replace(",", ""))) for c, name, count in opened.js("""
+        Array.from(document.querySelectorAll('#cm-legend .cm-legend-item')).map(e => [
+            e.querySelector('.cm-swatch').style.background, e.querySelector('.cm-legend-name').textContent,
+            e.querySelector('.cm-legend-count').textContent])""")]
+
+
+def test_legend_and_search_counts_follow_the_year_range(opened, acl):
+    labels = pd.Series(acl.data.labels, dtype=object)
+    opened.js("window.corpusmap.colorBy('label')")
+    whole = _legend(opened)
+    assert sum(count for _, _, count in whole) == len(labels)
+    assert len({c for c, _, _ in whole}) == len(whole)  # no colour stands for two things
+    whole_names = {name for _, name, _ in whole} & set(labels.dropna())
+    query = "translation"
+    assert opened.js("q => window.corpusmap.search(q)", query) == python_count(acl.token_sets, query)
+    for lo, hi in ((2018, 2019), (2016, 2016)):
+        opened.js("([a, b]) => window.corpusmap.years(a, b)", [lo, hi])
+        keep = (acl.years >= lo) & (acl.years <= hi)
+        items = _legend(opened)
+        assert sum(count for _, _, count in items) == keep.sum()
+        counts = labels[keep].value_counts()
+        named = {name: count for _, name, count in items if name in counts.index or name in whole_names}
+        assert named == {name: int(counts.get(name, 0)) for name in named}
+        assert "in the year range" in opened.page.text_content("#cm-legend .cm-legend-title")
+        in_range = sum(query in tokens for tokens, k in zip(acl.token_sets, keep) if k)
+        assert opened.page.text_content("#cm-search-count").endswith(f"; {in_range:,} in the year range")
+    opened.js("window.corpusmap.years(0, 9999)")
+    assert _legend(opened) == whole
+    assert "year range" not in opened.page.text_content("#cm-search-count")
+    opened.js("window.corpusmap.search('')")
+
+
+def test_cluster_colours_are_distinct_and_the_rest_is_named(opened, acl):
+    fine = acl.data.clusters[1]  # 40 clusters: more than the palette's 18 colours
+    opened.js("window.corpusmap.colorBy('cluster:1')")
+    items = _legend(opened)
+    coloured, rest = items[:-1], items[-1]
+    assert len(coloured) == 18 and len({c for c, _, _ in coloured}) == 18
+    sizes = np.bincount(fine.codes, minlength=len(fine.names))
+    top = np.argsort(-sizes, kind="stable")[:18]
+    assert [(name, count) for _, name, count in coloured] == [(fine.names[c], int(sizes[c])) for c in top]
+    assert rest[1] == f"other clusters ({len(fine.names) - 18})" and rest[2] == len(fine.codes) - sizes[top].sum()
+    opened.js("window.corpusmap.colorBy('label')")
+
+
 def test_colouring_by_year_changes_the_pixels(opened):
     opened.js("window.corpusmap.colorBy('label')")
     opened.page.wait_for_timeout(150)
@@ -356,6 +404,22 @@ def test_cluster_names_follow_zoom_and_never_overlap(opened, acl):
     opened.js("window.corpusmap.scatter().reset()")
 
 
+def test_the_whole_map_shows_the_coarsest_names_even_when_finer_ones_would_fit(browser, tmp_path):
+    from sklearn.cluster import KMeans
+
+    xy = np.random.default_rng(2).normal(size=(2000, 2))
+    levels = [ClusterLevel(name, KMeans(k, n_init=1, random_state=0).fit_predict(xy), [f"{name} {c}" for c in range(k)])
+              for name, k in (("coarse", 4), ("fine", 20))]
+    page = Opened(browser, write_page(tmp_path / "levels.html", PageData(x=xy[:, 0], y=xy[:, 1], clusters=levels)).html)
+    try:
+        assert page.js("window.corpusmap.labelLevel()") == 0
+        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [[0, 0], 0.3])  # ~3x closer than the whole map
+        page.page.wait_for_timeout(200)
+        assert page.js("window.corpusmap.labelLevel()") == 1
+    finally:
+        page.close()
+
+
 def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -382,6 +446,8 @@ def test_id_links(opened):
     assert links["2503.01234"]["href"] == "https://arxiv.org/abs/2503.01234"
     assert links["hep-th/9901001"]["href"] == "https://arxiv.org/abs/hep-th/9901001"
     assert links["C16-1001"] is None
+    assert opened.js("s => window.corpusmap.idLink(s)", "PMID: 31452104")["href"] == links["31452104"]["href"]
+    assert opened.js("s => window.corpusmap.idLink(s)", "pmc6543210")["href"].endswith("/PMC6543210/")
 
 
 # ---- the large-map path: a sample drawn over the density of all points ------------------------------------------
@@ -410,3 +476,13 @@ def test_sampled_page_draws_a_sample_with_full_neighbour_rows(browser, pages, ac
         assert [t.replace(" (not drawn)", "") for t in outside] == titles
     finally:
         page.close()
+
+
+def test_year_colours_cover_a_short_span_and_clip_a_long_tail():
+    from corpusmap.view.points import year_column
+
+    short = np.repeat([2012, 2013, 2014, 2015, 2016], [300, 600, 600, 500, 30]).astype(float)
+    assert year_column(short)[1] == {"min": 2012.0, "max": 2016.0, "colour_min": 2012.0, "colour_max": 2016.0}
+    long = np.concatenate([np.arange(1950, 1990), np.repeat(np.arange(1990, 2025), 100)]).astype(float)
+    meta = year_column(long)[1]
+    assert meta["min"] == 1950 and meta["colour_min"] > 1980 and meta["colour_max"] == 2024

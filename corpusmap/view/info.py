@@ -30,14 +30,16 @@ def info_sections(info: Mapping[str, Any], summary: list[list[str]]) -> list[Sec
 def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
     """kNN recall, kNN accuracy with its chance level, year RMSE with its chance level, then anything else.
 
-    Takes one space's metrics (as in ``eval/metrics.json``) or a dict with a ``spaces`` list of them.
+    Takes one space's metrics (as in ``eval/metrics.json``) or a dict with a ``spaces`` list of them (and the k
+    they share beside it).
     """
     if isinstance(evaluation.get("spaces"), list):
         rows = []
         for space in evaluation["spaces"]:
             name = str(space.get("space", "?"))
-            rows += [[f"{name}: {k}", v] for k, v in evaluation_rows(
-                {key: val for key, val in space.items() if key not in ("space", "kind")})]
+            own = {key: val for key, val in space.items() if key not in ("space", "kind")}
+            own.setdefault("k", evaluation.get("k"))
+            rows += [[f"{name}: {k}", v] for k, v in evaluation_rows(own)]
         return rows
     rows = []
     k = evaluation.get("k")

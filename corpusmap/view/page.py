@@ -37,7 +37,8 @@ from corpusmap.view.density import density_payload
 from corpusmap.view.encoding import typed_array
 from corpusmap.view.info import info_sections
 from corpusmap.view.output import PageOutput
-from corpusmap.view.points import cluster_columns, label_column, normalise, point_style, sample_rows, take, year_column
+from corpusmap.view.points import (COLOURED_LABELS, cluster_columns, label_column, normalise, point_style, sample_rows,
+                                    take, year_column)
 from corpusmap.view.search_index import SearchIndexBuilder, choose_buckets, search_text
 from corpusmap.view.template import page_head, page_tail
 
@@ -70,7 +71,7 @@ class PageResult:
 def write_page(out_html: Path, data: PageData, *, title: Optional[str] = None, inline_max_points: int = 20_000,
                max_points: int = 2_000_000, search: bool = True, search_max_points: int = 2_000_000,
                text_chunk_rows: int = 1_000, title_chunk_rows: int = 5_000, read_rows: int = 20_000,
-               bucket_bytes: int = 1 << 20, label_top: int = 12, label_title: str = "label",
+               bucket_bytes: int = 1 << 20, label_top: int = COLOURED_LABELS, label_title: str = "label",
                point_size: Optional[float] = None, opacity: Optional[float] = None, density_size: int = 1024,
                seed: int = 0, log: Optional[Callable[[str], None]] = None) -> PageResult:
     """Write the map page for ``data`` to ``out_html`` (and ``NAME_files/`` beside it when it is large).

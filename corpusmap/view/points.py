@@ -10,6 +10,7 @@ from corpusmap.view.data import ClusterLevel
 from corpusmap.view.encoding import typed_array
 
 COLOURED_LABELS = 18  # the page's categorical palette
+FULL_YEAR_SPAN = 40  # years: up to this span the colour bar covers them all
 
 
 def normalise(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -63,9 +64,10 @@ def _codes_dtype(count: int) -> type:
 
 
 def year_column(years: Optional[np.ndarray]) -> tuple[Optional[dict], Optional[dict]]:
-    """Years as float32 (NaN = unknown), their range, and the colour range (2nd-98th percentile, so that a few
-    very old papers do not wash out the colour bar; the page marks the clipped ends with ≤ and ≥), or
-    (None, None) when no point has a year."""
+    """Years as float32 (NaN = unknown), their range, and the colour range, or (None, None) when no point has a
+    year. The colour range is all years when they span at most :data:`FULL_YEAR_SPAN` (every year its own
+    colour), else the 2nd-98th percentile, so that a few very old papers do not wash out the colour bar (the page
+    marks the clipped ends with ≤ and ≥)."""
     if years is None:
         return None, None
     y = np.asarray(years, dtype=np.float64)
@@ -74,7 +76,7 @@ def year_column(years: Optional[np.ndarray]) -> tuple[Optional[dict], Optional[d
         return None, None
     values = np.where(np.isfinite(y), y, np.nan).astype(np.float32)
     lo, hi = np.quantile(known, [0.02, 0.98])
-    if hi <= lo:
+    if hi <= lo or known.max() - known.min() <= FULL_YEAR_SPAN:
         lo, hi = known.min(), known.max()
     return typed_array(values), {"min": float(known.min()), "max": float(known.max()),
                                  "colour_min": float(np.floor(lo)), "colour_max": float(np.ceil(hi))}

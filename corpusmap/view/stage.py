@@ -152,7 +152,7 @@ def _info(run: Run, params: ViewParams, stored) -> dict:
     from corpusmap.evaluate import read_results
 
     manifest = stored.manifest
-    info_ = {"run": str(run.path), "method": manifest.get("method"), "points": f"{len(stored.coords):,}",
+    info_ = {"run": run.path.resolve().name, "method": manifest.get("method"), "points": f"{len(stored.coords):,}",
              "parameters": manifest.get("parameters") or {}}
     if run.eval_dir.is_dir():
         try:
@@ -161,7 +161,7 @@ def _info(run: Run, params: ViewParams, stored) -> dict:
             return info_
         spaces = [s for s in result.get("spaces", []) if s["space"] == params.map or s["kind"] == "vectors"]
         if spaces:
-            info_["evaluation"] = {"spaces": spaces}
+            info_["evaluation"] = {"spaces": spaces, "k": result.get("k")}
     return info_
 
 

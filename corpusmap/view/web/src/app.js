@@ -5,7 +5,7 @@ import KDBush from 'kdbush';
 import createScatterplot from 'regl-scatterplot';
 
 import { ClusterLabels } from './labels.js';
-import { categoryMode, plainMode, wordsMode, yearMode } from './colors.js';
+import { categoryMode, countLegend, plainMode, wordsMode, yearMode } from './colors.js';
 import { buildControls } from './controls.js';
 import { typed } from './decode.js';
 import { DensityLayer } from './density.js';
@@ -137,6 +137,7 @@ class App {
       annotationLineColor: [0.1, 0.1, 0.1, 0.55],
       annotationLineWidth: 1,
     });
+    this.homeZoom = this.zoom();  // the whole-map view: zoom 1 for the cluster names
     this.scatter.subscribe('view', () => this.onView());
     this.scatter.subscribe('pointover', (i) => this.hover(i));
     this.scatter.subscribe('pointout', () => this.unhover());
@@ -240,7 +241,7 @@ class App {
 
   onView() {
     if (!this.scatter) return;
-    this.labels.update(this.zoom(), this.width, this.height, this.obstacles());
+    this.labels.update(this.zoom() / this.homeZoom, this.width, this.height, this.obstacles());
     if (this.density) this.density.draw((x, y) => this.project(x, y), this.width, this.height);
   }
 
@@ -275,7 +276,7 @@ class App {
     } else if (mode.startsWith('cluster:')) {
       const i = Number(mode.slice(8));
       const level = this.m.clusters[i];
-      spec = categoryMode(this.clusterCodes[i], level.names, level.order, { coloured: level.names.length });
+      spec = categoryMode(this.clusterCodes[i], level.names, level.order, { otherName: 'other clusters' });
       title = `Clusters: ${level.name}`;
     } else if (mode === 'words') {
       const words = distinctTokens(this.controls.words.value);
@@ -297,9 +298,21 @@ class App {
     for (let i = 0; i < this.n; i++) rows[i][2] = z[i];
     this.scatter.set({ pointColor: spec.palette });
     this.setOrder(mode === 'words' ? spec.hits : this.hits ? this.hitMask : null);
-    renderLegend(this.controls.legend, spec.legend, title);
+    this.spec = spec;
+    this.legendTitle = title;
+    this.renderLegend();
     this.onView();
     if (draw) await this.redraw();
+  }
+
+  /** The legend of the colour mode, its counts over the points in the year range. */
+  renderLegend() {
+    const { spec } = this;
+    if (!spec) return;
+    countLegend(spec.legend, spec.z, this.keep);
+    const title = this.keep && spec.legend && spec.legend.items ? `${this.legendTitle} (in the year range)`
+      : this.legendTitle;
+    renderLegend(this.controls.legend, spec.legend, title);
   }
 
   /** Colour by the words now in the words box (switching to that mode). */
@@ -355,19 +368,28 @@ class App {
     for (let i = 0; i < this.n; i++) rows[i][3] = mask[i];
     this.hits = result.rows;
     this.hitMask = mask;
+    this.hitTokens = tokens;
     const count = result.rows.length;
-    let text = count ? `${plural(count, 'abstract')} contain ${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`
-      : `No abstract contains ${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`;
-    if (this.m.sampled) text += ' (in the drawn sample)';
-    if (this.filter && count) {
-      const inRange = result.rows.filter((r) => this.inYears(r)).length;
-      text += `; ${fmt.format(inRange)} in the year range`;
-    }
-    out.textContent = text;
+    this.showSearchCount();
     out.dataset.count = String(count);
     this.setOrder(this.mode === 'words' ? null : mask);
     await this.redraw();
     return count;
+  }
+
+  /** The search's count line: matches, and how many of them are in the year range. */
+  showSearchCount() {
+    if (!this.hits) return;
+    const tokens = this.hitTokens;
+    const count = this.hits.length;
+    const words = `${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`;
+    let text = count ? `${plural(count, 'abstract')} contain ${words}` : `No abstract contains ${words}`;
+    if (this.m.sampled) text += ' (in the drawn sample)';
+    if (this.keep && count) {
+      const inRange = this.hits.filter((r) => this.keep[r]).length;
+      text += `; ${fmt.format(inRange)} in the year range`;
+    }
+    this.controls.searchCount.textContent = text;
   }
 
   // ---- year filter ----------------------------------------------------------------------------------------------
@@ -384,16 +406,28 @@ class App {
     this.yearRange = [from, to];
     if (from <= min && to >= max) {
       this.filter = null;
+      this.keep = null;
       this.controls.yearCount.textContent = '';
+      this.renderLegend();
+      this.showSearchCount();
       this.scatter.unfilter({ preventEvent: true });
       return;
     }
-    const keep = [];
-    for (let i = 0; i < this.n; i++) if (this.inYears(i)) keep.push(i);
-    this.filter = keep;
-    this.controls.yearCount.textContent = plural(keep.length, 'point');
+    const filter = [];
+    const keep = new Uint8Array(this.n);
+    for (let i = 0; i < this.n; i++) {
+      if (this.inYears(i)) {
+        filter.push(i);
+        keep[i] = 1;
+      }
+    }
+    this.filter = filter;
+    this.keep = keep;
+    this.controls.yearCount.textContent = plural(filter.length, 'point');
+    this.renderLegend();
+    this.showSearchCount();
     await this.drawing;
-    await this.scatter.filter(keep, { preventEvent: true });
+    await this.scatter.filter(filter, { preventEvent: true });
   }
 
   // ---- hover ----------------------------------------------------------------------------------------------------

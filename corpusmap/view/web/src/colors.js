@@ -15,7 +15,6 @@ export const OTHER = '#a9a9a9';
 export const NONE = '#dcdcdc';
 export const PLAIN = '#3b6ea8';
 export const HIT = '#d62728';
-const LEGEND_ITEMS = 14;
 
 export function plainMode(n) {
   return { z: new Float32Array(n), palette: [PLAIN, PLAIN], legend: null };
@@ -29,12 +28,10 @@ export function yearMode(years, range) {
   const lo = range.colour_min ?? range.min;
   const hi = range.colour_max ?? range.max;
   const span = hi - lo || 1;
-  let unknown = 0;
   for (let i = 0; i < n; i++) {
     const y = years[i];
     if (Number.isNaN(y)) {
       z[i] = steps;
-      unknown++;
     } else {
       z[i] = Math.min(steps - 1, Math.max(0, Math.floor(((y - lo) / span) * steps)));
     }
@@ -43,56 +40,40 @@ export function yearMode(years, range) {
     z,
     palette: [...VIRIDIS, NONE],
     legend: {
-      kind: 'bar', min: lo, max: hi, clipLow: lo > range.min, clipHigh: hi < range.max, colors: VIRIDIS, unknown,
-      noneColor: NONE,
+      kind: 'bar', min: lo, max: hi, clipLow: lo > range.min, clipHigh: hi < range.max, colors: VIRIDIS,
+      items: [{ color: NONE, name: 'unknown year', slots: [steps], hideEmpty: true }],
     },
   };
 }
 
 /**
  * Categories by code (none = any code outside names). order: codes, most important first; the first
- * `coloured` of them get their own colour, the rest share OTHER.
+ * `coloured` of them (at most one per palette colour, so that no two share one) get their own colour, the rest
+ * share OTHER. Every colour is in the legend.
  */
 export function categoryMode(codes, names, order, { coloured = CATEGORICAL.length, otherName = 'other' } = {}) {
   const n = codes.length;
   const k = names.length;
-  const slot = new Uint32Array(k + 1).fill(coloured + 1);
+  coloured = Math.min(coloured, order.length, CATEGORICAL.length);
+  const slot = new Uint32Array(k + 1).fill(coloured);
   order.slice(0, coloured).forEach((code, i) => {
     slot[code] = i;
   });
-  for (let code = 0; code < k; code++) if (slot[code] === coloured + 1) slot[code] = coloured;
-  const counts = new Float64Array(k + 1);
+  slot[k] = coloured + 1;
   const z = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = codes[i] < k ? codes[i] : k;
-    counts[c]++;
-    z[i] = slot[c];
-  }
-  const palette = [];
-  for (let i = 0; i < coloured; i++) palette.push(CATEGORICAL[i % CATEGORICAL.length]);
-  palette.push(OTHER, NONE);
-  const shown = order.slice(0, Math.min(coloured, LEGEND_ITEMS));
-  const items = shown.map((code, i) => ({ color: palette[i], name: names[code], count: counts[code] }));
-  let rest = 0;
-  let restGroups = 0;
-  for (const code of order.slice(shown.length)) {
-    rest += counts[code];
-    restGroups++;
-  }
-  if (restGroups && coloured > shown.length) items.push({ color: null, name: `${restGroups} more`, count: rest });
-  else if (restGroups) items.push({ color: OTHER, name: `${otherName} (${restGroups})`, count: rest, other: true });
-  if (counts[k]) items.push({ color: NONE, name: 'none', count: counts[k], other: true });
+  for (let i = 0; i < n; i++) z[i] = slot[codes[i] < k ? codes[i] : k];
+  const palette = [...CATEGORICAL.slice(0, coloured), OTHER, NONE];
+  const items = order.slice(0, coloured).map((code, i) => ({ color: palette[i], name: names[code], slots: [i] }));
+  const rest = order.length - coloured;
+  if (rest) items.push({ color: OTHER, name: `${otherName} (${rest})`, slots: [coloured], other: true });
+  items.push({ color: NONE, name: 'none', slots: [coloured + 1], other: true, hideEmpty: true });
   return { z, palette, legend: { kind: 'categories', items } };
 }
 
 export function wordsMode(mask, words) {
   const n = mask.length;
   const z = new Float32Array(n);
-  let hits = 0;
-  for (let i = 0; i < n; i++) {
-    if (mask[i]) hits++;
-    else z[i] = 1;
-  }
+  for (let i = 0; i < n; i++) if (!mask[i]) z[i] = 1;
   return {
     z,
     palette: [HIT, NONE],
@@ -100,9 +81,19 @@ export function wordsMode(mask, words) {
     legend: {
       kind: 'categories',
       items: [
-        { color: HIT, name: `contains ${words.join(', ')}`, count: hits },
-        { color: NONE, name: 'other', count: n - hits, other: true },
+        { color: HIT, name: `contains ${words.join(', ')}`, slots: [0] },
+        { color: NONE, name: 'other', slots: [1], other: true },
       ],
     },
   };
+}
+
+/** Set each legend item's count: the points whose palette index is one of its slots, among those kept
+ * (keep: a 0/1 mask, e.g. the year range; null for all points). */
+export function countLegend(legend, z, keep = null) {
+  if (!legend || !legend.items) return legend;
+  const perSlot = new Float64Array(Math.max(0, ...legend.items.flatMap((it) => it.slots)) + 1);
+  for (let i = 0; i < z.length; i++) if (!keep || keep[i]) perSlot[z[i]]++;
+  for (const it of legend.items) it.count = it.slots.reduce((sum, s) => sum + perSlot[s], 0);
+  return legend;
 }

@@ -98,7 +98,7 @@ function colorOptions(manifest) {
   if (manifest.labels) out.push(['label', manifest.labels.title || 'label']);
   if (manifest.years) out.push(['year', 'year']);
   manifest.clusters.forEach((level, i) => out.push([`cluster:${i}`, `clusters: ${level.name}`]));
-  if (manifest.index) out.push(['words', 'words (presence)']);
   out.push(['none', 'one colour']);
+  if (manifest.index) out.push(['words', 'words (presence)']);
   return out;
 }

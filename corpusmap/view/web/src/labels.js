@@ -1,10 +1,12 @@
-// Cluster names drawn over the map by zoom level: the finest level whose clusters would fit about BUDGET names
-// on screen is shown; names are placed at each cluster's robust centre (median, from the writer), largest
-// clusters first, and a name that would overlap one already placed is left out.
+// Cluster names drawn over the map by zoom level: the coarsest level at the whole-map view, and a finer level
+// each time zooming in has made room for its names (the screen shows 1/zoom² of the map, so a level of m names
+// shows once m / zoom² is within the coarsest level's count, or BASE if that is fewer). Names are placed at each
+// cluster's robust centre (median, from the writer), largest clusters first, and a name that would overlap one
+// already placed is left out.
 
 import { el } from './dom.js';
 
-const BUDGET = 24;
+const BASE = 8;
 const GAP = 3;
 
 export class ClusterLabels {
@@ -19,11 +21,12 @@ export class ClusterLabels {
     this.enabled = true;
   }
 
-  /** Index of the level to show at zoom factor z (1 = whole map). */
+  /** Index of the level to show at zoom factor z (1 = the whole-map view). */
   levelFor(zoom) {
+    const room = Math.max(this.levels[0].names.length, BASE) * zoom * zoom;
     let chosen = 0;
     this.levels.forEach((level, i) => {
-      if (level.names.length / (zoom * zoom) <= BUDGET) chosen = i;
+      if (level.names.length <= room) chosen = i;
     });
     return chosen;
   }

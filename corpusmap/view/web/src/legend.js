@@ -9,15 +9,14 @@ export function renderLegend(node, legend, title) {
   if (legend.kind === 'bar') {
     const stops = legend.colors.map((c, i) => `${c} ${((i / (legend.colors.length - 1)) * 100).toFixed(1)}%`);
     node.appendChild(el('div', { class: 'cm-colorbar', style: { background: `linear-gradient(to right, ${stops})` } }));
-    const mid = (legend.min + legend.max) / 2;
+    let mid = (legend.min + legend.max) / 2;
+    if (Number.isInteger(legend.min) && Number.isInteger(legend.max) && !Number.isInteger(mid)) mid = null;
     node.appendChild(
       el('div', { class: 'cm-colorbar-ticks' }, el('span', {}, (legend.clipLow ? '≤ ' : '') + tick(legend.min)),
-        el('span', {}, tick(mid)), el('span', {}, (legend.clipHigh ? '≥ ' : '') + tick(legend.max))),
+        el('span', {}, mid === null ? '' : tick(mid)), el('span', {}, (legend.clipHigh ? '≥ ' : '') + tick(legend.max))),
     );
-    if (legend.unknown) node.appendChild(item(legend.noneColor, 'unknown year', legend.unknown));
-    return;
   }
-  for (const it of legend.items) node.appendChild(item(it.color, it.name, it.count));
+  for (const it of legend.items) if (it.count || !it.hideEmpty) node.appendChild(item(it.color, it.name, it.count));
 }
 
 function item(color, name, count) {

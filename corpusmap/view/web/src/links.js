@@ -1,4 +1,5 @@
-// Links for identifiers: PubMed for PMIDs (all digits), doi.org for DOIs, arxiv.org for arXiv ids.
+// Links for identifiers: PubMed for PMIDs (digits, or PMID:digits), PMC for PMCIDs, doi.org for DOIs,
+// arxiv.org for arXiv ids.
 
 const DOI = /^(?:doi:\s*|https?:\/\/(?:dx\.)?doi\.org\/)?(10\.\d{4,9}\/\S+)$/i;
 const ARXIV_NEW = /^(?:arxiv:)?(\d{4}\.\d{4,5}(?:v\d+)?)$/i;
@@ -10,8 +11,11 @@ const encodePath = (s) => s.split('/').map(encodeURIComponent).join('/');
 export function idLink(id) {
   if (id === null || id === undefined) return null;
   const s = String(id).trim();
-  if (/^\d{1,9}$/.test(s)) return { href: `https://pubmed.ncbi.nlm.nih.gov/${s}/`, kind: 'PubMed' };
-  let m = DOI.exec(s);
+  let m = /^(?:pmid:?\s*)?(\d{1,9})$/i.exec(s);
+  if (m) return { href: `https://pubmed.ncbi.nlm.nih.gov/${m[1]}/`, kind: 'PubMed' };
+  m = /^(?:pmcid:?\s*)?(PMC\d{1,9})$/i.exec(s);
+  if (m) return { href: `https://pmc.ncbi.nlm.nih.gov/articles/${m[1].toUpperCase()}/`, kind: 'PMC' };
+  m = DOI.exec(s);
   if (m) return { href: `https://doi.org/${encodePath(m[1])}`, kind: 'DOI' };
   m = ARXIV_NEW.exec(s) || ARXIV_OLD.exec(s);
   if (m) return { href: `https://arxiv.org/abs/${encodePath(m[1])}`, kind: 'arXiv' };
