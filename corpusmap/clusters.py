@@ -265,8 +265,9 @@ def clustering_fingerprint(run: Run, name: str) -> str:
 def _no_clustering(run: Run, name: str) -> CorpusmapError:
     have = run.list_clusterings()
     hint = f"; clusterings in this run: {', '.join(have)}" if have else ""
-    return CorpusmapError(f"no clustering {name!r} in {run.path}; make one with `corpusmap clusters {run.path}`"
-                          f"{hint}")
+    how = {"leiden": "", "hdbscan": " --on MAP"}.get(name, f" --name {name} (with --on MAP for a map's regions)")
+    return CorpusmapError(f"no clustering {name!r} in {run.path}; make one with `corpusmap clusters {run.path}"
+                          f"{how}`{hint}")
 
 
 def chosen_clustering(run: Run, name: Optional[str]) -> Optional[Clustering]:

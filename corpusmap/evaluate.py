@@ -289,11 +289,13 @@ def format_table(result: dict) -> str:
 
 
 def format_cluster_table(result: dict) -> str:
-    """NMI and ARI of each clustering level with the labels, beside random clusters of the same sizes."""
-    lines = ["| clustering | level | clusters | NMI | random NMI | ARI | random ARI |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    """NMI and ARI of each clustering level with the labels, beside random clusters of the same sizes; points:
+    the labelled points inside a cluster that they are computed on (fewer where a clustering leaves noise)."""
+    lines = ["| clustering | level | clusters | points | NMI | random NMI | ARI | random ARI |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in result.get("clusters", []):
-        lines.append(f"| {row['clustering']} | {row['level']} | {row['clusters']:,} | {row['nmi']:.3f} | "
+        lines.append(f"| {row['clustering']} | {row['level']} | {row['clusters']:,} | {row['points']:,} | "
+                     f"{row['nmi']:.3f} | "
                      f"{row['random_nmi']:.3f} | {row['ari']:.3f} | {row['random_ari']:.3f} |")
     return "\n".join(lines)
 
@@ -308,7 +310,8 @@ def format_report(result: dict) -> str:
            f"(seed {result['seed']}); high-D distance: {result['metric']}.", ""]
     if acc:
         out.append(f"kNN accuracy: label column `{result['label_col']}`, {acc['n_classes']} classes, "
-                   f"{acc['n_test']:,} test points, {acc['n_train'] + 1:,} labelled points.")
+                   f"{acc['n_test']:,} test points, a training pool of the other {acc['n_train']:,} labelled "
+                   "points.")
     if yr:
         out.append(f"Year RMSE: year column `{result['year_col']}`, {yr['n_test']:,} test points, "
                    f"mean year {yr['mean_year']:.1f}.")

@@ -24,6 +24,7 @@ class Placed:
     boxes: list = field(default_factory=list)
     moved: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    unnamed: int = 0  # regions given no name at all (too small, or beyond the most a figure names)
 
 
 def medoid(x: np.ndarray, y: np.ndarray, sample: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -24,6 +24,7 @@ RECEIPT = ".receipt.json"  # the render's stage block, beside the staged figure
 
 
 LABEL_KINDS = ("auto", "keywords", "label")
+MAX_REGION_NAMES = 40  # names on one figure at most (largest regions first)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,11 @@ class PlotStage(Stage):
             block["labels"] = [{"text": t, "anchor": a, "box": b, "moved": m}
                                for t, a, b, m in zip(placed.texts, placed.anchors, placed.boxes, placed.moved)]
             block["labels_left_out"] = placed.skipped
+            block["regions_not_named"] = placed.unnamed
+            if placed.unnamed:
+                log.warning("warning: %s: %d region(s) not named: only the %d largest with at least 0.2%% of the "
+                            "points are; a coarser level (--color cluster:LEVEL) has fewer", out, placed.unnamed,
+                            MAX_REGION_NAMES)
             if placed.skipped:
                 log.warning("warning: %s: %d region name(s) found no free place and were left out (%s); a larger "
                             "--width and --height make room", out, len(placed.skipped), "; ".join(placed.skipped[:3]))
@@ -337,9 +343,11 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
     return Colouring(render.categorize(array, params.max_categories), title=column)
 
 
-def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray, limit: int = 40) -> list:
-    """``(x, y, text)`` of each region of the chosen level with at least 0.2% of the points, largest first, at
-    its medoid: its keywords (``labels=keywords``) or its dominant label (``labels=label``)."""
+def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray,
+                  limit: int = MAX_REGION_NAMES) -> tuple[list, int]:
+    """``(x, y, text)`` of each region of the chosen level with at least 0.2% of the points (and 3), up to
+    ``limit`` of them in cluster order (largest first), at its medoid: its keywords (``labels=keywords``) or its
+    dominant label (``labels=label``); and how many regions were not named."""
     from corpusmap.labels import medoid
 
     name, level_spec = _cluster_choice(run, params)
@@ -354,7 +362,7 @@ def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray, li
         members = labels == c
         if members.sum() >= max(3, 0.002 * len(x)) and len(out) < limit:
             out.append((*medoid(x[members], y[members]), texts[c]))
-    return out
+    return out, len(texts) - len(out)
 
 
 def draw(run: Run, params: PlotParams, out: Path):
@@ -376,8 +384,8 @@ def draw(run: Run, params: PlotParams, out: Path):
         if ref_file.is_file():
             table = pq.read_table(ref_file, columns=["x", "y"])
             background = (table.column("x").to_numpy(), table.column("y").to_numpy())
-    labels = region_labels(run, params, x, y) if params.labels in ("keywords", "label") \
-        else params.labels == "auto"
+    labels, unnamed = region_labels(run, params, x, y) if params.labels in ("keywords", "label") \
+        else (params.labels == "auto", 0)
     placed = []
     render.render_map(x, y, out, categories=colours.categories, values=colours.values, width=params.width,
                       height=params.height, dpi=params.dpi, title=params.title, legend_title=colours.title,
@@ -385,4 +393,6 @@ def draw(run: Run, params: PlotParams, out: Path):
                       raster=params.raster, cmap=colours.cmap, norm_range=colours.norm_range,
                       on_labels=placed.append)
     info(f"plot: {params.width}x{params.height} px, {len(x):,} points, {time.perf_counter() - t0:.1f} s")
+    if placed:
+        placed[0].unnamed = unnamed
     return placed[0] if placed else None

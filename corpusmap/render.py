@@ -381,10 +381,13 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     import matplotlib
 
     fmt = out.suffix.lstrip(".").lower() or "png"
-    with atomic_path(out) as tmp, matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+    # same figure, same bytes: no creation date in SVG/PDF, and SVG's element ids hashed from a fixed salt
+    metadata = {"png": {"Creator": "corpusmap"}, "svg": {"Creator": "corpusmap", "Date": None},
+                "pdf": {"Creator": "corpusmap", "CreationDate": None}}.get(fmt)
+    style = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "corpusmap"}
+    with atomic_path(out) as tmp, matplotlib.rc_context(style):
         with open(tmp, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi, facecolor="white", metadata={"Creator": "corpusmap"}
-                        if fmt in ("png", "svg", "pdf") else None)
+            fig.savefig(fh, format=fmt, dpi=dpi, facecolor="white", metadata=metadata)
     return out
 
 

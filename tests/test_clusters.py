@@ -121,7 +121,9 @@ def test_coarse_clusters_agree_with_the_labels_far_above_random(run):
     codes, _ = label_codes(Run(run).read_corpus(["label"]).column("label").to_pylist())
     labels = read_clustering(Run(run)).levels[0]
     assert rows[0]["nmi"] == pytest.approx(normalized_mutual_info_score(codes[codes >= 0], labels[codes >= 0]))
-    assert "| leiden | 0 |" in (run / "eval" / "metrics.md").read_text()
+    report = (run / "eval" / "metrics.md").read_text()
+    assert f"| leiden | 0 | {rows[0]['clusters']:,} | {rows[0]['points']:,} |" in report
+    assert "a training pool of the other" in report
 
 
 @pytest.mark.parametrize("suffix", ["png", "svg", "pdf"])
@@ -140,6 +142,10 @@ def test_labelled_figures_have_no_overlapping_names(run, suffix):
         for b in boxes[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
     data = out.read_bytes()
+    again = run / f"again.{suffix}"
+    assert cli("plot", run, "--map", "tsne", "--color", "cluster:1", "--labels", "keywords", "-o", again,
+               "--width", "1200", "--height", "900", "--dpi", "150", "-q").exit_code == 0
+    assert again.read_bytes() == data  # same figure, same bytes (no dates, no random element ids)
     if suffix == "svg":  # the names as text, the points as one embedded image
         text = data.decode()
         assert text.count("<image") >= 1 and all(f">{label['text'][:12]}" in text.replace("&amp;", "&")
@@ -160,6 +166,14 @@ def test_names_without_room_are_left_out_with_a_warning(run, caplog):
     assert receipt["labels_left_out"] and receipt["labels"]
     warning = next(r.getMessage() for r in caplog.records if "left out" in r.getMessage())
     assert f"{len(receipt['labels_left_out'])} region name(s)" in warning and "--width" in warning
+    # regions too small for a name (under 0.2% of the points, or 3) are counted and said
+    sizes = np.bincount(read_clustering(Run(run)).levels[2])
+    small = int((sizes < max(3, 0.002 * sizes.sum())).sum())
+    named = min(len(sizes) - small, 40)
+    assert receipt["regions_not_named"] == len(sizes) - named
+    assert len(receipt["labels"]) + len(receipt["labels_left_out"]) == named
+    if receipt["regions_not_named"]:
+        assert any(f"{len(sizes) - named} region(s) not named" in r.getMessage() for r in caplog.records)
 
 
 def test_excess_per_region_equals_the_analysis_of_that_region_alone(run, tmp_path):

@@ -187,10 +187,11 @@ def plot_jobs(o: dict) -> list[Job]:
 @click.option("--map", "name", default=default(PlotParams, "map"), show_default=True,
               help="Which map: RUN/maps/NAME.parquet.")
 @click.option("--color", "--colour", "color", default=default(PlotParams, "color"), show_default=True,
-              metavar="auto|none|COLUMN|words:W1,W2|cluster[:LEVEL]|excess:GROUP:TARGET",
+              metavar="auto|none|COLUMN|words:W1,W2|cluster[:LEVEL]|cluster:NAME:LEVEL|excess:GROUP:TARGET",
               help="Colour by a column (numbers: colour bar; text: categories), by whether the abstract contains "
-                   "any of some words, by region (corpusmap clusters; level 0 = coarsest), by each region's excess "
-                   "gap (corpusmap excess --by cluster), or auto (label, else year).")
+                   "any of some words, by region (corpusmap clusters; level 0 = coarsest; the run's only "
+                   "clustering, else leiden, or cluster:NAME:LEVEL, e.g. cluster:hdbscan:1), by each region's "
+                   "excess gap (corpusmap excess --by cluster), or auto (label, else year).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Figure file, .png, .svg or .pdf [default: RUN/maps/NAME.png, or NAME.COLOR.png for another "
                    "colouring].")
