@@ -37,7 +37,7 @@ class ClustersParams:
     """A clustering: Leiden on the first ``k`` neighbours of the stored graph with ``resolutions`` (ascending =
     coarse to fine), or by default ``levels`` levels, the finest at resolution 2 and each coarser one about 4 times
     coarser; or, with ``on`` a map name, HDBSCAN of that map with ``min_cluster_size`` (descending; default n/50
-    and n/500). Keywords: the ``top_words`` c-TF-IDF words among words in at least ``min_df`` abstracts."""
+    and n/500) and ``min_samples`` (its density's neighbours; default: each level's minimum size). Keywords: the ``top_words`` c-TF-IDF words among words in at least ``min_df`` abstracts."""
 
     name: Optional[str] = None
     resolutions: tuple = ()
@@ -47,6 +47,7 @@ class ClustersParams:
     seed: int = 42
     on: Optional[str] = None
     min_cluster_size: tuple = ()
+    min_samples: Optional[int] = None
     top_words: int = 10
     min_df: int = 5
 
@@ -69,8 +70,11 @@ class ClustersParams:
             if self.k is not None or self.weights != "uniform" or self.resolutions:
                 raise UsageProblem("--on MAP clusters the map with HDBSCAN: -k, --weights and --resolution are "
                                    "Leiden's (of the kNN graph); leave them out or drop --on")
-        elif self.min_cluster_size:
-            raise UsageProblem("--min-cluster-size goes with --on MAP (HDBSCAN of a map)")
+        elif self.min_cluster_size or self.min_samples is not None:
+            raise UsageProblem(f"{'--min-cluster-size' if self.min_cluster_size else '--min-samples'} goes with "
+                               "--on MAP (HDBSCAN of a map)")
+        if self.min_samples is not None and self.min_samples < 1:
+            raise UsageProblem("--min-samples must be at least 1")
         if any(m < 2 for m in self.min_cluster_size):
             raise UsageProblem("--min-cluster-size takes whole numbers of at least 2")
         if self.top_words < 1 or self.min_df < 1:
@@ -79,7 +83,8 @@ class ClustersParams:
     def record(self) -> dict:
         out = {"name": self.name, "seed": self.seed, "top_words": self.top_words, "min_df": self.min_df}
         if self.on:
-            out.update(method="hdbscan", on=self.on, min_cluster_size=list(self.min_cluster_size))
+            out.update(method="hdbscan", on=self.on, min_cluster_size=list(self.min_cluster_size),
+                       **({"min_samples": self.min_samples} if self.min_samples is not None else {}))
         else:
             out.update(method="leiden", k=self.k, weights=self.weights,
                        **({"resolutions": list(self.resolutions)} if self.resolutions else {"levels": self.levels}))
@@ -154,8 +159,8 @@ class ClustersStage(Stage):
             sizes = params.min_cluster_size or default_min_sizes(len(coords))
             info(f"clusters {params.name}: HDBSCAN of map {params.on!r} with minimum cluster sizes "
                  f"{', '.join(map(str, sizes))}")
-            levels = hdbscan_levels(coords, sizes)
-            settings = [{"min_cluster_size": m} for m in sizes]
+            levels = hdbscan_levels(coords, sizes, min_samples=params.min_samples)
+            settings = [{"min_cluster_size": m, "min_samples": params.min_samples or m} for m in sizes]
         seconds = {"clustering": round(time.monotonic() - t0, 3)}
         info(f"clusters {params.name}: {' > '.join(f'{int(l.max()) + 1:,}' for l in levels)} clusters; keywords")
         t1 = time.monotonic()

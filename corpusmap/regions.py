@@ -159,7 +159,8 @@ def _resolution_for(partition, optimiser, target: int, upper: float, iterations:
 
 def hdbscan_levels(coords: np.ndarray, min_sizes: Sequence[int], *, min_samples: int | None = None
                    ) -> list[np.ndarray]:
-    """HDBSCAN of 2D coordinates for each minimum cluster size (descending: coarse to fine), made nested."""
+    """HDBSCAN of 2D coordinates for each minimum cluster size (descending: coarse to fine), made nested;
+    ``min_samples`` (None: each size itself, scikit-learn's default) sets the neighbours of the density estimate."""
     from sklearn.cluster import HDBSCAN
 
     if not min_sizes or any(int(m) < 2 for m in min_sizes):
@@ -172,7 +173,8 @@ def hdbscan_levels(coords: np.ndarray, min_sizes: Sequence[int], *, min_samples:
     for m, labels in zip(sizes, raw):
         if labels.max() < 0:
             raise CorpusmapError(f"HDBSCAN found no cluster of at least {m:,} points; use a smaller "
-                                 "--min-cluster-size")
+                                 "--min-cluster-size" + ("" if min_samples else ", or a small --min-samples "
+                                                         "(e.g. 10) for larger regions"))
     levels = [number_by_size(raw[-1])]
     for m, labels in zip(sizes[-2::-1], reversed(raw[:-1])):  # from the finest up: coarse levels hold fine clusters
         fine = levels[0]

@@ -219,6 +219,24 @@ def test_hdbscan_of_the_map_is_named_and_nested(run):
         assert level["clusters"] == labels.max() + 1
 
 
+def test_hdbscan_min_samples_is_scikit_learns(run):
+    from sklearn.cluster import HDBSCAN
+    from sklearn.metrics import adjusted_rand_score
+
+    from corpusmap.maps import read_map
+
+    assert cli("clusters", run, "--on", "tsne", "--name", "dense", "--min-cluster-size", "40",
+               "--min-samples", "5", "-q").exit_code == 0
+    clustering = read_clustering(Run(run), "dense")
+    assert clustering.manifest["levels"][0]["min_samples"] == 5
+    ours = clustering.levels[0]
+    theirs = HDBSCAN(min_cluster_size=40, min_samples=5, copy=True).fit(
+        read_map(Run(run), "tsne").coords.astype(np.float64)).labels_
+    assert ((ours < 0) == (theirs < 0)).all() and adjusted_rand_score(ours[ours >= 0], theirs[theirs >= 0]) == 1.0
+    default = HDBSCAN(min_cluster_size=40, copy=True).fit(read_map(Run(run), "tsne").coords.astype(np.float64))
+    assert adjusted_rand_score(default.labels_, theirs) < 1.0  # the option changes the regions
+
+
 def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
     shutil.rmtree(run / "clusters")
     before = sorted(p.name for p in run.rglob("*") if ".corpusmap" not in p.parts)
@@ -228,6 +246,8 @@ def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
         (["clusters", run, "--resolution", "0,1"], 2, "--resolution takes distinct positive", None),
         (["clusters", run, "-k", "30"], 2, "stored kNN graph has k=15", None),
         (["clusters", run, "--min-cluster-size", "50"], 2, "--min-cluster-size goes with --on", None),
+        (["clusters", run, "--min-samples", "5"], 2, "--min-samples goes with --on", None),
+        (["clusters", run, "--on", "tsne", "--min-samples", "0"], 2, "--min-samples must be at least 1", None),
         (["clusters", run, "--on", "tsne", "--weights", "distance"], 2, "-k, --weights and --resolution are "
                                                                           "Leiden's", None),
         (["clusters", run, "--on", "tsne", "-k", "5"], 2, "leave them out or drop --on", None),

@@ -31,6 +31,7 @@ def jobs(o: dict) -> list[Job]:
     params = P(name=o["name"], resolutions=_numbers(o["resolution"], "--resolution"),
                levels=o["levels"] or default(P, "levels"), k=o["k"], weights=o["weights"], seed=o["seed"], on=o["on"],
                min_cluster_size=_numbers(o["min_cluster_size"], "--min-cluster-size", int),
+               min_samples=o["min_samples"],
                top_words=o["top_words"], min_df=o["min_df"])
     return [Job(ClustersStage(), Run(o["run"]), params, o["overwrite"], label=f"clusters {params.name}",
                 report=report)]
@@ -64,6 +65,9 @@ def report(result) -> None:
               help="Cluster the 2D map RUN/maps/MAP.parquet with HDBSCAN instead of the high-D graph.")
 @click.option("--min-cluster-size", default=None, metavar="M1,M2,...",
               help="--on: HDBSCAN minimum cluster sizes, one level each (large = coarse) [default: n/50,n/500].")
+@click.option("--min-samples", type=int, default=None, metavar="N",
+              help="--on: HDBSCAN's density neighbours, the same for every level; smaller finds more and larger "
+                   "coarse regions [default: each level's minimum cluster size, as scikit-learn].")
 @click.option("--top-words", type=click.IntRange(min=1), default=default(P, "top_words"), show_default=True,
               help="Keywords per cluster (c-TF-IDF).")
 @click.option("--min-df", type=click.IntRange(min=1), default=default(P, "min_df"), show_default=True,
