@@ -192,8 +192,11 @@ class MapParams:
             self.umap.validate()
 
     def record(self) -> dict:
-        """The parameters that decide this map (those of the other methods do not)."""
-        out = {"method": self.method, "name": self.name, "seed": self.seed, "device": self.device}
+        """The parameters that decide this map (those of the other methods do not); ``device`` only when it is
+        not the CPU, so that maps made before the option existed stay current."""
+        out = {"method": self.method, "name": self.name, "seed": self.seed}
+        if self.device != "cpu":
+            out["device"] = self.device
         if self.method == "tsne":
             out["tsne"] = params_dict(self.tsne)
         elif self.method == "umap":

@@ -17,10 +17,15 @@ P = ClustersParams
 def _numbers(text: str | None, flag: str, kind=float) -> tuple:
     if text is None:
         return ()
-    try:
-        return tuple(kind(part) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        raise UsageProblem(f"{flag} takes comma-separated numbers, e.g. 0.2,1,5, not {text!r}") from None
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    for part in parts:
+        try:
+            kind(part)
+        except ValueError:
+            example = "whole numbers, e.g. 500,50" if kind is int else "numbers, e.g. 0.2,1,5"
+            raise UsageProblem(f"{flag} takes comma-separated {example}: {part!r} is not one"
+                               + (f" (in {text!r})" if len(parts) > 1 else "")) from None
+    return tuple(kind(part) for part in parts)
 
 
 def jobs(o: dict) -> list[Job]:

@@ -142,6 +142,7 @@ def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) ->
         raise UsageProblem(f'{config_path}: name the run directory, e.g. run = "runs/demo"')
     run_dir = _resolve(config["run"], base)
     jobs: list[Job] = []
+    writer: dict[Path, str] = {}  # output -> the table writing it: two tables writing one would replace each other
     for name in STAGE_ORDER:
         if name not in config:
             continue
@@ -153,7 +154,7 @@ def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) ->
         if len(tables) > 1 and name not in REPEATABLE:
             raise UsageProblem(f"{config_path}: [{name}] may appear once; only {', '.join(REPEATABLE)} repeat")
         command = get_command(name)
-        for table in tables:
+        for number, table in enumerate(tables, 1):
             args = command_args(command, name, table, base)
             args = args + ["-o", run_dir] if name == "embed" else [run_dir] + args
             try:
@@ -162,12 +163,22 @@ def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) ->
             except click.UsageError as exc:
                 raise UsageProblem(f"[{name}]: {exc.format_message()}") from None
             line = shlex.join(["corpusmap", name, *args])
+            where = f"[{name}]" if len(tables) == 1 else f"the {_ordinal(number)} [[{name}]]"
             for job in made:
                 job.label = f"{job.label}: {line}"
+                output = job.stage.where(job.run, job.params)
+                if output.resolve() in writer:
+                    raise UsageProblem(f"{config_path}: {writer[output.resolve()]} and {where} both write {output}; "
+                                       "give one of them its own name")
+                writer[output.resolve()] = where
             jobs += made
     if not jobs:
         raise UsageProblem(f"{config_path} names no stage")
     return Run(run_dir), jobs
+
+
+def _ordinal(i: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(i, f"{i}th")
 
 
 @click.command()
