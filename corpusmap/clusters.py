@@ -37,7 +37,8 @@ class ClustersParams:
     """A clustering: Leiden on the first ``k`` neighbours of the stored graph with ``resolutions`` (ascending =
     coarse to fine), or by default ``levels`` levels, the finest at resolution 2 and each coarser one about 4 times
     coarser; or, with ``on`` a map name, HDBSCAN of that map with ``min_cluster_size`` (descending; default n/50
-    and n/500) and ``min_samples`` (its density's neighbours; default: each level's minimum size). Keywords: the ``top_words`` c-TF-IDF words among words in at least ``min_df`` abstracts."""
+    and n/500) and ``min_samples`` (its density's neighbours; default: each level's minimum size). Keywords: the
+    ``top_words`` c-TF-IDF words among words in at least ``min_df`` abstracts."""
 
     name: Optional[str] = None
     resolutions: tuple = ()

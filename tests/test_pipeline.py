@@ -169,8 +169,10 @@ def test_a_deleted_or_damaged_output_is_rerun(folder, damage):
     ('run = "x"\n[neighbors]\nindex = "fast"\n', "[neighbors]: Invalid value for '--index'"),
     ('run = "x"\n[embed]\ninputs = "a.jsonl"\n[embed2]\n', "unknown table(s) embed2"),
     ('run = 3\n', "name the run directory"),
-    ('run = "x"\n[[clusters]]\non = "tsne"\n[[clusters]]\non = "pca"\n', "the first [[clusters]] and the second [[clusters]] both write"),
-    ('run = "x"\n[[map]]\nmethod = "tsne"\n[[map]]\nmethod = "tsne"\nperplexity = 50\n', "maps/tsne.parquet; give one of them its own name"),
+    ('run = "x"\n[[clusters]]\non = "tsne"\n[[clusters]]\non = "pca"\n',
+     "the first [[clusters]] and the second [[clusters]] both write"),
+    ('run = "x"\n[[map]]\nmethod = "tsne"\n[[map]]\nmethod = "tsne"\nperplexity = 50\n',
+     "maps/tsne.parquet; give one of them its own name"),
 ])
 def test_config_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -189,7 +191,8 @@ def test_lists_for_options_of_comma_separated_values(folder):
         dry.output
     config.write_text(config.read_text().replace("resolution = [0.5, 2]", 'resolution = [0.5, "x"]'))
     res = cli("run", config, "--dry-run")
-    assert res.exit_code == 2 and "--resolution takes comma-separated numbers, e.g. 0.2,1,5: 'x' is not one" in res.output, res.output
+    assert res.exit_code == 2, res.output
+    assert "--resolution takes comma-separated numbers, e.g. 0.2,1,5: 'x' is not one" in res.output
 
 
 def test_inputs_and_paths_resolve_against_the_config_folder(folder, tmp_path, monkeypatch):
