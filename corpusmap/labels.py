@@ -1,5 +1,7 @@
 """Names on a figure: placed at their anchors (cluster medoids) without overlapping each other, moved out along
-a spiral of candidate positions when they must, with a leader line back to the anchor.
+a spiral of candidate positions when they must, with a leader line back to the anchor. A name takes the nearest
+free spot among those that cross the fewest lines: leader lines it would hide, and names and leaders its own
+leader would cross.
 
 Boxes are measured by matplotlib's renderer in pixels, so what the tests check (no two boxes overlap) is what is
 drawn. Labels are placed in the order given (most important first); one that finds no free place within
@@ -54,6 +56,54 @@ def _overlaps(box, boxes, pad: float) -> bool:
     return any(x0 < b[2] + pad and b[0] < x1 + pad and y0 < b[3] + pad and b[1] < y1 + pad for b in boxes)
 
 
+def leader_end(anchor: tuple[float, float], box) -> tuple[float, float]:
+    """Where a leader line from ``anchor`` meets the label's box: the box's nearest point."""
+    return min(max(anchor[0], box[0]), box[2]), min(max(anchor[1], box[1]), box[3])
+
+
+def _crosses_box(seg, box, pad: float = 0.0) -> bool:
+    """Whether segment ``seg`` (x0, y0, x1, y1) passes through ``box`` (grown by ``pad``): Liang-Barsky clipping."""
+    x0, y0, x1, y1 = seg
+    dx, dy = x1 - x0, y1 - y0
+    lo, hi = 0.0, 1.0
+    for p, q in ((-dx, x0 - (box[0] - pad)), (dx, box[2] + pad - x0), (-dy, y0 - (box[1] - pad)),
+                 (dy, box[3] + pad - y0)):
+        if p == 0:
+            if q < 0:
+                return False
+        else:
+            t = q / p
+            if p < 0:
+                lo = max(lo, t)
+            else:
+                hi = min(hi, t)
+            if lo > hi:
+                return False
+    return True
+
+
+def _crosses_segment(a, b) -> bool:
+    """Whether segments ``a`` and ``b`` properly intersect (shared end points do not count)."""
+    def side(p, q, r):
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    p1, p2, p3, p4 = (a[0], a[1]), (a[2], a[3]), (b[0], b[1]), (b[2], b[3])
+    d1, d2, d3, d4 = side(p3, p4, p1), side(p3, p4, p2), side(p1, p2, p3), side(p1, p2, p4)
+    return d1 * d2 < 0 and d3 * d4 < 0
+
+
+def _crossings(box, leader, placed: "Placed", leaders: list, pad: float) -> int:
+    """Lines crossed at a spot: leader lines the name would hide, and names and leaders its own leader would
+    cross (a name already over the anchor is crossed whatever the spot, so it is not counted)."""
+    count = sum(_crosses_box(seg, box) for seg in leaders)
+    if leader is not None:
+        x, y = leader[0], leader[1]
+        count += sum(_crosses_box(leader, b, pad) for b in placed.boxes
+                     if not (b[0] <= x <= b[2] and b[1] <= y <= b[3]))
+        count += sum(_crosses_segment(leader, seg) for seg in leaders)
+    return count
+
+
 def place_labels(ax, renderer, anchors: Sequence[tuple[float, float]], texts: Sequence[str], *, fontsize: float,
                  max_shift: float | None = None, pad: float = 2.0, leader_color: str = "#333333") -> Placed:
     """Draw ``texts`` at data-coordinate ``anchors`` on ``ax`` so that no two overlap (see the module docstring)."""
@@ -61,6 +111,7 @@ def place_labels(ax, renderer, anchors: Sequence[tuple[float, float]], texts: Se
     # nearer spots come first, so a wide search only matters for a name that finds no place close to its anchor
     max_shift = max_shift if max_shift is not None else 0.5 * min(fig_box.width, fig_box.height)
     placed = Placed()
+    leaders: list = []  # leader lines drawn, (x0, y0, x1, y1) in pixels
     to_pixels, to_data = ax.transData, ax.transData.inverted()
     for (ax_x, ax_y), text in zip(anchors, texts):
         px, py = to_pixels.transform((ax_x, ax_y))
@@ -74,14 +125,19 @@ def place_labels(ax, renderer, anchors: Sequence[tuple[float, float]], texts: Se
         extent = artist.get_bbox_patch().get_window_extent(renderer)
         w, h = extent.width, extent.height
         step = max(h, 4.0)
-        spot = None
-        for dx, dy in _candidates(step, max_shift):
+        spot, fewest = None, None
+        for dx, dy in _candidates(step, max_shift):  # the nearest free spot among those crossing fewest lines
             cx, cy = px + dx, py + dy
             box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
             inside = box[0] >= fig_box.x0 and box[2] <= fig_box.x1 and box[1] >= fig_box.y0 and box[3] <= fig_box.y1
             if inside and not _overlaps(box, placed.boxes, pad):
-                spot = (cx, cy, box, (dx, dy) != (0.0, 0.0))
-                break
+                moved = (dx, dy) != (0.0, 0.0)
+                crossed = _crossings(box, (px, py, *leader_end((px, py), box)) if moved else None, placed,
+                                     leaders, pad)
+                if fewest is None or crossed < fewest:
+                    spot, fewest = (cx, cy, box, moved), crossed
+                if crossed == 0:
+                    break
         if spot is None:
             artist.remove()
             placed.skipped.append(text)
@@ -90,7 +146,8 @@ def place_labels(ax, renderer, anchors: Sequence[tuple[float, float]], texts: Se
         artist.set_position(to_data.transform((cx, cy)))
         if moved:
             # the leader line runs from the anchor to the nearest point of the label's box
-            ex, ey = min(max(px, box[0]), box[2]), min(max(py, box[1]), box[3])
+            ex, ey = leader_end((px, py), box)
+            leaders.append((px, py, ex, ey))
             (lx0, ly0), (lx1, ly1) = to_data.transform((px, py)), to_data.transform((ex, ey))
             ax.plot([lx0, lx1], [ly0, ly1], color=leader_color, linewidth=max(0.4, fontsize / 18), zorder=4)
             ax.plot([lx0], [ly0], marker="o", markersize=fontsize / 5, color=leader_color, zorder=4)
