@@ -55,6 +55,10 @@ class EvaluateStage(Stage):
     name = "evaluate"
     what = "an evaluation"
     packages = ("faiss-cpu", "scikit-learn")
+    definitions = 2  # 2: stratified kNN-accuracy chance, training pool without test points, year chance of k papers
+
+    def __init__(self, threads: Optional[int] = None):
+        self.threads = threads  # where it is computed, not what: the metrics do not depend on it
 
     def key(self, params) -> str:
         return "eval"
@@ -110,7 +114,10 @@ class EvaluateStage(Stage):
         from corpusmap.atomic import atomic_path, write_json
         from corpusmap.manifests import canonical_hash, file_record
 
-        result = evaluate_run(run, params, self.selected(run, params), self.clusterings(run, params))
+        from corpusmap.knn import faiss_threads
+
+        with faiss_threads(self.threads):
+            result = evaluate_run(run, params, self.selected(run, params), self.clusterings(run, params))
         json_name, md_name = Run.EVAL_FILES
         write_json(staging / json_name, result)
         with atomic_path(staging / md_name) as tmp:

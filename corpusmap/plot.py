@@ -40,7 +40,7 @@ class PlotParams:
     color: str = "auto"
     output: Optional[str] = None  # default RUN/maps/MAP.png, or MAP.COLOR.png for another colouring
     width: int = 2000
-    height: int = 2000
+    height: Optional[int] = None  # None: as high as the map's shape needs (half to twice the width)
     dpi: int = 300
     labels: Optional[str] = None
     title: Optional[str] = None
@@ -51,7 +51,7 @@ class PlotParams:
     def __post_init__(self):
         check_name(self.map, "--map")
         for name in ("width", "height", "dpi"):
-            if getattr(self, name) < 16:
+            if getattr(self, name) is not None and getattr(self, name) < 16:
                 raise UsageProblem(f"--{name} must be at least 16")
         if not 1 <= self.max_categories <= 20:
             raise UsageProblem("--max-categories must be between 1 and 20")
@@ -66,6 +66,19 @@ class PlotParams:
             return Path(self.output)
         variant = None if self.color == "auto" else _slug(self.color)
         return run.default_render_path(self.map, "png", variant)
+
+
+def figure_size(path: Path, dpi: int) -> tuple[int, int]:
+    """(width, height) in pixels of a written figure: from the PNG header, or the SVG's root element or PDF's page
+    box (points) at ``dpi``."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix.lower() == ".png":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    pattern = rb'<svg[^>]*width="([0-9.]+)pt"[^>]*height="([0-9.]+)pt"' if path.suffix.lower() == ".svg" else \
+        rb"/MediaBox \[\s*0 0 ([0-9.]+) ([0-9.]+)\s*\]"
+    m = re.search(pattern, data)
+    return (round(float(m.group(1)) * dpi / 72), round(float(m.group(2)) * dpi / 72)) if m else (0, 0)
 
 
 def _slug(text: str) -> str:
@@ -154,7 +167,7 @@ class PlotStage(Stage):
         out = params.out_path(run)
         staged = staging / out.name
         placed = draw(run, params, staged)
-        block.update(output=run.relative(out), bytes=staged.stat().st_size)
+        block.update(output=run.relative(out), bytes=staged.stat().st_size, size=list(figure_size(staged, params.dpi)))
         if placed is not None:
             block["labels"] = [{"text": t, "anchor": a, "box": b, "moved": m}
                                for t, a, b, m in zip(placed.texts, placed.anchors, placed.boxes, placed.moved)]
@@ -392,7 +405,7 @@ def draw(run: Run, params: PlotParams, out: Path):
                       labels=labels, integer_ticks=colours.integer_ticks, background=background,
                       raster=params.raster, cmap=colours.cmap, norm_range=colours.norm_range,
                       on_labels=placed.append)
-    info(f"plot: {params.width}x{params.height} px, {len(x):,} points, {time.perf_counter() - t0:.1f} s")
+    info(f"plot: {params.width} px wide, {len(x):,} points, {time.perf_counter() - t0:.1f} s")
     if placed:
         placed[0].unnamed = unnamed
     return placed[0] if placed else None

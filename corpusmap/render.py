@@ -126,6 +126,9 @@ def highlight(mask: np.ndarray, hit_name: str, other_name: str = OTHER_NAME) -> 
                       counts=[int(mask.sum()), int((~mask).sum())], on_top=[0], labelled=0)
 
 
+MARGIN = 0.02  # of the figure, around the map
+
+
 def _font_size(width: int, height: int, dpi: int) -> float:
     return float(np.clip(min(width, height) / dpi * 1.25, 5.0, 16.0))
 
@@ -221,13 +224,64 @@ def rasterize(x, y, w: int, h: int, limits, *, rgb: Optional[np.ndarray] = None,
     return a * colour + (1 - a) * image
 
 
+def _layout(width: int, height: int, dpi: int, fs: float, title, categories, values, legend_title):
+    """The figure, its renderer, the legend (at the right edge: its measured width decides the map's room) and the
+    map's axes rectangle (figure fractions) and title height (pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    px_per_pt = dpi / 72.0
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    top_px = (fs * 2.4 * px_per_pt) if title else MARGIN * height
+    legend = None
+    if categories is not None:
+        handles = [Line2D([], [], marker="o", linestyle="", markersize=fs * 0.8, markerfacecolor=c,
+                          markeredgewidth=0, color=c) for c in categories.colors]
+        texts = [_legend_label(nm, c) for nm, c in zip(categories.names, categories.counts)]
+        legend = fig.legend(handles, texts, loc="center right", bbox_to_anchor=(1 - MARGIN / 2, 0.5),
+                            frameon=False, fontsize=fs * 0.85, title=legend_title, title_fontsize=fs * 0.95,
+                            handletextpad=0.3, borderaxespad=0.0, labelspacing=0.4)
+        right_frac = legend.get_window_extent(renderer).width / width + MARGIN
+    elif values is not None:
+        right_frac = float(np.clip(fs * 10 * px_per_pt / width, 0.08, 0.35))
+    else:
+        right_frac = 0.0
+    ax_rect = [MARGIN, MARGIN, 1 - right_frac - 2 * MARGIN, 1 - top_px / height - 2 * MARGIN]
+    return fig, renderer, legend, ax_rect, top_px
+
+
+def fitted_height(x, y, width: int, dpi: int, *, title=None, categories=None, values=None, legend_title=None,
+                  background=None) -> int:
+    """The figure height at which a ``width`` pixels wide map fills its axes (equal scale in x and y), between half
+    and twice the width, and at least the legend's height."""
+    fs = _font_size(width, width, dpi)
+    fig, renderer, legend, ax_rect, top_px = _layout(width, width, dpi, fs, title, categories, values, legend_title)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if background is not None:
+        x, y = np.concatenate([x, background[0]]), np.concatenate([y, background[1]])
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return int(width)
+    aspect = max(np.ptp(y[ok]), 1e-12) / max(np.ptp(x[ok]), 1e-12)
+    box_h = ax_rect[2] * width * aspect
+    # the axes are height * (1 - 2 margins) - the title's room high, which is a margin without a title
+    height = (box_h + top_px) / (1 - 2 * MARGIN) if title else box_h / (1 - 3 * MARGIN)
+    if legend is not None:
+        height = max(height, legend.get_window_extent(renderer).height + 4 * MARGIN * width)
+    return int(round(float(np.clip(height, width / 2, 2 * width))))
+
+
 def render_map(x, y, out, *, categories: Optional[Categories] = None, values=None, width: int = 2000,
-               height: int = 2000, dpi: int = 300, title: Optional[str] = None, legend_title: Optional[str] = None,
+               height: Optional[int] = 2000, dpi: int = 300, title: Optional[str] = None, legend_title: Optional[str] = None,
                labels: bool = False, max_labels: int = 12, raster: Optional[bool] = None,
                raster_threshold: int = RASTER_THRESHOLD, cmap: str = "viridis", integer_ticks: bool = False,
                background=None, seed: int = 0, on_labels=None, norm_range=None) -> Path:
     """Draw a map of exactly ``width`` x ``height`` pixels to ``out`` (PNG, or SVG/PDF with the points rasterised
-    and the text as text, by the suffix), written atomically.
+    and the text as text, by the suffix), written atomically. ``height=None``: :func:`fitted_height` (the text at
+    the size of a square figure of that width).
 
     ``categories`` (see :func:`categorize`, :func:`highlight`) or ``values`` (numbers, NaN = missing) choose the
     colouring; neither gives one colour. ``labels``: True writes the names of the largest categories at their
@@ -238,12 +292,14 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     ``norm_range``: (low, high) of the colour scale for ``values`` (default: their range).
     """
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize, to_rgb
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
+    fs = None
+    if height is None and isinstance(width, (int, np.integer)) and width >= 16:
+        fs = _font_size(width, width, dpi)
+        height = fitted_height(x, y, width, dpi, title=title, categories=categories, values=values,
+                               legend_title=legend_title, background=background)
     for name, value in (("width", width), ("height", height), ("dpi", dpi)):
         if not isinstance(value, (int, np.integer)) or value < 16:
             raise UsageProblem(f"--{name} must be an integer of at least 16")
@@ -253,29 +309,9 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     y = np.asarray(y, dtype=np.float64)
     n = len(x)
     out = Path(out)
-    fs = _font_size(width, height, dpi)
+    fs = fs or _font_size(width, height, dpi)
     px_per_pt = dpi / 72.0
-
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
-    FigureCanvasAgg(fig)
-    renderer = fig.canvas.get_renderer()
-    margin = 0.02
-    top_px = (fs * 2.4 * px_per_pt) if title else margin * height
-    legend = None
-    if categories is not None:
-        # the legend first, at the right edge: its measured width decides how much room the map gets
-        handles = [Line2D([], [], marker="o", linestyle="", markersize=fs * 0.8, markerfacecolor=c,
-                          markeredgewidth=0, color=c) for c in categories.colors]
-        texts = [_legend_label(nm, c) for nm, c in zip(categories.names, categories.counts)]
-        legend = fig.legend(handles, texts, loc="center right", bbox_to_anchor=(1 - margin / 2, 0.5),
-                            frameon=False, fontsize=fs * 0.85, title=legend_title, title_fontsize=fs * 0.95,
-                            handletextpad=0.3, borderaxespad=0.0, labelspacing=0.4)
-        right_frac = legend.get_window_extent(renderer).width / width + margin
-    elif values is not None:
-        right_frac = float(np.clip(fs * 10 * px_per_pt / width, 0.08, 0.35))
-    else:
-        right_frac = 0.0
-    ax_rect = [margin, margin, 1 - right_frac - 2 * margin, 1 - top_px / height - 2 * margin]
+    fig, renderer, legend, ax_rect, top_px = _layout(width, height, dpi, fs, title, categories, values, legend_title)
     if ax_rect[2] < 0.2:
         raise UsageProblem("the image is too narrow for the map and its legend; use a larger --width")
     ax = fig.add_axes(ax_rect)
@@ -351,7 +387,7 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
             colours = np.broadcast_to(np.asarray(to_rgb(SINGLE_COLOR)), (n, 3))
         ax.scatter(x[order], y[order], s=size, c=colours, linewidths=0, alpha=alpha, rasterized=True)
 
-    legend_x = ax_rect[0] + ax_rect[2] + margin / 2
+    legend_x = ax_rect[0] + ax_rect[2] + MARGIN / 2
     if labels is True and categories is not None:  # the largest categories, at their medoids
         from corpusmap.labels import medoid
 

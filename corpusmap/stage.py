@@ -2,14 +2,16 @@
 parameters, a ``run(run, params, overwrite=False)``, and knows whether its stored output is current.
 
 An output is *current* when its manifest is present and valid, its files are there, it was computed with equal
-parameters, and the fingerprints of what it was computed from (the corpus checksum, the vectors, the graph, the
-map, the clustering) are those the run holds now. One rule for every stage: a current output is kept; an output
+parameters and the stage's current definitions (a corpusmap that corrects how a quantity is computed numbers
+its new definitions, so earlier outputs are recomputed), and the fingerprints of what it was computed from (the
+corpus checksum, the vectors, the graph, the map, the clustering) are those the run holds now. One rule for every stage: a current output is kept; an output
 computed with other parameters is replaced only with ``overwrite``; a missing, damaged or stale output is
 recomputed. Outputs are written to a staging folder and put in place as a whole, under a lock on the output, and
 then everything computed from the replaced output is removed (:meth:`corpusmap.run.Run.invalidate`).
 
 Each manifest's ``stage`` block records ``name``, ``output``, ``params``, ``inputs`` (run outputs -> fingerprint),
-``sources`` (files outside the run -> fingerprint), ``fingerprint`` (of this output), ``created`` and ``versions``.
+``sources`` (files outside the run -> fingerprint), ``fingerprint`` (of this output), ``created``, ``versions`` and,
+from the second, ``definitions``.
 """
 from __future__ import annotations
 
@@ -89,6 +91,9 @@ class Stage:
     redrawn: ClassVar[bool] = False         # True: cheap outputs (figures) replaced whenever parameters change
     elsewhere: ClassVar[str] = "another run directory"  # where else a user may put a second result
     packages: ClassVar[tuple] = ()          # versions recorded in the manifest
+    # what the stage computes, numbered: raised when a new corpusmap gives other numbers for the same parameters
+    # (a corrected definition), so that outputs of the earlier definition are not current (recorded from 2 on)
+    definitions: ClassVar[int] = 1
 
     # ------------------------------------------------------------------------------------------ per stage
     def record(self, params) -> dict:
@@ -150,6 +155,10 @@ class Stage:
         if not isinstance(block, dict) or "params" not in block:
             return Status(False, "made by an earlier corpusmap (no parameters recorded)",
                           (("parameters", "unknown", "these"),))
+        earlier = block.get("definitions", 1)
+        if earlier != self.definitions:
+            return Status(False, f"computed by a corpusmap with other definitions of {self.what} "
+                                 f"({earlier} -> {self.definitions})")
         changed = _diff(block.get("params") or {}, self.record(params))
         if changed:
             return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
@@ -168,9 +177,12 @@ class Stage:
 
     def block(self, run: Run, params) -> dict:
         """The ``stage`` block for a new output (``fingerprint`` is added by :meth:`compute`)."""
-        return {"name": self.name, "output": self.key(params), "params": self.record(params),
-                "inputs": self.inputs(run, params), "sources": self.sources(run, params),
-                "created": timestamp(), "versions": versions(*self.packages)}
+        out = {"name": self.name, "output": self.key(params), "params": self.record(params),
+               "inputs": self.inputs(run, params), "sources": self.sources(run, params),
+               "created": timestamp(), "versions": versions(*self.packages)}
+        if self.definitions > 1:
+            out["definitions"] = self.definitions
+        return out
 
     def run(self, run: Run, params, overwrite: bool = False) -> Result:
         """Keep a current output, else compute it (see the module docstring for the rule)."""

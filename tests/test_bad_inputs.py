@@ -624,6 +624,7 @@ def test_an_interrupted_write_leaves_no_staging_folder(base, tmp_path):
 THREADS_COMMANDS = {  # every command with a --threads option, and a command line of it on the base run
     "neighbors": lambda run: ["neighbors", run, "-k", "6", "--overwrite"],
     "map": lambda run: ["map", run, "--method", "pca", "--name", "pca2", "--no-plot"],
+    "evaluate": lambda run: ["evaluate", run, "--queries", "50"],
     "excess": lambda run: ["excess", run],
 }
 

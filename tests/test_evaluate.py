@@ -71,6 +71,25 @@ def test_evaluate_without_maps(run):
     assert format_table(result) in md and "No maps found" in md
 
 
+def test_an_evaluation_of_earlier_definitions_is_recomputed(run):
+    assert cli("evaluate", run, "--queries", Q, "-q").exit_code == 0
+    manifest_path = run / "eval" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["stage"]["definitions"] == EvaluateStage.definitions == 2
+    assert "current" in cli("evaluate", run, "--queries", Q).output
+    del manifest["stage"]["definitions"]  # as an evaluation made before the chance levels were corrected
+    manifest_path.write_text(json.dumps(manifest))
+    assert not EvaluateStage().status(Run(run), EvaluateParams(queries=Q)).current
+    dry = cli("evaluate", run, "--queries", Q)  # recomputed without --overwrite: same parameters, new definitions
+    assert dry.exit_code == 0 and "current" not in dry.output.splitlines()[0], dry.output
+    assert json.loads(manifest_path.read_text())["stage"]["definitions"] == 2
+    # the metrics do not depend on the thread count
+    before = json.loads((run / "eval" / "metrics.json").read_text())["spaces"]
+    shutil.rmtree(run / "eval")
+    assert cli("evaluate", run, "--queries", Q, "--threads", "1", "-q").exit_code == 0
+    assert json.loads((run / "eval" / "metrics.json").read_text())["spaces"] == before
+
+
 def test_evaluate_maps_against_direct_computation(run, data):
     X, Y, corpus = data
     ids = corpus["id"]

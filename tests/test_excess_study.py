@@ -223,6 +223,7 @@ def test_bound_over_cutoffs_equals_the_study_formula(corpus, report):
     assert summary["max_delta"] == pytest.approx(deltas[k], abs=1e-15)
     assert summary["max_cutoff"] == sty.STUDY_CUTOFFS[k] and summary["max_words"] == n_words[k]
     text = (report / "report.md").read_text()
+    assert "each period of t-6 … t-1 (2018–2023), as the study keeps a subgroup" in text
     assert f"max Δ(c) = {deltas[k]:.4f}" in text and f"reached at c = {sty.STUDY_CUTOFFS[k]:g}" in text
     assert "is its subgroup δ of all abstracts" in text and "0.134877" in text   # the headline, explained
 
@@ -283,7 +284,8 @@ def test_one_group_subgroup_delta_on_the_command_line(corpus, tmp_path):
     assert manifest["parameters"]["subgroup_delta"] == "group" and manifest["parameters"]["size_window"] == "t-3:t"
     assert manifest["stage"]["params"]["size_window"] == "t-3:t"
     text = (tmp_path / "report.md").read_text()
-    assert "`--subgroup-delta group`" in text and "(2021–2024)" in text
+    assert "`--subgroup-delta group`" in text and "each period of t-3 … t (2021–2024) (the study: 300" in text
+    assert "as the study keeps a subgroup" not in text
 
 
 def test_lower_bound_wording(corpus, report, tmp_path, caplog):

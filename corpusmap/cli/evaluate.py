@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from corpusmap.cli.common import (default, overwrite_option, quiet_option, run_argument, run_command, seed_option,
-                                  with_jobs)
+                                  threads_option, with_jobs)
 from corpusmap.evaluate import EvaluateParams, EvaluateStage, format_cluster_table, format_table
 from corpusmap.pipeline import Job
 from corpusmap.run import Run
@@ -16,7 +16,7 @@ def jobs(o: dict) -> list[Job]:
     params = P(maps=tuple(o["maps"]), k=o["k"], queries=o["queries"], label_col=o["label_col"],
                year_col=o["year_col"], metric=o["metric"], pca=not o["no_pca"], seed=o["seed"],
                clusters=tuple(o["clusters"]))
-    return [Job(EvaluateStage(), Run(o["run"]), params, o["overwrite"], report=report)]
+    return [Job(EvaluateStage(threads=o["threads"]), Run(o["run"]), params, o["overwrite"], report=report)]
 
 
 def report(result) -> None:
@@ -54,6 +54,7 @@ def report(result) -> None:
               help="Measure the agreement (NMI, ARI) of this clustering with the labels; repeatable. Default: every "
                    "clustering found.")
 @seed_option(P)
+@threads_option
 @overwrite_option
 @quiet_option
 def evaluate(**options):

@@ -24,7 +24,8 @@ def _plot_options(func):
         click.option("--width", type=click.IntRange(min=16), default=default(PlotParams, "width"), show_default=True,
                      help="Figure width in pixels."),
         click.option("--height", type=click.IntRange(min=16), default=default(PlotParams, "height"),
-                     show_default=True, help="Figure height in pixels."),
+                     help="Figure height in pixels [default: what the map's shape needs at this width, from half "
+                          "to twice the width]."),
         click.option("--dpi", type=click.IntRange(min=16), default=default(PlotParams, "dpi"), show_default=True,
                      help="Resolution: font and marker sizes follow it."),
         click.option("--labels", type=click.Choice(LABEL_KINDS), is_flag=False, flag_value="auto", default=None,
@@ -103,7 +104,8 @@ def report_map(result) -> None:
 def report_plot(result) -> None:
     m = result.manifest["stage"]
     state = "" if result.computed else " (current; nothing to do)"
-    click.echo(f"{result.where}: {m['params']['width']}x{m['params']['height']} px{state}")
+    width, height = m.get("size") or (m["params"]["width"], m["params"]["height"])
+    click.echo(f"{result.where}: {width}x{height} px{state}")
 
 
 @with_jobs(map_jobs)

@@ -25,6 +25,7 @@ from corpusmap.atomic import atomic_path
 from corpusmap.excess.analysis import (Criteria, ExcessAnalysis, frequency_series,
                                        group_frequency_series)
 from corpusmap.excess.periods import LLM_TOOLS_FROM, before_llm_tools, earlier_periods
+from corpusmap.excess.style import STUDY_MIN_GROUP_SIZE, STUDY_SIZE_WINDOW, format_window
 from corpusmap.excess.style import STUDY_COMMON_WORDS
 from corpusmap.excess.tables import CountTable, PresenceTable
 
@@ -507,11 +508,13 @@ def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], 
     checked = "" if window == requested else (f"; before the corpus, so checked in {window[0]}–{window[-1]}"
                                               if window else "; all before the corpus, so not checked")
     rule = sub.attrs.get("delta_rule", "group")
+    as_study = tuple(win or ()) == STUDY_SIZE_WINDOW and min_size == STUDY_MIN_GROUP_SIZE
     out = [f"### δ of `{group}` by {by or 'subgroup'} ({t})", "",
            f"Subgroups with at least {min_size:,} abstracts in each period of "
-           + (f"t{win[0]:+d} … t{win[1]:+d} " if win else "") + f"({span}{checked}), as the study keeps a subgroup "
-           f"(2018–2023 for 2024: `03-figures.ipynb` cell 28): {len(sub):,} "
-           f"(left out: {sub.attrs.get('skipped', 0):,}).",
+           + (format_window(win).replace(":", " … ") + " " if win else "") + f"({span}{checked})"
+           + (", as the study keeps a subgroup (2018–2023 for 2024: `03-figures.ipynb` cell 28)" if as_study else
+              f" (the study: {STUDY_MIN_GROUP_SIZE} abstracts in each of t-6 … t-1)")
+           + f": {len(sub):,} (left out: {sub.attrs.get('skipped', 0):,}).",
            ""]
     if rule == "study":
         out += ["δ is the study's subgroup δ (`--subgroup-delta study`): the mean of Δ of the rare style words "

@@ -52,7 +52,7 @@ class ExcessParams:
     rare_max_freq: float = sty.STUDY_RARE_MAX_FREQ  # subgroup δ: rare style words have p < this in t
     common_words: tuple = sty.STUDY_COMMON_WORDS   # subgroup δ: the study's fixed common words
     by: Optional[str] = None
-    min_group_size: int = 300
+    min_group_size: int = sty.STUDY_MIN_GROUP_SIZE
     size_window: str = "t-6:t-1"                   # subgroups need min_group_size abstracts in each of these
     subgroup_delta: str = "study"                  # study: (δ_rare + δ_common) / 2 for style; group: one δ
     clean: bool = False                            # the study's clean-up of abstracts before counting

@@ -45,6 +45,7 @@ STUDY_COMMON_WORDS = ("exhibited", "crucial", "additionally", "within", "notably
 STUDY_RARE_MAX_FREQ = 0.02
 #: 03 cell 28: ``totals[-7:-1] >= 300`` with years 2010..2024, i.e. 2018..2023 for 2024: offsets -6..-1
 STUDY_SIZE_WINDOW = (-6, -1)
+STUDY_MIN_GROUP_SIZE = 300
 #: the annotation type the study keeps (exact equality)
 STYLE = "style"
 
@@ -292,7 +293,7 @@ def size_filter(presence, group: str, target: str, min_group_size: int, window: 
 
 
 def study_subgroup_table(presence, group: str, rare_group: Optional[str], common_group: str, target: str,
-                         min_group_size: int = 300, window: tuple[int, int] = STUDY_SIZE_WINDOW,
+                         min_group_size: int = STUDY_MIN_GROUP_SIZE, window: tuple[int, int] = STUDY_SIZE_WINDOW,
                          trend_steps: float = 2.0) -> pd.DataFrame:
     """The study's subgroup analysis for one target: for every subgroup with at least ``min_group_size``
     abstracts in each period of the window, Δ_rare, Δ_common and their mean ``delta``; sorted by ``delta``
