@@ -2,12 +2,13 @@
 parameters, a ``run(run, params, overwrite=False)``, and knows whether its stored output is current.
 
 An output is *current* when its manifest is present and valid, its files are there, it was computed with equal
-parameters and the stage's current definitions (a corpusmap that corrects how a quantity is computed numbers
-its new definitions, so earlier outputs are recomputed), and the fingerprints of what it was computed from (the
-corpus checksum, the vectors, the graph, the map, the clustering) are those the run holds now. One rule for every
-stage: a current output is kept; an output computed with other parameters is replaced only with ``overwrite``; a missing, damaged or stale output is
-recomputed. Outputs are written to a staging folder and put in place as a whole, under a lock on the output, and
-then everything computed from the replaced output is removed (:meth:`corpusmap.run.Run.invalidate`).
+parameters and the stage's current definitions (a corpusmap that corrects how a quantity is computed numbers its new
+definitions, so earlier outputs are recomputed), and the fingerprints of what it was computed from (the corpus
+checksum, the vectors, the graph, the map, the clustering) are those the run holds now. One rule for every stage: a
+current output is kept; an output computed with other parameters is replaced only with ``overwrite``; a missing,
+damaged or stale output is recomputed. Outputs are written to a staging folder and put in place as a whole, under a
+lock on the output, and then everything computed from the replaced output is removed
+(:meth:`corpusmap.run.Run.invalidate`).
 
 Each manifest's ``stage`` block records ``name``, ``output``, ``params``, ``inputs`` (run outputs -> fingerprint),
 ``sources`` (files outside the run -> fingerprint), ``fingerprint`` (of this output), ``created``, ``versions`` and,
