@@ -277,8 +277,8 @@ def fitted_height(x, y, width: int, dpi: int, *, title=None, categories=None, va
 def render_map(x, y, out, *, categories: Optional[Categories] = None, values=None, width: int = 2000,
                height: Optional[int] = 2000, dpi: int = 300, title: Optional[str] = None,
                legend_title: Optional[str] = None, labels: bool = False, max_labels: int = 12,
-               raster: Optional[bool] = None, raster_threshold: int = RASTER_THRESHOLD, cmap: str = "viridis", integer_ticks: bool = False,
-               background=None, seed: int = 0, on_labels=None, norm_range=None) -> Path:
+               raster: Optional[bool] = None, raster_threshold: int = RASTER_THRESHOLD, cmap: str = "viridis",
+               integer_ticks: bool = False, background=None, seed: int = 0, on_labels=None, norm_range=None) -> Path:
     """Draw a map of exactly ``width`` x ``height`` pixels to ``out`` (PNG, or SVG/PDF with the points rasterised
     and the text as text, by the suffix), written atomically. ``height=None``: :func:`fitted_height` (the text at
     the size of a square figure of that width).
