@@ -133,3 +133,15 @@ def test_bad_sizes_are_usage_errors(tmp_path, points):
         render.render_map(x, y, tmp_path / "a.png", categories=render.categorize([str(i) for i in range(len(x))]),
                           width=40, height=400, dpi=100)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_default_height_fits_the_maps_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    wide_x, wide_y = rng.uniform(0, 2, 3000), rng.uniform(0, 1, 3000)
+    out = render.render_map(wide_x, wide_y, tmp_path / "wide.png", width=1000, height=None, dpi=100)
+    pixels = read_png(out)
+    assert pixels.shape[1] == 1000 and 500 <= pixels.shape[0] <= 560  # the 2:1 cloud and its margins
+    inked = np.flatnonzero((pixels < 250).any(axis=(1, 2)))
+    assert (inked[-1] - inked[0]) / pixels.shape[0] > 0.85  # the points fill the height, no band of white
+    tall = render.render_map(wide_y, wide_x * 2, tmp_path / "tall.png", width=600, height=None, dpi=100)
+    assert read_png(tall).shape[:2] == (1200, 600)  # at most twice the width
