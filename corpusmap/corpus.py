@@ -901,11 +901,35 @@ def _gzip_damage(path: Path) -> Optional[str]:
     return None
 
 
+def _refuse_utf16(path: Path) -> None:
+    """Text files are read as UTF-8: a UTF-16 or UTF-32 file (by its byte-order mark, or the zero bytes of ASCII
+    text in it) is refused with the conversion to run, instead of being read as rows of garbage."""
+    try:
+        with _open_binary(path) as fh:
+            head = fh.read(64)
+    except (OSError, EOFError, zlib.error):
+        return  # unreadable: the reader names the damage
+    boms = {codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16",
+            codecs.BOM_UTF16_BE: "UTF-16"}
+    kind = next((name for bom, name in boms.items() if head.startswith(bom)), None)
+    if kind is None and len(head) >= 8:  # no mark: ASCII in UTF-16 has a zero byte in every other place
+        even, odd = head[0::2], head[1::2]
+        if odd.count(0) >= 0.8 * len(odd) and even.count(0) <= 0.2 * len(even):
+            kind = "UTF-16LE"
+        elif even.count(0) >= 0.8 * len(even) and odd.count(0) <= 0.2 * len(odd):
+            kind = "UTF-16BE"
+    if kind:
+        raise CorpusmapError(f"{path} is {kind} text; corpusmap reads UTF-8: convert it first, e.g. "
+                             f"`iconv -f {kind.lower()} -t utf-8 {path.name} > utf8-{path.name}`")
+
+
 def iter_raw_chunks(path: Path, rows: int = 8192, pubmed_labels: bool = False, *, cut_truncated: bool = True,
                     repairs: Optional[_Repairs] = None, pubmed_plan=None) -> Iterator[_Chunk]:
     """Source columns of one file, in chunks of at most ``rows`` rows (see :class:`_Chunk`)."""
     fmt = detect_format(path)
     repairs = repairs if repairs is not None else _Repairs()
+    if fmt in ("jsonl", "json", "csv", "tsv"):
+        _refuse_utf16(path)
     try:
         if fmt == "jsonl":
             yield from _read_jsonl(path, rows, repairs)
@@ -1643,7 +1667,8 @@ def _iter_corpus(paths: list[Path], columns: ColumnMap, filters: CorpusFilters, 
         hint = ""
         if stats.skipped_not_text:
             hint = "; the text column holds numbers, not text: name the text column with --text-col"
-        raise CorpusmapError(f"no abstracts with text in the input ({stats.summary()}){hint}")
+        named = ", ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        raise CorpusmapError(f"no abstracts with text in {named} ({stats.summary()}){hint}")
 
 
 def _where(path: Path, chunk: _Chunk, row: int) -> str:

@@ -196,6 +196,12 @@ def _read_corpus(params: EmbedParams, paths: list[Path], out: Path) -> CorpusSta
     return stats
 
 
+def _remove_if_only_bookkeeping(path: Path) -> None:
+    """Remove a run folder that holds nothing but corpusmap's own ``.corpusmap`` bookkeeping."""
+    if path.is_dir() and all(p.name == ".corpusmap" for p in path.iterdir()):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> dict:
     """Write ``RUN/corpus.parquet`` and ``corpus.json`` from the inputs, unless they already hold this corpus.
 
@@ -251,7 +257,9 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
         progress.info(f"--overwrite: removed {', '.join(removed)} (computed from the old corpus)")
     progress.info(f"corpus: {stats.summary()} -> {run.corpus_path}")
     if stats.years_unparsed:
-        progress.info(f"corpus: {stats.years_unparsed:,} rows have a year value that is not a year (kept, no year)")
+        log.warning(
+            "warning: corpus: %s rows have a year value that is not a year; they are kept without a year (if the "
+            "years are in another column, name it with --year-col)", f"{stats.years_unparsed:,}")
     return manifest
 
 
@@ -772,7 +780,13 @@ class EmbedStage(Stage):
         if before.current:
             return Result(self.name, "embeddings", False, "current", read_json(run.embeddings_manifest_path),
                           where=run.embeddings_dir)
-        corpus = prepare_corpus(run, params, overwrite)
+        new = not run.path.exists()
+        try:
+            corpus = prepare_corpus(run, params, overwrite)
+        except BaseException:
+            if new:  # a run folder that held nothing before goes again (with its locks and staging folders)
+                _remove_if_only_bookkeeping(run.path)
+            raise
         if self.prepare_only:
             return Result(self.name, "corpus", True, before.reason, corpus, where=run.corpus_path)
         try:

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from corpusmap.errors import UsageProblem
+
 
 @dataclass
 class TermCounts:
@@ -122,6 +124,10 @@ def top_words(counts: TermCounts, top: int = 10, min_df: int = 5) -> list[list[s
     ``min_df`` abstracts in the corpus."""
     df_total = np.asarray(counts.counts.sum(axis=0)).ravel()
     keep = usable_words(counts.words) & (df_total >= min_df)
+    if not keep.any():
+        most = int(df_total[usable_words(counts.words)].max()) if usable_words(counts.words).any() else 0
+        raise UsageProblem(f"--min-df {min_df}: no keyword candidate is in that many abstracts (the most common is "
+                           f"in {most:,}); lower --min-df")
     words = counts.words[keep]
     weights = ctfidf(counts.counts[:, keep], df_total[keep])
     out = []

@@ -75,7 +75,7 @@ def read_map(run: Run, name: str, check_ids: bool = True) -> MapData:
     import pyarrow.parquet as pq
 
     path = need_map(run, name)
-    remake = f"remake it with `corpusmap map {run.path} --name {name} --overwrite`"
+    remake = _remake(run, name, path)
     try:
         parquet = pq.ParquetFile(path, memory_map=True)
         names = parquet.schema_arrow.names
@@ -96,6 +96,17 @@ def read_map(run: Run, name: str, check_ids: bool = True) -> MapData:
     if check_ids and run.has_corpus():
         coords = _in_corpus_order(run, name, coords, table, remake)
     return MapData(name, path, coords, names, manifest)
+
+
+def _remake(run: Run, name: str, path: Path) -> str:
+    """How to make a damaged map again: the command that made it (a damaged map is not current, so it runs)."""
+    params = ((read_map_stage(path) or {}).get("stage") or {}).get("params") or {}
+    method = params.get("method")
+    if not method:
+        return f"remake it with `corpusmap map {run.path} --method METHOD --name {name}` (or delete it)"
+    named = "" if name == method else f" --name {name}"
+    command = f"corpusmap map {run.path} --method {method}{named}"
+    return f"remake it by running the command that made it again (`{command}` with its other options)"
 
 
 def _in_corpus_order(run: Run, name: str, coords: np.ndarray, table, remake: str) -> np.ndarray:
@@ -227,6 +238,9 @@ class MapStage(Stage):
     def stored(self, run: Run, params: MapParams) -> Optional[dict]:
         return _stored(run, params.name)
 
+    def check_files(self, run: Run, params: MapParams, manifest: dict) -> Optional[str]:
+        return _damaged(run, params.name)
+
     def prepare(self, run: Run, params: MapParams) -> None:
         from corpusmap.neighbors import load_knn_graph
 
@@ -331,6 +345,9 @@ class AddStage(Stage):
     def stored(self, run: Run, params: AddParams) -> Optional[dict]:
         return _stored(run, params.name)
 
+    def check_files(self, run: Run, params: AddParams, manifest: dict) -> Optional[str]:
+        return _damaged(run, params.name)
+
     def record(self, params: AddParams) -> dict:
         return dict(params_dict(params), reference=str(Path(params.reference).resolve()))
 
@@ -396,6 +413,15 @@ class AddStage(Stage):
 
     def commit(self, run: Run, params, staging: Path) -> None:
         run.commit_files(staging, run.maps_dir)
+
+
+def _damaged(run: Run, name: str) -> Optional[str]:
+    """Why the stored map cannot be used (unreadable, checksum, rows), or None: such a map is computed again."""
+    try:
+        read_map(run, name)
+    except CorpusmapError as exc:
+        return str(exc).split("; remake it")[0]
+    return None
 
 
 def _stored(run: Run, name: str) -> Optional[dict]:

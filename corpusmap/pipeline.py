@@ -13,6 +13,7 @@ does, usable without the command line::
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -65,10 +66,14 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     finally:
         if state is not None and state.path.is_dir():
             from corpusmap.atomic import write_json
+            from corpusmap.errors import CorpusmapError
 
-            with writing(state.pipeline_state_path):
-                write_json(state.pipeline_state_path, {"finished": timestamp(), "jobs": log,
-                                                       "complete": len(log) == len(jobs)})
+            try:
+                with writing(state.pipeline_state_path):
+                    write_json(state.pipeline_state_path, {"finished": timestamp(), "jobs": log,
+                                                           "complete": len(log) == len(jobs)})
+            except CorpusmapError as exc:  # a read-only run: the stages' own outcome (or error) is what counts
+                logging.getLogger("corpusmap").warning("warning: %s not written: %s", state.pipeline_state_path, exc)
     return results
 
 

@@ -168,7 +168,8 @@ def hdbscan_levels(coords: np.ndarray, min_sizes: Sequence[int], *, min_samples:
     sizes = sorted({int(m) for m in min_sizes}, reverse=True)
     coords = np.ascontiguousarray(coords, dtype=np.float64)
     if len(coords) < 2 * sizes[-1]:
-        raise CorpusmapError(f"{len(coords):,} points are too few for clusters of at least {sizes[-1]:,}")
+        raise UsageProblem(f"--min-cluster-size {sizes[-1]:,}: {len(coords):,} points are too few for clusters of "
+                           f"at least that size; give sizes below {len(coords) // 2:,}")
     raw = [HDBSCAN(min_cluster_size=m, min_samples=min_samples, copy=True).fit(coords).labels_ for m in sizes]
     for m, labels in zip(sizes, raw):
         if labels.max() < 0:

@@ -98,6 +98,8 @@ def writing(path: Path | str) -> Iterator[None]:
         if isinstance(exc, (FileNotFoundError, IsADirectoryError)) and exc.errno not in (errno.ENOSPC,):
             raise
         where = exc.filename2 or exc.filename or path  # a rename: the target's folder is the one refused
+        if ".tmp-" in Path(str(where)).name:  # the temporary file of an atomic write: name the file it becomes
+            where = path
         raise CorpusmapError(f"cannot write {where}: {os_error_reason(exc)}; nothing was replaced") from None
 
 

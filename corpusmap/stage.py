@@ -66,9 +66,16 @@ def param_default(params_type, name: str):
     raise KeyError(f"{params_type.__name__}.{name} has no default")
 
 
-def _diff(stored: dict, wanted: dict) -> tuple:
-    keys = sorted(set(stored) | set(wanted))
-    return tuple((k, stored.get(k), wanted.get(k)) for k in keys if stored.get(k) != wanted.get(k))
+def _diff(stored: dict, wanted: dict, prefix: str = "") -> tuple:
+    """(name, stored, wanted) of each differing parameter; nested tables by their leaves (``tsne.n_iter``)."""
+    out = []
+    for k in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(k), wanted.get(k)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _diff(old, new, f"{prefix}{k}.")
+        elif old != new:
+            out.append((f"{prefix}{k}", old, new))
+    return tuple(out)
 
 
 def describe_changes(changed: tuple, limit: int = 4) -> str:
@@ -154,6 +161,9 @@ class Stage:
             return Status(False, "not computed yet")
         block = manifest.get("stage")
         if not isinstance(block, dict) or "params" not in block:
+            damaged = self.check_files(run, params, manifest)  # unreadable: computed again, nothing to keep
+            if damaged:
+                return Status(False, damaged)
             return Status(False, "made by an earlier corpusmap (no parameters recorded)",
                           (("parameters", "unknown", "these"),))
         earlier = block.get("definitions", 1)
@@ -189,6 +199,10 @@ class Stage:
         """Keep a current output, else compute it (see the module docstring for the rule)."""
         key = self.key(params)
         self.prepare(run, params)
+        status = self.status(run, params)
+        if status.current:  # nothing to write: no lock needed (a read-only run can still be used)
+            return Result(self.name, key, False, status.reason, self.stored(run, params) or {},
+                          where=self.where(run, params))
         with run.lock(key):
             status = self.status(run, params)
             if status.current:
@@ -202,6 +216,11 @@ class Stage:
             block = self.block(run, params)
             with run.staging(key) as staging:
                 manifest = self.compute(run, params, staging, block)
+                moved = sorted(k for k, v in self.inputs(run, params).items() if block["inputs"].get(k) != v)
+                if moved:  # another command replaced an input meanwhile: this output would be stale at once
+                    raise CorpusmapError(f"{', '.join(moved)} of {run.path} changed while {self.what} was computed "
+                                         f"from it (another command replaced it); nothing was written, run the "
+                                         f"command again")
                 self.commit(run, params, staging)
         removed = run.invalidate()
         return Result(self.name, key, True, status.reason, manifest, removed, self.where(run, params))

@@ -204,3 +204,22 @@ def test_every_command_has_help():
         result = cli(name, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output, name
         assert main.get_command(ctx, name).help, name
+
+
+def test_an_input_replaced_while_a_stage_computes_commits_nothing(run, monkeypatch):
+    """A map computed from a graph that another command replaced meanwhile is not committed (it would be stale
+    at once, and removed as such): the message says so and to run the command again."""
+    from corpusmap.maps import MapStage
+
+    real = MapStage.compute
+
+    def compute_while_the_graph_is_replaced(self, *args):
+        manifest = real(self, *args)
+        assert cli("neighbors", run, "-k", "12", "--overwrite", "-q").exit_code == 0
+        return manifest
+
+    monkeypatch.setattr(MapStage, "compute", compute_while_the_graph_is_replaced)
+    result = cli("map", run, "--method", "tsne", "--n-iter", "50", "--early-exaggeration-iter", "25", "--no-plot")
+    assert result.exit_code == 1, result.output
+    assert "knn of" in result.output and "changed while a map was computed" in result.output
+    assert "run the command again" in result.output and not (run / "maps" / "tsne.parquet").exists()

@@ -220,6 +220,10 @@ def test_a_json_nan_label_is_no_label(tmp_path):
     (lambda d: _write(d / "empty.jsonl", '{"id": 1, "abstract": ""}\n'), "no abstracts with text"),
     (lambda d: _write_bytes(d / "trunc.jsonl.gz", gzip.compress(b'{"abstract": "a"}\n' * 1000)[:60]),
      "truncated or corrupt"),
+    (lambda d: _write_bytes(d / "u16.csv", "id,abstract\n1,some text\n".encode("utf-16")),
+     r"u16.csv is UTF-16 text; corpusmap reads UTF-8: convert it first, e.g. `iconv -f utf-16 -t utf-8"),
+    (lambda d: _write_bytes(d / "u16.jsonl.gz", gzip.compress('{"abstract": "some text"}\n'.encode("utf-16-le"))),
+     "u16.jsonl.gz is UTF-16LE text"),
 ])
 def test_bad_inputs_give_one_clear_error(tmp_path, make, message):
     path = make(tmp_path)

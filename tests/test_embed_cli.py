@@ -175,7 +175,7 @@ def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
         "missing": (lambda: [tmp_path / "nope.jsonl"], [], 1, "no such file"),
         "format": (lambda: [tmp_path / "a.docx"], [], 1, "unknown format"),
         "column": (lambda: [small_corpus], ["--text-col", "body"], 1, "column 'body' (--text-col) not in"),
-        "no-text": (lambda: [tmp_path / "empty.csv"], [], 1, "no abstracts with text"),
+        "no-text": (lambda: [tmp_path / "empty.csv"], [], 1, f"no abstracts with text in {tmp_path / 'empty.csv'}"),
         "xml": (lambda: [_truncated_xml(tmp_path, request)], [], 1, "broken.xml"),
         "pubmed-cut": (lambda: [_truncated_pubmed_of_example(tmp_path)], [], 1, "cut.xml"),
         "model-name": (lambda: [small_corpus], ["--model", "nosuchorg/no-such-model-xyz"], 1, "cannot load model"),
@@ -192,6 +192,8 @@ def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
     assert message in result.output
     assert len([l for l in result.output.splitlines() if l.strip()]) <= 3  # usage lines + one error line
     assert not (run / "embeddings" / "manifest.json").exists()
+    if not case.startswith("model"):  # the corpus could not be read: the new run folder is not left behind
+        assert not run.exists(), sorted(run.rglob("*"))
 
 
 def test_fit_from_puts_a_second_corpus_in_the_first_runs_tfidf_space(small_corpus, example_tfidf_run, tmp_path):
@@ -263,3 +265,15 @@ def test_two_device_workers_match_a_single_process_and_resume_after_kill(small_c
     assert shard_bytes(run) == shard_bytes(reference)
     manifest = json.loads((run / "embeddings" / "manifest.json").read_text())
     assert manifest["complete"] and [s["index"] for s in manifest["shards"]] == list(range(10))
+
+
+def test_year_values_that_are_not_years_are_a_warning_even_when_quiet(tmp_path, caplog):
+    rows = [{"abstract": f"an abstract about cells number {i}", "year": 2015} for i in range(30)]
+    rows[3]["year"], rows[7]["year"] = "abc", True
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = cli("-q", "embed", path, "-o", tmp_path / "run", "--model", "tfidf", "--dim", "5")
+    assert result.exit_code == 0, result.output
+    warning = next(r for r in caplog.records if "not a year" in r.getMessage())
+    assert warning.levelname == "WARNING" and warning.getMessage().startswith("warning: corpus: 2 rows have a year")
+    assert "--year-col" in warning.getMessage()

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -93,6 +94,23 @@ def test_pca_and_umap_maps(run):
     assert json.loads(table.schema.metadata[b"corpusmap"])["parameters"]["init"] == "pca"
     other = table.select(["x", "y"]).to_pandas().to_numpy()
     assert np.isfinite(other).all() and not np.allclose(other, spectral)  # another start, another map
+
+
+@pytest.mark.parametrize("damage", ["truncated", "coordinates"])
+def test_a_damaged_map_is_not_current_and_the_same_command_makes_it_again(run, damage):
+    cli("map", run, "--method", "pca", "--name", "pcad", "--no-plot", "-q", ok=True)
+    path = run / "maps" / "pcad.parquet"
+    good = pq.read_table(path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # other coordinates under the recorded metadata
+        pq.write_table(good.set_column(1, "x", pa.array(good.column("x").to_numpy() + 1.0)), path)
+    used = cli("plot", run, "--map", "pcad", "-o", run / "d.png")
+    command = "--method METHOD --name pcad" if damage == "truncated" else "--method pca --name pcad"
+    assert used.exit_code == 1 and command in used.output, used.output
+    again = cli("map", run, "--method", "pca", "--name", "pcad", "--no-plot")
+    assert again.exit_code == 0 and "current" not in again.output, again.output
+    assert pq.read_table(path).equals(good)
 
 
 @pytest.mark.parametrize("colour,expect", [("year", "tsne.year.png"), ("label", "tsne.label.png"),

@@ -123,6 +123,8 @@ def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
 
 def test_a_changed_stage_is_refused_without_overwrite(folder):
     config = write_config(folder, k=12)
+    dry = cli("run", config, "--dry-run")  # the plan says where the run will stop, and what lets it go on
+    assert "refused: neighbors:" in dry.output and "set overwrite = true in [neighbors]" in dry.output, dry.output
     result = cli("run", config)
     assert result.exit_code == 1 and "computed with other parameters (k 10 -> 12)" in result.output
     assert "--overwrite" in result.output

@@ -56,8 +56,9 @@ def default(params_type, name: str):
 
 
 def seed_option(params_type):
-    return click.option("--seed", type=int, default=default(params_type, "seed"), show_default=True,
-                        help="Random seed; the same inputs and seed give the same outputs.")
+    return click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=default(params_type, "seed"),
+                        show_default=True, help="Random seed (0 or more); the same inputs and seed give the same "
+                                                "outputs.")
 
 
 def with_jobs(jobs: Callable[[dict], list[Job]]):

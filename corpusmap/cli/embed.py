@@ -152,7 +152,7 @@ def report(result) -> None:
               help="L2-normalise the vectors.")
 @click.option("--dim", type=click.IntRange(min=1), default=default(O, "dim"), show_default=True,
               help="tfidf only: dimensions after truncated SVD.")
-@click.option("--seed", type=int, default=default(O, "seed"), show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=default(O, "seed"), show_default=True,
               help="tfidf only: seed of the fit sample and SVD.")
 @click.option("--fit-from", "fit_from", default=None, metavar="RUN",
               help="tfidf only: reuse RUN's TF-IDF fit, so the vectors share RUN's space (for `map RUN --add`).")

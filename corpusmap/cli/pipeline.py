@@ -201,8 +201,12 @@ def run(ctx, config, dry_run, overwrite, quiet):
         job.overwrite = job.overwrite or overwrite
     if dry_run:
         for job, status in plan(jobs):
-            click.echo(f"{'skip (current)' if status.current else 'run'}: {job.label}"
-                       + ("" if status.current else f" ({status.reason})"))
+            # (embed decides once it has read the inputs: moved inputs that give the same corpus are kept)
+            refused = status.changed and not (job.overwrite or job.stage.redrawn) and job.stage.name != "embed"
+            action = "skip (current)" if status.current else "refused" if refused else "run"
+            advice = (f"; it would stop here: set overwrite = true in [{job.stage.name}] or run with --overwrite"
+                      if refused else "")
+            click.echo(f"{action}: {job.label}" + ("" if status.current else f" ({status.reason}{advice})"))
         return
     echo = (lambda line: None) if progress.is_quiet() else (lambda line: click.echo(line, err=True))
     run_jobs(jobs, echo=echo, state=run_dir)
