@@ -267,7 +267,9 @@ def load_user_graph(vectors, indices_path, distances_path=None, metric: str = "e
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-            raise CorpusmapError(f"{path}: not a readable .npy array ({exc})") from None
+            reason = "it holds Python objects (pickled), not numbers" if "pickle" in str(exc) else str(exc)
+            raise CorpusmapError(f"{path}: not a .npy array of numbers ({reason}); save the graph with numpy, e.g. "
+                                 "`np.save('indices.npy', indices.astype('int64'))`") from None
 
     indices = load(indices_path)
     distances = load(distances_path) if distances_path is not None else None

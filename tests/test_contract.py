@@ -78,13 +78,18 @@ def test_two_writers_with_the_same_parameters_share_the_work(tmp_path):
 
 def test_a_second_writer_of_an_output_waits_for_the_first(run):
     with Run(run).lock("knn"):
-        proc = subprocess.Popen(CORPUSMAP + ["neighbors", str(run), "-k", "10"], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        # a current output is read without waiting (nothing to write) ...
+        reader = subprocess.run(CORPUSMAP + ["neighbors", str(run), "-k", "10"], capture_output=True, text=True,
+                                timeout=120)
+        assert reader.returncode == 0 and "nothing to do" in reader.stdout + reader.stderr
+        # ... one that must write waits for the writer holding the lock
+        proc = subprocess.Popen(CORPUSMAP + ["neighbors", str(run), "-k", "12", "--overwrite"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(4)
         assert proc.poll() is None  # still waiting
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "waiting for another corpusmap process that is writing knn" in out
-    assert "is current" in out and "nothing to do" in out
+    assert json.loads((run / "knn" / "manifest.json").read_text())["k"] == 12
 
 
 def test_an_output_appears_as_a_whole(run, monkeypatch):

@@ -69,7 +69,8 @@ class CorpusmapGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("Interrupted; run the same command again to resume.", err=True)
+            click.echo("Interrupted; nothing half-written was kept. Run the same command again: finished parts "
+                       "(embedding shards) are not redone, other stages start over.", err=True)
             sys.exit(130)
         except BrokenPipeError:  # whoever read the output stopped (`| head`): stop quietly, as other tools do
             try:

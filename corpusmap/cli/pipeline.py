@@ -155,13 +155,16 @@ def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) ->
             raise UsageProblem(f"{config_path}: [{name}] may appear once; only {', '.join(REPEATABLE)} repeat")
         command = get_command(name)
         for number, table in enumerate(tables, 1):
-            args = command_args(command, name, table, base)
+            try:
+                args = command_args(command, name, table, base)
+            except UsageProblem as exc:
+                raise UsageProblem(f"{config_path}: {exc}") from None
             args = args + ["-o", run_dir] if name == "embed" else [run_dir] + args
             try:
                 with command.make_context(f"corpusmap {name}", list(args)) as ctx:
                     made = command.jobs(ctx.params)
             except click.UsageError as exc:
-                raise UsageProblem(f"[{name}]: {exc.format_message()}") from None
+                raise UsageProblem(f"{config_path}: [{name}]: {exc.format_message()}") from None
             line = shlex.join(["corpusmap", name, *args])
             where = f"[{name}]" if len(tables) == 1 else f"the {_ordinal(number)} [[{name}]]"
             for job in made:
