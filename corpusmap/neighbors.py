@@ -49,6 +49,14 @@ class NeighborsParams:
             raise UsageProblem(f"--recall-queries must be at least 1, got {self.recall_queries}")
         if self.from_distances and not self.from_indices:
             raise UsageProblem("--from-distances needs --from indices.npy")
+        if self.from_indices:  # a given graph is stored as it is: the options of the search have no effect
+            fields = NeighborsParams.__dataclass_fields__
+            flags = {"k": "-k", "index": "--index", "target_recall": "--target-recall",
+                     "recall_queries": "--recall-queries", "exact_threshold": "--exact-threshold", "seed": "--seed"}
+            given = [flag for name, flag in flags.items() if getattr(self, name) != fields[name].default]
+            if given:
+                raise UsageProblem(f"{', '.join(given)}: --from stores the given graph as it is (its own k "
+                                   "neighbours, no search); drop " + ("them" if len(given) > 1 else "it"))
 
 
 class NeighborsStage(Stage):
@@ -267,7 +275,8 @@ def load_user_graph(vectors, indices_path, distances_path=None, metric: str = "e
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-            reason = "it holds Python objects (pickled), not numbers" if "pickle" in str(exc) else str(exc)
+            reason = ("it holds Python objects (pickled), not numbers" if "pickle" in str(exc) or "Python objects" in
+                      str(exc) else str(exc))
             raise CorpusmapError(f"{path}: not a .npy array of numbers ({reason}); save the graph with numpy, e.g. "
                                  "`np.save('indices.npy', indices.astype('int64'))`") from None
 

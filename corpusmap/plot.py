@@ -399,6 +399,9 @@ def draw(run: Run, params: PlotParams, out: Path):
             background = (table.column("x").to_numpy(), table.column("y").to_numpy())
     labels, unnamed = region_labels(run, params, x, y) if params.labels in ("keywords", "label") \
         else (params.labels == "auto", 0)
+    if labels is True and (colours.categories is None or not colours.categories.labelled):
+        raise UsageProblem(f"--labels alone names the colour's categories, and --color {params.color} has none to "
+                           "name; colour by a label column or by cluster, or name regions with --labels keywords")
     placed = []
     render.render_map(x, y, out, categories=colours.categories, values=colours.values, width=params.width,
                       height=params.height, dpi=params.dpi, title=params.title, legend_title=colours.title,

@@ -74,3 +74,11 @@ def test_adding_to_a_pca_map_is_refused(runs):
     assert cli("map", ref, "--method", "pca", "-q").exit_code == 0
     result = cli("map", ref, "--add", new, "--name", "pca")
     assert result.exit_code == 2 and "t-SNE or UMAP map" in result.output
+
+
+def test_options_that_adding_does_not_use_are_refused(runs):
+    ref, new = runs
+    for args, flags in ((["--method", "pca"], "--method"), (["--device", "cuda", "-k", "5"], "-k, --device"),
+                        (["--preset", "landscape"], "--preset")):
+        result = cli("map", ref, "--add", new, "--name", "tsne", *args)
+        assert result.exit_code == 2 and f"own settings; drop {flags}" in result.output, result.output

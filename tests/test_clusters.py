@@ -252,6 +252,8 @@ def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
                                                                           "Leiden's", None),
         (["clusters", run, "--on", "tsne", "-k", "5"], 2, "leave them out or drop --on", None),
         (["plot", run, "-o", tmp_path / "x.jpg"], 2, "must end in .png, .svg or .pdf", None),
+        (["plot", run, "--color", "year", "--labels", "-o", tmp_path / "y.png"], 2,
+         "--labels alone names the colour's categories, and --color year has none", None),
         (["excess", run, "--by", "cluster"], 1, "no clustering", "corpusmap clusters"),
     ]
     for args, code, message, command in cases:

@@ -272,6 +272,12 @@ def test_cli_neighbors_from_user_graph(run, tmp_path):
     assert load_knn_graph(Run(run)).manifest["source"] == "user"  # the good graph is still there
     r = cli("neighbors", run, "--from-distances", tmp_path / "idx.npy")
     assert r.exit_code == 2 and "--from" in r.output
+    # the options of a search do not apply to a graph given as it is
+    r = cli("neighbors", run, "--from", tmp_path / "idx.npy", "-k", "3", "--index", "hnsw", "--overwrite")
+    assert r.exit_code == 2 and "-k, --index: --from stores the given graph as it is" in r.output, r.output
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    r = cli("neighbors", run, "--from", tmp_path / "objects.npy", "--overwrite")
+    assert r.exit_code == 1 and "holds Python objects (pickled), not numbers" in r.output, r.output
 
 
 def test_cli_neighbors_bad_inputs(run, tmp_path):

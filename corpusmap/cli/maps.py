@@ -58,6 +58,8 @@ def map_jobs(o: dict) -> list[Job]:
         given += umap_given
         if o["preset"]:
             given.append("--preset")
+        given += [flag for flag, key in (("--method", "method"), ("--device", "device"))
+                  if o[key] != default(MapParams, key)]
         if given:
             raise UsageProblem(f"--add places points with the reference map's own settings; drop {', '.join(given)}")
         new_run = Run(o["add_run"])
@@ -66,7 +68,10 @@ def map_jobs(o: dict) -> list[Job]:
                    report=report_map)]
         return out + ([_plot_job(new_run, params.name, o)] if o["plot"] else [])
     if o["method"] != "tsne" and given:
-        raise UsageProblem(f"{', '.join(given)} only apply to --method tsne")
+        raise UsageProblem(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to --method tsne")
+    if o["perplexity"] is not None and o["symmetrize"] is not None:
+        raise UsageProblem("--symmetrize chooses how uniform (-k) affinities are made symmetric; perplexity "
+                           "affinities are always (P + P^T) / 2, as openTSNE makes them: drop --symmetrize or use -k")
     if o["method"] != "umap" and umap_given:
         raise UsageProblem(f"{', '.join(umap_given)} only appl{'y' if len(umap_given) > 1 else 'ies'} to --method "
                            "umap")
