@@ -604,7 +604,7 @@ def _read_json_array(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chun
                     repairs.note(_DECODE_ERRORS.count, f"line {state['lines'] + state['buf'].count(chr(10))}")
                 return 0
 
-            pos, started = 0, False
+            pos, started, single = 0, False, 0
             while True:
                 buf = state["buf"]
                 if not state["eof"] and len(buf) - pos < (1 << 16):
@@ -619,11 +619,17 @@ def _read_json_array(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chun
                         continue
                     if buf[pos] == "{":  # a single object is a one-record corpus
                         state["buf"] = buf = buf[:pos] + "[" + buf[pos:]
+                        single = 1  # 1 + the objects read since
                     if buf[pos] != "[":
                         raise CorpusmapError(f"{path}: expected a JSON array of objects (or use .jsonl)")
                     started, pos = True, pos + 1
                     continue
                 if pos >= len(buf):
+                    if state["eof"] and single == 2:  # the one object of the file
+                        return
+                    if state["eof"] and single:  # {...} {...}: one object per line
+                        raise CorpusmapError(f"{path}: holds one JSON object after another, which is JSON Lines, not "
+                                             f"one JSON document: rename it to {path.stem}.jsonl")
                     if state["eof"]:
                         raise CorpusmapError(f"{path}: JSON array is not closed (file truncated?)")
                     continue
@@ -653,6 +659,8 @@ def _read_json_array(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chun
                     repairs.note(lone, f"line {line}")
                 yield line, record
                 pos = end
+                if single:
+                    single += 1
 
     yield from _chunks_from_records(records(), rows)
 
@@ -1641,8 +1649,9 @@ def _iter_corpus(paths: list[Path], columns: ColumnMap, filters: CorpusFilters, 
         if fmt == "pubmed":
             file_plan = plan.for_file(pubmed_index)
             pubmed_index += 1
-        for chunk in iter_raw_chunks(path, batch_rows, pubmed_labels=pubmed_labels,
-                                     cut_truncated=not filters.cut_truncated, repairs=repairs,
+        # PubMed text is read whole, as every format: only --cut-truncated cuts (after the length filters)
+        for chunk in iter_raw_chunks(path, batch_rows, pubmed_labels=pubmed_labels, cut_truncated=False,
+                                     repairs=repairs,
                                      pubmed_plan=file_plan):
             batch = normalise(chunk, stats.rows_read)
             if batch is not None:

@@ -34,6 +34,10 @@ STORE_DTYPES = ("float32", "float16")
 PACKAGES = ("torch", "transformers", "sentence-transformers", "scikit-learn")
 
 
+def _drop(flags: str) -> str:
+    return "drop them" if "," in flags else "drop it"
+
+
 @dataclass(frozen=True)
 class EmbedOptions:
     """Everything that decides the vectors' bytes (and so must match when a run resumes)."""
@@ -56,6 +60,7 @@ class EmbedOptions:
     def __post_init__(self):
         if self.shard_rows < 1:
             raise UsageProblem("--shard-rows must be at least 1")
+        self._check_applicable()
         self.resolved_store_dtype()
         if self.fit_from:
             kind = encoder_kind(self.model)
@@ -64,6 +69,32 @@ class EmbedOptions:
             if not kind.has_fit(self.fit_from):
                 raise CorpusmapError(f"--fit-from {self.fit_from}: no {kind.name} fit there "
                                      f"(embeddings/{kind.name}); embed that run with --model {kind.name} first")
+
+    def _check_applicable(self) -> None:
+        """An option of another kind of encoder, changed from its default, is refused (it would have no effect)."""
+        fields = EmbedOptions.__dataclass_fields__
+
+        def changed(*names: str) -> str:
+            return ", ".join("--" + n.replace("_", "-") for n in names if getattr(self, n) != fields[n].default)
+
+        model_options = ("pooling", "max_length", "batch_size", "max_tokens_per_batch", "dtype")
+        fit_options = ("dim", "seed", "fit_rows")
+        if self.vectors:
+            off = changed("model", *model_options, *fit_options, "fit_from")
+            if off:
+                raise UsageProblem(f"{off}: --vectors stores the given vectors as they are (no model runs); "
+                                   f"{_drop(off)}")
+        elif encoder_kind(self.model).fitted:
+            off = changed(*model_options)
+            if off:
+                raise UsageProblem(f"{off}: for transformer models, which --model {self.model} is not; "
+                                   f"{_drop(off)}")
+            if self.fit_from and changed(*fit_options):
+                raise UsageProblem(f"{changed(*fit_options)}: --fit-from reuses the other run's fit, with its own "
+                                   f"dimension and seed; {_drop(changed(*fit_options))}")
+        elif changed(*fit_options):
+            raise UsageProblem(f"{changed(*fit_options)}: for --model tfidf (a fitted encoder); a transformer model "
+                               f"has its own dimension; {_drop(changed(*fit_options))}")
 
     def resolved_store_dtype(self) -> str:
         if self.store_dtype == "auto":
@@ -268,15 +299,22 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
 def parse_worker(spec: Optional[str]) -> tuple[int, int]:
     """``I/N`` (0 <= I < N) -> (I, N): this worker takes shards I, I+N, I+2N, ...
 
-    Without a spec, a SLURM job array sets it: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of
-    SLURM_ARRAY_TASK_COUNT.
+    Without a spec, a SLURM job array sets it: (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP
+    of SLURM_ARRAY_TASK_COUNT (``--array=0-4:2`` is tasks 0, 2, 4: workers 0, 1, 2 of 3).
     """
     if spec is None:
         task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
             return 0, 1
-        index = int(task) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return index, int(count)
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1"))
+        offset = int(task) - first
+        index, count = offset // max(step, 1), int(count)
+        if offset % max(step, 1) or not 0 <= index < count:
+            raise UsageProblem(f"SLURM array task {task} (min {first}, step {step}, {count} tasks) is not one of "
+                               "the array's workers (a job array with gaps, e.g. --array=0,3,7?); give this task "
+                               "its share with --shard I/N")
+        return index, count
     try:
         index_text, count_text = spec.split("/")
         index, count = int(index_text), int(count_text)
@@ -369,10 +407,9 @@ ENCODING = "embeddings/encoding"  # held (shared) by every process that encodes 
 
 
 def _bare_claim(run: Run, manifest: dict) -> bool:
-    """A manifest that claimed the run for a request whose encoding never started and that no process is working
-    on (replacing it loses nothing)."""
-    return not manifest.get("params") and not any(run.embeddings_dir.glob("shard-*.npy")) \
-        and not run.busy(ENCODING)
+    """A manifest that claimed the run for a request of which no shard was finished (its encoding never started,
+    or failed before the first shard) and that no process is working on: replacing it loses nothing."""
+    return not any(run.embeddings_dir.glob("shard-*.npy")) and not run.busy(ENCODING)
 
 
 def _drop_bare_claim(run: Run, plan: ShardPlan) -> None:
@@ -468,8 +505,8 @@ class ImportedVectors:
         from corpusmap.encoders import Encoded
 
         block = np.asarray(self.source.rows(start, stop), dtype=np.float32)
-        if self.normalize:
-            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        if self.normalize:  # a new array: the rows may be a read-only memory map of the user's file
+            block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         return Encoded(block, 0)
 
 

@@ -224,11 +224,20 @@ def test_a_json_nan_label_is_no_label(tmp_path):
      r"u16.csv is UTF-16 text; corpusmap reads UTF-8: convert it first, e.g. `iconv -f utf-16 -t utf-8"),
     (lambda d: _write_bytes(d / "u16.jsonl.gz", gzip.compress('{"abstract": "some text"}\n'.encode("utf-16-le"))),
      "u16.jsonl.gz is UTF-16LE text"),
+    (lambda d: _write(d / "lines.json", '{"abstract": "one text"}\n{"abstract": "two text"}\n'),
+     "lines.json: holds one JSON object after another, which is JSON Lines, not one JSON document: rename it to "
+     "lines.jsonl"),
 ])
 def test_bad_inputs_give_one_clear_error(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(CorpusmapError, match=message):
         read_all([path])
+
+
+def test_a_json_file_of_one_object_is_a_corpus_of_one(tmp_path):
+    path = _write(tmp_path / "one.json", '{"abstract": "the one abstract", "year": 2020}\n')
+    table = read_all([path])
+    assert table.column("text").to_pylist() == ["the one abstract"] and table.column("year").to_pylist() == [2020]
 
 
 def test_missing_explicit_column_and_non_year_column():

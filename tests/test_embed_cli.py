@@ -277,3 +277,38 @@ def test_year_values_that_are_not_years_are_a_warning_even_when_quiet(tmp_path, 
     warning = next(r for r in caplog.records if "not a year" in r.getMessage())
     assert warning.levelname == "WARNING" and warning.getMessage().startswith("warning: corpus: 2 rows have a year")
     assert "--year-col" in warning.getMessage()
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "5"}, (2, 4)),
+    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "0",
+      "SLURM_ARRAY_TASK_STEP": "2"}, (2, 3)),  # --array=0-4:2: tasks 0, 2, 4 are workers 0, 1, 2
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "0"}, None),  # a gap
+    ({}, (0, 1)),
+])
+def test_a_slurm_array_task_is_its_worker(monkeypatch, env, expected):
+    from corpusmap.embed import parse_worker
+    from corpusmap.errors import UsageProblem
+
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if expected is None:
+        with pytest.raises(UsageProblem, match="not one of the array's workers.*--shard I/N"):
+            parse_worker(None)
+    else:
+        assert parse_worker(None) == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "tfidf", "--pooling", "cls", "--dtype", "float16"], "--pooling, --dtype: for transformer models"),
+    (["--model", "tfidf", "--batch-size", "7"], "--batch-size: for transformer models, which --model tfidf is not"),
+    (["--model", "tfidf", "--device", "cuda"], "--device: --model tfidf runs on the CPU"),
+    (["--dim", "20"], "--dim: for --model tfidf (a fitted encoder)"),
+    (["--model", "tfidf", "--tokenizer-workers", "2"], "--tokenizer-workers: --model tfidf runs on the CPU"),
+])
+def test_options_of_another_encoder_are_refused(small_corpus, tmp_path, args, message):
+    result = cli("embed", small_corpus, "-o", tmp_path / "run", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "run").exists()

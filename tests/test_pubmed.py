@@ -193,6 +193,14 @@ def test_inline_markup_and_truncation_marker(tmp_path):
     assert record["language"] == "eng"
     (labelled,) = iter_pubmed(path, with_labels=True)
     assert labelled["abstract"] == "BACKGROUND: We grew E. coli at 10-3 M. CONCLUSIONS: It works."
+    # the corpus reader keeps the text whole, as in every format; --cut-truncated cuts it
+    from corpusmap.corpus import CorpusFilters, iter_corpus
+
+    def text(filters):
+        return next(iter(iter_corpus([path], filters=filters))).column("text").to_pylist()[0]
+
+    assert text(CorpusFilters()).endswith("It works. (ABSTRACT TRUNCATED AT 250 WORDS)")
+    assert text(CorpusFilters(cut_truncated=True)) == "We grew E. coli at 10-3 M. It works. "  # x[:y-1], as the paper
 
 
 # ----------------------------------------------------------------------------- dates, journal, layouts

@@ -75,6 +75,14 @@ def test_embed_vectors_on_the_command_line(tmp_path, matrix):
     bad = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "run2", "--vectors", tmp_path / "v.npy",
               "--tokenizer-workers", "many")
     assert bad.exit_code == 2 and "--tokenizer-workers" in bad.output and "auto" in bad.output
+    unused = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "run2", "--vectors", tmp_path / "v.npy", "--model",
+                 "tfidf", "--dim", "5")
+    assert unused.exit_code == 2 and "--model, --dim: --vectors stores the given vectors as they are" in unused.output
+    # --normalize on float32 vectors, which are read as a read-only memory map of the file
+    unit = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "run3", "--vectors", tmp_path / "v.npy", "--normalize", "-q")
+    assert unit.exit_code == 0, unit.output
+    expected = matrix.astype(np.float32) / np.linalg.norm(matrix.astype(np.float32), axis=1, keepdims=True)
+    np.testing.assert_allclose(Run(tmp_path / "run3").vectors.to_numpy(), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_tokenizer_workers_auto():

@@ -8,7 +8,9 @@ import click
 from corpusmap import progress
 from corpusmap.cli.common import default, device_option, quiet_option, run_argument, run_command, with_jobs
 from corpusmap.corpus import PRESETS, ColumnMap, CorpusFilters
-from corpusmap.embed import EmbedOptions, EmbedParams, EmbedStage, finalize, parse_devices, parse_worker
+from corpusmap.embed import (EmbedOptions, EmbedParams, EmbedStage, encoder_kind, finalize, parse_devices,
+                             parse_worker)
+from corpusmap.errors import UsageProblem
 from corpusmap.encoders import DTYPES, POOLINGS
 from corpusmap.pipeline import Job
 from corpusmap.run import Run, open_run
@@ -33,10 +35,18 @@ def jobs(o: dict) -> list[Job]:
                            vectors=o["vectors"])
     params = EmbedParams(inputs=tuple(o["inputs"]), columns=columns, filters=filters,
                          section_labels=o["section_labels"], options=options)
+    tokenizer_workers = parse_tokenizer_workers(o["tokenizer_workers"])
+    if o["vectors"] or encoder_kind(o["model"]).fitted:  # no model on a device, no tokenizer
+        off = [flag for flag, on in (("--device", o["device"] not in ("auto", "cpu")), ("--devices", o["devices"]),
+                                     ("--tokenizer-workers", o["tokenizer_workers"] != "auto")) if on]
+        if off:
+            what = ("--vectors stores vectors made elsewhere" if o["vectors"] else
+                    f"--model {o['model']} runs on the CPU")
+            raise UsageProblem(f"{', '.join(off)}: {what}, with no tokenizer; drop {'them' if len(off) > 1 else 'it'}")
     stage = EmbedStage(engine=o["engine"], device=o["device"], devices=parse_devices(o["devices"]),
                        worker=parse_worker(o["worker"]), address=o["address"], num_workers=o["num_workers"],
                        gpus_per_worker=o["gpus_per_worker"], prepare_only=o["prepare_only"],
-                       tokenizer_workers=parse_tokenizer_workers(o["tokenizer_workers"]))
+                       tokenizer_workers=tokenizer_workers)
     return [Job(stage, Run(o["run_dir"]), params, o["overwrite"], report=report)]
 
 
@@ -140,7 +150,8 @@ def report(result) -> None:
               help="Truncate texts to this many tokens (default: the model's limit).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=default(O, "batch_size"), show_default=True)
 @click.option("--max-tokens-per-batch", type=click.IntRange(min=1), default=None,
-              help="Token budget per batch instead of a fixed row count (batches of short texts get more rows).")
+              help="Token budget per batch: rows * padded width <= this, and at most --batch-size rows (raise "
+                   "--batch-size too so that batches of short texts get more rows).")
 @device_option
 @click.option("--devices", default=None, metavar="D1,D2,...",
               help="One worker process per device: 'all' GPUs, GPU ids '0,1', or names 'cuda:0,cpu'.")
