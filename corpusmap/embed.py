@@ -300,7 +300,7 @@ def parse_worker(spec: Optional[str]) -> tuple[int, int]:
     """``I/N`` (0 <= I < N) -> (I, N): this worker takes shards I, I+N, I+2N, ...
 
     Without a spec, a SLURM job array sets it: (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP
-    of SLURM_ARRAY_TASK_COUNT (``--array=0-4:2`` is tasks 0, 2, 4: workers 0, 1, 2 of 3).
+    of SLURM_ARRAY_TASK_COUNT (sbatch array 0-4:2 is tasks 0, 2, 4: workers 0, 1, 2 of 3).
     """
     if spec is None:
         task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
@@ -312,7 +312,7 @@ def parse_worker(spec: Optional[str]) -> tuple[int, int]:
         index, count = offset // max(step, 1), int(count)
         if offset % max(step, 1) or not 0 <= index < count:
             raise UsageProblem(f"SLURM array task {task} (min {first}, step {step}, {count} tasks) is not one of "
-                               "the array's workers (a job array with gaps, e.g. --array=0,3,7?); give this task "
+                               "the array's workers (a job array with gaps, e.g. tasks 0,3,7?); give this task "
                                "its share with --shard I/N")
         return index, count
     try:
