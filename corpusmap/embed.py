@@ -27,15 +27,11 @@ from corpusmap.encoders import encoder_kind
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import MANIFEST_FORMAT, canonical_hash, timestamp, try_read_manifest, versions
 from corpusmap.run import Run, writing
-from corpusmap.stage import Result, Stage, Status, describe_changes, params_dict
+from corpusmap.stage import Result, Stage, Status, changed_flags, describe_changes, params_dict, refuse_unused
 
 log = logging.getLogger("corpusmap")
 STORE_DTYPES = ("float32", "float16")
 PACKAGES = ("torch", "transformers", "sentence-transformers", "scikit-learn")
-
-
-def _drop(flags: str) -> str:
-    return "drop them" if "," in flags else "drop it"
 
 
 @dataclass(frozen=True)
@@ -72,29 +68,20 @@ class EmbedOptions:
 
     def _check_applicable(self) -> None:
         """An option of another kind of encoder, changed from its default, is refused (it would have no effect)."""
-        fields = EmbedOptions.__dataclass_fields__
-
-        def changed(*names: str) -> str:
-            return ", ".join("--" + n.replace("_", "-") for n in names if getattr(self, n) != fields[n].default)
-
         model_options = ("pooling", "max_length", "batch_size", "max_tokens_per_batch", "dtype")
         fit_options = ("dim", "seed", "fit_rows")
         if self.vectors:
-            off = changed("model", *model_options, *fit_options, "fit_from")
-            if off:
-                raise UsageProblem(f"{off}: --vectors stores the given vectors as they are (no model runs); "
-                                   f"{_drop(off)}")
+            refuse_unused(changed_flags(self, "model", *model_options, *fit_options, "fit_from"),
+                          "--vectors stores the given vectors as they are (no model runs)")
         elif encoder_kind(self.model).fitted:
-            off = changed(*model_options)
-            if off:
-                raise UsageProblem(f"{off}: for transformer models, which --model {self.model} is not; "
-                                   f"{_drop(off)}")
-            if self.fit_from and changed(*fit_options):
-                raise UsageProblem(f"{changed(*fit_options)}: --fit-from reuses the other run's fit, with its own "
-                                   f"dimension and seed; {_drop(changed(*fit_options))}")
-        elif changed(*fit_options):
-            raise UsageProblem(f"{changed(*fit_options)}: for --model tfidf (a fitted encoder); a transformer model "
-                               f"has its own dimension; {_drop(changed(*fit_options))}")
+            refuse_unused(changed_flags(self, *model_options),
+                          f"for transformer models, which --model {self.model} is not")
+            if self.fit_from:
+                refuse_unused(changed_flags(self, *fit_options),
+                              "--fit-from reuses the other run's fit, with its own dimension and seed")
+        else:
+            refuse_unused(changed_flags(self, *fit_options),
+                          "for --model tfidf (a fitted encoder); a transformer model has its own dimension")
 
     def resolved_store_dtype(self) -> str:
         if self.store_dtype == "auto":

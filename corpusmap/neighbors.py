@@ -19,7 +19,7 @@ from corpusmap.knn import INDEXES, METRICS, KnnGraph, _check_metric, build_knn_g
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.progress import Progress
 from corpusmap.run import Run
-from corpusmap.stage import Stage
+from corpusmap.stage import Stage, changed_flags, refuse_unused
 from corpusmap.vectors import as_vectors, iter_float32_blocks, take_float32
 
 @dataclass(frozen=True)
@@ -50,13 +50,9 @@ class NeighborsParams:
         if self.from_distances and not self.from_indices:
             raise UsageProblem("--from-distances needs --from indices.npy")
         if self.from_indices:  # a given graph is stored as it is: the options of the search have no effect
-            fields = NeighborsParams.__dataclass_fields__
-            flags = {"k": "-k", "index": "--index", "target_recall": "--target-recall",
-                     "recall_queries": "--recall-queries", "exact_threshold": "--exact-threshold", "seed": "--seed"}
-            given = [flag for name, flag in flags.items() if getattr(self, name) != fields[name].default]
-            if given:
-                raise UsageProblem(f"{', '.join(given)}: --from stores the given graph as it is (its own k "
-                                   "neighbours, no search); drop " + ("them" if len(given) > 1 else "it"))
+            refuse_unused(changed_flags(self, "k", "index", "target_recall", "recall_queries", "exact_threshold",
+                                        "seed", flags={"k": "-k"}),
+                          "--from stores the given graph as it is (its own k neighbours, no search)")
 
 
 class NeighborsStage(Stage):

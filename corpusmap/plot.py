@@ -72,9 +72,11 @@ def figure_size(path: Path, dpi: int) -> tuple[int, int]:
     """(width, height) in pixels of a written figure: from the PNG header, or the SVG's root element or PDF's page
     box (points) at ``dpi``."""
     path = Path(path)
+    if path.suffix.lower() == ".png":  # the IHDR chunk: width and height at bytes 16-24
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     data = path.read_bytes()
-    if path.suffix.lower() == ".png":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     pattern = rb'<svg[^>]*width="([0-9.]+)pt"[^>]*height="([0-9.]+)pt"' if path.suffix.lower() == ".svg" else \
         rb"/MediaBox \[\s*0 0 ([0-9.]+) ([0-9.]+)\s*\]"
     m = re.search(pattern, data)

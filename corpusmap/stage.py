@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from corpusmap.errors import CorpusmapError
+from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import timestamp, versions
 from corpusmap.run import Run
 
@@ -64,6 +64,19 @@ def param_default(params_type, name: str):
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         return f.default_factory()  # type: ignore[misc]
     raise KeyError(f"{params_type.__name__}.{name} has no default")
+
+
+def changed_flags(params, *names: str, flags: Optional[dict] = None) -> list[str]:
+    """The command-line flags of the fields ``names`` of ``params`` that differ from their defaults (``--name``
+    unless ``flags`` names it otherwise)."""
+    return [(flags or {}).get(n, "--" + n.replace("_", "-")) for n in names
+            if getattr(params, n) != param_default(type(params), n)]
+
+
+def refuse_unused(flags: list[str], why: str) -> None:
+    """Options given where they have no effect are refused, not ignored: one line naming them and why."""
+    if flags:
+        raise UsageProblem(f"{', '.join(flags)}: {why}; drop {'them' if len(flags) > 1 else 'it'}")
 
 
 def _diff(stored: dict, wanted: dict, prefix: str = "") -> tuple:

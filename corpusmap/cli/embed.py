@@ -10,10 +10,10 @@ from corpusmap.cli.common import default, device_option, quiet_option, run_argum
 from corpusmap.corpus import PRESETS, ColumnMap, CorpusFilters
 from corpusmap.embed import (EmbedOptions, EmbedParams, EmbedStage, encoder_kind, finalize, parse_devices,
                              parse_worker)
-from corpusmap.errors import UsageProblem
 from corpusmap.encoders import DTYPES, POOLINGS
 from corpusmap.pipeline import Job
 from corpusmap.run import Run, open_run
+from corpusmap.stage import refuse_unused
 
 O = EmbedOptions
 
@@ -39,10 +39,8 @@ def jobs(o: dict) -> list[Job]:
     if o["vectors"] or encoder_kind(o["model"]).fitted:  # no model on a device, no tokenizer
         off = [flag for flag, on in (("--device", o["device"] not in ("auto", "cpu")), ("--devices", o["devices"]),
                                      ("--tokenizer-workers", o["tokenizer_workers"] != "auto")) if on]
-        if off:
-            what = ("--vectors stores vectors made elsewhere" if o["vectors"] else
-                    f"--model {o['model']} runs on the CPU")
-            raise UsageProblem(f"{', '.join(off)}: {what}, with no tokenizer; drop {'them' if len(off) > 1 else 'it'}")
+        what = "--vectors stores vectors made elsewhere" if o["vectors"] else f"--model {o['model']} runs on the CPU"
+        refuse_unused(off, f"{what}, with no tokenizer")
     stage = EmbedStage(engine=o["engine"], device=o["device"], devices=parse_devices(o["devices"]),
                        worker=parse_worker(o["worker"]), address=o["address"], num_workers=o["num_workers"],
                        gpus_per_worker=o["gpus_per_worker"], prepare_only=o["prepare_only"],

@@ -21,7 +21,7 @@ from corpusmap.excess.tables import CountTable, PresenceTable, read_counts
 from corpusmap.excess.words import _TOKEN_FULL
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.run import Run
-from corpusmap.stage import Stage, params_dict
+from corpusmap.stage import Stage, changed_flags, params_dict
 
 GROUP_KINDS = ("excess", "style")
 SUBGROUP_DELTAS = ("study", "group")
@@ -115,26 +115,21 @@ class ExcessParams:
 
     def _check_applicable(self) -> None:
         """An option changed from its default where it has no effect is refused, not silently ignored."""
-        fields = ExcessParams.__dataclass_fields__
-
-        def changed(*names: str) -> list[str]:
-            return ["--" + f.replace("_", "-") for f in names if getattr(self, f) != fields[f].default]
-
-        reading = changed("period", "with_titles", "title_col", "text_col", "year_col", "date_col")
+        reading = changed_flags(self, "period", "with_titles", "title_col", "text_col", "year_col", "date_col")
         if reading and not self.source:
             raise UsageProblem(f"{', '.join(reading)}: for reading abstracts, which --counts alone does not do (the "
                                "table's own periods and counts are used); leave them out, or give INPUT or RUN too")
-        if changed("title_col") and not (self.with_titles or self.clean):
+        if changed_flags(self, "title_col") and not (self.with_titles or self.clean):
             raise UsageProblem("--title-col names the titles for --with-titles and for --clean's errata filter; add "
                                "one of them or leave it out")
-        study = changed("cutoffs", "rare_max_freq", "common_words")
+        study = changed_flags(self, "cutoffs", "rare_max_freq", "common_words")
         if study and self.group != "style":
             raise UsageProblem(f"{study[0]} applies to --group style (the study's lower bound and subgroup δ); "
                                "add --group style or leave it out")
-        subgroups = changed("min_group_size", "size_window")
+        subgroups = changed_flags(self, "min_group_size", "size_window")
         if subgroups and not self.by:
             raise UsageProblem(f"{subgroups[0]} applies to the subgroups of --by COLUMN; add --by or leave it out")
-        if changed("subgroup_delta") and not (self.by and self.group == "style"):
+        if changed_flags(self, "subgroup_delta") and not (self.by and self.group == "style"):
             raise UsageProblem("--subgroup-delta chooses the δ of the style words' subgroups: it needs --by "
                                "COLUMN and --group style")
 
