@@ -604,7 +604,7 @@ def _read_json_array(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chun
                     repairs.note(_DECODE_ERRORS.count, f"line {state['lines'] + state['buf'].count(chr(10))}")
                 return 0
 
-            pos, started, single = 0, False, 0
+            pos, started, bare, read = 0, False, False, 0  # bare: the file starts with an object, not [
             while True:
                 buf = state["buf"]
                 if not state["eof"] and len(buf) - pos < (1 << 16):
@@ -619,15 +619,15 @@ def _read_json_array(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chun
                         continue
                     if buf[pos] == "{":  # a single object is a one-record corpus
                         state["buf"] = buf = buf[:pos] + "[" + buf[pos:]
-                        single = 1  # 1 + the objects read since
+                        bare = True
                     if buf[pos] != "[":
                         raise CorpusmapError(f"{path}: expected a JSON array of objects (or use .jsonl)")
                     started, pos = True, pos + 1
                     continue
                 if pos >= len(buf):
-                    if state["eof"] and single == 2:  # the one object of the file
+                    if state["eof"] and bare and read == 1:  # the one object of the file
                         return
-                    if state["eof"] and single:  # {...} {...}: one object per line
+                    if state["eof"] and bare:  # {...} {...}: one object per line
                         raise CorpusmapError(f"{path}: holds one JSON object after another, which is JSON Lines, not "
                                              f"one JSON document: rename it to {path.stem}.jsonl")
                     if state["eof"]:
@@ -659,8 +659,7 @@ def _read_json_array(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chun
                     repairs.note(lone, f"line {line}")
                 yield line, record
                 pos = end
-                if single:
-                    single += 1
+                read += 1
 
     yield from _chunks_from_records(records(), rows)
 
