@@ -416,9 +416,10 @@ class AddStage(Stage):
 
 
 def _damaged(run: Run, name: str) -> Optional[str]:
-    """Why the stored map cannot be used (unreadable, checksum, rows), or None: such a map is computed again."""
+    """Why the stored map cannot be used (unreadable, or other coordinates than its checksum), or None: such a map
+    is computed again. Its ids are not read (the corpus's fingerprint already says whether it is the same)."""
     try:
-        read_map(run, name)
+        read_map(run, name, check_ids=False)
     except CorpusmapError as exc:
         return str(exc).split("; remake it")[0]
     return None
