@@ -99,6 +99,21 @@ class ClustersStage(Stage):
     what = "a clustering"
     packages = ("leidenalg", "igraph", "scikit-learn", "polars")
     elsewhere = "another --name"
+    # 2: Leiden stops when a pass adds less than 0.1% to the quality; k and HDBSCAN's sizes recorded as resolved
+    definitions = 2
+
+    def resolved(self, run: Run, params: ClustersParams) -> ClustersParams:
+        """``k`` (default 15, at most the graph's) and HDBSCAN's default sizes (n/50, n/500) as values."""
+        import dataclasses
+
+        from corpusmap.neighbors import stored_k
+
+        if params.on is None:
+            graph_k = stored_k(run)
+            return dataclasses.replace(params, k=min(params.k or 15, graph_k or 15))
+        if not params.min_cluster_size and run.has_corpus():
+            return dataclasses.replace(params, min_cluster_size=default_min_sizes(run.n_rows))
+        return params
 
     def key(self, params: ClustersParams) -> str:
         return f"clusters/{params.name}"
@@ -148,7 +163,7 @@ class ClustersStage(Stage):
         t0 = time.monotonic()
         graph = load_knn_graph(run)
         if params.on is None:
-            k = min(params.k or 15, graph.k)
+            k = params.k
             info(f"clusters {params.name}: Leiden on the {k}-NN graph of {graph.n:,} points")
             levels, resolutions = leiden_levels(graph.indices, graph.distances, params.resolutions, k=k,
                                                 levels=params.levels, weights=params.weights, seed=params.seed)
@@ -157,7 +172,7 @@ class ClustersStage(Stage):
             from corpusmap.maps import read_map
 
             coords = read_map(run, params.on).coords
-            sizes = params.min_cluster_size or default_min_sizes(len(coords))
+            sizes = params.min_cluster_size
             info(f"clusters {params.name}: HDBSCAN of map {params.on!r} with minimum cluster sizes "
                  f"{', '.join(map(str, sizes))}")
             levels = hdbscan_levels(coords, sizes, min_samples=params.min_samples)
@@ -167,7 +182,7 @@ class ClustersStage(Stage):
         t1 = time.monotonic()
         words = keywords_per_level(run.iter_corpus_batches(["text"]), levels, params.top_words, params.min_df)
         seconds["keywords"] = round(time.monotonic() - t1, 3)
-        summary = summarise(run, levels, words, graph.indices[:, :min(params.k or 15, graph.k)])
+        summary = summarise(run, levels, words, graph.indices[:, :params.k or 15])
         paths = {key: staging / path.name for key, path in run.cluster_paths(params.name).items()}
         write_tables(run, levels, summary, paths)
         files = {paths[key].name: file_record(paths[key]) for key in ("clusters", "summary")}
@@ -271,9 +286,9 @@ def clustering_fingerprint(run: Run, name: str) -> str:
 def _no_clustering(run: Run, name: str) -> CorpusmapError:
     have = run.list_clusterings()
     hint = f"; clusterings in this run: {', '.join(have)}" if have else ""
-    how = {"leiden": "", "hdbscan": " --on MAP"}.get(name, f" --name {name} (with --on MAP for a map's regions)")
+    how = {"leiden": "`", "hdbscan": " --on MAP`"}.get(name, f" --name {name}` (with --on MAP for a map's regions)")
     return CorpusmapError(f"no clustering {name!r} in {run.path}; make one with `corpusmap clusters {run.path}"
-                          f"{how}`{hint}")
+                          f"{how}{hint}")
 
 
 def chosen_clustering(run: Run, name: Optional[str]) -> Optional[Clustering]:

@@ -373,7 +373,7 @@ def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> Sha
                     "choose another -o directory")
             with writing(run.embeddings_dir):
                 shutil.rmtree(run.embeddings_dir)
-            removed = ["embeddings"] + run.invalidate()
+            removed = ["embeddings"] + run.invalidate(gone=["embeddings"])
             progress.info(f"--overwrite: removed {', '.join(removed)} from {run.path}")
             existing = None
         plan = ShardPlan(request, canonical_hash(request)[:16], corpus["rows"], options.shard_rows)

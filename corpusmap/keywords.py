@@ -1,13 +1,15 @@
-"""Keywords of clusters: class-based TF-IDF (c-TF-IDF, as BERTopic computes it) on the tokens of the excess
-analysis.
+"""Keywords of clusters: class-based TF-IDF (c-TF-IDF, BERTopic's formula) on the tokens of the excess
+analysis, with each abstract counted once per word (as the excess analysis counts words).
 
 For word x and cluster c::
 
     W(x, c) = tf(x, c) / Σ_x' tf(x', c) · log(1 + A / f(x))
 
-where tf(x, c) is the number of the cluster's abstracts that contain x (its document frequency there), f(x) =
-Σ_c tf(x, c) the number of abstracts containing x, and A the average number of word occurrences per cluster,
-truncated to an integer (BERTopic's ``ClassTfidfTransformer``: L1-normalised rows times ``log(1 + A / f)``).
+where tf(x, c) is the number of the cluster's abstracts that contain x (its document frequency there: BERTopic
+counts occurrences, corpusmap abstracts, so that one abstract repeating a word does not name its region), f(x)
+the number of abstracts containing x (all of them, those in no cluster of the level included), and A the average
+of Σ_x tf(x, c) over the clusters, truncated to an integer (BERTopic's ``ClassTfidfTransformer``: L1-normalised
+rows times ``log(1 + A / f)``).
 Tokens are those of :mod:`corpusmap.excess` (lower-cased ``\\b\\w\\w+\\b``, exactly scikit-learn's, by the same
 polars engine); English stop words (scikit-learn's list), tokens of digits only and words in fewer than ``min_df``
 abstracts are left out. Counting streams over the corpus in batches, once whatever the number of levels.
@@ -119,10 +121,11 @@ def ctfidf(counts, df_total: np.ndarray) -> object:
     return (tf @ sp.diags(idf)).tocsr()
 
 
-def top_words(counts: TermCounts, top: int = 10, min_df: int = 5) -> list[list[str]]:
+def top_words(counts: TermCounts, top: int = 10, min_df: int = 5, df_total=None) -> list[list[str]]:
     """The ``top`` words of each cluster by c-TF-IDF (ties by the word), among usable words with at least
-    ``min_df`` abstracts in the corpus."""
-    df_total = np.asarray(counts.counts.sum(axis=0)).ravel()
+    ``min_df`` abstracts in the corpus (``df_total``: per word, default the clusters' sum)."""
+    if df_total is None:
+        df_total = np.asarray(counts.counts.sum(axis=0)).ravel()
     keep = usable_words(counts.words) & (df_total >= min_df)
     if not keep.any():
         most = int(df_total[usable_words(counts.words)].max()) if usable_words(counts.words).any() else 0
@@ -145,10 +148,11 @@ def keywords_per_level(batches: Iterable, levels: Sequence[np.ndarray], top: int
     matrix = np.column_stack(levels)
     cells, cell_of_row = np.unique(matrix, axis=0, return_inverse=True)
     counts = count_terms(batches, cell_of_row.ravel().astype(np.int64), len(cells))
+    df_all = np.asarray(counts.counts.sum(axis=0)).ravel()  # f(x) over every abstract, noise included
     out = []
     for level, labels in enumerate(levels):
         n_clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
-        member = cells[:, level] >= 0  # cells outside any cluster of this level (noise) count for none
+        member = cells[:, level] >= 0  # cells outside any cluster of this level (noise) are no cluster's
         merged = TermCounts(counts.words, counts.counts[member]).merge(cells[member, level], n_clusters)
-        out.append(top_words(merged, top, min_df))
+        out.append(top_words(merged, top, min_df, df_all))
     return out

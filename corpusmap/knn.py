@@ -40,6 +40,9 @@ def _import_faiss():
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss
 
+    # FAISS's own Ctrl-C check throws from inside OpenMP regions, which aborts the process (C++ terminate) when
+    # more than one thread runs; without it, Ctrl-C is raised in Python as soon as the current FAISS call returns
+    faiss.InterruptCallback.clear_instance()
     return faiss
 
 

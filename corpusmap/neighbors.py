@@ -175,6 +175,13 @@ def load_knn_graph(run: Run, mmap: bool = True) -> KnnGraph:
                     manifest=manifest)
 
 
+def stored_k(run: Run) -> Optional[int]:
+    """The stored graph's k from its manifest (``None`` without a readable one); no file is read or checked."""
+    manifest = try_read_manifest(run.knn_manifest_path)
+    k = (manifest or {}).get("k")
+    return int(k) if isinstance(k, int) else None
+
+
 def graph_fingerprint(run: Run) -> str:
     """The fingerprint of the stored graph, or an error naming `corpusmap neighbors`."""
     manifest = try_read_manifest(run.knn_manifest_path)

@@ -117,6 +117,7 @@ class PlotStage(Stage):
     what = "a figure"
     packages = ("matplotlib",)
     redrawn = True  # a figure is cheap: drawn again whenever its parameters change
+    drawn_by = ("corpusmap.plot", "corpusmap.render", "corpusmap.labels")
 
     def key(self, params: PlotParams) -> str:
         return f"renders/{params.map}"  # figures of one map are recorded in one file: one writer at a time

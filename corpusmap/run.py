@@ -31,7 +31,7 @@ import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -493,19 +493,24 @@ class Run:
     def outputs_by_key(self) -> dict[str, Output]:
         return {o.key: o for o in self.outputs()}
 
-    def invalidate(self) -> list[str]:
-        """Remove every output computed from something the run no longer holds (another corpus, other vectors, an
-        earlier graph, map or clustering), then their own dependents; returns the keys removed."""
+    def invalidate(self, gone: Iterable[str] = ()) -> list[str]:
+        """Remove every output computed from an earlier version of what the run holds now (another corpus, other
+        vectors, an earlier graph, map or clustering) or from an output in ``gone`` (removed on purpose), then
+        their own dependents; returns the keys removed. An input that is merely missing (deleted or moved by
+        hand, or its manifest damaged) removes nothing: what was computed from it is still what it was."""
         removed: list[str] = []
+        gone = set(gone)
         while True:
             outputs = self.outputs()
             current = {o.key: o.fingerprint for o in outputs}
-            stale = [o for o in outputs if any(current.get(k) != fp for k, fp in o.inputs.items())]
+            stale = [o for o in outputs
+                     if any(k in gone or (k in current and current[k] != fp) for k, fp in o.inputs.items())]
             if not stale:
                 return removed
             for output in stale:
                 self._remove(output)
                 removed.append(output.key)
+                gone.add(output.key)
 
     def _remove(self, output: Output) -> None:
         for path in output.paths:

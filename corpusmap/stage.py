@@ -17,6 +17,9 @@ from the second, ``definitions``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +105,25 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(modules: tuple) -> str:
+    """sha256 over the source files of ``modules`` (a package: every file in its folder but the front end's
+    sources and caches), in path order: the code that draws a figure or page."""
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            files = [p for p in origin.parent.rglob("*") if p.is_file()
+                     and not {"web", "__pycache__"} & set(p.relative_to(origin.parent).parts)]
+        else:
+            files = [origin]
+        for path in sorted(files):
+            digest.update(f"{name}/{path.relative_to(origin.parent)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class Stage:
     """Base class of the stages. Subclasses set ``name``, ``what`` and ``packages`` and implement
     :meth:`key`, :meth:`stored`, :meth:`inputs`, :meth:`compute` and :meth:`commit` (and :meth:`check_files`,
@@ -115,11 +137,18 @@ class Stage:
     # what the stage computes, numbered: raised when a new corpusmap gives other numbers for the same parameters
     # (a corrected definition), so that outputs of the earlier definition are not current (recorded from 2 on)
     definitions: ClassVar[int] = 1
+    # modules whose code draws the output (renders): one drawn by other code is not current and is drawn again
+    drawn_by: ClassVar[tuple] = ()
 
     # ------------------------------------------------------------------------------------------ per stage
     def record(self, params) -> dict:
         """The parameters as stored in the manifest and compared to decide whether an output is current."""
         return params_dict(params)
+
+    def resolved(self, run: Run, params):
+        """``params`` with defaults that depend on the run filled in (e.g. clusters' ``k`` from the graph), so
+        that a value given explicitly and the default it equals are the same parameters."""
+        return params
 
     def key(self, params) -> str:
         """The output this run writes, e.g. ``knn`` or ``maps/tsne`` (also the name of its lock)."""
@@ -149,6 +178,12 @@ class Stage:
         """Fingerprints of files outside the run that this stage reads."""
         return {}
 
+    def _sources(self, run: Run, params) -> dict:
+        out = self.sources(run, params)
+        if self.drawn_by:
+            out["corpusmap drawing code"] = code_fingerprint(self.drawn_by)
+        return out
+
     def reads(self, run: Run, params) -> set:
         """The run outputs (keys) the stored output was computed from, as its manifest records them."""
         block = (self.stored(run, params) or {}).get("stage") or {}
@@ -169,6 +204,7 @@ class Stage:
 
     # ------------------------------------------------------------------------------------------ the contract
     def status(self, run: Run, params) -> Status:
+        params = self.resolved(run, params)
         manifest = self.stored(run, params)
         if manifest is None:
             return Status(False, "not computed yet")
@@ -190,7 +226,7 @@ class Stage:
         if problem:
             return Status(False, problem)
         try:
-            now = {**self.inputs(run, params), **self.sources(run, params)}
+            now = {**self.inputs(run, params), **self._sources(run, params)}
         except CorpusmapError as exc:
             return Status(False, str(exc))
         recorded = {**(block.get("inputs") or {}), **(block.get("sources") or {})}
@@ -202,7 +238,7 @@ class Stage:
     def block(self, run: Run, params) -> dict:
         """The ``stage`` block for a new output (``fingerprint`` is added by :meth:`compute`)."""
         out = {"name": self.name, "output": self.key(params), "params": self.record(params),
-               "inputs": self.inputs(run, params), "sources": self.sources(run, params),
+               "inputs": self.inputs(run, params), "sources": self._sources(run, params),
                "created": timestamp(), "versions": versions(*self.packages)}
         if self.definitions > 1:
             out["definitions"] = self.definitions
@@ -212,6 +248,7 @@ class Stage:
         """Keep a current output, else compute it (see the module docstring for the rule)."""
         key = self.key(params)
         self.prepare(run, params)
+        params = self.resolved(run, params)
         status = self.status(run, params)
         if status.current:  # nothing to write: no lock needed (a read-only run can still be used)
             return Result(self.name, key, False, status.reason, self.stored(run, params) or {},

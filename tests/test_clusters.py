@@ -85,22 +85,27 @@ def test_same_seed_same_clusters_whatever_the_thread_count(base, tmp_path):
 
 
 def test_keywords_are_the_class_based_tf_idf_of_an_independent_computation(base):
-    """BERTopic's c-TF-IDF, recomputed with scikit-learn's CountVectorizer on the corpus texts."""
+    _check_keywords(Run(base), read_clustering(Run(base)))
+
+
+def _check_keywords(run: Run, clustering) -> None:
+    """BERTopic's c-TF-IDF (abstracts counted once per word), recomputed with scikit-learn's CountVectorizer on
+    the corpus texts; f(x) and --min-df over every abstract, those in no cluster (HDBSCAN's noise) included."""
     from sklearn.feature_extraction.text import CountVectorizer
 
-    clustering = read_clustering(Run(base))
-    texts = Run(base).read_corpus(["text"]).column("text").to_pylist()
+    texts = run.read_corpus(["text"]).column("text").to_pylist()
     vectorizer = CountVectorizer(binary=True, stop_words="english", min_df=5)  # document frequency
     X = vectorizer.fit_transform(texts)
     words = vectorizer.get_feature_names_out()
     keep = np.array([not w.isdigit() for w in words])
     X, words = X[:, keep], words[keep]
+    f = np.asarray(X.sum(axis=0)).ravel()
     for level, labels in enumerate(clustering.levels):
         n_clusters = labels.max() + 1
         per_cluster = np.vstack([np.asarray(X[labels == c].sum(axis=0)).ravel() for c in range(n_clusters)])
         tf = per_cluster / per_cluster.sum(axis=1, keepdims=True)
         avg = int(per_cluster.sum(axis=1).mean())
-        weights = tf * np.log(1 + avg / per_cluster.sum(axis=0))
+        weights = tf * np.log(1 + avg / f)
         rows = clustering.summary[clustering.summary["level"] == level].sort_values("cluster")
         for c, keywords in zip(range(n_clusters), rows["keywords"]):
             order = [i for i in np.lexsort((words, -weights[c])) if weights[c, i] > 0][:10]  # words it holds
@@ -217,6 +222,10 @@ def test_hdbscan_of_the_map_is_named_and_nested(run):
     for labels, level in zip(clustering.levels, clustering.manifest["levels"]):
         assert np.bincount(labels[labels >= 0]).min() >= level["min_cluster_size"] == (60, 15)[level["level"]]
         assert level["clusters"] == labels.max() + 1
+    assert cli("clusters", run, "--on", "tsne", "--name", "fine", "-q").exit_code == 0  # n/50, n/500
+    finer = read_clustering(Run(run), "fine")
+    assert (finer.levels[1] < 0).any()  # noise: its abstracts count in f(x) all the same
+    _check_keywords(Run(run), finer)
 
 
 def test_hdbscan_min_samples_is_scikit_learns(run):

@@ -228,3 +228,26 @@ def test_an_input_replaced_while_a_stage_computes_commits_nothing(run, monkeypat
     assert result.exit_code == 1, result.output
     assert "knn of" in result.output and "changed while a map was computed" in result.output
     assert "run the command again" in result.output and not (run / "maps" / "tsne.parquet").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "manifest damaged"])
+def test_an_input_missing_by_hand_removes_nothing_computed_from_it(run, damage):
+    """A graph deleted or with a damaged manifest is not a new graph: the clusters computed from it (and the
+    maps) stay when another stage runs; replacing the graph does remove the clusters."""
+    assert cli("clusters", run, "--levels", "2", "-q").exit_code == 0
+    if damage == "deleted":
+        shutil.rmtree(run / "knn")
+    else:
+        (run / "knn" / "manifest.json").write_text('{"k": 1')
+    before = {**tree(run / "maps"), **tree(run / "clusters")}
+    assert cli("excess", run, "--target", "2015", "--no-figures", "--overwrite", "-q").exit_code == 0
+    result = cli("view", run, "--map", "pca", "--clusters", "none", "-q")
+    if damage == "deleted":  # the page, without neighbours
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 1 and "knn/manifest.json is damaged" in result.output, result.output
+    after = {**tree(run / "maps"), **tree(run / "clusters")}
+    assert all(after[k] == v for k, v in before.items() if not k.endswith(".renders.json")), sorted(after)
+    assert "maps/pca.png" in json.loads(after["pca.renders.json"])["renders"]  # the figure's record kept
+    assert cli("neighbors", run, "-k", "12", "--overwrite", "-q").exit_code == 0  # a new graph
+    assert not list((run / "clusters").glob("*.parquet")) and (run / "maps" / "pca.parquet").is_file()

@@ -44,6 +44,15 @@ def test_view_writes_a_page_of_the_run_and_keeps_it_current(run):
     assert set(receipt["inputs"]) == {"corpus", "maps/tsne", "knn", "clusters/leiden", "eval", "excess"}
     again = cli("view", run)
     assert "current; nothing to do" in again.output
+    # a page drawn by another corpusmap (other page code) is drawn again
+    renders = run / "maps" / "tsne.renders.json"
+    record = json.loads(renders.read_text())
+    assert set(record["renders"]["maps/tsne.html"]["sources"]) == {"corpusmap drawing code"}
+    record["renders"]["maps/tsne.html"]["sources"]["corpusmap drawing code"] = "0" * 16
+    renders.write_text(json.dumps(record))
+    upgraded = cli("view", run)
+    assert upgraded.exit_code == 0 and "nothing to do" not in upgraded.output, upgraded.output
+    assert "current; nothing to do" in cli("view", run).output
     # a new graph removes the page with the map made from the old one
     assert cli("neighbors", run, "-k", "12", "--overwrite", "-q").exit_code == 0
     assert not page.exists()

@@ -438,6 +438,19 @@ def test_a_page_of_bare_coordinates_opens(browser, tmp_path):
         page.close()
 
 
+def test_a_single_year_is_one_swatch_with_its_count(browser, tmp_path):
+    rng = np.random.default_rng(3)
+    years = np.where(np.arange(300) < 290, 2025.0, np.nan)
+    page = Opened(browser, write_page(tmp_path / "one-year.html", PageData(
+        x=rng.normal(size=300), y=rng.normal(size=300), years=years)).html)
+    try:
+        page.js("window.corpusmap.colorBy('year')")
+        assert page.page.locator("#cm-legend .cm-colorbar").count() == 0
+        assert [(name, count) for _, name, count in _legend(page)] == [("2025", 290), ("unknown year", 10)]
+    finally:
+        page.close()
+
+
 def test_id_links(opened):
     links = {s: opened.js("s => window.corpusmap.idLink(s)", s) for s in
              ["31452104", "10.18653/v1/P16-1001", "2503.01234", "hep-th/9901001", "C16-1001"]}
@@ -486,3 +499,6 @@ def test_year_colours_cover_a_short_span_and_clip_a_long_tail():
     long = np.concatenate([np.arange(1950, 1990), np.repeat(np.arange(1990, 2025), 100)]).astype(float)
     meta = year_column(long)[1]
     assert meta["min"] == 1950 and meta["colour_min"] > 1980 and meta["colour_max"] == 2024
+    # a sampled page states the range of every point, not of its sample
+    values, sampled = year_column(short[-1:], short)
+    assert sampled == {"min": 2012.0, "max": 2016.0, "colour_min": 2012.0, "colour_max": 2016.0}

@@ -18,6 +18,9 @@ def _numbers(text: str | None, flag: str, kind=float) -> tuple:
     if text is None:
         return ()
     parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not parts:
+        example = "whole numbers, e.g. 500,50" if kind is int else "numbers, e.g. 0.2,1,5"
+        raise UsageProblem(f"{flag} takes comma-separated {example}, not {text!r}; or leave it out for the default")
     for part in parts:
         try:
             kind(part)

@@ -238,8 +238,14 @@ class ExcessStage(Stage):
 
         out = {}
         if params.run_dir is not None:
-            if not self.inputs(run, params):
-                out[f"corpus:{params.run_dir.resolve()}"] = Run(params.run_dir).corpus_fingerprint
+            if not self.inputs(run, params):  # a report outside the RUN: what it read of the RUN is a source
+                source = Run(params.run_dir)
+                out[f"corpus:{params.run_dir.resolve()}"] = source.corpus_fingerprint
+                if by_region(params.by):
+                    from corpusmap.clusters import clustering_fingerprint
+
+                    name = region_column(source, params.by)[0]
+                    out[f"clusters/{name}:{params.run_dir.resolve()}"] = clustering_fingerprint(source, name)
         elif params.source:
             out["inputs"] = canonical_hash(input_fingerprint(resolve_inputs(params.source)))
         if params.counts:

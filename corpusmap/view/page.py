@@ -142,7 +142,7 @@ def _points(data: PageData, rows, xn_all, yn_all, label_top: int) -> tuple[dict,
     xn = xn_all if rows is None else xn_all[rows]
     yn = yn_all if rows is None else yn_all[rows]
     years = None if data.years is None else np.asarray(data.years, dtype=np.float64)
-    year, year_range = year_column(years if rows is None else take(years, rows))
+    year, year_range = year_column(years if rows is None else take(years, rows), years)
     label, labels = label_column(take(data.labels, rows), label_top)
     clusters, cluster_meta = cluster_columns(data.clusters, xn_all, yn_all, rows)
     payload = {"x": typed_array(xn), "y": typed_array(yn), "year": year, "label": label, "clusters": clusters}

@@ -63,15 +63,18 @@ def _codes_dtype(count: int) -> type:
     return np.uint16 if count < 0xFFFF else np.uint32
 
 
-def year_column(years: Optional[np.ndarray]) -> tuple[Optional[dict], Optional[dict]]:
-    """Years as float32 (NaN = unknown), their range, and the colour range, or (None, None) when no point has a
-    year. The colour range is all years when they span at most :data:`FULL_YEAR_SPAN` (every year its own
-    colour), else the 2nd-98th percentile, so that a few very old papers do not wash out the colour bar (the page
-    marks the clipped ends with ≤ and ≥)."""
+def year_column(years: Optional[np.ndarray], every: Optional[np.ndarray] = None
+                ) -> tuple[Optional[dict], Optional[dict]]:
+    """Years of the drawn points as float32 (NaN = unknown), and the range and colour range of the years of
+    ``every`` point (default: the drawn ones; a sampled page states the corpus's range), or (None, None) when no
+    point has a year. The colour range is all years when they span at most :data:`FULL_YEAR_SPAN` (every year its
+    own colour), else the 2nd-98th percentile, so that a few very old papers do not wash out the colour bar (the
+    page marks the clipped ends with ≤ and ≥)."""
     if years is None:
         return None, None
     y = np.asarray(years, dtype=np.float64)
-    known = y[np.isfinite(y)]
+    known = np.asarray(y if every is None else every, dtype=np.float64)
+    known = known[np.isfinite(known)]
     if known.size == 0:
         return None, None
     values = np.where(np.isfinite(y), y, np.nan).astype(np.float32)

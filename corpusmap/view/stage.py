@@ -47,6 +47,7 @@ class ViewStage(Stage):
     name = "view"
     what = "a page"
     redrawn = True  # like a figure: written again whenever its parameters change
+    drawn_by = ("corpusmap.view",)
 
     def key(self, params: ViewParams) -> str:
         return f"renders/{params.map}"

@@ -383,7 +383,7 @@ class App {
     const tokens = this.hitTokens;
     const count = this.hits.length;
     const words = `${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`;
-    let text = count ? `${plural(count, 'abstract')} contain ${words}` : `No abstract contains ${words}`;
+    let text = count ? `${plural(count, 'abstract')} ${count === 1 ? 'contains' : 'contain'} ${words}` : `No abstract contains ${words}`;
     if (this.m.sampled) text += ' (in the drawn sample)';
     if (this.keep && count) {
       const inRange = this.hits.filter((r) => this.keep[r]).length;

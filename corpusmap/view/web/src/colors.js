@@ -36,12 +36,16 @@ export function yearMode(years, range) {
       z[i] = Math.min(steps - 1, Math.max(0, Math.floor(((y - lo) / span) * steps)));
     }
   }
+  const unknown = { color: NONE, name: 'unknown year', slots: [steps], hideEmpty: true };
+  if (hi === lo) {  // one year: a swatch with its count, not a bar from the year to itself
+    return { z, palette: [...VIRIDIS, NONE], legend: { items: [{ color: VIRIDIS[0], name: String(lo), slots: [0] }, unknown] } };
+  }
   return {
     z,
     palette: [...VIRIDIS, NONE],
     legend: {
       kind: 'bar', min: lo, max: hi, clipLow: lo > range.min, clipHigh: hi < range.max, colors: VIRIDIS,
-      items: [{ color: NONE, name: 'unknown year', slots: [steps], hideEmpty: true }],
+      items: [unknown],
     },
   };
 }
