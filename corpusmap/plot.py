@@ -27,6 +27,9 @@ LABEL_KINDS = ("auto", "keywords", "label")
 MAX_REGION_NAMES = 40  # names on one figure at most (largest regions first)
 
 
+MAX_PIXELS = 20_000  # per side: beyond, a figure is gigabytes in memory
+
+
 @dataclass(frozen=True)
 class PlotParams:
     """A figure of map ``map``. ``color``: ``auto`` (label, else year), ``none``, a column, ``words:w1,w2``
@@ -50,9 +53,10 @@ class PlotParams:
 
     def __post_init__(self):
         check_name(self.map, "--map")
-        for name in ("width", "height", "dpi"):
-            if getattr(self, name) is not None and getattr(self, name) < 16:
-                raise UsageProblem(f"--{name} must be at least 16")
+        for name, most in (("width", MAX_PIXELS), ("height", MAX_PIXELS), ("dpi", 2400)):
+            value = getattr(self, name)
+            if value is not None and not 16 <= value <= most:
+                raise UsageProblem(f"--{name} must be between 16 and {most:,}, not {value:,}")
         if not 1 <= self.max_categories <= 20:
             raise UsageProblem("--max-categories must be between 1 and 20")
         if self.output is not None and Path(self.output).suffix.lower().lstrip(".") not in FORMATS:

@@ -12,6 +12,7 @@ colour bar, e.g. for years) and none (one colour, density by opacity).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ from corpusmap.errors import UsageProblem
 RASTER_THRESHOLD = 100_000
 OTHER_COLOR = "#b0b0b0"
 MISSING_COLOR = "#dcdcdc"
+MISSING_VALUE_NAME = "no value"  # under a colour bar, next to MISSING_COLOR
 SINGLE_COLOR = "#1f4e79"
 HIGHLIGHT_COLOR = "#d62728"
 OTHER_NAME = "other"
@@ -94,8 +96,9 @@ def categorize(values, max_categories: int = 10) -> Categories:
     idx = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     idx[missing] = -1
     counts = np.bincount(idx[idx >= 0], minlength=len(dictionary))
-    # most frequent first, ties broken by name so the palette is stable
-    order = sorted(range(len(dictionary)), key=lambda i: (-counts[i], dictionary[i]))
+    # most frequent first, ties broken by name (numbers by value: cluster "8: ..." before "10: ...") so the palette
+    # is stable
+    order = sorted(range(len(dictionary)), key=lambda i: (-counts[i], _natural_key(dictionary[i])))
     order = [i for i in order if counts[i] > 0]
     top = order[:max_categories]
     code_of = np.full(len(dictionary) + 1, len(top), dtype=np.int32)  # last slot: missing (-1)
@@ -116,6 +119,12 @@ def categorize(values, max_categories: int = 10) -> Categories:
         colors.append(MISSING_COLOR)
         counts_out.append(n_missing)
     return Categories(codes=codes, names=names, colors=colors, counts=counts_out, labelled=len(top))
+
+
+def _natural_key(text: str) -> tuple:
+    """Sort key comparing runs of digits by their value: "8" < "10"."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", str(text)) if part)
 
 
 def highlight(mask: np.ndarray, hit_name: str, other_name: str = OTHER_NAME) -> Categories:
@@ -287,7 +296,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     colouring; neither gives one colour. ``labels``: True writes the names of the largest categories at their
     medoids; a list of ``(x, y, text)`` writes those texts at those points (most important first); either way no
     two labels overlap (:mod:`corpusmap.labels`), and ``on_labels`` receives what was placed.
-    ``raster`` forces or forbids the numpy rasteriser (default: above ``raster_threshold`` points).
+    ``raster`` forces or forbids the numpy rasteriser (default: above ``raster_threshold`` points); ``False``
+    also draws the markers of an SVG/PDF as vector shapes (else they are one embedded bitmap).
     ``background``: (x, y) of other points (e.g. the reference map of added points), drawn in light grey.
     ``norm_range``: (low, high) of the colour scale for ``values`` (default: their range).
     """
@@ -313,7 +323,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     px_per_pt = dpi / 72.0
     fig, renderer, legend, ax_rect, top_px = _layout(width, height, dpi, fs, title, categories, values, legend_title)
     if ax_rect[2] < 0.2:
-        raise UsageProblem("the image is too narrow for the map and its legend; use a larger --width")
+        raise UsageProblem(f"the image is too narrow for the map and its legend at --dpi {dpi}; use a larger --width "
+                           "or a lower --dpi")
     ax = fig.add_axes(ax_rect)
     ax.set_axis_off()
     box_w = max(int(round(ax_rect[2] * width)), 1)
@@ -369,7 +380,7 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
         if background is not None:
             bsize, _ = _point_style(len(background[0]), area_pt2)
             ax.scatter(background[0], background[1], s=bsize, c="#d0d0d0", linewidths=0, alpha=0.6,
-                       rasterized=True)
+                       rasterized=raster is not False)
         order = np.random.RandomState(seed).permutation(n)
         if categories is not None:
             if categories.on_top:
@@ -385,7 +396,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
             order, colours = order[first], colours[first]
         else:
             colours = np.broadcast_to(np.asarray(to_rgb(SINGLE_COLOR)), (n, 3))
-        ax.scatter(x[order], y[order], s=size, c=colours, linewidths=0, alpha=alpha, rasterized=True)
+        # in SVG/PDF the markers are one embedded bitmap, unless raster=False asks for vector shapes
+        ax.scatter(x[order], y[order], s=size, c=colours, linewidths=0, alpha=alpha, rasterized=raster is not False)
 
     legend_x = ax_rect[0] + ax_rect[2] + MARGIN / 2
     if labels is True and categories is not None:  # the largest categories, at their medoids
@@ -411,6 +423,14 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
             from matplotlib.ticker import MaxNLocator
 
             bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if not np.isfinite(values).all():  # points without a value: their grey named under the bar
+            from matplotlib.patches import Rectangle
+
+            side = fs * 1.2 * px_per_pt
+            fig.add_artist(Rectangle((legend_x + 0.01, 0.2 - 2.2 * side / height), side / width, side / height,
+                                     transform=fig.transFigure, facecolor=MISSING_COLOR, edgecolor="none"))
+            fig.text(legend_x + 0.01 + 1.4 * side / width, 0.2 - 1.7 * side / height, MISSING_VALUE_NAME,
+                     fontsize=fs * 0.8, va="center")
     if title:
         fig.text(0.5, 1 - (fs * 1.2 * px_per_pt) / height, title, ha="center", va="center", fontsize=fs * 1.2)
 

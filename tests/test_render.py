@@ -58,6 +58,7 @@ def test_categorize_top_other_missing():
     assert len(set(cats.colors)) == 4
     # ties are broken by name, so the palette does not depend on row order
     assert render.categorize(["y", "x"]).names == ["x", "y"]
+    assert render.categorize(["10: b", "8: a", "9: c"]).names == ["8: a", "9: c", "10: b"]  # numbers by value
     import pyarrow as pa
 
     assert render.categorize(pa.chunked_array([["a", None], ["a", "b"]])).counts == [2, 1, 1]
@@ -87,6 +88,11 @@ def test_continuous_png_with_colour_bar(tmp_path, points):
     assert pixels.shape == (480, 640, 3)
     # viridis: both ends of the scale appear (dark purple and yellow-green)
     assert distinct_colours(pixels) > 30
+    # points without a value get the missing grey, named under the bar (δ = 0 is near-white on RdBu: not the same)
+    some = np.where(np.arange(len(x)) % 4 == 0, np.nan, years)
+    for values, named in ((years, False), (some, True)):
+        svg = render.render_map(x, y, tmp_path / "v.svg", values=values, width=640, height=480, dpi=100).read_text()
+        assert (f">{render.MISSING_VALUE_NAME}<" in svg) == named
 
 
 def test_highlight_draws_hits_on_top(tmp_path, points):
@@ -133,6 +139,15 @@ def test_bad_sizes_are_usage_errors(tmp_path, points):
         render.render_map(x, y, tmp_path / "a.png", categories=render.categorize([str(i) for i in range(len(x))]),
                           width=40, height=400, dpi=100)
     assert not list(tmp_path.iterdir())
+
+
+def test_svg_points_are_one_bitmap_unless_raster_is_forbidden(tmp_path, points):
+    x, y, _, _ = points
+    cats = render.categorize(np.arange(len(x)) % 3)
+    render.render_map(x, y, tmp_path / "a.svg", categories=cats, width=400, height=300, dpi=100)
+    render.render_map(x, y, tmp_path / "v.svg", categories=cats, width=400, height=300, dpi=100, raster=False)
+    bitmap, vector = (tmp_path / "a.svg").read_text(), (tmp_path / "v.svg").read_text()
+    assert "<image" in bitmap and "<image" not in vector and vector.count("<use") >= len(x)
 
 
 def test_the_default_height_fits_the_maps_shape(tmp_path):

@@ -127,7 +127,7 @@ def test_bad_inputs(run, tmp_path):
     cases = [
         (["view", run, "--map", "umap"], 1, "no map 'umap'", "corpusmap map"),
         (["view", run, "--label-col", "nosuch"], 2, "--label-col 'nosuch': no such column", None),
-        (["view", run, "--clusters", "nosuch"], 1, "no clustering 'nosuch'", "--name nosuch (with --on MAP"),
+        (["view", run, "--clusters", "nosuch"], 1, "no clustering 'nosuch'", "--name nosuch` (with --on MAP"),
         (["view", run, "-o", tmp_path / "page.htm"], 2, "must end in .html", None),
         (["export", run, "--format", "csv"], 2, "Invalid value for '--format'", "corpusmap export --help"),
         (["view", tmp_path / "nowhere"], 1, "no run directory", "corpusmap embed"),

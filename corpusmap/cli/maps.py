@@ -207,7 +207,8 @@ def plot_jobs(o: dict) -> list[Job]:
 @click.option("--reference/--no-reference", default=True, show_default=True,
               help="For points added with `map --add`: draw the reference map in grey underneath.")
 @click.option("--raster/--no-raster", default=None,
-              help="Force or forbid pixel rasterisation [default: above 100,000 points].")
+              help="Force or forbid pixel rasterisation [default: above 100,000 points]; --no-raster also "
+                   "draws the points of an SVG/PDF as vector shapes (else one embedded bitmap).")
 @_plot_options
 @quiet_option
 def plot(**options):
