@@ -209,6 +209,19 @@ def test_excess_per_region_equals_the_analysis_of_that_region_alone(run, tmp_pat
     assert (run / "maps" / "tsne.excess-style-2015.png").is_file()
 
 
+def test_a_report_by_region_outside_the_run_follows_the_clustering(run, tmp_path):
+    """``excess RUN -o ELSEWHERE --by cluster``: the clustering is a source of the report, so new clusters make
+    it stale (computed again), as they remove RUN/excess."""
+    args = ["excess", run, "-o", tmp_path / "out", "--by", "cluster:1", "--target", "2015", "--group-words",
+            "cells,protein", "--min-group-size", "3", "--no-figures", "-q"]
+    assert cli(*args).exit_code == 0
+    before = pd.read_parquet(tmp_path / "out" / "subgroups.parquet")["subgroup"].tolist()
+    assert cli("clusters", run, "--resolution", "0.3,4", "--overwrite", "-q").exit_code == 0
+    again = cli(*args[:-1])
+    assert again.exit_code == 0 and "nothing to do" not in again.output, again.output
+    assert pd.read_parquet(tmp_path / "out" / "subgroups.parquet")["subgroup"].tolist() != before
+
+
 def test_hdbscan_of_the_map_is_named_and_nested(run):
     result = cli("clusters", run, "--on", "tsne", "--min-cluster-size", "60,15", "-q")
     assert result.exit_code == 0, result.output

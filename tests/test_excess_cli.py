@@ -208,6 +208,36 @@ def test_bad_inputs(tmp_path, example_run):
     assert others == ["article_type", "license"]
     assert "columns: " + ", ".join(["id", "text", "title", "year", "label", *others]) in res.output
 
+    # NaN or infinite thresholds would switch a rule off without a word
+    for flag, value in (("--min-delta", "nan"), ("--min-freq", "nan"), ("--min-ratio", "inf")):
+        res = cli("excess", example_run, "-o", tmp_path / "o7", flag, value)
+        assert res.exit_code == 2 and f"{flag} must be a finite number" in res.output, res.output
+    res = cli("excess", example_run, "-o", tmp_path / "o7", "--group", "excess", "--group-max-freq", "nan")
+    assert res.exit_code == 2 and "--group-max-freq must be a frequency" in res.output
+    res = cli("excess", example_run, "-o", tmp_path / "o7", "--group-words", "")
+    assert res.exit_code == 2 and "--group-words : no words" in res.output
+    # a damaged count table is named with where it breaks
+    damaged = tmp_path / "damaged.csv.gz"
+    packed = gzip.compress(csv.read_bytes())
+    damaged.write_bytes(packed[:len(packed) // 2])
+    res = cli("excess", "--counts", damaged, "-o", tmp_path / "o8")
+    assert res.exit_code == 1 and f"count table {damaged}: truncated or corrupt gzip data: it ends early" in res.output
+    # an explicit --date-col gives the years, even where a year column exists
+    res = cli("excess", example_run, "-o", tmp_path / "o9", "--date-col", "title")
+    assert res.exit_code == 1 and "column 'title' does not hold a date" in res.output
+    assert not any((tmp_path / name).exists() for name in ("o7", "o8", "o9"))
+
+
+def test_group_words_from_an_annotation_table(example_run, tmp_path):
+    """A CSV with a ``word`` column (like the study's excess_words.csv) gives that column's words, not every
+    cell."""
+    table = tmp_path / "annotated.csv"
+    table.write_text(',"word","type","comment"\n0,"delves","style","a comment, with words"\n1,"showcase","style",\n')
+    cli("excess", example_run, "-o", tmp_path / "out", "--target", "2015", "--group-words", table, "--no-figures",
+        "-q", ok=True)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["group_words"] == {"annotated": ["delves", "showcase"]}
+
 
 def test_help():
     result = cli("excess", "--help")

@@ -45,7 +45,7 @@ def _group_option(values) -> dict:
                                    f"{name!r}")
         if name in groups:
             raise click.UsageError(f"two word groups are named {name!r}; name them with NAME=words")
-        groups[name] = parse_word_list(spec.strip())
+        groups[name] = parse_word_list(spec.strip(), f"--group-words {value}")
     return groups
 
 

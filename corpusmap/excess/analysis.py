@@ -13,6 +13,7 @@ same p, q and δ are computed on the share of abstracts containing at least one 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional, Sequence
@@ -41,6 +42,11 @@ class Criteria:
     min_ratio: float = 2.0        # ... or log10 r > log10 R - (log10 p - log10 A) * log10(R) / -log10(A)
     ratio_anchor: float = 1e-4    # A: where the ratio threshold equals R (it falls to 1 at p = 1)
     trend_steps: float = 2.0      # q = p_{t-2} + max(0, p_{t-2} - p_{t-3}) * trend_steps
+
+    def __post_init__(self):
+        for name in ("min_freq", "min_delta", "min_ratio", "ratio_anchor", "trend_steps"):
+            if not math.isfinite(float(getattr(self, name))):  # NaN would switch a rule off without a word
+                raise UsageProblem(f"--{name.replace('_', '-')} must be a finite number, not {getattr(self, name)}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -256,6 +262,6 @@ def subgroup_table(presence: PresenceTable, group: str, target: str, min_group_s
                                       "p", "p_prev1", "p_prev2", "p_prev3", "q", "delta", "ratio"])
     out.insert(3, "delta_rule", "group")
     out = out.sort_values(["delta", "subgroup"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out.attrs.update(skipped=size["skipped"], min_group_size=int(min_group_size), window=size["periods"],
+    out.attrs.update(skipped=size["skipped"], unmeasurable=size["unmeasurable"], min_group_size=int(min_group_size), window=size["periods"],
                      window_requested=size["requested"], delta_rule="group")
     return out

@@ -508,13 +508,17 @@ def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], 
     checked = "" if window == requested else (f"; before the corpus, so checked in {window[0]}–{window[-1]}"
                                               if window else "; all before the corpus, so not checked")
     rule = sub.attrs.get("delta_rule", "group")
+    unmeasurable = sub.attrs.get("unmeasurable", 0)
     as_study = tuple(win or ()) == STUDY_SIZE_WINDOW and min_size == STUDY_MIN_GROUP_SIZE
     out = [f"### δ of `{group}` by {by or 'subgroup'} ({t})", "",
            f"Subgroups with at least {min_size:,} abstracts in each period of "
            + (format_window(win).replace(":", " … ") + " " if win else "") + f"({span}{checked})"
            + (", as the study keeps a subgroup (2018–2023 for 2024: `03-figures.ipynb` cell 28)" if as_study else
               f" (the study: {STUDY_MIN_GROUP_SIZE} abstracts in each of t-6 … t-1)")
-           + f": {len(sub):,} (left out: {sub.attrs.get('skipped', 0):,}).",
+           + f": {len(sub):,} (left out: {sub.attrs.get('skipped', 0):,}"
+           + (f", of which {unmeasurable:,} large enough but without abstracts in one of "
+              f"{', '.join(reversed([t, *earlier_periods(t)]))}, the periods its δ is measured on"
+              if unmeasurable else "") + ").",
            ""]
     if rule == "study":
         out += ["δ is the study's subgroup δ (`--subgroup-delta study`): the mean of Δ of the rare style words "
@@ -534,6 +538,8 @@ def _subgroup_section(sub: pd.DataFrame, group: str, t: str, by: Optional[str], 
                    "LLM use." if before_llm_tools(t) else
                    ", a lower bound on the subgroup's share of LLM-processed abstracts (style words)."), ""]
     if sub.empty:
+        if unmeasurable and unmeasurable == sub.attrs.get("skipped", 0):
+            return out + ["No subgroup has abstracts in every period δ is measured on.", ""]
         return out + ["No subgroup is large enough; lower `--min-group-size` to see smaller ones.", ""]
     if rule == "study":
         out += [f"| {by or 'subgroup'} | abstracts in {t} | Δ rare | Δ common | δ |", "|---|---:|---:|---:|---:|"]

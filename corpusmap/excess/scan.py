@@ -262,7 +262,8 @@ def _resolve(spec: _Spec, names: list[str]) -> None:
     elif date_col is not None and date_col not in names:
         raise CorpusmapError(f"--date-col {date_col!r}: no such column in the corpus; its columns are: "
                              f"{', '.join(names)}")
-    if spec.period == "year" and spec.year_col in names:
+    # years from the year column, unless --date-col names a column explicitly: then from its dates
+    if spec.period == "year" and spec.year_col in names and spec.date_col in ("auto", None):
         spec.period_col, spec.period_from = spec.year_col, "year"
     elif date_col is not None:
         spec.period_col, spec.period_from = date_col, "date"

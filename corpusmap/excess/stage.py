@@ -72,6 +72,8 @@ class ExcessParams:
             raise UsageProblem(f"--group must be one of {', '.join(GROUP_KINDS)}, not {self.group!r}")
         if self.group_max_freq is not None and self.group != "excess":
             raise UsageProblem("--group-max-freq applies to --group excess")
+        if self.group_max_freq is not None and not 0 < self.group_max_freq <= 1:  # NaN fails this too
+            raise UsageProblem(f"--group-max-freq must be a frequency in (0, 1], not {self.group_max_freq}")
         if self.min_group_size < 1 or self.top < 1:
             raise UsageProblem("--min-group-size and --top must be at least 1")
         if self.style_words is not None and self.group != "style":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,8 +181,12 @@ def read_counts(path: str | os.PathLike) -> CountTable:
             else:
                 data = path.read_bytes()
             frame = pl.read_csv(data, separator=sep, infer_schema=False)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise CorpusmapError(f"cannot read count table {path}: {exc}") from None
+        except (OSError, EOFError, zlib.error, pl.exceptions.PolarsError) as exc:
+            from corpusmap.corpus import gzip_damage
+
+            damage = gzip_damage(path)
+            raise CorpusmapError(f"count table {path}: {damage}" if damage
+                                 else f"cannot read count table {path}: {exc}") from None
         return _from_wide(frame, path, first_line=2)
     raise CorpusmapError(f"count table {path}: expected .csv, .csv.gz, .tsv or .parquet")
 

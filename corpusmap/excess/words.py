@@ -23,19 +23,40 @@ def read_word_file(path, what: str) -> str:
     return text
 
 
-def parse_word_list(spec: str) -> list[str]:
-    """Words from ``w1,w2,...`` or from a file (one word per line or comma/space separated; ``#`` comments)."""
+def parse_word_list(spec: str, what: str = "word list") -> list[str]:
+    """Words from ``w1,w2,...`` or from a file: one word per line or comma/space separated (``#`` comments), or a
+    CSV table with a ``word`` column (e.g. an annotation like the study's ``excess_words.csv``)."""
     from pathlib import Path
 
     path = Path(spec)
     if path.is_file():
-        lines = [line.split("#", 1)[0] for line in read_word_file(path, f"word list {spec}").splitlines()]
-        raw = re.split(r"[\s,;]+", " ".join(lines))
+        text = read_word_file(path, f"{what} {spec}")
+        column = _word_column(text, spec, what)
+        if column is not None:
+            raw = column
+        else:
+            lines = [line.split("#", 1)[0] for line in text.splitlines()]
+            raw = re.split(r"[\s,;]+", " ".join(lines))
     else:
         if "," not in spec and ("/" in spec or spec.endswith((".txt", ".csv"))):
-            raise UsageProblem(f"word list file {spec} does not exist")
+            raise UsageProblem(f"{what}: file {spec} does not exist")
         raw = spec.split(",")
     words = list(dict.fromkeys(w.strip().lower() for w in raw if w.strip()))
     if not words:
-        raise UsageProblem(f"no words in {spec!r}")
+        raise UsageProblem(f"{what}: no words in {spec!r}")
     return words
+
+
+def _word_column(text: str, spec: str, what: str):
+    """The ``word`` column of a CSV table (a header row naming several columns), else ``None`` (a plain list)."""
+    import csv
+    import io
+
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return None
+    header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
+    if "word" in header and len(header) > 1:
+        i = header.index("word")
+        return [row[i] for row in csv.reader(io.StringIO("\n".join(lines[1:]))) if len(row) > i]
+    return None
