@@ -262,6 +262,6 @@ def subgroup_table(presence: PresenceTable, group: str, target: str, min_group_s
                                       "p", "p_prev1", "p_prev2", "p_prev3", "q", "delta", "ratio"])
     out.insert(3, "delta_rule", "group")
     out = out.sort_values(["delta", "subgroup"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out.attrs.update(skipped=size["skipped"], unmeasurable=size["unmeasurable"], min_group_size=int(min_group_size), window=size["periods"],
-                     window_requested=size["requested"], delta_rule="group")
+    out.attrs.update(skipped=size["skipped"], unmeasurable=size["unmeasurable"], min_group_size=int(min_group_size),
+                     window=size["periods"], window_requested=size["requested"], delta_rule="group")
     return out

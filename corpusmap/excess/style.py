@@ -308,8 +308,8 @@ def study_subgroup_table(presence, group: str, rare_group: Optional[str], common
             "delta_rare", "n_with_common", "p_common", "q_common", "delta_common", "delta"]
     out = pd.DataFrame(rows, columns=cols)
     out = out.sort_values(["delta", "subgroup"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out.attrs.update(skipped=size["skipped"], unmeasurable=size["unmeasurable"], min_group_size=int(min_group_size), window=size["periods"],
-                     window_requested=size["requested"], delta_rule="study")
+    out.attrs.update(skipped=size["skipped"], unmeasurable=size["unmeasurable"], min_group_size=int(min_group_size),
+                     window=size["periods"], window_requested=size["requested"], delta_rule="study")
     return out
 
 
