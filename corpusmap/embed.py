@@ -293,10 +293,17 @@ def parse_worker(spec: Optional[str]) -> tuple[int, int]:
         task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
             return 0, 1
-        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP", "1"))
-        offset = int(task) - first
-        index, count = offset // max(step, 1), int(count)
+        values = {}
+        for name, default in (("ID", None), ("COUNT", None), ("MIN", "0"), ("STEP", "1")):
+            text = os.environ.get(f"SLURM_ARRAY_TASK_{name}", default)
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise UsageProblem(f"SLURM_ARRAY_TASK_{name}={text!r} is not a whole number; give this task its "
+                                   "share with --shard I/N") from None
+        first, step = values["MIN"], values["STEP"]
+        offset = values["ID"] - first
+        index, count = offset // max(step, 1), values["COUNT"]
         if offset % max(step, 1) or not 0 <= index < count:
             raise UsageProblem(f"SLURM array task {task} (min {first}, step {step}, {count} tasks) is not one of "
                                "the array's workers (a job array with gaps, e.g. tasks 0,3,7?); give this task "
@@ -579,8 +586,8 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     """
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan, worker)
-    if not pending and run.embeddings_manifest_path.is_file():
-        return finalize(run)
+    if not pending and (try_read_manifest(run.embeddings_manifest_path) or {}).get("params"):
+        return finalize(run)  # (a claim without params, e.g. one replacing a damaged manifest, records them first)
     try:
         encoder = encoder or prepare_encoder(run, plan, options, device)
     except BaseException:
@@ -640,9 +647,18 @@ def _manifest(request: dict, params: dict, receipts: list[dict], complete: bool)
 
 
 def finalize(run: Run, verify: bool = False) -> dict:
-    """Collect the shard receipts into the manifest; it is marked complete once every shard is there."""
+    """Collect the shard receipts into the manifest; it is marked complete once every shard is there. A complete
+    manifest that lists exactly the receipts is only checked (nothing written: a read-only run can be merged)."""
     from corpusmap.manifests import read_manifest
 
+    listed = try_read_manifest(run.embeddings_manifest_path) or {}
+    if listed.get("complete") and all(
+            (try_read_manifest(run.receipt_path(s["index"])) or {}).get("sha256") == s["sha256"]
+            for s in listed.get("shards", [])):
+        for shard in listed["shards"] if verify else []:
+            run.verify(run.embeddings_dir / shard["file"], shard["sha256"],
+                       f"delete it and re-run `corpusmap embed` for {run.path} to re-encode it")
+        return listed
     with run.lock("embeddings"):
         current = read_manifest(run.embeddings_manifest_path, run.rebuild_vectors_hint)
         request, params = current["request"], current.get("params")

@@ -134,6 +134,20 @@ def padded_width(longest: int) -> int:
     return -(-max(longest, 1) // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
+
+def _no_library_bars() -> None:
+    """transformers' and the hub's own bars ("Loading weights ...") off: corpusmap draws its own progress (a bar
+    on a terminal, log lines in batch jobs, nothing with --quiet), and theirs wrote carriage returns into logs."""
+    try:
+        import huggingface_hub.utils
+        import transformers.utils.logging
+
+        transformers.utils.logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
+    except (ImportError, AttributeError):
+        pass
+
+
 class TransformerEncoder:
     """A sentence-transformers or plain Hugging Face model (hub name or local directory).
 
@@ -174,6 +188,7 @@ class TransformerEncoder:
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
         logging.getLogger("transformers").setLevel(logging.ERROR)
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        _no_library_bars()
         try:
             model = SentenceTransformer(self.model_path, device=self.device)
         except Exception as exc:  # hub errors, missing files, bad configs: all mean "cannot use this model"

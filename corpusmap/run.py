@@ -300,7 +300,9 @@ class Run:
         """All shards as one memory-mapped (n, d) matrix; each shard's checksum is verified once, when first read."""
         manifest = self.embeddings_manifest
         if not manifest.get("complete"):
-            done, total = len(manifest.get("shards", [])), manifest.get("n_shards", "?")
+            total = manifest.get("n_shards", "?")
+            # finished shards: their receipts (the manifest lists them only once the shards are merged)
+            done = max(len(manifest.get("shards", [])), len(list(self.embeddings_dir.glob("shard-*.json"))))
             raise CorpusmapError(
                 f"the vectors in {self.path} are incomplete ({done} of {total} shards present); re-run the same "
                 f"`corpusmap embed` command to finish, or `corpusmap merge {self.path}` after a job array")

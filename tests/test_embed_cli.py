@@ -119,6 +119,25 @@ def test_a_corrupt_shard_is_named_by_merge_and_re_encoded_by_embed(small_corpus,
     assert cli("-q", "merge", run).exit_code == 0
 
 
+def test_a_damaged_manifest_is_rebuilt_from_the_shard_receipts(small_corpus, tmp_path):
+    """embeddings/manifest.json cut short: the same embed command writes it again from the shards' receipts (no
+    shard re-encoded), with the fingerprint it had, so nothing computed from the vectors is stale."""
+    run = tmp_path / "run"
+    args = ["embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16", "--shard-rows", "50"]
+    assert cli("-q", *args).exit_code == 0
+    manifest = run / "embeddings" / "manifest.json"
+    good, shards = json.loads(manifest.read_text()), shard_bytes(run)
+    times = {p: p.stat().st_mtime_ns for p in (run / "embeddings").glob("shard-*.npy")}
+    manifest.write_bytes(manifest.read_bytes()[:-10])
+    damaged = cli("neighbors", run)
+    assert damaged.exit_code == 1 and "manifest.json is damaged" in damaged.output
+    again = cli(*args)
+    assert again.exit_code == 0, again.output
+    rebuilt = json.loads(manifest.read_text())
+    assert rebuilt["complete"] and rebuilt["stage"]["fingerprint"] == good["stage"]["fingerprint"]
+    assert shard_bytes(run) == shards and times == {p: p.stat().st_mtime_ns for p in times}
+
+
 def test_job_array_workers_fill_one_run(small_corpus, tmp_path):
     run = tmp_path / "run"
     common = ["-q", "embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16", "--shard-rows", "50"]
@@ -284,6 +303,7 @@ def test_year_values_that_are_not_years_are_a_warning_even_when_quiet(tmp_path, 
     ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "0",
       "SLURM_ARRAY_TASK_STEP": "2"}, (2, 3)),  # --array=0-4:2: tasks 0, 2, 4 are workers 0, 1, 2
     ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "0"}, None),  # a gap
+    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "3"}, "SLURM_ARRAY_TASK_ID='x' is not a whole number"),
     ({}, (0, 1)),
 ])
 def test_a_slurm_array_task_is_its_worker(monkeypatch, env, expected):
@@ -294,8 +314,8 @@ def test_a_slurm_array_task_is_its_worker(monkeypatch, env, expected):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    if expected is None:
-        with pytest.raises(UsageProblem, match="not one of the array's workers.*--shard I/N"):
+    if expected is None or isinstance(expected, str):
+        with pytest.raises(UsageProblem, match=expected or "not one of the array's workers.*--shard I/N"):
             parse_worker(None)
     else:
         assert parse_worker(None) == expected

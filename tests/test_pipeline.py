@@ -129,6 +129,12 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "computed with other parameters (k 10 -> 12)" in result.output
     assert "--overwrite" in result.output
     assert json.loads((folder / "out" / "knn" / "manifest.json").read_text())["k"] == 10
+    # other vectors of the same corpus: refused in the plan as in the run
+    config = write_config(folder, dim=30)
+    dry = cli("run", config, "--dry-run")
+    assert "refused: embed" in dry.output and "set overwrite = true in [embed]" in dry.output, dry.output
+    result = cli("run", config)
+    assert result.exit_code == 1 and "already holds vectors made with other parameters" in result.output
 
 
 def test_the_reproduction_embed_overwrite_rebuilds_graph_and_map(folder):

@@ -204,8 +204,10 @@ def run(ctx, config, dry_run, overwrite, quiet):
         job.overwrite = job.overwrite or overwrite
     if dry_run:
         for job, status in plan(jobs):
-            # (embed decides once it has read the inputs: moved inputs that give the same corpus are kept)
-            refused = status.changed and not (job.overwrite or job.stage.redrawn) and job.stage.name != "embed"
+            # (embed decides on other inputs once it has read them: moved inputs that give the same corpus are kept;
+            # other vectors of the same corpus it refuses like every stage)
+            later = job.stage.name == "embed" and status.changed[:1] == (("inputs", "stored", "given"),)
+            refused = status.changed and not (job.overwrite or job.stage.redrawn or later)
             action = "skip (current)" if status.current else "refused" if refused else "run"
             advice = (f"; it would stop here: set overwrite = true in [{job.stage.name}] or run with --overwrite"
                       if refused else "")
