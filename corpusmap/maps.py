@@ -3,8 +3,10 @@ and placing a second run's abstracts into an existing t-SNE map (``map RUN --add
 
 A map parquet has one row per corpus row, in corpus order: ``id``, ``x``, ``y`` (float32) and the corpus
 metadata columns (``year``, ``label``, ``title`` and the kept extra columns; never the long ``text``). Its manifest
-(every parameter, the seed, the optimiser's schedule, timings, versions and the stage block) is JSON in the parquet
-key-value metadata under ``b"corpusmap"``; the map's fingerprint is the sha256 of its float32 coordinates.
+(every parameter, the seed, the optimiser's schedule, versions and the stage block) is JSON in the parquet
+key-value metadata under ``b"corpusmap"``; the map's fingerprint is the sha256 of its float32 coordinates. What
+differs from one computation of the same map to the next (the time it was made, the run's absolute path, timings,
+the thread count) is left out of the file, so that the same inputs and seed give the same bytes.
 """
 from __future__ import annotations
 
@@ -153,8 +155,23 @@ def write_map_parquet(table, manifest: dict, path: Path) -> None:
     from corpusmap.atomic import json_default
 
     meta = dict(table.schema.metadata or {})
-    meta[META_KEY] = json.dumps(manifest, default=json_default).encode()
+    meta[META_KEY] = json.dumps(_reproducible(manifest), default=json_default).encode()
     pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd")
+
+
+def _reproducible(manifest: dict) -> dict:
+    """The manifest without what changes between two computations of the same map (see the module docstring)."""
+    from corpusmap.atomic import json_default
+
+    out = json.loads(json.dumps(manifest, default=json_default))
+    for key in ("created", "run", "seconds"):
+        out.pop(key, None)
+    out.get("stage", {}).pop("created", None)
+    out.get("parameters", {}).pop("threads", None)
+    out.get("reference", {}).pop("map_created", None)
+    for phase in out.get("schedule") or []:
+        phase.pop("seconds", None)
+    return out
 
 
 def _manifest(run: Run, name: str, layout: layouts.Layout, block: dict, graph=None) -> dict:

@@ -216,3 +216,19 @@ def test_every_command_has_help():
     for command in ("map", "plot"):
         result = cli(command, "--help", ok=True)
         assert "Usage:" in result.output and len(result.output) > 300
+
+
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_the_same_map_is_the_same_bytes_whatever_the_thread_count(run, tmp_path, method):
+    """Two computations of one map, at 1 and 2 threads, in two copies of the run at other paths: the same
+    parquet bytes (no creation time, path, timing or thread count in the file)."""
+    import shutil
+
+    files = []
+    for threads in ("1", "2"):
+        copy = tmp_path / f"copy{threads}"
+        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("maps"))
+        tsne = [*FAST_TSNE[:-1], threads] if method == "tsne" else ["--threads", threads]
+        cli("map", copy, "--method", method, "--name", "m", "--seed", "5", *tsne, "--no-plot", "-q", ok=True)
+        files.append((copy / "maps" / "m.parquet").read_bytes())
+    assert files[0] == files[1]
