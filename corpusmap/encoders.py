@@ -134,7 +134,6 @@ def padded_width(longest: int) -> int:
     return -(-max(longest, 1) // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
-
 def _no_library_bars() -> None:
     """transformers' and the hub's own bars ("Loading weights ...") off: corpusmap draws its own progress (a bar
     on a terminal, log lines in batch jobs, nothing with --quiet), and theirs wrote carriage returns into logs."""

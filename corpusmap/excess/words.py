@@ -31,7 +31,7 @@ def parse_word_list(spec: str, what: str = "word list") -> list[str]:
     path = Path(spec)
     if path.is_file():
         text = read_word_file(path, f"{what} {spec}")
-        column = _word_column(text, spec, what)
+        column = _word_column(text)
         if column is not None:
             raw = column
         else:
@@ -47,7 +47,7 @@ def parse_word_list(spec: str, what: str = "word list") -> list[str]:
     return words
 
 
-def _word_column(text: str, spec: str, what: str):
+def _word_column(text: str):
     """The ``word`` column of a CSV table (a header row naming several columns), else ``None`` (a plain list)."""
     import csv
     import io
