@@ -276,6 +276,12 @@ class Clustering:
         return rows["name"].tolist()
 
 
+def default_clustering(run: Run) -> str:
+    """The clustering used when none is named: the run's only one, else ``leiden``."""
+    have = run.list_clusterings()
+    return have[0] if len(have) == 1 else "leiden"
+
+
 def clustering_fingerprint(run: Run, name: str) -> str:
     manifest = try_read_manifest(run.cluster_paths(name)["manifest"])
     if manifest is None:
@@ -306,9 +312,7 @@ def read_clustering(run: Run, name: Optional[str] = None) -> Clustering:
 
     from corpusmap.manifests import read_manifest
 
-    if name is None:
-        have = run.list_clusterings()
-        name = have[0] if len(have) == 1 else "leiden"
+    name = name or default_clustering(run)
     paths = run.cluster_paths(name)
     if not paths["manifest"].is_file():
         raise _no_clustering(run, name)

@@ -1650,8 +1650,7 @@ def _iter_corpus(paths: list[Path], columns: ColumnMap, filters: CorpusFilters, 
             pubmed_index += 1
         # PubMed text is read whole, as every format: only --cut-truncated cuts (after the length filters)
         for chunk in iter_raw_chunks(path, batch_rows, pubmed_labels=pubmed_labels, cut_truncated=False,
-                                     repairs=repairs,
-                                     pubmed_plan=file_plan):
+                                     repairs=repairs, pubmed_plan=file_plan):
             batch = normalise(chunk, stats.rows_read)
             if batch is not None:
                 if normalise.file.mapping.get("id") is not None:

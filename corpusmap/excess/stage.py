@@ -225,13 +225,7 @@ class ExcessStage(Stage):
 
     def inputs(self, run: Run, params: ExcessParams) -> dict:
         if params.run_dir is not None and params.workspace().path == Run(params.run_dir).path:
-            out = {"corpus": Run(params.run_dir).corpus_fingerprint}
-            if by_region(params.by):
-                from corpusmap.clusters import clustering_fingerprint
-
-                name = region_column(Run(params.run_dir), params.by)[0]
-                out[f"clusters/{name}"] = clustering_fingerprint(Run(params.run_dir), name)
-            return out
+            return _read_of_run(params)
         return {}
 
     def sources(self, run: Run, params: ExcessParams) -> dict:
@@ -241,13 +235,8 @@ class ExcessStage(Stage):
         out = {}
         if params.run_dir is not None:
             if not self.inputs(run, params):  # a report outside the RUN: what it read of the RUN is a source
-                source = Run(params.run_dir)
-                out[f"corpus:{params.run_dir.resolve()}"] = source.corpus_fingerprint
-                if by_region(params.by):
-                    from corpusmap.clusters import clustering_fingerprint
-
-                    name = region_column(source, params.by)[0]
-                    out[f"clusters/{name}:{params.run_dir.resolve()}"] = clustering_fingerprint(source, name)
+                where = params.run_dir.resolve()
+                out.update({f"{key}:{where}": fp for key, fp in _read_of_run(params).items()})
         elif params.source:
             out["inputs"] = canonical_hash(input_fingerprint(resolve_inputs(params.source)))
         if params.counts:
@@ -340,6 +329,18 @@ def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
 def by_region(by: Optional[str]) -> bool:
     """``--by cluster``, ``cluster:LEVEL`` or ``cluster:NAME:LEVEL``: subgroups are the regions of the map."""
     return bool(by) and (by == "cluster" or by.startswith("cluster:"))
+
+
+def _read_of_run(params: ExcessParams) -> dict:
+    """What the report reads of RUN (output key -> fingerprint): its corpus, and the clustering of --by cluster."""
+    source = Run(params.run_dir)
+    out = {"corpus": source.corpus_fingerprint}
+    if by_region(params.by):
+        from corpusmap.clusters import clustering_fingerprint, default_clustering, parse_cluster_spec
+
+        name = parse_cluster_spec(params.by)[0] or default_clustering(source)
+        out[f"clusters/{name}"] = clustering_fingerprint(source, name)
+    return out
 
 
 def region_column(run: Run, by: str):
