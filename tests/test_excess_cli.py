@@ -161,7 +161,7 @@ def test_study_csv_shape(tmp_path):
 def test_bad_inputs(tmp_path, example_run):
     csv = study_csv(tmp_path / "counts.csv")
     res = cli("excess", "--counts", csv, "-o", tmp_path / "o1", "--target", "2022")
-    assert res.exit_code == 2 and "--target 2022 needs counts for the three periods before it" in res.output
+    assert res.exit_code == 2 and "--target 2022 needs the three periods before it" in res.output
     assert "missing: 2019" in res.output
 
     res = cli("excess", "--counts", study_csv(tmp_path / "nototal.csv", with_totals=False), "-o", tmp_path / "o2")
@@ -226,6 +226,24 @@ def test_bad_inputs(tmp_path, example_run):
     res = cli("excess", example_run, "-o", tmp_path / "o9", "--date-col", "title")
     assert res.exit_code == 1 and "column 'title' does not hold a date" in res.output
     assert not any((tmp_path / name).exists() for name in ("o7", "o8", "o9"))
+
+
+def test_targets_the_abstracts_lack_fail_before_counting(example_run, tmp_path, monkeypatch):
+    """A --target outside the years of RUN's abstracts (2012–2016), or one without its three earlier years, is
+    refused from the year column before a scan of every abstract."""
+    import corpusmap.excess.stage as stage
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the abstracts were scanned")
+
+    monkeypatch.setattr(stage, "scan_corpus", no_scan)
+    res = cli("excess", example_run, "-o", tmp_path / "o1", "--target", "2099")
+    assert res.exit_code == 2 and "--target 2099 is not in the abstracts of" in res.output
+    assert "(periods 2012–2016)" in res.output
+    res = cli("excess", example_run, "-o", tmp_path / "o1", "--target", "2015", "--target", "2014")
+    assert res.exit_code == 2 and "--target 2014 needs the three periods before it (2013, 2012, 2011); missing: " \
+        "2011" in res.output
+    assert not (tmp_path / "o1").exists()
 
 
 def test_group_words_from_an_annotation_table(example_run, tmp_path):

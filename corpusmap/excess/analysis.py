@@ -84,26 +84,26 @@ def allowed_words(words: Sequence[str], params: Criteria = Criteria()) -> np.nda
     return ok & (lengths >= params.min_letters)
 
 
-def check_target(periods: Sequence[str], target: str) -> list[str]:
+def check_target(periods: Sequence[str], target: str, source: str = "the counts") -> list[str]:
     """``[t−1, t−2, t−3]``; a usage error naming ``--target`` and what is missing when the target cannot be
-    analysed."""
+    analysed on ``periods`` (those of ``source``)."""
     target = str(target).strip()
     periods = list(periods)
     kind = kind_of(periods)
     try:
         target_kind = period_kind_of(target)
     except CorpusmapError:
-        raise UsageProblem(f"--target {target!r} is not a period; the counts have {span(periods)}") from None
+        raise UsageProblem(f"--target {target!r} is not a period; {source} have {span(periods)}") from None
     if target_kind != kind:
-        raise UsageProblem(f"--target {target} is a {target_kind} but the counts are per {kind} ({span(periods)})")
+        raise UsageProblem(f"--target {target} is a {target_kind} but {source} are per {kind} ({span(periods)})")
     if target not in periods:
-        raise UsageProblem(f"--target {target} is not in the counts ({span(periods)})")
+        raise UsageProblem(f"--target {target} is not in {source} ({span(periods)})")
     before = earlier_periods(target)
     missing = [p for p in before if p not in periods]
     if missing:
         raise UsageProblem(
-            f"--target {target} needs counts for the three periods before it ({', '.join(before)}); missing: "
-            f"{', '.join(missing)} (the counts have {span(periods)})")
+            f"--target {target} needs the three periods before it ({', '.join(before)}); missing: "
+            f"{', '.join(missing)} ({source} have {span(periods)})")
     return before
 
 

@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import pyarrow as pa
 
@@ -273,6 +273,23 @@ def _resolve(spec: _Spec, names: list[str]) -> None:
     else:
         raise CorpusmapError(f"--period month needs a date column: none of {', '.join(DATE_COLUMNS)} is in the "
                              f"corpus (its columns are: {', '.join(names)}); name one with --date-col")
+
+
+def periods_present(read_column: Callable[[str], Iterable], names: Sequence[str], *, period: str = "year",
+                    year_col: str = "year", date_col: Optional[str] = "auto") -> set[str]:
+    """The periods that rows of a corpus with columns ``names`` fall in, read from the period column alone (the
+    batches of ``read_column(name)``) as the scan reads it: every counted period is among them, so a ``--target``
+    outside them can be refused before a scan of every abstract."""
+    import polars as pl
+
+    spec = _Spec(text_col=None, period=period, year_col=year_col, date_col=date_col, title_col=None, by=None)
+    _resolve(spec, list(names))
+    found: set[str] = set()
+    for batch in read_column(spec.period_col):
+        df = _to_polars(_select(batch, [spec.period_col]))
+        label, _ = _period_exprs(df.schema[spec.period_col], spec)
+        found.update(v for v in df.select(label.alias("p"))["p"].unique().to_list() if v is not None)
+    return found
 
 
 def _prepare(batch, spec: _Spec, stats: dict):

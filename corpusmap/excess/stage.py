@@ -14,9 +14,9 @@ from corpusmap.corpus import CORE_COLUMNS
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.excess import report as rep
 from corpusmap.excess import style as sty
-from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, group_table, subgroup_table
+from corpusmap.excess.analysis import Criteria, ExcessAnalysis, analyse, check_target, group_table, subgroup_table
 from corpusmap.excess.periods import before_llm_tools, earlier_periods, period_kind_of, shift_period
-from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, scan_corpus
+from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, periods_present, scan_corpus
 from corpusmap.excess.tables import CountTable, PresenceTable, read_counts
 from corpusmap.excess.words import _TOKEN_FULL
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
@@ -324,6 +324,12 @@ def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
                            f"--year-col or --date-col (columns: {', '.join(names)})")
     if by_region(params.by):
         region_column(corpus, params.by)
+    if params.targets:  # a --target the abstracts cannot have fails before hours of counting
+        periods = periods_present(lambda column: corpus.iter_corpus_batches([column]), names, period=params.period,
+                                  year_col=params.year_col or "year",
+                                  date_col=None if params.date_col in ("", "none") else params.date_col)
+        for t in params.targets if periods else ():   # no period at all: the scan says why
+            check_target(sorted(periods), t, source=f"the abstracts of {corpus.corpus_path}")
 
 
 def by_region(by: Optional[str]) -> bool:
