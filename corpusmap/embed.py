@@ -22,7 +22,8 @@ import numpy as np
 
 from corpusmap import progress
 from corpusmap.atomic import read_json, save_npy, sha256_file, write_json
-from corpusmap.corpus import ColumnMap, CorpusFilters, CorpusStats, input_fingerprint, iter_corpus, resolve_inputs
+from corpusmap.corpus import (ColumnMap, CorpusFilters, CorpusStats, detect_format, input_fingerprint, iter_corpus,
+                              resolve_inputs)
 from corpusmap.encoders import encoder_kind
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import MANIFEST_FORMAT, canonical_hash, timestamp, try_read_manifest, versions
@@ -228,6 +229,9 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
     or touched and give the very same corpus (same checksum), which keeps everything computed from it.
     """
     paths = resolve_inputs(params.inputs)
+    if params.section_labels and not any(detect_format(p) == "pubmed" for p in paths):
+        raise UsageProblem("--section-labels prefixes the sections of PubMed XML abstracts, and no INPUT is .xml "
+                           "(PubMed/MEDLINE): leave it out")
     with writing(run.path):
         run.path.mkdir(parents=True, exist_ok=True)
     with run.lock("corpus"):

@@ -376,6 +376,11 @@ def _c8_flag(w):
     return Case(["embed", w.corpus, "-o", w.run, "--preset", "nosuch"], 2, ("--preset", "landscape"))
 
 
+def _c8_section_labels_not_xml(w):
+    return Case(["embed", w.corpus, "-o", w.run, *TFIDF, "--section-labels", "--overwrite"], 2,
+                ("--section-labels", "no INPUT is .xml"))
+
+
 ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("1 damaged run files", "truncated embeddings/manifest.json"): _c1_embeddings_manifest,
     ("1 damaged run files", "invalid JSON in corpus.json"): _c1_corpus_json,
@@ -417,6 +422,7 @@ ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("7 misleading messages", "unknown hub model, HF_HUB_OFFLINE"): _c7_hub_model_offline,
     ("7 misleading messages", "unknown hub model, no network"): _c7_hub_model_no_network,
     ("flags", "unknown --preset"): _c8_flag,
+    ("flags", "--section-labels without PubMed XML"): _c8_section_labels_not_xml,
 }
 
 
