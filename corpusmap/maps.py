@@ -232,6 +232,13 @@ class MapParams:
         return out
 
 
+def neighbours_needed(params: MapParams) -> int:
+    """How many stored neighbours of each point the map reads (UMAP's ``n_neighbors`` counts the point itself)."""
+    if params.method == "tsne":
+        return params.tsne.neighbours_needed()
+    return params.umap.n_neighbors - 1 if params.method == "umap" else 0
+
+
 class MapStage(Stage):
     """``corpusmap map``: ``RUN/maps/<name>.parquet`` (t-SNE, UMAP or PCA)."""
 
@@ -257,6 +264,16 @@ class MapStage(Stage):
 
     def check_files(self, run: Run, params: MapParams, manifest: dict) -> Optional[str]:
         return _damaged(run, params.name)
+
+    def check_plan(self, run: Run, params: MapParams, earlier: list) -> None:
+        from corpusmap.neighbors import NeighborsStage
+
+        graphs = [p for stage, where, p in earlier if isinstance(stage, NeighborsStage)
+                  and where.path.resolve() == run.path.resolve() and p.from_indices is None]
+        if graphs and neighbours_needed(params) > graphs[-1].k:
+            raise UsageProblem(f"the map {params.name!r} needs {neighbours_needed(params)} neighbours of each point, "
+                               f"but the pipeline's graph has k = {graphs[-1].k}: set k = "
+                               f"{neighbours_needed(params)} in [neighbors], or ask the map for fewer neighbours")
 
     def prepare(self, run: Run, params: MapParams) -> None:
         from corpusmap.neighbors import load_knn_graph

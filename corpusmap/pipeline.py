@@ -51,6 +51,7 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
              state: Optional[Run] = None) -> list[Result]:
     """Run each job whose output is not current (checked just before it runs, after the jobs before it); a failing
     job stops the pipeline. ``state``: the run whose ``pipeline.json`` records what happened."""
+    check_plan(jobs)
     results, log = [], []
     try:
         for job in jobs:
@@ -77,9 +78,16 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     return results
 
 
+def check_plan(jobs: list[Job]) -> None:
+    """Parameters that cannot work on what the jobs before them leave fail before any job runs (not hours in)."""
+    for i, job in enumerate(jobs):
+        job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
+
+
 def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
     """Each job with the status it will have when its turn comes (``corpusmap run --dry-run``): a job whose stored
     output is current now runs all the same when it was computed from an output that a job before it rewrites."""
+    check_plan(jobs)
     planned, rewritten = [], {}  # (run, output key) -> label of the job that rewrites it
     for job in jobs:
         status = job.status()

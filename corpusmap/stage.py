@@ -169,6 +169,11 @@ class Stage:
     def prepare(self, run: Run, params) -> None:
         """Errors the user can cause, raised before anything is computed or written."""
 
+    def check_plan(self, run: Run, params, earlier: list) -> None:
+        """In a pipeline, before any job runs: an error when ``params`` cannot work on what the jobs before it
+        (``(stage, run, params)`` tuples, in order) will leave, e.g. a map needing more neighbours than the
+        configured graph has."""
+
     def inputs(self, run: Run, params) -> dict:
         """Fingerprints of the run outputs this stage reads; an error naming the command to run when one is
         missing."""

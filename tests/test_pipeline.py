@@ -140,6 +140,19 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "already holds vectors made with other parameters" in result.output
 
 
+def test_a_map_needing_more_neighbours_than_the_graph_fails_before_any_job(folder):
+    """t-SNE's default uniform affinities read 10 neighbours: a [neighbors] k of 8 fails the plan, not the map
+    after the graph has been rebuilt."""
+    config = write_config(folder, k=8)
+    before = fingerprints(folder / "out")
+    for args in (["--dry-run"], ["--overwrite"]):
+        result = cli("run", config, *args)
+        assert result.exit_code == 2, result.output
+        assert "the map 'tsne' needs 10 neighbours of each point, but the pipeline's graph has k = 8: set k = 10 " \
+               "in [neighbors]" in result.output
+    assert fingerprints(folder / "out") == before
+
+
 def test_the_reproduction_embed_overwrite_rebuilds_graph_and_map(folder):
     """Issue: with `[embed] overwrite = true`, changing dim used to end `done` over a run without graph or map."""
     config = write_config(folder, dim=30, embed_extra="overwrite = true")
