@@ -266,14 +266,13 @@ class MapStage(Stage):
         return _damaged(run, params.name)
 
     def check_plan(self, run: Run, params: MapParams, earlier: list) -> None:
-        from corpusmap.neighbors import NeighborsStage
+        from corpusmap.neighbors import planned_k
 
-        graphs = [p for stage, where, p in earlier if isinstance(stage, NeighborsStage)
-                  and where.path.resolve() == run.path.resolve() and p.from_indices is None]
-        if graphs and neighbours_needed(params) > graphs[-1].k:
-            raise UsageProblem(f"the map {params.name!r} needs {neighbours_needed(params)} neighbours of each point, "
-                               f"but the pipeline's graph has k = {graphs[-1].k}: set k = "
-                               f"{neighbours_needed(params)} in [neighbors], or ask the map for fewer neighbours")
+        k, need = planned_k(run, earlier), neighbours_needed(params)
+        if k is not None and need > k:
+            raise UsageProblem(f"the map {params.name!r} needs {need} neighbours of each point, but the pipeline's "
+                               f"graph has k = {k}: set k = {need} in [neighbors], or ask the map for fewer "
+                               "neighbours")
 
     def prepare(self, run: Run, params: MapParams) -> None:
         from corpusmap.neighbors import load_knn_graph

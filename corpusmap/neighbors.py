@@ -182,6 +182,14 @@ def stored_k(run: Run) -> Optional[int]:
     return int(k) if isinstance(k, int) else None
 
 
+def planned_k(run: Run, earlier: list) -> Optional[int]:
+    """The k of the graph that the last ``neighbors`` job among ``earlier`` (``(stage, run, params)`` tuples of a
+    pipeline) computes for ``run``; ``None`` when none does (or it imports its graph)."""
+    graphs = [p for stage, where, p in earlier if isinstance(stage, NeighborsStage)
+              and where.path.resolve() == run.path.resolve()]
+    return graphs[-1].k if graphs and graphs[-1].from_indices is None else None
+
+
 def graph_fingerprint(run: Run) -> str:
     """The fingerprint of the stored graph, or an error naming `corpusmap neighbors`."""
     manifest = try_read_manifest(run.knn_manifest_path)

@@ -140,9 +140,9 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "already holds vectors made with other parameters" in result.output
 
 
-def test_a_map_needing_more_neighbours_than_the_graph_fails_before_any_job(folder):
+def test_a_stage_needing_more_neighbours_than_the_graph_fails_before_any_job(folder):
     """t-SNE's default uniform affinities read 10 neighbours: a [neighbors] k of 8 fails the plan, not the map
-    after the graph has been rebuilt."""
+    after the graph has been rebuilt; so does a [clusters] k above the graph's."""
     config = write_config(folder, k=8)
     before = fingerprints(folder / "out")
     for args in (["--dry-run"], ["--overwrite"]):
@@ -150,6 +150,11 @@ def test_a_map_needing_more_neighbours_than_the_graph_fails_before_any_job(folde
         assert result.exit_code == 2, result.output
         assert "the map 'tsne' needs 10 neighbours of each point, but the pipeline's graph has k = 8: set k = 10 " \
                "in [neighbors]" in result.output
+    config = write_config(folder)
+    config.write_text(config.read_text() + "\n[clusters]\nk = 12\n")
+    result = cli("run", config, "--dry-run")
+    assert result.exit_code == 2 and "[clusters] k = 12, but the pipeline's graph has k = 10: set k = 12 in " \
+        "[neighbors]" in result.output, result.output
     assert fingerprints(folder / "out") == before
 
 
