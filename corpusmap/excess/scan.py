@@ -280,8 +280,6 @@ def periods_present(read_column: Callable[[str], Iterable], names: Sequence[str]
     """The periods that rows of a corpus with columns ``names`` fall in, read from the period column alone (the
     batches of ``read_column(name)``) as the scan reads it: every counted period is among them, so a ``--target``
     outside them can be refused before a scan of every abstract."""
-    import polars as pl
-
     spec = _Spec(text_col=None, period=period, year_col=year_col, date_col=date_col, title_col=None, by=None)
     _resolve(spec, list(names))
     found: set[str] = set()
