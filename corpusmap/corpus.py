@@ -201,7 +201,9 @@ class CorpusStats:
 # ---------------------------------------------------------------------------------------------- inputs
 
 def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files, directories (their corpus files, recursively) and glob patterns, sorted, de-duplicated."""
+    """Expand files, directories (their corpus files, recursively) and glob patterns, de-duplicated. Files found
+    in a folder or by a glob come in natural order (``update_9`` before ``update_10``); hidden files (``.name``,
+    e.g. macOS's ``._name``) and corpusmap run folders inside a folder are left out."""
     paths: list[Path] = []
     for item in inputs:
         text = str(item)
@@ -209,12 +211,12 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         if path.is_file():
             paths.append(path)
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _known_format(p))
+            found = sorted(_corpus_files(path), key=natural_key)
             if not found:
                 raise CorpusmapError(f"no corpus files (csv, tsv, jsonl, json, parquet, xml, .gz) in {path}")
             paths.extend(found)
         elif glob.has_magic(text):
-            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            found = sorted((Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()), key=natural_key)
             if not found:
                 raise CorpusmapError(f"no files match {text}")
             paths.extend(found)
@@ -224,6 +226,24 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         raise UsageProblem("no input given")
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     return unique
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key comparing the runs of digits in a path as numbers."""
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", str(path)) if part)
+
+
+def _corpus_files(folder: Path) -> Iterator[Path]:
+    """The files of known formats below ``folder``, without hidden entries and the run folders of corpusmap
+    (``corpus.parquet`` beside ``corpus.json``: an output, not an input)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and not (Path(root, d, "corpus.json").is_file() and Path(root, d, "corpus.parquet").is_file())]
+        for name in files:
+            p = Path(root, name)
+            if not name.startswith(".") and _known_format(p) and p.is_file():
+                yield p
 
 
 def _known_format(path: Path) -> bool:
@@ -730,6 +750,7 @@ def _read_delimited(path: Path, rows: int, delimiter: str, repairs: _Repairs) ->
         raise CorpusmapError(f"{path}: empty file (no header row)")
     if header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
+    header = _unique_names(header, path)
     raw = pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
     stream = _CountingStream(raw)
     row_number = 0
@@ -762,6 +783,28 @@ def _read_delimited(path: Path, rows: int, delimiter: str, repairs: _Repairs) ->
         stream.close()
     if stream.quotes % 2:  # an odd number of quotes: perhaps a quoted value that is never closed
         _raise_unclosed_quote(path, delimiter)
+
+
+def _unique_names(header: list[str], path: Path) -> list[str]:
+    """Header names made unique as pandas does: an empty one becomes ``Unnamed: i`` (spreadsheets' trailing
+    columns), a repeated one ``name.1``, ``name.2``… (with a warning: a flag naming it reads the first)."""
+    seen: set = set()
+    out, repeated = [], []
+    for i, name in enumerate(header):
+        new = name if name.strip() else f"Unnamed: {i}"
+        if new in seen:
+            repeated.append(name)
+            k = 1
+            while f"{name}.{k}" in seen or f"{name}.{k}" in header:
+                k += 1
+            new = f"{name}.{k}"
+        seen.add(new)
+        out.append(new)
+    if repeated:
+        log.warning("warning: %s: the header repeats the column name(s) %s; the repeats are read as %s",
+                    path, ", ".join(repr(n) for n in dict.fromkeys(repeated)),
+                    ", ".join(repr(n) for n in out if n not in header))
+    return out
 
 
 def _raise_unclosed_quote(path: Path, delimiter: str) -> None:

@@ -3,9 +3,10 @@
 The fixtures are built from the real MEDLINE records of ../shared/data/pubmed_xml/medline16n0902_sample.xml.gz:
 two baseline files, then update files (in the PubmedArticleSet layout of the daily updates) that revise some of
 the baseline's records, delete others with DeleteCitation, add new ones, and carry two versions of one PMID.
-Reading the folder keeps the latest version of each PMID (the highest Version; of that version the later file),
-drops the deleted PMIDs, counts both, and keeps a deterministic row order: each current record where it stands in
-the files, read in input order (a folder or glob in name order, files named one by one as given).
+Reading the folder keeps the latest version of each PMID (the highest Version; of that version the later file, by
+NLM's file numbers), drops the deleted PMIDs, counts both, and keeps a deterministic row order: each current record
+where it stands in the files, read in input order (a folder or glob in name order, files named one by one as
+given).
 """
 from __future__ import annotations
 
@@ -158,11 +159,25 @@ def test_row_order_is_deterministic_and_independent_of_how_inputs_are_named(upda
     by_glob, _ = read([str(folder / "pubmed16n*.xml.gz")])
     listed, _ = read(sorted(folder.glob("*.xml.gz")))
     assert by_folder.equals(by_glob) and by_folder.equals(listed) and by_folder.equals(read([folder])[0])
-    # files named one by one are taken in the order given: the later one wins
-    backwards, _ = read(sorted(folder.glob("*.xml.gz"), reverse=True))
+    # NLM's files apply in the order of their numbers, however they are given: the update still wins (and rows
+    # stand in the order given)
+    backwards, stats = read(sorted(folder.glob("*.xml.gz"), reverse=True))
     texts = dict(zip(backwards.column("id").to_pylist(), backwards.column("text").to_pylist()))
     a = pmid_of(updates["citations"][updates["index"]["a"]])
+    assert texts[a].startswith("REVISED TWICE.")
+    assert sorted(backwards.column("id").to_pylist()) == sorted(by_folder.column("id").to_pylist())
+    assert backwards.column("id").to_pylist() != by_folder.column("id").to_pylist()
+    # files not named by NLM's scheme apply in the order given: the later one wins
+    renamed = {}
+    for p in sorted(folder.glob("*.xml.gz")):
+        renamed[p.name] = folder.parent / f"{folder.name}-renamed" / p.name.replace("pubmed16n", "part-")
+        renamed[p.name].parent.mkdir(exist_ok=True)
+        renamed[p.name].write_bytes(p.read_bytes())
+    given, _ = read(sorted(renamed.values(), reverse=True))
+    texts = dict(zip(given.column("id").to_pylist(), given.column("text").to_pylist()))
     assert not texts[a].startswith("REVISED")  # the baseline file, given last, wins
+    in_order, _ = read([renamed[p.name].parent])
+    assert in_order.equals(by_folder)
 
 
 def test_without_updates_nothing_changes(pubmed_dir):
