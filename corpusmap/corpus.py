@@ -169,6 +169,7 @@ class CorpusStats:
     years_unparsed: int = 0
     replaced: int = 0          # PubMed: records replaced by a later version of the same PMID
     deleted: int = 0           # PubMed: records removed by a DeleteCitation
+    books: int = 0             # PubMed: PubmedBookArticle records (book chapters), not read
     duplicate_ids: int = 0     # other formats: rows whose id an earlier row has (kept)
     replaced_characters: int = 0  # bytes that are not UTF-8 and lone surrogates, replaced by U+FFFD
     columns: dict = field(default_factory=dict)
@@ -186,6 +187,8 @@ class CorpusStats:
             parts.append(f"{self.replaced:,} replaced by a later version")
         if self.deleted:
             parts.append(f"{self.deleted:,} deleted (DeleteCitation)")
+        if self.books:
+            parts.append(f"{self.books:,} book chapter(s) left out (PubmedBookArticle)")
         if self.duplicate_ids:
             parts.append(f"{self.duplicate_ids:,} with a duplicate id (kept)")
         return "; ".join(parts)
@@ -880,16 +883,17 @@ def _read_parquet(path: Path, rows: int, repairs: _Repairs) -> Iterator[_Chunk]:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _read_pubmed(path: Path, rows: int, with_labels: bool, cut: bool, plan=None) -> Iterator[_Chunk]:
+def _read_pubmed(path: Path, rows: int, with_labels: bool, cut: bool, plan=None,
+                 counts: Optional[dict] = None) -> Iterator[_Chunk]:
     """Chunks of ``rows`` records; with an update ``plan`` (keep, pmid keys of this file's records), the records
-    that are not current are left out (and counted as ``dropped``)."""
+    that are not current are left out (and counted as ``dropped``). ``counts``: see ``iter_pubmed``'s stats."""
     from corpusmap.pubmed import iter_pubmed, pmid_key
 
     keep, keys = plan if plan is not None else (None, None)
     buffer: list[dict] = []
     lines: list[int] = []
     seen = dropped = 0
-    for index, record in enumerate(iter_pubmed(path, with_labels=with_labels, cut_truncated=cut)):
+    for index, record in enumerate(iter_pubmed(path, with_labels=with_labels, cut_truncated=cut, stats=counts)):
         seen += 1
         if keep is not None:
             if index >= len(keys) or (record["pmid"] and pmid_key(record["pmid"]) != keys[index]):
@@ -974,8 +978,10 @@ def _refuse_utf16(path: Path) -> None:
 
 
 def iter_raw_chunks(path: Path, rows: int = 8192, pubmed_labels: bool = False, *, cut_truncated: bool = True,
-                    repairs: Optional[_Repairs] = None, pubmed_plan=None) -> Iterator[_Chunk]:
-    """Source columns of one file, in chunks of at most ``rows`` rows (see :class:`_Chunk`)."""
+                    repairs: Optional[_Repairs] = None, pubmed_plan=None,
+                    pubmed_counts: Optional[dict] = None) -> Iterator[_Chunk]:
+    """Source columns of one file, in chunks of at most ``rows`` rows (see :class:`_Chunk`); ``pubmed_counts``
+    receives what a PubMed file held besides its records (``books``, ``deleted``)."""
     fmt = detect_format(path)
     repairs = repairs if repairs is not None else _Repairs()
     if fmt in ("jsonl", "json", "csv", "tsv"):
@@ -992,7 +998,7 @@ def iter_raw_chunks(path: Path, rows: int = 8192, pubmed_labels: bool = False, *
         elif fmt == "parquet":
             yield from _read_parquet(path, rows, repairs)
         else:
-            yield from _read_pubmed(path, rows, pubmed_labels, cut_truncated, pubmed_plan)
+            yield from _read_pubmed(path, rows, pubmed_labels, cut_truncated, pubmed_plan, pubmed_counts)
     except CorpusmapError as exc:
         damage = _damaged_gzip(path)
         if damage:
@@ -1193,6 +1199,19 @@ def _by_unique(array: pa.Array, func: Callable, out_type: pa.DataType) -> pa.Arr
     encoded = array.dictionary_encode()
     mapped = pa.array([func(v) for v in encoded.dictionary.to_pylist()], type=out_type)
     return mapped.take(encoded.indices)
+
+
+def _whole_numbers(column):
+    """A float column whose values are all whole numbers (ids of a pandas column with a missing value: 2.0) as
+    integers, so that id 2.0 reads "2" as in every other file."""
+    if column is None:
+        return None
+    column = _plain(column)
+    if isinstance(column, pa.Array) and pa.types.is_floating(column.type) and len(column) > column.null_count:
+        values = column.drop_null().to_numpy(zero_copy_only=False)
+        if np.all(np.isfinite(values)) and np.all(values == np.floor(values)) and np.all(np.abs(values) < 2 ** 53):
+            return column.cast(pa.int64())
+    return column
 
 
 def _strings_column(column, n: int) -> pa.Array:
@@ -1453,6 +1472,7 @@ class _Normaliser:
         self.file: Optional[_FileColumns] = None
         self._dropped_keys: dict[str, str] = {}
         self.rows = np.zeros(0, dtype=np.int64)  # the source rows of the last batch
+        self.generated_ids = 0  # rows without an id, given their row number as id
 
     def begin_file(self, path: Path, fmt: str) -> None:
         self.file = _FileColumns(path, fmt, self.columns)
@@ -1561,10 +1581,11 @@ class _Normaliser:
         titles = _strings_column(_take(col("title"), rows, every), m)
         if self.columns.prepend_title and mapping.get("title") is not None:
             kept_texts = _prepend_titles(titles, kept_texts)
-        ids = _strings_column(_take(col("id"), rows, every), m)
+        ids = _strings_column(_whole_numbers(_take(col("id"), rows, every)), m)
         if ids.null_count:
             missing = ids.is_null()
             positions = np.flatnonzero(missing.to_numpy(zero_copy_only=False))
+            self.generated_ids += len(positions)
             ids = pc.replace_with_mask(ids, missing,
                                        pa.array([str(first_row + int(rows[i])) for i in positions], pa.string()))
         years, present = _years_column(_take(col("year"), rows, every), m)
@@ -1687,20 +1708,20 @@ def _iter_corpus(paths: list[Path], columns: ColumnMap, filters: CorpusFilters, 
         stats.files += 1
         repairs = _Repairs()
         normalise.begin_file(path, fmt)
-        file_plan = None
+        file_plan, counts = None, {}
         if fmt == "pubmed":
             file_plan = plan.for_file(pubmed_index)
             pubmed_index += 1
         # PubMed text is read whole, as every format: only --cut-truncated cuts (after the length filters)
         for chunk in iter_raw_chunks(path, batch_rows, pubmed_labels=pubmed_labels, cut_truncated=False,
-                                     repairs=repairs, pubmed_plan=file_plan):
+                                     repairs=repairs, pubmed_plan=file_plan, pubmed_counts=counts):
             batch = normalise(chunk, stats.rows_read)
-            if batch is not None:
-                if normalise.file.mapping.get("id") is not None:
-                    rows = normalise.rows
-                    duplicates.add(batch.column(0), lambda i, c=chunk, r=rows, p=path: _where(p, c, int(r[i])))
+            if batch is not None:  # generated ids too: a row number may be another row's real id
+                rows = normalise.rows
+                duplicates.add(batch.column(0), lambda i, c=chunk, r=rows, p=path: _where(p, c, int(r[i])))
                 yield batch
         normalise.end_file()
+        stats.books += counts.get("books", 0)
         stats.replaced_characters += repairs.count
         if repairs.count:
             stats.warn(f"{path}: {repairs.count:,} character(s) that are not valid UTF-8 text (or lone surrogate "
@@ -1710,9 +1731,11 @@ def _iter_corpus(paths: list[Path], columns: ColumnMap, filters: CorpusFilters, 
     if duplicates.count:
         stats.duplicate_ids = duplicates.count
         example, where = duplicates.first
+        generated = f" (the {normalise.generated_ids:,} row(s) without an id have their row number as id)" \
+            if normalise.generated_ids else ""
         stats.warn(f"{duplicates.count:,} row(s) have an id that an earlier row has, the first {example!r} at "
-                   f"{where}; all are kept (remove the duplicates from the input, or name a unique id column with "
-                   "--id-col)")
+                   f"{where}{generated}; all are kept (remove the duplicates from the input, or name a unique id "
+                   "column with --id-col)")
     if stats.rows_kept == 0:
         hint = ""
         if stats.skipped_not_text:

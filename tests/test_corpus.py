@@ -108,6 +108,47 @@ def test_directory_and_glob_inputs(tmp_path):
     assert read_all([tmp_path]).num_rows == 300
     assert read_all([str(tmp_path / "part*.jsonl")]).num_rows == 300
     assert len(resolve_inputs([tmp_path, tmp_path / "part0.jsonl"])) == 3
+    # hidden files (macOS's ._ copies) and a corpusmap run folder inside the input folder are not inputs
+    (tmp_path / "._part0.jsonl").write_bytes(b"\x00\x05\x16\x07 binary resource fork")
+    run = tmp_path / "run"
+    run.mkdir()
+    pq.write_table(read_all([tmp_path / "part0.jsonl"]), run / "corpus.parquet")
+    (run / "corpus.json").write_text("{}")
+    assert read_all([tmp_path]).num_rows == 300
+    # a folder or glob lists numbered files in natural order (9 before 10)
+    for part in (9, 10):
+        (tmp_path / f"more{part}.jsonl").write_text(lines[part] + "\n")
+    assert [p.name for p in resolve_inputs([str(tmp_path / "more*.jsonl")])] == ["more9.jsonl", "more10.jsonl"]
+
+
+def test_csv_headers_with_repeated_or_empty_names(tmp_path, caplog):
+    """A spreadsheet's trailing unnamed columns and a repeated name read as pandas reads them (Unnamed: i,
+    name.1), with a warning for the repeat, instead of failing."""
+    import pandas as pd
+
+    path = tmp_path / "sheet.csv"
+    path.write_text('id,abstract,note,note,,\n1,"Cells divide, and this abstract says so at length.",a,b,,\n'
+                    '2,"Proteins fold into shapes that this abstract describes.",c,d,,\n')
+    table = read_all([path])
+    assert table.column_names == ["id", "text", "title", "year", "label", "note", "note.1", "Unnamed: 4",
+                                  "Unnamed: 5"]
+    assert list(pd.read_csv(path).columns)[2:] == ["note", "note.1", "Unnamed: 4", "Unnamed: 5"]
+    assert table.column("note.1").to_pylist() == ["b", "d"]
+    assert "repeats the column name(s) 'note'; the repeats are read as 'note.1'" in caplog.text
+
+
+def test_ids_are_checked_across_files_generated_and_whole_float_ids(tmp_path, caplog):
+    """A row without an id gets its row number, which may be a real id of another file: warned like any
+    duplicate. Ids a pandas float column stored as 2.0 read "2", as the same ids in other files."""
+    import pandas as pd
+
+    (tmp_path / "a.csv").write_text("text\nalpha text one\nbeta text two\n")     # ids 0, 1 (row numbers)
+    pd.DataFrame({"id": [7.0, None, 1.0], "text": ["c text", "d text", "e text"]}).to_parquet(tmp_path / "b.parquet")
+    stats = CorpusStats()
+    table = read_all([tmp_path], stats=stats)
+    assert table.column("id").to_pylist() == ["0", "1", "7", "3", "1"]
+    assert stats.duplicate_ids == 1
+    assert "the first '1' at" in caplog.text and "have their row number as id" in caplog.text
 
 
 @pytest.mark.parametrize("name, label", [("elife_2012_2016", "article_type"), ("acl_2016_2019", "booktitle")])

@@ -249,6 +249,14 @@ def test_deletions_books_and_bare_roots(tmp_path):
     records = list(iter_pubmed(_write_xml(tmp_path, body), stats=stats))
     assert [r["pmid"] for r in records] == ["1", "2"]
     assert stats == {"records": 2, "books": 1, "deleted": 2, "deleted_pmids": ["11", "12"]}
+    # the corpus counts the book chapters it leaves out (in its summary and corpus.json): here, where no record
+    # has an abstract, in the error
+    from corpusmap.corpus import CorpusStats, iter_corpus
+
+    corpus_stats = CorpusStats()
+    with pytest.raises(CorpusmapError, match=r"2 skipped \(empty\); 1 book chapter\(s\) left out \(PubmedBook"):
+        list(iter_corpus([tmp_path / "tiny.xml"], stats=corpus_stats))
+    assert corpus_stats.books == 1
 
     # one efetch record without a set element around it
     one = tmp_path / "one.xml"
