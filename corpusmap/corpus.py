@@ -173,6 +173,7 @@ class CorpusStats:
     duplicate_ids: int = 0     # other formats: rows whose id an earlier row has (kept)
     replaced_characters: int = 0  # bytes that are not UTF-8 and lone surrogates, replaced by U+FFFD
     columns: dict = field(default_factory=dict)
+    id_columns: list = field(default_factory=list)  # where ids came from: source columns, None for row numbers
     warnings: list = field(default_factory=list)
 
     def summary(self) -> str:
@@ -1582,10 +1583,15 @@ class _Normaliser:
         if self.columns.prepend_title and mapping.get("title") is not None:
             kept_texts = _prepend_titles(titles, kept_texts)
         ids = _strings_column(_whole_numbers(_take(col("id"), rows, every)), m)
+        sources = self.stats.id_columns
+        if ids.null_count < m and mapping.get("id") not in sources:
+            sources.append(mapping.get("id"))
         if ids.null_count:
             missing = ids.is_null()
             positions = np.flatnonzero(missing.to_numpy(zero_copy_only=False))
             self.generated_ids += len(positions)
+            if None not in sources:
+                sources.append(None)
             ids = pc.replace_with_mask(ids, missing,
                                        pa.array([str(first_row + int(rows[i])) for i in positions], pa.string()))
         years, present = _years_column(_take(col("year"), rows, every), m)

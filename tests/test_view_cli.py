@@ -156,3 +156,20 @@ def test_bad_inputs(run, tmp_path):
             assert result.exit_code == 1 and "cannot write" in result.output and str(locked) in result.output
     finally:
         os.chmod(locked, 0o700)
+
+
+def test_bare_numeric_ids_are_linked_to_pubmed_only_when_they_are_pmids(pubmed_dir, tmp_path):
+    """PubMed XML gives PMIDs; a CSV whose rows have no id gets row numbers, which must not become PubMed
+    links (row 5 is not PMID 5)."""
+    from corpusmap.view.stage import ids_are_pmids
+
+    cli("embed", pubmed_dir / "medline16n0902_sample.xml.gz", "-o", tmp_path / "xml", "--model", "tfidf",
+        "--prepare-only", "-q", ok=True)
+    assert ids_are_pmids(Run(tmp_path / "xml"))
+    (tmp_path / "pmids.csv").write_text("PMID,abstract\n31452104,A text about cells.\n,A text about genes.\n")
+    cli("embed", tmp_path / "pmids.csv", "-o", tmp_path / "csv", "--model", "tfidf", "--prepare-only", "-q",
+        ok=True)
+    assert json.loads((tmp_path / "csv" / "corpus.json").read_text())["stats"]["id_columns"] == ["PMID", None]
+    assert not ids_are_pmids(Run(tmp_path / "csv"))  # one row's id is its row number
+    cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "doi", "--model", "tfidf", "--prepare-only", "-q", ok=True)
+    assert not ids_are_pmids(Run(tmp_path / "doi"))

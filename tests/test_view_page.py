@@ -451,16 +451,30 @@ def test_a_single_year_is_one_swatch_with_its_count(browser, tmp_path):
         page.close()
 
 
-def test_id_links(opened):
+def test_id_links(opened, browser, tmp_path):
     links = {s: opened.js("s => window.corpusmap.idLink(s)", s) for s in
              ["31452104", "10.18653/v1/P16-1001", "2503.01234", "hep-th/9901001", "C16-1001"]}
-    assert links["31452104"]["href"] == "https://pubmed.ncbi.nlm.nih.gov/31452104/"
     assert links["10.18653/v1/P16-1001"]["href"] == "https://doi.org/10.18653/v1/P16-1001"
     assert links["2503.01234"]["href"] == "https://arxiv.org/abs/2503.01234"
     assert links["hep-th/9901001"]["href"] == "https://arxiv.org/abs/hep-th/9901001"
     assert links["C16-1001"] is None
-    assert opened.js("s => window.corpusmap.idLink(s)", "PMID: 31452104")["href"] == links["31452104"]["href"]
+    # the ACL ids are not PMIDs: a bare number (a row number, say) gets no PubMed link, a marked PMID does
+    assert links["31452104"] is None
+    pubmed = "https://pubmed.ncbi.nlm.nih.gov/31452104/"
+    assert opened.js("s => window.corpusmap.idLink(s)", "PMID: 31452104")["href"] == pubmed
     assert opened.js("s => window.corpusmap.idLink(s)", "pmc6543210")["href"].endswith("/PMC6543210/")
+    # on a page whose ids are PMIDs, bare numbers are linked, in the panel of a clicked point too
+    rng = np.random.default_rng(5)
+    page = Opened(browser, write_page(tmp_path / "pmids.html", PageData(
+        x=rng.normal(size=50), y=rng.normal(size=50), ids=[str(31452104 + i) for i in range(50)],
+        pmids=True)).html)
+    try:
+        assert page.js("s => window.corpusmap.idLink(s)", "31452104")["href"] == pubmed
+        page.js("window.corpusmap.pick(0)")
+        page.page.wait_for_selector("#cm-details .cm-details-id a")
+        assert page.page.locator("#cm-details .cm-details-id a").get_attribute("href") == pubmed
+    finally:
+        page.close()
 
 
 # ---- the large-map path: a sample drawn over the density of all points ------------------------------------------

@@ -28,7 +28,8 @@ class PageData:
     it is called once per range, with consecutive increasing ranges from 0 to n (a sequential reader will do).
     ``neighbors`` holds the high-D kNN rows (self excluded; negative = none). ``clusters`` go from coarse to
     fine. ``info`` may hold ``parameters`` and ``evaluation`` dicts and other scalars for the info panel;
-    ``excess`` maps a target (e.g. a year) to its top excess words, offered as quick picks.
+    ``excess`` maps a target (e.g. a year) to its top excess words, offered as quick picks. ``pmids``: bare
+    numbers in ``ids`` are PMIDs, linked to PubMed (``PMID:123`` always is).
     """
 
     x: np.ndarray
@@ -42,6 +43,7 @@ class PageData:
     clusters: list[ClusterLevel] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     excess: Optional[Mapping[Any, Sequence[str]]] = None
+    pmids: bool = False  # ids that are bare numbers are PMIDs (linked to PubMed); else they may be row numbers
 
     @property
     def n(self) -> int:

@@ -178,6 +178,7 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
         "density": rows is not None,
         "folder": folder_url,
         "k": k,
+        "pmids": bool(data.pmids),
         "chunks": {"title_rows": title_rows, "title_count": -(-m // title_rows),
                    "text_rows": text_rows, "text_count": -(-m // text_rows)},
         "years": years,

@@ -146,7 +146,18 @@ def page_data(run: Run, params: ViewParams, clustering):
         titles=corpus.column("title").to_pylist() if "title" in columns else None, abstracts=read_rows,
         years=year_array(corpus.column("year")) if "year" in columns else None,
         labels=[None if v is None else str(v) for v in labels], neighbors=neighbors, clusters=levels,
-        info=_info(run, params, stored), excess=_excess_words(run))
+        info=_info(run, params, stored), excess=_excess_words(run), pmids=ids_are_pmids(run))
+
+
+PMID_COLUMNS = ("pmid", "pubmed_id", "pubmedid")
+
+
+def ids_are_pmids(run: Run) -> bool:
+    """Whether every id of the corpus came from a PMID column (PubMed XML, or a column named so): only then is a
+    bare number linked to PubMed (otherwise it may be a row number, or another scheme's)."""
+    stats = run.corpus_manifest.get("stats") or {}
+    sources = stats.get("id_columns", [(stats.get("columns") or {}).get("id")])
+    return bool(sources) and all(isinstance(c, str) and c.lower() in PMID_COLUMNS for c in sources)
 
 
 def _info(run: Run, params: ViewParams, stored) -> dict:

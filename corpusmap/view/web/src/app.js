@@ -503,6 +503,7 @@ class App {
       meta: this.metaOf(row),
       clusters,
       record,
+      pmids: Boolean(this.m.pmids),
       nbrTitle: (r) => this.texts.title(r),
     });
     this.detailsNode.dataset.row = String(row);
@@ -574,7 +575,7 @@ class App {
       years: (from, to) => app.setYears(from, to),
       pick: (i) => app.pick(i),
       labelLevel: () => app.labels.shownLevel,
-      idLink,
+      idLink: (id) => idLink(id, Boolean(app.m.pmids)),
       scatter: () => app.scatter,
     };
   }

@@ -16,7 +16,8 @@ export class DetailsPanel {
     clear(this.node);
   }
 
-  /** Show a point; info = {row, title, meta: [..strings], clusters: [[level, name]], record, nbrTitle(row)}. */
+  /** Show a point; info = {row, title, meta: [..strings], clusters: [[level, name]], record, pmids (bare
+   * numeric ids are PMIDs), nbrTitle(row)}. */
   show(info) {
     const node = clear(this.node);
     node.hidden = false;
@@ -26,7 +27,7 @@ export class DetailsPanel {
     node.appendChild(el('h2', { class: 'cm-details-title' }, info.title || '(no title)'));
     if (info.meta.length) node.appendChild(el('div', { class: 'cm-details-meta' }, info.meta.join(' · ')));
     const rec = info.record;
-    const link = rec.id === null || rec.id === undefined ? null : idLink(rec.id);
+    const link = rec.id === null || rec.id === undefined ? null : idLink(rec.id, info.pmids);
     node.appendChild(
       el('div', { class: 'cm-details-id' },
         link ? [`${link.kind} `, el('a', { href: link.href, target: '_blank', rel: 'noopener noreferrer' }, String(rec.id))]
