@@ -420,6 +420,62 @@ def test_the_whole_map_shows_the_coarsest_names_even_when_finer_ones_would_fit(b
         page.close()
 
 
+def test_edges_panels_background_clicks_and_resizing(browser, tmp_path):
+    """A region whose centre is on screen but whose name would cross the edge is named inside the map; at the
+    whole-map view the coarsest level shows even when a finer one has few names; a point under a panel is not
+    hovered; a click on the background closes the details; a smaller window refits the whole map."""
+    rng = np.random.default_rng(4)
+    xy = rng.uniform(-1, 1, size=(3000, 2))
+    right = (xy[:, 0] > 0.8) & (xy[:, 1] > 0.4)  # the top right corner, with a long name
+    coarse = np.where(right, 2, (xy[:, 0] > -0.1).astype(int))
+    fine = coarse * 2 + (xy[:, 1] > 0)
+    names = ["west", "middle", "the region along the right edge of the map"]
+    levels = [ClusterLevel("coarse", coarse, names), ClusterLevel("fine", fine, [f"fine {c}" for c in range(6)])]
+    page = Opened(browser, write_page(tmp_path / "edges.html", PageData(x=xy[:, 0], y=xy[:, 1],
+                                                                        titles=[f"paper {i}" for i in range(3000)],
+                                                                        clusters=levels)).html)
+    try:
+        assert page.js("window.corpusmap.labelLevel()") == 0  # 3 + 6 names: the coarse level at the whole map
+        shown = page.js("""Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')
+            .map(n => { const r = n.getBoundingClientRect(); return [n.textContent, r.left, r.right]; })""")
+        edge = [b for b in shown if b[0] == names[2]]
+        assert edge and 0 <= edge[0][1] and edge[0][2] <= VIEWPORT["width"], shown
+
+        # the details close on a click on the background (here beyond the points' right edge)
+        page.js("window.corpusmap.pick(0)")
+        assert page.page.is_visible("#cm-details")
+        page.page.mouse.click(VIEWPORT["width"] - 6, VIEWPORT["height"] // 3)
+        page.page.wait_for_timeout(100)
+        assert not page.page.is_visible("#cm-details")
+
+        # the cursor on the controls panel, a point drawn beneath it: no tooltip
+        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [[0, 0], 3.0])
+        page.page.wait_for_timeout(200)
+        panel = page.js("(() => { const r = document.getElementById('cm-controls').getBoundingClientRect();"
+                        " return [r.left, r.top, r.right, r.bottom]; })()")
+        mx, my = (panel[0] + panel[2]) / 2, panel[3] - 10
+        page.page.mouse.move(mx, my)
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        beneath = int(np.argmin(np.hypot(pos[:, 0] - mx, pos[:, 1] - my)))
+        page.js("i => window.corpusmap.scatter().hover(i)", beneath)
+        page.page.wait_for_timeout(100)
+        assert not page.page.is_visible("#cm-tooltip")
+        page.page.mouse.move(VIEWPORT["width"] / 2, VIEWPORT["height"] / 2)  # on the map, hovering works
+        page.js("i => window.corpusmap.scatter().hover(i)", beneath)
+        page.page.wait_for_function("document.getElementById('cm-tooltip').dataset.row === String(%d)" % beneath)
+
+        # a smaller window, after "Reset view": the whole map fits again
+        page.page.click("text=Reset view")
+        page.page.wait_for_timeout(600)
+        page.page.set_viewport_size({"width": 700, "height": 450})
+        page.page.wait_for_timeout(300)
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        assert pos[:, 0].min() >= 0 and pos[:, 0].max() <= 700 and pos[:, 1].min() >= 0 and pos[:, 1].max() <= 450
+        assert page.js("window.corpusmap.labelLevel()") == 0
+    finally:
+        page.close()
+
+
 def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 

@@ -44,6 +44,8 @@ class App {
     this.ready = false;
     this.error = null;
     this.selected = null;
+    this.hovered = null;
+    this.clicks = 0;  // points selected by a click (a click that selects none is on the background)
     this.hits = null;
     this.filter = null;
     this.mode = null;
@@ -138,21 +140,32 @@ class App {
       annotationLineWidth: 1,
     });
     this.homeZoom = this.zoom();  // the whole-map view: zoom 1 for the cluster names
+    this.homeDistance = camera.distance;
+    this.atHome = true;  // the camera shows the whole map, as at load or after "Reset view"
     this.scatter.subscribe('view', () => this.onView());
     this.scatter.subscribe('pointover', (i) => this.hover(i));
     this.scatter.subscribe('pointout', () => this.unhover());
     this.scatter.subscribe('select', ({ points }) => {
+      this.clicks += 1;
       if (points.length === 1) this.pick(points[0]);
     });
-    this.canvas.addEventListener('mousemove', (e) => {
+    window.addEventListener('mousemove', (e) => {  // anywhere: whether the cursor rests on a panel matters too
       this.mouse = [e.clientX, e.clientY];
       this.placeTooltip();
     });
     this.canvas.addEventListener('mouseleave', () => this.unhover());
-    window.addEventListener('resize', () => {
-      this.resize();
-      this.onView();
+    this.canvas.addEventListener('wheel', () => { this.atHome = false; }, { passive: true });
+    this.canvas.addEventListener('mousedown', (e) => {
+      this.atHome = false;
+      this.pressed = { x: e.clientX, y: e.clientY, clicks: this.clicks };
     });
+    this.canvas.addEventListener('click', (e) => {  // a click on the background (no point, no drag) closes details
+      const p = this.pressed;
+      setTimeout(() => {
+        if (p && p.clicks === this.clicks && Math.hypot(e.clientX - p.x, e.clientY - p.y) < 4) this.unpick();
+      }, 0);
+    });
+    window.addEventListener('resize', () => this.onResize());
     if (this.m.density) {
       const d = await load('density');
       this.density = new DensityLayer(this.densityCanvas, `data:image/png;base64,${d.png}`, () => this.onView());
@@ -182,6 +195,16 @@ class App {
     const r = this.mapNode.getBoundingClientRect();
     this.width = r.width;
     this.height = r.height;
+  }
+
+  /** A new window size: the whole-map view is fitted again (and refitted when the user has not moved away). */
+  onResize() {
+    this.resize();
+    const cam = this.initialCamera();
+    this.homeZoom *= this.homeDistance / cam.distance;
+    this.homeDistance = cam.distance;
+    if (this.atHome) this.scatter.zoomToLocation(cam.target, cam.distance);
+    this.onView();
   }
 
   /** Screen position (in the map's CSS pixels) of a point in the writer's normalised coordinates. */
@@ -236,6 +259,7 @@ class App {
 
   resetView() {
     const cam = this.initialCamera();
+    this.atHome = true;
     this.scatter.zoomToLocation(cam.target, cam.distance, { transition: true, transitionDuration: 400 });
   }
 
@@ -433,6 +457,9 @@ class App {
   // ---- hover ----------------------------------------------------------------------------------------------------
 
   hover(row) {
+    // a point the camera moves under a cursor that rests on a panel is not hovered
+    const under = this.mouse && document.elementFromPoint(this.mouse[0], this.mouse[1]);
+    if (under && under.closest('.cm-panel')) return;
     this.hovered = row;
     const tip = this.tooltip;
     const title = this.texts.titleNow(row);

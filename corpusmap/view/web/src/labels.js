@@ -1,8 +1,9 @@
-// Cluster names drawn over the map by zoom level: the coarsest level at the whole-map view, and a finer level
-// each time zooming in has made room for its names (the screen shows 1/zoom² of the map, so a level of m names
-// shows once m / zoom² is within the coarsest level's count, or BASE if that is fewer). Names are placed at each
-// cluster's robust centre (median, from the writer), largest clusters first, and a name that would overlap one
-// already placed is left out.
+// Cluster names drawn over the map by zoom level: the coarsest level at the whole-map view (and farther out),
+// and a finer level each time zooming in has made room for its names (the screen shows 1/zoom² of the map, so a
+// level of m names shows once m / zoom² is within the coarsest level's count, or BASE if that is fewer). Names
+// are placed at each cluster's robust centre (median, from the writer), largest clusters first, moved inside the
+// map where the centre is on screen but the name would cross its edge; a name that would overlap one already
+// placed is left out.
 
 import { el } from './dom.js';
 
@@ -23,6 +24,7 @@ export class ClusterLabels {
 
   /** Index of the level to show at zoom factor z (1 = the whole-map view). */
   levelFor(zoom) {
+    if (zoom <= 1.0001) return 0;
     const room = Math.max(this.levels[0].names.length, BASE) * zoom * zoom;
     let chosen = 0;
     this.levels.forEach((level, i) => {
@@ -64,8 +66,11 @@ export class ClusterLabels {
       const node = nodes[c];
       const [w, h] = sizes[c];
       const [sx, sy] = this.project(level.x[c], level.y[c]);
-      const box = [sx - w / 2, sy - h / 2, sx + w / 2, sy + h / 2];
-      const inside = box[0] >= 0 && box[1] >= 0 && box[2] <= width && box[3] <= height;
+      const onScreen = sx >= 0 && sx <= width && sy >= 0 && sy <= height;
+      const dx = Math.max(0, w / 2 - sx) - Math.max(0, sx + w / 2 - width);
+      const dy = Math.max(0, h / 2 - sy) - Math.max(0, sy + h / 2 - height);
+      const box = [sx + dx - w / 2, sy + dy - h / 2, sx + dx + w / 2, sy + dy + h / 2];
+      const inside = onScreen && w <= width && h <= height;
       if (inside && !obstacles.some((p) => overlaps(p, box)) && !placed.some((p) => overlaps(p, box))) {
         placed.push(box);
         node.style.transform = `translate(${box[0].toFixed(1)}px, ${box[1].toFixed(1)}px)`;
