@@ -373,6 +373,8 @@ def test_markup_in_texts_shows_as_text_and_never_runs(opened):
                                 (HOSTILE_ABSTRACT_ROW, ".cm-abstract", HOSTILE_ABSTRACT)):
         opened.js("i => window.corpusmap.pick(i)", row)
         assert opened.page.text_content(selector) == text
+    opened.page.keyboard.press("Escape")
+    opened.page.mouse.move(VIEWPORT["width"] * 0.6, VIEWPORT["height"] * 0.6)  # on the map, not on a panel
     opened.js("i => window.corpusmap.scatter().hover(i)", HOSTILE_TITLE_ROW)
     opened.page.wait_for_function("document.getElementById('cm-tooltip').dataset.row === '5'")
     assert opened.page.text_content("#cm-tooltip .cm-tooltip-title") == HOSTILE_TITLE
