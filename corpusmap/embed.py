@@ -536,6 +536,13 @@ def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, 
     if vectors.shape[0] != stop - start:
         raise RuntimeError(f"shard {index}: {vectors.shape[0]} vectors for {stop - start} rows")
     if not np.isfinite(vectors).all():
+        if plan.request.get("encoder") == "file":
+            bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0]) + start
+            finite = bool(np.isfinite(encoded.vectors[bad - start]).all())
+            raise CorpusmapError(
+                f"--vectors: row {bad:,} of the vectors " + ("exceeds the range of float16 storage; use "
+                                                             "--store-dtype float32" if finite else
+                                                             "holds NaN or infinite values; fix it in the file"))
         raise CorpusmapError(f"the model produced NaN or infinite values in shard {index} "
                              f"(rows {start}-{stop}); try --dtype float32")
     path = run.shard_path(index)
@@ -549,14 +556,17 @@ def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, 
 
 @contextlib.contextmanager
 def _claim(run: Run, index: int):
-    """Yield True if this process may encode shard ``index`` now (no other process holds it), else False."""
-    try:
-        with run.lock(f"embeddings/shard-{index}", wait=False):
-            for orphan in run.embeddings_dir.glob(f".{run.shard_path(index).name}.tmp-*"):
-                orphan.unlink(missing_ok=True)  # left by a killed writer of this shard
-            yield True
-    except CorpusmapError:
-        yield False
+    """Yield True if this process may encode shard ``index`` now (no other process holds it), else False; an
+    error inside the block is the block's own (never taken for a lock held elsewhere)."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(run.lock(f"embeddings/shard-{index}", wait=False))
+        except CorpusmapError:
+            yield False
+            return
+        for orphan in run.embeddings_dir.glob(f".{run.shard_path(index).name}.tmp-*"):
+            orphan.unlink(missing_ok=True)  # left by a killed writer of this shard
+        yield True
 
 
 def _prepared(run: Run, plan: ShardPlan, pending: list[int], encoder, tokenizer_workers: int):

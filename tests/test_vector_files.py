@@ -85,6 +85,24 @@ def test_embed_vectors_on_the_command_line(tmp_path, matrix):
     np.testing.assert_allclose(Run(tmp_path / "run3").vectors.to_numpy(), expected, rtol=1e-6, atol=1e-7)
 
 
+def test_vectors_that_are_not_finite_or_too_large_for_float16_are_named(tmp_path, matrix):
+    """An error raised while a shard is stored is the error itself (never a lock problem in disguise)."""
+    broken = matrix.astype(np.float32).copy()
+    broken[700, 3] = np.nan
+    np.save(tmp_path / "nan.npy", broken)
+    res = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "a", "--vectors", tmp_path / "nan.npy")
+    assert res.exit_code == 1 and "Error: --vectors: row 700 of the vectors holds NaN or infinite values" in res.output
+    assert "RuntimeError" not in res.output
+    huge = matrix.astype(np.float32) * 1e6
+    np.save(tmp_path / "huge.npy", huge)
+    res = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "b", "--vectors", tmp_path / "huge.npy", "--store-dtype",
+              "float16")
+    assert res.exit_code == 1 and "exceeds the range of float16 storage; use --store-dtype float32" in res.output
+    res = cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "b", "--vectors", tmp_path / "huge.npy", "--store-dtype",
+              "float32", "-q")
+    assert res.exit_code == 0, res.output
+
+
 def test_tokenizer_workers_auto():
     from corpusmap.embed import auto_tokenizer_workers
 
