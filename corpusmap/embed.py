@@ -724,6 +724,16 @@ def parse_devices(spec: Optional[str]) -> list[str]:
             devices.append(item)
         else:
             raise UsageProblem(f"--devices takes 'all', GPU ids (0,1) or device names (cuda:0,cpu), not {item!r}")
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if gpus:  # before any worker starts: a GPU that is not there fails here, in one line
+        import torch
+
+        count = torch.cuda.device_count()
+        absent = [d for d in gpus if not (d in ("cuda", "cuda:") or d[5:].isdigit() and int(d[5:]) < count)]
+        if absent:
+            raise CorpusmapError(f"--devices {spec}: PyTorch sees {count or 'no'} CUDA GPU(s), so not "
+                                 f"{', '.join(absent)}; use the GPUs it sees (--devices all), or leave --devices "
+                                 "out to embed on the CPU")
     return devices
 
 
