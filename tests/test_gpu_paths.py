@@ -32,7 +32,7 @@ def _no_cuda() -> bool:
     (["map", "{run}", "--method", "umap", "--device", "cuda", "--no-plot"], "pip install 'corpusmap[gpu]'"),
     (["map", "{run}", "--method", "pca", "--device", "cuda"], "the PCA baseline runs on the CPU"),
     (["neighbors", "{run}", "-k", "12", "--device", "cuda", "--overwrite"], "FAISS sees no GPU"),
-    (["embed", str(EXAMPLE_CORPUS), "-o", "{run}", "--model", "tfidf", "--dim", "20", "--devices", "0,1"],
+    (["embed", str(EXAMPLE_CORPUS), "-o", "{run}", "--devices", "0,1"],
      "--devices 0,1: PyTorch sees no CUDA GPU(s), so not cuda:0, cuda:1"),
 ])
 def test_gpu_paths_say_what_they_need(run, args, message):
