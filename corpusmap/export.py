@@ -68,6 +68,7 @@ class ExportStage(Stage):
         from corpusmap.maps import read_map
         from corpusmap.neighbors import load_knn_graph
 
+        run.refuse_own_file(params.out_path(run), params.output)
         run.need_corpus()
         read_map(run, params.map)
         load_knn_graph(run)

@@ -144,6 +144,7 @@ class PlotStage(Stage):
     def prepare(self, run: Run, params: PlotParams) -> None:
         from corpusmap.maps import need_map
 
+        run.refuse_own_file(params.out_path(run), params.output)
         run.need_corpus()
         need_map(run, params.map)
         mode, detail = parse_color(params.color)

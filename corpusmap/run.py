@@ -187,6 +187,26 @@ class Run:
         middle = f".{variant}" if variant else ""
         return self.maps_dir / f"{check_name(map_name, 'map name')}{middle}.{suffix.lstrip('.')}"
 
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` is where a stage keeps its own files (corpus, vectors, graph, clusterings, maps and
+        their manifests, evaluation, excess, state): no file written at the user's request may go there."""
+        path = Path(path).resolve()
+        if path in (self.corpus_path.resolve(), self.corpus_manifest_path.resolve(),
+                    self.pipeline_state_path.resolve()):
+            return True
+        folders = (self.embeddings_dir, self.knn_dir, self.clusters_dir, self.eval_dir, self.excess_dir, self.meta_dir)
+        if any(f.resolve() in path.parents for f in folders):
+            return True
+        return path.parent == self.maps_dir.resolve() and path.suffix in (".parquet", ".json")
+
+    def refuse_own_file(self, path: str | os.PathLike, given) -> None:
+        """A usage error when ``-o given`` (resolved: ``path``) is a file of the run's own stages (:meth:`owns`)."""
+        from corpusmap.errors import UsageProblem
+
+        if given is not None and self.owns(path):
+            raise UsageProblem(f"-o {given}: a file of the run's own stages ({self.path}); write it elsewhere, e.g. "
+                               f"under {self.exports_dir}")
+
     def list_maps(self) -> list[str]:
         return sorted(p.stem for p in self.maps_dir.glob("*.parquet")) if self.maps_dir.is_dir() else []
 

@@ -131,13 +131,20 @@ def test_bad_inputs(run, tmp_path):
         (["view", run, "-o", tmp_path / "page.htm"], 2, "must end in .html", None),
         (["export", run, "--format", "csv"], 2, "Invalid value for '--format'", "corpusmap export --help"),
         (["view", tmp_path / "nowhere"], 1, "no run directory", "corpusmap embed"),
+        # -o onto a file of the run's own stages would replace (and then invalidate) it
+        (["export", run, "-o", run / "maps" / "tsne.parquet"], 2, "a file of the run's own stages", "exports"),
+        (["export", run, "-o", run / "corpus.parquet"], 2, "a file of the run's own stages", None),
+        (["plot", run, "--map", "tsne", "-o", run / "eval" / "fig.png"], 2, "a file of the run's own stages", None),
+        (["view", run, "-o", run / "knn" / "page.html"], 2, "a file of the run's own stages", None),
     ]
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and ".corpusmap" not in p.parts}
     for args, code, message, command in cases:
         result = cli(*args)
         assert result.exit_code == code and message in result.output, (args, result.output)
         assert len(result.output.strip().splitlines()) == 1
         if command:
             assert command in result.output
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and ".corpusmap" not in p.parts} == before
     # a map made from another run's corpus is refused
     other = tmp_path / "other"
     assert cli("embed", EXAMPLE_CORPUS, "-o", other, "--model", "tfidf", "--dim", "20", "--max-chars", "1200",

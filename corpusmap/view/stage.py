@@ -70,6 +70,7 @@ class ViewStage(Stage):
     def prepare(self, run: Run, params: ViewParams) -> None:
         from corpusmap.maps import read_map
 
+        run.refuse_own_file(params.out_path(run), params.output)
         run.need_corpus()
         read_map(run, params.map)  # present, and made from this corpus
         run.corpus_column(params.label_col, "--label-col")
