@@ -120,6 +120,8 @@ def write_atlas(run: Run, map_name: str, out: Path, clustering=None) -> int:
     level_names = [np.array([None] + clustering.names(i), dtype=object) for i in range(len(clustering.levels))] \
         if clustering else []
     columns = [c for c in ("id", "title", "year", "label", "text") if c in run.corpus_columns()]
+    read_as = run.corpus_manifest.get("columns") or {}
+    titled = read_as.get("title") is not None and read_as.get("prepend", True)  # embed --title-col: text has it
     writer, offset = None, 0
     try:
         for batch in run.iter_corpus_batches(columns, ROW_GROUP):
@@ -127,7 +129,7 @@ def write_atlas(run: Run, map_name: str, out: Path, clustering=None) -> int:
             part = {c: batch.column(c) for c in columns}
             title = part.get("title")
             text = [f"{t}\n\n{a}" if t else a for t, a in zip(title.to_pylist(), part["text"].to_pylist())] \
-                if title is not None else part["text"]
+                if title is not None and not titled else part["text"]
             table = {"id": part.get("id", pa.array(np.arange(offset, offset + n))),
                      "x": coords[offset:offset + n, 0], "y": coords[offset:offset + n, 1], "text": text}
             table.update({c: part[c] for c in ("title", "year", "label") if c in part})

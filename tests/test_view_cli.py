@@ -180,3 +180,15 @@ def test_bare_numeric_ids_are_linked_to_pubmed_only_when_they_are_pmids(pubmed_d
     assert not ids_are_pmids(Run(tmp_path / "csv"))  # one row's id is its row number
     cli("embed", EXAMPLE_CORPUS, "-o", tmp_path / "doi", "--model", "tfidf", "--prepare-only", "-q", ok=True)
     assert not ids_are_pmids(Run(tmp_path / "doi"))
+
+
+def test_export_does_not_repeat_a_title_the_text_already_starts_with(tmp_path):
+    """embed --title-col puts the title at the head of the text; the export's text is then that text as is."""
+    run = tmp_path / "titled"
+    run_commands(run, ["embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "20", "--title-col", "title"],
+                 ["neighbors", run, "-k", "5"], ["map", run, "--method", "pca", "--no-plot"],
+                 ["export", run, "--map", "pca"])
+    corpus = Run(run).read_corpus(["title", "text"])
+    exported = pq.read_table(run / "exports" / "pca.atlas.parquet", columns=["text"]).column("text")
+    assert exported.to_pylist() == corpus.column("text").to_pylist()
+    assert corpus.column("text")[0].as_py().startswith(corpus.column("title")[0].as_py())
