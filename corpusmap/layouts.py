@@ -749,7 +749,7 @@ def umap_add_layout(reference_coords: np.ndarray, reference_vectors, new_vectors
     csr = graph.tocsr()
     csr.eliminate_zeros()
     embedding = U.init_graph_transform(csr, ref)
-    n_epochs = map_params.n_epochs // 3 if map_params.n_epochs else (100 if graph.shape[0] <= 10_000 else 30)
+    n_epochs = max(1, map_params.n_epochs // 3) if map_params.n_epochs else (100 if graph.shape[0] <= 10_000 else 30)
     graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
     graph.eliminate_zeros()
     a, b = U.find_ab_params(map_params.spread, map_params.min_dist)

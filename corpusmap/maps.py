@@ -477,9 +477,15 @@ def _check_compatible(run: Run, new_run: Run) -> None:
     from corpusmap.encoders import encoder_kind
 
     a, b = run.embeddings_manifest, new_run.embeddings_manifest
-    diff = [k for k in _COMPATIBLE_KEYS if a.get(k) != b.get(k)]
+    imported = [str(m.get("model", "")).startswith("file:") for m in (a, b)]
+    if imported[0] != imported[1]:
+        raise CorpusmapError(f"{(new_run if imported[1] else run).path} holds vectors imported with --vectors and "
+                             f"{(run if imported[1] else new_run).path} vectors of a model: they do not live in one "
+                             "space")
+    # imported vectors (named after their files) cannot be compared: their maker vouches for one space
+    diff = [k for k in _COMPATIBLE_KEYS if a.get(k) != b.get(k) and not (k == "model" and imported[0])]
     if diff:
-        detail = ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in diff)
+        detail = ", ".join(f"{k}: {b.get(k)!r} vs {a.get(k)!r}" for k in diff)
         raise CorpusmapError(f"{new_run.path} was embedded differently from {run.path} ({detail}); embed it with "
                              f"the same model and options so its vectors live in the same space")
     kind = encoder_kind(a.get("model", ""))

@@ -82,3 +82,30 @@ def test_options_that_adding_does_not_use_are_refused(runs):
                         (["--preset", "landscape"], "--preset")):
         result = cli("map", ref, "--add", new, "--name", "tsne", *args)
         assert result.exit_code == 2 and f"own settings; drop {flags}" in result.output, result.output
+
+
+def test_runs_of_other_vectors_are_refused_naming_each_runs_value(runs, tmp_path):
+    """The error names the new run's value first, as the sentence names the new run first; imported vectors
+    cannot be told apart by their file names, but are never mixed with a model's."""
+    ref, new = runs
+    other = tmp_path / "normalized"
+    cli("embed", EXAMPLE_CORPUS, "-o", other, "--model", "tfidf", "--fit-from", ref, "--normalize", "-q", ok=True)
+    result = cli("map", ref, "--add", other, "--name", "tsne")
+    assert result.exit_code == 1 and "was embedded differently" in result.output
+    assert "(normalize: True vs False)" in result.output
+    rng = np.random.default_rng(0)
+    n_ref = Run(ref).n_rows
+    np.save(tmp_path / "a.npy", rng.normal(size=(n_ref, 8)).astype(np.float32))
+    imported = tmp_path / "imported"
+    cli("embed", ref / "corpus.parquet", "-o", imported, "--vectors", tmp_path / "a.npy", "-q", ok=True)
+    result = cli("map", ref, "--add", imported, "--name", "tsne")
+    assert result.exit_code == 1 and "imported with --vectors" in result.output and "do not live in one space" \
+        in result.output
+
+
+def test_a_umap_map_of_very_few_epochs_can_be_grown(runs):
+    ref, new = runs
+    cli("map", ref, "--method", "umap", "--name", "u2", "--n-epochs", "2", "--no-plot", "-q", ok=True)
+    result = cli("map", ref, "--add", new, "--name", "u2", "--no-plot", "-q")
+    assert result.exit_code == 0, result.output
+    assert np.isfinite(pq.read_table(Run(new).map_path("u2")).to_pandas()[["x", "y"]].to_numpy()).all()
