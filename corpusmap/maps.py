@@ -64,7 +64,27 @@ def need_map(run: Run, name: str) -> Path:
 
 def map_fingerprint(run: Run, name: str) -> str:
     path = need_map(run, name)
-    return (read_map_stage(path).get("stage") or {}).get("fingerprint") or file_fingerprint(path)
+    manifest = read_map_stage(path)
+    _check_placement(run, name, manifest)
+    return (manifest.get("stage") or {}).get("fingerprint") or file_fingerprint(path)
+
+
+def _check_placement(run: Run, name: str, manifest: dict) -> None:
+    """Points added to another run's map (``map --add``) are of use only while that map is the one they were
+    placed on: an error naming the command that places them again when it has changed or is gone."""
+    stage = manifest.get("stage") or {}
+    reference = (stage.get("params") or {}).get("reference")
+    placed_on = (stage.get("sources") or {}).get("reference:map")
+    if not reference or not placed_on:
+        return
+    path = Run(reference).map_path(name)
+    now = None
+    if path.is_file():
+        now = (read_map_stage(path).get("stage") or {}).get("fingerprint") or file_fingerprint(path)
+    if now != placed_on:
+        raise CorpusmapError(f"map {name!r} of {run.path} holds points placed on map {name!r} of {reference}, which "
+                             f"has {'changed' if now else 'gone'} since; place them again with `corpusmap map "
+                             f"{reference} --add {run.path} --name {name}`")
 
 
 def read_map(run: Run, name: str, check_ids: bool = True) -> MapData:
@@ -88,6 +108,7 @@ def read_map(run: Run, name: str, check_ids: bool = True) -> MapData:
     except (pa.ArrowException, OSError) as exc:
         raise CorpusmapError(f"map {path} is damaged ({exc}); {remake}") from None
     manifest = read_map_stage(path)
+    _check_placement(run, name, manifest)
     coords = np.column_stack([table.column("x").to_numpy(zero_copy_only=False),
                               table.column("y").to_numpy(zero_copy_only=False)]).astype(np.float64)
     recorded = (manifest.get("stage") or {}).get("fingerprint")

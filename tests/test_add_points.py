@@ -109,3 +109,21 @@ def test_a_umap_map_of_very_few_epochs_can_be_grown(runs):
     result = cli("map", ref, "--add", new, "--name", "u2", "--no-plot", "-q")
     assert result.exit_code == 0, result.output
     assert np.isfinite(pq.read_table(Run(new).map_path("u2")).to_pandas()[["x", "y"]].to_numpy()).all()
+
+
+def test_points_placed_on_a_map_that_changed_are_placed_again_before_use(runs, tmp_path):
+    """plot/view/evaluate of an added map refuse once the reference map has changed, naming the command that
+    places the points again; that command then runs (the stored placement is not current) without --overwrite."""
+    ref, new = runs
+    tsne = ["--method", "tsne", "--name", "t5", "--n-iter", "30", "--early-exaggeration-iter", "20", "--no-plot"]
+    cli("map", ref, *tsne, "-q", ok=True)
+    cli("map", ref, "--add", new, "--name", "t5", "--no-plot", "-q", ok=True)
+    cli("plot", new, "--map", "t5", "-q", ok=True)
+    cli("map", ref, *tsne, "--seed", "8", "--overwrite", "-q", ok=True)
+    for args in (["plot", new, "--map", "t5"], ["view", new, "--map", "t5"], ["evaluate", new, "--map", "t5"]):
+        result = cli(*args)
+        assert result.exit_code == 1, result.output
+        assert f"holds points placed on map 't5' of {ref}, which has changed since; place them again with " \
+               f"`corpusmap map {ref} --add {new} --name t5`" in result.output
+    cli("map", ref, "--add", new, "--name", "t5", "--no-plot", "-q", ok=True)
+    cli("plot", new, "--map", "t5", "-q", ok=True)
