@@ -171,6 +171,9 @@ def test_bad_inputs(tmp_path, example_run):
     res = cli("excess", "--counts", csv, "-o", tmp_path / "o3", "--engine", "python", "--batch-rows", "10")
     assert res.exit_code == 2 and "--engine, --batch-rows: for counting words" in res.output
     assert not (tmp_path / "o3").exists()
+    # abstracts beside a count table are read only for word groups: without one they would be ignored
+    res = cli("excess", EXAMPLE_CORPUS, "--counts", csv, "-o", tmp_path / "o3")
+    assert res.exit_code == 2 and "--counts gives the word counts, and INPUT would be read only" in res.output
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

@@ -111,6 +111,9 @@ class ExcessParams:
         if (self.group_words or self.group or self.by) and not self.source:
             raise UsageProblem("word groups (--group, --group-words) and --by need the abstracts themselves "
                                "(per-abstract presence), not only a count table: give INPUT or RUN as well")
+        if self.counts and self.source and self.run_dir is None and not (self.group_words or self.group or self.by):
+            raise UsageProblem("--counts gives the word counts, and INPUT would be read only to measure word groups "
+                               "(--group, --group-words, --by): leave INPUT out, or ask for a word group")
         if self.clean and (not self.source or self.counts):
             raise UsageProblem("--clean cleans the abstracts before counting: give INPUT or RUN, without --counts "
                                "(a count table made elsewhere was counted on uncleaned text)")
