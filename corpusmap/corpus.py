@@ -215,6 +215,9 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         if path.is_file():
             paths.append(path)
         elif path.is_dir():
+            if (path / "corpus.json").is_file() and (path / "corpus.parquet").is_file():
+                raise CorpusmapError(f"{path} is a corpusmap run directory, not a folder of inputs; give the inputs it "
+                                     f"was read from, or its corpus: {path / 'corpus.parquet'}")
             found = sorted(_corpus_files(path), key=natural_key)
             if not found:
                 raise CorpusmapError(f"no corpus files (csv, tsv, jsonl, json, parquet, xml, .gz) in {path}")

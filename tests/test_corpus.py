@@ -115,6 +115,8 @@ def test_directory_and_glob_inputs(tmp_path):
     pq.write_table(read_all([tmp_path / "part0.jsonl"]), run / "corpus.parquet")
     (run / "corpus.json").write_text("{}")
     assert read_all([tmp_path]).num_rows == 300
+    with pytest.raises(CorpusmapError, match="is a corpusmap run directory, not a folder of inputs; give the inputs"):
+        resolve_inputs([run])
     # a folder or glob lists numbered files in natural order (9 before 10)
     for part in (9, 10):
         (tmp_path / f"more{part}.jsonl").write_text(lines[part] + "\n")
