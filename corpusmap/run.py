@@ -531,7 +531,8 @@ class Run:
                 return removed
             for output in stale:
                 self._remove(output)
-                removed.append(output.key)
+                kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
+                removed.append(f"{output.key} (outside the run: left in place, out of date)" if kept else output.key)
                 gone.add(output.key)
 
     def _remove(self, output: Output) -> None:

@@ -278,4 +278,8 @@ class Stage:
                                          f"command again")
                 self.commit(run, params, staging)
         removed = run.invalidate()
+        if removed:
+            from corpusmap.progress import info
+
+            info(f"{self.name}: removed {', '.join(removed)} (computed from the {key} it replaced)")
         return Result(self.name, key, True, status.reason, manifest, removed, self.where(run, params))

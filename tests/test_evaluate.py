@@ -127,7 +127,7 @@ def test_evaluate_maps_against_direct_computation(run, data):
         high_d(run), "skpca"]
 
 
-def test_maps_made_from_an_earlier_graph_are_removed_with_it(run, data):
+def test_maps_made_from_an_earlier_graph_are_removed_with_it(run, data, caplog, tmp_path):
     """A map records the fingerprint of the graph it was laid out from; `neighbors --overwrite` removes the maps
     (and the evaluation) made from the old graph, and keeps maps that used no graph (PCA, maps made elsewhere)."""
     X, Y, corpus = data
@@ -137,8 +137,13 @@ def test_maps_made_from_an_earlier_graph_are_removed_with_it(run, data):
     assert cli("map", run, "--method", "pca", "--quiet").exit_code == 0
     write_map(run, "mine", corpus["id"], Y)
     assert cli("evaluate", run, "--queries", 100, "--quiet").exit_code == 0
+    outside = tmp_path / "figure.png"  # a figure of the t-SNE map outside the run: not the run's to delete
+    assert cli("plot", run, "--map", "tsne", "-o", outside, "--quiet").exit_code == 0
     r = cli("neighbors", run, "-k", 12, "--overwrite")
-    assert r.exit_code == 0 and "removed maps/tsne" in r.output, r.output
+    assert r.exit_code == 0 and "neighbors: removed maps/tsne" in caplog.text, caplog.text
+    assert "(computed from the knn it replaced)" in caplog.text
+    assert f"render:{outside.resolve()} (outside the run: left in place, out of date)" in caplog.text
+    assert outside.is_file()
     assert sorted(p.name for p in (run / "maps").iterdir()) == ["mine.parquet", "pca.parquet", "pca.png",
                                                                  "pca.renders.json"]
     assert not (run / "eval").exists()  # it evaluated the removed map

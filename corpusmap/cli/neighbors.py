@@ -36,9 +36,7 @@ def report(result) -> None:
             f" on {recall['queries']:,} queries" if recall.get("measured") else " (exact)")
     if below:
         rec += f", below --target-recall {recall['target']:g}"
-    removed = f"; removed {', '.join(result.removed)} (made from the old graph)" if result.removed else ""
-    click.echo(f"{result.where}: {m['n']:,} points, k={m['k']}, {m['metric']}, {how}{rec}, {m.get('seconds', 0):,.1f} s"
-               f"{removed}")
+    click.echo(f"{result.where}: {m['n']:,} points, k={m['k']}, {m['metric']}, {how}{rec}, {m.get('seconds', 0):,.1f} s")
 
 
 @with_jobs(jobs)
