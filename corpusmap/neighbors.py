@@ -293,7 +293,12 @@ def load_user_graph(vectors, indices_path, distances_path=None, metric: str = "e
 
     indices = load(indices_path)
     distances = load(distances_path) if distances_path is not None else None
-    graph = graph_from_arrays(vectors, indices, distances, metric=metric)
+    try:
+        graph = graph_from_arrays(vectors, indices, distances, metric=metric)
+    except CorpusmapError as exc:  # name the flag and the file the problem is in
+        flag, path = ("--from-distances", distances_path) if str(exc).startswith("distances") else \
+            ("--from", indices_path)
+        raise CorpusmapError(f"{flag} {path}: {exc}") from None
     graph.manifest["from"] = {"indices": str(indices_path),
                               "distances": str(distances_path) if distances_path is not None else None}
     return graph

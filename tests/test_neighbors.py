@@ -268,8 +268,12 @@ def test_cli_neighbors_from_user_graph(run, tmp_path):
     np.testing.assert_allclose(theirs.distances, ours.distances, rtol=1e-3, atol=1e-3)
     np.save(tmp_path / "bad.npy", np.asarray(ours.indices)[:100])
     r = cli("neighbors", run, "--from", tmp_path / "bad.npy", "--overwrite", "--quiet")
-    assert r.exit_code == 1 and "rows" in r.output
+    assert r.exit_code == 1 and f"--from {tmp_path / 'bad.npy'}: neighbour indices have 100 rows" in r.output
     assert load_knn_graph(Run(run)).manifest["source"] == "user"  # the good graph is still there
+    np.save(tmp_path / "negative.npy", -np.asarray(ours.distances) - 1)
+    r = cli("neighbors", run, "--from", tmp_path / "idx.npy", "--from-distances", tmp_path / "negative.npy",
+            "--overwrite")
+    assert r.exit_code == 1 and f"--from-distances {tmp_path / 'negative.npy'}: distances must be finite" in r.output
     r = cli("neighbors", run, "--from-distances", tmp_path / "idx.npy")
     assert r.exit_code == 2 and "--from" in r.output
     # the options of a search do not apply to a graph given as it is
