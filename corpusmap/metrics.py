@@ -131,9 +131,12 @@ def _kdtree_neighbors(X: np.ndarray, rows: np.ndarray, k: int, candidates) -> np
 
 
 def _rerank(src, rows: np.ndarray, cand: np.ndarray, k: int, metric: str, chunk: int = 2048) -> np.ndarray:
-    """Order float32 candidates by their float64 distance and keep the first k."""
+    """Order float32 candidates by their float64 distance and keep the first k (in chunks of queries whose
+    candidate vectors take at most ~256 MB, whatever k and the dimension)."""
     out = np.empty((len(rows), k), dtype=np.int64)
     cosine = metric == "cosine"
+    per_query = max(1, cand.shape[1]) * int(src.shape[1]) * 8 * 2  # the candidates' vectors and their differences
+    chunk = max(1, min(chunk, (256 << 20) // per_query))
     for s in range(0, len(rows), chunk):
         c = cand[s:s + chunk]
         q = take_float32(src, rows[s:s + chunk]).astype(np.float64)
@@ -162,8 +165,13 @@ def recall_from_neighbors(high: np.ndarray, low: np.ndarray) -> float:
         raise ValueError(f"neighbour arrays differ in shape: {high.shape} vs {low.shape}")
     if high.size == 0:
         return float("nan")
-    k = high.shape[1]
-    hits = (np.sort(high, axis=1)[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
+    m, k = high.shape
+    # each row's values made unique to the row (row * span + value), so that one sorted membership test over all
+    # rows counts the high-D neighbours found among the low-D ones (m k log(m k), not m k²)
+    lo = min(int(high.min()), int(low.min()))
+    span = max(int(high.max()), int(low.max())) - lo + 1
+    row = np.arange(m, dtype=np.int64)[:, None] * span
+    hits = np.isin(high.astype(np.int64) - lo + row, low.astype(np.int64) - lo + row).sum(axis=1)
     return float(hits.mean() / k)
 
 

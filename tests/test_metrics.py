@@ -166,3 +166,17 @@ def test_bad_inputs():
         M.knn_recall(bad, X[:, :2], k=3)
     with pytest.raises(CorpusmapError, match="NaN"):
         M.knn_recall(X, bad[:, :2], k=3)
+
+
+def test_recall_from_neighbors_is_the_mean_share_of_shared_neighbours():
+    """Against Python sets, row by row: real neighbour lists (20-D Gaussian data and its PCA-2D), and random rows
+    with k = n - 1 (where a k x k comparison per row would need gigabytes at scale)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 20))
+    Y = PCA(2).fit_transform(X)
+    high = NearestNeighbors(n_neighbors=31).fit(X).kneighbors(X, return_distance=False)[:, 1:]
+    low = NearestNeighbors(n_neighbors=31).fit(Y).kneighbors(Y, return_distance=False)[:, 1:]
+    wide = rng.integers(0, 600, size=(600, 599)), rng.permuted(np.tile(np.arange(599), (600, 1)), axis=1)
+    for h, lo in ((high, low), wide):
+        expected = np.mean([sum(v in b for v in a) / h.shape[1] for a, b in zip(h.tolist(), map(set, lo.tolist()))])
+        assert M.recall_from_neighbors(h, lo) == pytest.approx(expected, abs=1e-12)
