@@ -138,6 +138,14 @@ def read_results(run: Run) -> dict:
     return read_manifest(run.eval_dir / Run.EVAL_FILES[0], f"recompute it with `corpusmap evaluate {run.path}`")
 
 
+def _note(notes: list, message: str) -> None:
+    """A note of the report that the user should also see now."""
+    import logging
+
+    notes.append(message)
+    logging.getLogger("corpusmap").warning("warning: %s", message)
+
+
 def _column(run: Run, name: str, flag: str, required: bool) -> Optional[np.ndarray]:
     """A corpus column as a numpy object array; ``None`` for a default column the corpus lacks."""
     if not required and name not in run.corpus_columns():
@@ -194,6 +202,10 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
                 raise UsageProblem(msg + "; choose another --label-col")
             notes.append(msg + "; kNN accuracy skipped")
             labels = None
+        elif len(classes) > n_lab / 2:
+            _note(notes, f"label column {label_col!r} has {len(classes):,} classes for {n_lab:,} labelled rows: with "
+                         "labels of about one paper each, kNN accuracy is near 0 whatever the map (choose a column "
+                         "of topics with --label-col)")
     years = _column(run, year_col, "--year-col", require_years)
     if years is not None:
         y = M.year_values(years)
@@ -206,6 +218,11 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
                 raise UsageProblem(msg + "; choose another --year-col")
             notes.append(msg + "; year RMSE skipped")
             years = None
+        else:
+            present = sum(v is not None and str(v).strip() != "" for v in years)
+            if n_dated < present / 2:
+                _note(notes, f"year column {year_col!r}: only {n_dated:,} of its {present:,} values read as years "
+                             "(is it a column of years? choose one with --year-col); year RMSE is of those rows")
 
     found = run.list_maps()
     info(f"evaluate: maps found in {run.maps_dir}: {', '.join(found) if found else 'none'}")

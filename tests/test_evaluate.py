@@ -164,6 +164,21 @@ def test_evaluate_bad_maps(run, data):
     assert not (run / "eval").exists()
 
 
+def test_columns_that_are_not_years_or_topics_are_named(run, caplog):
+    """A year column that mostly does not read as years (DOIs, with a year-like number in a few of them), or a
+    label column of about one paper per label, is evaluated with a warning and a note in the report."""
+    table = pq.read_table(run / "corpus.parquet")
+    n = table.num_rows
+    doi_like = [f"10.18653/v1/P18-{2000 + i % 20}" if i % 10 == 0 else f"10.18653/v1/W{i:05d}" for i in range(n)]
+    rewrite_corpus(run, table.append_column("doi", pa.array(doi_like)))
+    r = cli("evaluate", run, "--year-col", "doi", "--label-col", "id", "--queries", 200)
+    assert r.exit_code == 0, r.output
+    assert f"year column 'doi': only {len(range(0, n, 10)):,} of its {n:,} values read as years" in caplog.text
+    assert f"label column 'id' has {n:,} classes for {n:,} labelled rows" in caplog.text
+    notes = read_results(Run(run))["notes"]
+    assert any("read as years" in note for note in notes) and any("classes for" in note for note in notes)
+
+
 def test_evaluate_bad_inputs(run, tmp_path):
     r = cli("evaluate", run, "--label-col", "no_such_column", "--quiet")
     assert r.exit_code == 2 and "no_such_column" in r.output and "columns:" in r.output
