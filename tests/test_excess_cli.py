@@ -290,3 +290,12 @@ def test_counts_with_the_abstracts_of_another_corpus(example_report, tmp_path):
         assert not (tmp_path / "o").exists()
     cli("excess", EXAMPLE_CORPUS, "--counts", counts, "-o", tmp_path / "same", "--target", "2015", "--group",
         "excess", "--no-figures", "-q", ok=True)
+
+
+def test_with_titles_on_texts_that_begin_with_their_titles_is_refused(tmp_path):
+    run = tmp_path / "titled"
+    cli("embed", EXAMPLE_CORPUS, "-o", run, "--title-col", "title", "--model", "tfidf", "--prepare-only", "-q",
+        ok=True)
+    res = cli("excess", run, "--with-titles", "-o", tmp_path / "out")
+    assert res.exit_code == 2 and "--with-titles: the texts of" in res.output and "read with --title-col" in res.output
+    assert not (tmp_path / "out").exists()
