@@ -103,7 +103,7 @@ class CorpusmapGroup(click.Group):
 
 @click.group(cls=CorpusmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="corpusmap")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or info lines, only errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or info lines: only warnings and errors.")
 def main(quiet: bool) -> None:
     """Turn a corpus of scientific abstracts into a map.
 

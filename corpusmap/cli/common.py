@@ -47,7 +47,7 @@ overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Replace an output computed with other parameters (and what was computed "
                                      "from it).")
 
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress output: only warnings and errors.")
 
 
 def default(params_type, name: str):

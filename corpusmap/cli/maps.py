@@ -119,7 +119,7 @@ def report_plot(result) -> None:
 @click.option("--method", type=click.Choice(layouts.METHODS), default=default(MapParams, "method"), show_default=True,
               help="t-SNE (openTSNE), UMAP (umap-learn), or the PCA baseline.")
 @click.option("--name", default=None, help="Map name: RUN/maps/NAME.parquet (default: the method; with --add: "
-              "the t-SNE map of RUN to add to, default tsne).")
+              "the t-SNE or UMAP map of RUN to add to, default tsne).")
 @seed_option(MapParams)
 @threads_option
 @click.option("--add", "add_run", default=None, type=click.Path(file_okay=False, path_type=str), metavar="NEW_RUN",
