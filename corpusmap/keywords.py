@@ -11,8 +11,8 @@ the number of abstracts containing x (all of them, those in no cluster of the le
 of Σ_x tf(x, c) over the clusters, truncated to an integer (BERTopic's ``ClassTfidfTransformer``: L1-normalised
 rows times ``log(1 + A / f)``).
 Tokens are those of :mod:`corpusmap.excess` (lower-cased ``\\b\\w\\w+\\b``, exactly scikit-learn's, by the same
-polars engine); English stop words (scikit-learn's list), tokens of digits only and words in fewer than ``min_df``
-abstracts are left out. Counting streams over the corpus in batches, once whatever the number of levels.
+polars engine); English stop words (scikit-learn's list, and the ``et``, ``al`` of citations), tokens of digits
+only and words in fewer than ``min_df`` abstracts are left out. Counting streams over the corpus in batches, once whatever the number of levels.
 """
 from __future__ import annotations
 
@@ -102,12 +102,20 @@ def count_terms(batches: Iterable, labels: np.ndarray, n_clusters: int) -> TermC
     return TermCounts(np.asarray(vocab.to_list(), dtype=object), counts)
 
 
-def usable_words(words: np.ndarray) -> np.ndarray:
-    """Mask of the words keywords may be: not an English stop word, not made of digits only."""
+CITATION_WORDS = frozenset({"et", "al"})  # "et al." in abstracts that cite: no region's name
+
+
+def stop_words() -> frozenset:
+    """Words that never name a region: scikit-learn's English stop words and :data:`CITATION_WORDS`."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return np.fromiter((w not in ENGLISH_STOP_WORDS and not w.isdigit() for w in words), dtype=bool,
-                       count=len(words))
+    return ENGLISH_STOP_WORDS | CITATION_WORDS
+
+
+def usable_words(words: np.ndarray) -> np.ndarray:
+    """Mask of the words keywords may be: not a stop word (:func:`stop_words`), not made of digits only."""
+    stop = stop_words()
+    return np.fromiter((w not in stop and not w.isdigit() for w in words), dtype=bool, count=len(words))
 
 
 def ctfidf(counts, df_total: np.ndarray) -> object:

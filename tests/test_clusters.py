@@ -91,10 +91,11 @@ def test_keywords_are_the_class_based_tf_idf_of_an_independent_computation(base)
 def _check_keywords(run: Run, clustering) -> None:
     """BERTopic's c-TF-IDF (abstracts counted once per word), recomputed with scikit-learn's CountVectorizer on
     the corpus texts; f(x) and --min-df over every abstract, those in no cluster (HDBSCAN's noise) included."""
-    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     texts = run.read_corpus(["text"]).column("text").to_pylist()
-    vectorizer = CountVectorizer(binary=True, stop_words="english", min_df=5)  # document frequency
+    stop = sorted(ENGLISH_STOP_WORDS | {"et", "al"})  # and the "et al." of citations
+    vectorizer = CountVectorizer(binary=True, stop_words=stop, min_df=5)  # document frequency
     X = vectorizer.fit_transform(texts)
     words = vectorizer.get_feature_names_out()
     keep = np.array([not w.isdigit() for w in words])
