@@ -342,8 +342,9 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
             per_cluster[c + 1] = 100 * d
         values = per_cluster[labels + 1]
         span = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+        # RdYlBu: δ 0 is pale yellow, neither the white background nor the grey of regions without a value
         return Colouring(values=values, title=f"δ {detail[0]} {detail[1]} (percentage points)",
-                         cmap="RdBu_r", norm_range=(-span, span))
+                         cmap="RdYlBu_r", norm_range=(-span, span))
     columns = colour_columns(run, params.map)
     column = params.color if mode == "column" else next((c for c in ("label", "year") if c in columns), None)
     if column is None:

@@ -88,7 +88,7 @@ def test_continuous_png_with_colour_bar(tmp_path, points):
     assert pixels.shape == (480, 640, 3)
     # viridis: both ends of the scale appear (dark purple and yellow-green)
     assert distinct_colours(pixels) > 30
-    # points without a value get the missing grey, named under the bar (δ = 0 is near-white on RdBu: not the same)
+    # points without a value get the missing grey, named under the bar (δ = 0 is pale yellow on RdYlBu: not the same)
     some = np.where(np.arange(len(x)) % 4 == 0, np.nan, years)
     for values, named in ((years, False), (some, True)):
         svg = render.render_map(x, y, tmp_path / "v.svg", values=values, width=640, height=480, dpi=100).read_text()
