@@ -119,6 +119,9 @@ class ClustersStage(Stage):
     def key(self, params: ClustersParams) -> str:
         return f"clusters/{params.name}"
 
+    def needs(self, params: ClustersParams) -> set:
+        return {"knn"} | ({f"maps/{params.on}"} if params.on else set())
+
     def where(self, run: Run, params: ClustersParams) -> Path:
         return run.cluster_paths(params.name)["clusters"]
 

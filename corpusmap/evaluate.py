@@ -63,6 +63,9 @@ class EvaluateStage(Stage):
     def key(self, params) -> str:
         return "eval"
 
+    def needs(self, params: EvaluateParams) -> set:
+        return {"embeddings"} | {f"maps/{m}" for m in params.maps}
+
     def stored(self, run: Run, params) -> Optional[dict]:
         return try_read_manifest(run.eval_manifest_path)
 

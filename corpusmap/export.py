@@ -51,6 +51,9 @@ class ExportStage(Stage):
     def key(self, params: ExportParams) -> str:
         return f"renders/{params.map}"
 
+    def needs(self, params: ExportParams) -> set:
+        return {f"maps/{params.map}", "knn"}
+
     def where(self, run: Run, params: ExportParams) -> Path:
         return params.out_path(run)
 

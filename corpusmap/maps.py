@@ -274,6 +274,9 @@ class MapStage(Stage):
     def key(self, params: MapParams) -> str:
         return f"maps/{params.name}"
 
+    def needs(self, params: MapParams) -> set:
+        return {"embeddings", "knn"} if params.method in ("tsne", "umap") else {"embeddings"}
+
     def where(self, run: Run, params: MapParams) -> Path:
         return run.map_path(params.name)
 

@@ -68,6 +68,9 @@ class NeighborsStage(Stage):
     def key(self, params) -> str:
         return "knn"
 
+    def needs(self, params) -> set:
+        return {"embeddings"}
+
     def stored(self, run: Run, params) -> Optional[dict]:
         return try_read_manifest(run.knn_manifest_path)
 

@@ -126,6 +126,9 @@ class PlotStage(Stage):
     def key(self, params: PlotParams) -> str:
         return f"renders/{params.map}"  # figures of one map are recorded in one file: one writer at a time
 
+    def needs(self, params: PlotParams) -> set:
+        return {f"maps/{params.map}"}
+
     def where(self, run: Run, params: PlotParams) -> Path:
         return params.out_path(run)
 

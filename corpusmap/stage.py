@@ -169,6 +169,11 @@ class Stage:
     def prepare(self, run: Run, params) -> None:
         """Errors the user can cause, raised before anything is computed or written."""
 
+    def needs(self, params) -> set:
+        """The run outputs (keys) the stage cannot run without: a pipeline fails before its first job when the
+        run holds one of them neither now nor after the jobs before it."""
+        return set()
+
     def check_plan(self, run: Run, params, earlier: list) -> None:
         """In a pipeline, before any job runs: an error when ``params`` cannot work on what the jobs before it
         (``(stage, run, params)`` tuples, in order) will leave, e.g. a map needing more neighbours than the

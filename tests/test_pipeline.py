@@ -202,8 +202,14 @@ def test_a_deleted_or_damaged_output_is_rerun(folder, damage):
      "the first [[clusters]] and the second [[clusters]] both write"),
     ('run = "x"\n[[map]]\nmethod = "tsne"\n[[map]]\nmethod = "tsne"\nperplexity = 50\n',
      "maps/tsne.parquet; give one of them its own name"),
+    # a stage whose input neither the run holds nor a job before it makes fails the plan, not the run hours in
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[clusters]\n',
+     "which the run does not hold and no job before it makes: add [neighbors] before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[evaluate]\nmap = ["tsne"]\n',
+     "no job before it makes: add a [[map]] named 'tsne' before it"),
 ])
 def test_config_errors(tmp_path, text, message):
+    (tmp_path / "a.jsonl").write_text('{"abstract": "A text about cells."}\n')
     path = tmp_path / "bad.toml"
     path.write_text(text)
     result = cli("run", path, "--dry-run")

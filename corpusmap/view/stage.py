@@ -52,6 +52,9 @@ class ViewStage(Stage):
     def key(self, params: ViewParams) -> str:
         return f"renders/{params.map}"
 
+    def needs(self, params: ViewParams) -> set:
+        return {f"maps/{params.map}"}
+
     def where(self, run: Run, params: ViewParams) -> Path:
         return params.out_path(run)
 
