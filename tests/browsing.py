@@ -17,7 +17,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 class Opened:
     """A page open in the browser, with everything it logged and requested."""
 
-    def __init__(self, browser, html: Path):
+    def __init__(self, browser, html: Path, fragment: str = ""):
         self.context = browser.new_context(viewport=VIEWPORT)
         self.page = self.context.new_page()
         self.console, self.errors, self.requests, self.blocked = [], [], [], []
@@ -30,7 +30,7 @@ class Opened:
             route.abort()
 
         self.context.route(lambda url: not url.startswith(("file:", "data:")), block)
-        self.page.goto(html.as_uri())
+        self.page.goto(html.as_uri() + fragment)
         self.page.wait_for_function("window.corpusmap && (window.corpusmap.ready || window.corpusmap.error)",
                                     timeout=60_000)
 

@@ -116,7 +116,7 @@ def test_targets_need_three_consecutive_earlier_periods():
     periods = ["2016", "2017", "2018", "2019", "2021", "2022", "2023", "2024"]
     assert default_targets(periods) == ["2019", "2024"]
     assert check_target(periods, "2019") == ["2018", "2017", "2016"]
-    with pytest.raises(CorpusmapError, match=r"2018 needs counts .*missing: 2015"):
+    with pytest.raises(CorpusmapError, match=r"2018 needs the three periods before it .*missing: 2015"):
         check_target(periods, "2018")
     with pytest.raises(CorpusmapError, match=r"missing: 2020"):
         check_target(periods, "2022")

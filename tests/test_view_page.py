@@ -574,3 +574,37 @@ def test_year_colours_cover_a_short_span_and_clip_a_long_tail():
     # a sampled page states the range of every point, not of its sample
     values, sampled = year_column(short[-1:], short)
     assert sampled == {"min": 2012.0, "max": 2016.0, "colour_min": 2012.0, "colour_max": 2016.0}
+
+
+def test_the_url_fragment_keeps_and_restores_what_is_shown(browser, pages, acl):
+    """Colour mode, search, year range, camera and the clicked paper go into the fragment as they change, and a
+    page opened with that fragment (a reload, a shared link) shows them again."""
+    html = pages["single"].html
+    page = Opened(browser, html)
+    try:
+        page.js("window.corpusmap.colorBy('year')")
+        count = page.js("q => window.corpusmap.search(q)", "parsing")
+        page.js("([a, b]) => window.corpusmap.years(a, b)", [2017, 2018])
+        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [[0.1, -0.2], 0.4])
+        page.js("window.corpusmap.pick(7)")
+        page.page.wait_for_function("location.hash.includes('p=7')")
+        fragment = page.js("location.hash")
+        for part in ("c=year", "q=parsing", "y=2017-2018", "v=0.1%2C-0.2%2C0.4", "p=7"):
+            assert part in fragment, fragment
+    finally:
+        page.close()
+    again = Opened(browser, html, fragment)
+    try:
+        assert again.errors == []
+        assert again.js("document.getElementById('cm-color').value") == "year"
+        assert again.js("document.getElementById('cm-search').value") == "parsing"
+        assert again.js("document.getElementById('cm-search-count').dataset.count") == str(count)
+        assert again.js("[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]") \
+            == ["2017", "2018"]
+        assert again.js("document.getElementById('cm-details').dataset.row") == "7"
+        assert abs(again.js("window.corpusmap.scatter().get('cameraDistance')") - 0.4) < 1e-6
+        # closing the paper takes it out of the fragment
+        again.page.keyboard.press("Escape")
+        again.page.wait_for_function("!location.hash.includes('p=')")
+    finally:
+        again.close()

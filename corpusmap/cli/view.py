@@ -82,8 +82,9 @@ def export_jobs(o: dict) -> list[Job]:
 
 def report_export(result) -> None:
     block = result.manifest["stage"]
-    click.echo(f"{result.where}: {block['rows']:,} rows; open it with `embedding-atlas {result.where} --text text "
-               "--x x --y y --neighbors neighbors`")
+    state = "" if result.computed else " (current; nothing to do)"
+    click.echo(f"{result.where}: {block['rows']:,} rows{state}; open it with `embedding-atlas {result.where} --text "
+               "text --x x --y y --neighbors neighbors`")
 
 
 @with_jobs(export_jobs)

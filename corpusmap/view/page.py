@@ -166,7 +166,8 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
         summary.append(["points drawn", f"{m:,} (uniform random sample; density of all {n:,} underneath)"])
     if k:
         summary.append(["neighbours listed", f"{k} nearest in the high-D space (self excluded)"])
-    summary.append(["search", f"whole words in titles and abstracts ({buckets} index buckets)" if indexed
+    summary.append(["search", f"whole words in titles and abstracts ({buckets} index bucket{'s' * (buckets != 1)})"
+                    if indexed
                     else "off" + (f" (more than {search_max_points:,} points)" if m > search_max_points else "")])
     return {
         "format": FORMAT,

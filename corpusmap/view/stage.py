@@ -170,6 +170,9 @@ def _info(run: Run, params: ViewParams, stored) -> dict:
     manifest = stored.manifest
     info_ = {"run": run.path.resolve().name, "method": manifest.get("method"), "points": f"{len(stored.coords):,}",
              "parameters": manifest.get("parameters") or {}}
+    encoder = (try_read_manifest(run.embeddings_manifest_path) or {}).get("model")
+    if encoder:
+        info_["encoder"] = str(encoder)
     if run.eval_dir.is_dir():
         try:
             result = read_results(run)

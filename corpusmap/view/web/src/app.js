@@ -6,11 +6,12 @@ import createScatterplot from 'regl-scatterplot';
 
 import { ClusterLabels } from './labels.js';
 import { categoryMode, countLegend, plainMode, wordsMode, yearMode } from './colors.js';
-import { buildControls } from './controls.js';
+import { buildControls, syncPicks } from './controls.js';
 import { typed } from './decode.js';
 import { DensityLayer } from './density.js';
 import { DetailsPanel } from './details.js';
 import { clear, el, fmt, plural } from './dom.js';
+import { hashWriter, parseHash } from './hashstate.js';
 import { renderLegend } from './legend.js';
 import { idLink } from './links.js';
 import { SearchIndex } from './search.js';
@@ -48,10 +49,14 @@ class App {
     this.clicks = 0;  // points selected by a click (a click that selects none is on the background)
     this.hits = null;
     this.filter = null;
+    this.keep = null;  // with a year filter: 1 for the points in the range
+    this.picked = null;
     this.mode = null;
     this.drawing = Promise.resolve();
     this.texts = new Texts(manifest);
     this.index = manifest.index ? new SearchIndex(manifest.index, this.n) : null;
+    const writeHash = hashWriter(() => this.viewState());
+    this.saveState = () => this.ready && writeHash();  // not while the page opens (and restores the URL's state)
     this.buildDom();
   }
 
@@ -170,10 +175,12 @@ class App {
       const d = await load('density');
       this.density = new DensityLayer(this.densityCanvas, `data:image/png;base64,${d.png}`, () => this.onView());
     }
-    await this.setColor(this.controls.color.value, { draw: false });
+    this.defaultMode = this.controls.color.value;
+    await this.setColor(this.defaultMode, { draw: false });
     await this.redraw();
     this.timing.firstDraw = performance.now();
     this.onView();
+    await this.restoreState(parseHash(location.hash));
     this.ready = true;
     this.status.textContent = this.statusText();
   }
@@ -265,6 +272,7 @@ class App {
 
   onView() {
     if (!this.scatter) return;
+    this.saveState();
     this.labels.update(this.zoom() / this.homeZoom, this.width, this.height, this.obstacles());
     if (this.density) this.density.draw((x, y) => this.project(x, y), this.width, this.height);
   }
@@ -287,6 +295,7 @@ class App {
 
   async setColor(mode, { draw = true } = {}) {
     this.mode = mode;
+    this.saveState();
     this.controls.wordsBox.hidden = mode !== 'words';
     let spec;
     let title = '';
@@ -334,13 +343,15 @@ class App {
     const { spec } = this;
     if (!spec) return;
     countLegend(spec.legend, spec.z, this.keep);
-    const title = this.keep && spec.legend && spec.legend.items ? `${this.legendTitle} (in the year range)`
-      : this.legendTitle;
+    const counted = spec.legend && spec.legend.items;
+    const where = [this.keep && 'in the year range', this.m.sampled && 'of the drawn sample'].filter(Boolean);
+    const title = counted && where.length ? `${this.legendTitle} (${where.join(', ')})` : this.legendTitle;
     renderLegend(this.controls.legend, spec.legend, title);
   }
 
   /** Colour by the words now in the words box (switching to that mode). */
   setWords() {
+    syncPicks(this.controls);
     this.controls.color.value = 'words';
     return this.setColor('words');
   }
@@ -368,6 +379,7 @@ class App {
   // ---- search ---------------------------------------------------------------------------------------------------
 
   async search(query) {
+    this.saveState();
     const out = this.controls.searchCount;
     if (!this.index) return null;
     const tokens = distinctTokens(query);
@@ -426,8 +438,12 @@ class App {
   async setYears(from, to) {
     if (!this.years) return;
     const { min, max } = this.m.years;
-    if (!(from <= to)) [from, to] = [to, from];
+    if (!(from <= to)) {
+      [from, to] = [to, from];
+      [this.controls.yearFrom.value, this.controls.yearTo.value] = [String(from), String(to)];  // as applied
+    }
     this.yearRange = [from, to];
+    this.saveState();
     if (from <= min && to >= max) {
       this.filter = null;
       this.keep = null;
@@ -435,6 +451,7 @@ class App {
       this.renderLegend();
       this.showSearchCount();
       this.scatter.unfilter({ preventEvent: true });
+      this.repick();
       return;
     }
     const filter = [];
@@ -452,6 +469,14 @@ class App {
     this.showSearchCount();
     await this.drawing;
     await this.scatter.filter(filter, { preventEvent: true });
+    this.repick();
+  }
+
+  /** After the year filter changed: a picked point it hides is closed; else its neighbour lines are redrawn. */
+  repick() {
+    if (this.picked === null) return;
+    if (this.keep && !this.keep[this.picked]) this.unpick();
+    else this.pick(this.picked);
   }
 
   // ---- hover ----------------------------------------------------------------------------------------------------
@@ -511,12 +536,13 @@ class App {
     this.picked = row;
     const [record, title] = await Promise.all([this.texts.record(row), this.texts.title(row)]);
     if (this.picked !== row) return;
-    const drawn = record.neighbours.filter((nb) => nb.row >= 0).map((nb) => nb.row);
+    const hidden = (r) => r >= 0 && this.keep !== null && !this.keep[r];  // outside the year range
+    const drawn = record.neighbours.filter((nb) => nb.row >= 0 && !hidden(nb.row)).map((nb) => nb.row);
     this.selected = [row, ...drawn];
     this.scatter.select(this.selected, { preventEvent: true });
     const x0 = this.x[row];
     const y0 = this.y[row];
-    const lines = record.neighbours.map((nb) => {
+    const lines = record.neighbours.filter((nb) => !hidden(nb.row)).map((nb) => {
       const [x1, y1] = nb.row >= 0 ? [this.x[nb.row], this.y[nb.row]] : [nb.x, nb.y];
       return { vertices: [[x0, y0], [x1, y1]] };
     });
@@ -531,6 +557,7 @@ class App {
       clusters,
       record,
       pmids: Boolean(this.m.pmids),
+      hidden,
       nbrTitle: (r) => this.texts.title(r),
     });
     this.detailsNode.dataset.row = String(row);
@@ -539,12 +566,57 @@ class App {
 
   unpick() {
     this.picked = null;
+    this.saveState();
     if (!this.selected) return;
     this.selected = null;
     this.details.hide();
     this.scatter.deselect({ preventEvent: true });
     this.scatter.clearAnnotations();
     this.onView();
+  }
+
+  // ---- the state in the URL -------------------------------------------------------------------------------------
+
+  /** What a link should show again: see hashstate.js (the camera only where it is not the whole-map view). */
+  viewState() {
+    const c = this.controls;
+    const s = {};
+    if (this.mode && this.mode !== this.defaultMode) s.c = this.mode;
+    if (this.mode === 'words' && c.words.value.trim()) s.w = c.words.value.trim();
+    if (c.search && c.search.value.trim()) s.q = c.search.value.trim();
+    if (this.keep) s.y = this.yearRange;
+    const home = this.initialCamera();
+    const [tx, ty] = this.scatter.get('cameraTarget');
+    const d = this.scatter.get('cameraDistance');
+    if (Math.abs(d / home.distance - 1) > 1e-3 || Math.hypot(tx - home.target[0], ty - home.target[1]) > 1e-3 * d) {
+      s.v = [tx, ty, d];
+    }
+    if (this.picked !== null) s.p = this.picked;
+    return s;
+  }
+
+  /** Show the state of a link (unknown colour modes, rows and the like are left out). */
+  async restoreState(s) {
+    const c = this.controls;
+    if (s.w) c.words.value = s.w;
+    if (s.c && [...c.color.options].some((o) => o.value === s.c) && s.c !== this.mode) {
+      c.color.value = s.c;
+      syncPicks(c);
+      await this.setColor(s.c);
+    }
+    if (s.q && this.index && c.search) {
+      c.search.value = s.q;
+      await this.search(s.q);
+    }
+    if (s.y && this.years && c.yearFrom) {
+      [c.yearFrom.value, c.yearTo.value] = [String(s.y[0]), String(s.y[1])];
+      await this.setYears(s.y[0], s.y[1]);
+    }
+    if (s.v) {
+      this.atHome = false;
+      this.scatter.zoomToLocation([s.v[0], s.v[1]], s.v[2]);
+    }
+    if (s.p !== undefined && s.p < this.n) await this.pick(s.p);
   }
 
   // ---- test and automation hooks --------------------------------------------------------------------------------

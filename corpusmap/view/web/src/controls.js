@@ -34,6 +34,7 @@ export function buildControls(manifest, handlers) {
     if (e.key === 'Enter') handlers.words();
   });
   c.words.addEventListener('change', () => handlers.words());
+  c.words.addEventListener('input', () => syncPicks(c));
   c.picks = el('div', { class: 'cm-picks', id: 'cm-picks' });
   const targets = Object.keys(manifest.excess || {});
   c.target = el('select', { id: 'cm-excess-target', 'aria-label': 'Excess words of', hidden: targets.length < 2 });
@@ -42,8 +43,10 @@ export function buildControls(manifest, handlers) {
     c.picks.replaceChildren();
     const target = c.target.value || targets[0];
     for (const word of (manifest.excess || {})[target] || []) {
-      c.picks.appendChild(el('button', { type: 'button', class: 'cm-chip', onclick: () => toggleWord(c, word, handlers) }, word));
+      c.picks.appendChild(el('button', { type: 'button', class: 'cm-chip', 'aria-pressed': 'false', dataset: { word },
+        onclick: () => toggleWord(c, word, handlers) }, word));
     }
+    syncPicks(c);
   };
   c.target.addEventListener('change', renderPicks);
   renderPicks();
@@ -90,7 +93,14 @@ function toggleWord(c, word, handlers) {
   if (i >= 0) words.splice(i, 1);
   else words.push(word);
   c.words.value = words.join(', ');
+  syncPicks(c);
   handlers.words();
+}
+
+/** Each quick-pick word shows whether it is in the words box now. */
+export function syncPicks(c) {
+  const words = new Set(c.words.value.toLowerCase().split(/[\s,]+/).filter(Boolean));
+  for (const chip of c.picks.children) chip.setAttribute('aria-pressed', String(words.has(chip.dataset.word)));
 }
 
 function colorOptions(manifest) {

@@ -17,14 +17,16 @@ export class DetailsPanel {
   }
 
   /** Show a point; info = {row, title, meta: [..strings], clusters: [[level, name]], record, pmids (bare
-   * numeric ids are PMIDs), nbrTitle(row)}. */
+   * numeric ids are PMIDs), hidden(row) (a neighbour the year filter hides), nbrTitle(row)}. */
   show(info) {
+    const keyboard = this.node.contains(document.activeElement);  // a neighbour picked from the keyboard
     const node = clear(this.node);
     node.hidden = false;
     node.appendChild(
       el('button', { class: 'cm-close', type: 'button', title: 'Close (Esc)', 'aria-label': 'Close', onclick: () => this.onClose() }, '×'),
     );
-    node.appendChild(el('h2', { class: 'cm-details-title' }, info.title || '(no title)'));
+    const heading = el('h2', { class: 'cm-details-title', tabindex: '-1' }, info.title || '(no title)');
+    node.appendChild(heading);
     if (info.meta.length) node.appendChild(el('div', { class: 'cm-details-meta' }, info.meta.join(' · ')));
     const rec = info.record;
     const link = rec.id === null || rec.id === undefined ? null : idLink(rec.id, info.pmids);
@@ -40,22 +42,23 @@ export class DetailsPanel {
     if (rec.neighbours.length) {
       node.appendChild(el('h3', {}, `${rec.neighbours.length} nearest neighbours (high-D)`));
       const list = el('ol', { class: 'cm-neighbours', id: 'cm-neighbours' });
-      for (const nb of rec.neighbours) list.appendChild(this.neighbour(nb, info.nbrTitle));
+      for (const nb of rec.neighbours) list.appendChild(this.neighbour(nb, info.nbrTitle, info.hidden));
       node.appendChild(list);
     }
+    if (keyboard) heading.focus();  // the focus stays in the panel, on the new paper's title
   }
 
-  neighbour(nb, nbrTitle) {
+  neighbour(nb, nbrTitle, hidden = () => false) {
     if (nb.row < 0) {
       return el('li', { dataset: { row: '-1' }, class: 'cm-outside', title: 'not among the drawn sample' },
         nb.title || String(nb.id ?? ''), el('span', { class: 'cm-muted' }, ' (not drawn)'));
     }
-    const pick = () => this.onPick(nb.row);
-    const label = el('span', { class: 'cm-link', role: 'button', tabindex: '0', onclick: pick,
-      onkeydown: (e) => e.key === 'Enter' && pick() }, '…');
+    // a real button: Enter and Space pick it, and it is in the tab order
+    const label = el('button', { class: 'cm-link', type: 'button', onclick: () => this.onPick(nb.row) }, '…');
     nbrTitle(nb.row).then((t) => {
       label.textContent = t || '(no title)';
     });
-    return el('li', { dataset: { row: String(nb.row) } }, label);
+    const out = hidden(nb.row) ? el('span', { class: 'cm-muted' }, ' (outside the year range)') : null;
+    return el('li', { dataset: { row: String(nb.row) } }, label, out);
   }
 }
