@@ -215,7 +215,7 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         if path.is_file():
             paths.append(path)
         elif path.is_dir():
-            if (path / "corpus.json").is_file() and (path / "corpus.parquet").is_file():
+            if _is_run(path):
                 raise CorpusmapError(f"{path} is a corpusmap run directory, not a folder of inputs; give the inputs it "
                                      f"was read from, or its corpus: {path / 'corpus.parquet'}")
             found = sorted(_corpus_files(path), key=natural_key)
@@ -241,12 +241,16 @@ def natural_key(path: Path) -> tuple:
                  for part in re.split(r"(\d+)", str(path)) if part)
 
 
+def _is_run(folder: Path) -> bool:
+    """A corpusmap run directory (its corpus.parquet beside corpus.json)."""
+    return (folder / "corpus.json").is_file() and (folder / "corpus.parquet").is_file()
+
+
 def _corpus_files(folder: Path) -> Iterator[Path]:
-    """The files of known formats below ``folder``, without hidden entries and the run folders of corpusmap
-    (``corpus.parquet`` beside ``corpus.json``: an output, not an input)."""
+    """The files of known formats below ``folder``, without hidden entries and corpusmap run folders (outputs,
+    not inputs)."""
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")
-                   and not (Path(root, d, "corpus.json").is_file() and Path(root, d, "corpus.parquet").is_file())]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not _is_run(Path(root, d))]
         for name in files:
             p = Path(root, name)
             if not name.startswith(".") and _known_format(p) and p.is_file():

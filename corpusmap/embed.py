@@ -539,10 +539,9 @@ def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, 
         if plan.request.get("encoder") == "file":
             bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0]) + start
             finite = bool(np.isfinite(encoded.vectors[bad - start]).all())
-            raise CorpusmapError(
-                f"--vectors: row {bad:,} of the vectors " + ("exceeds the range of float16 storage; use "
-                                                             "--store-dtype float32" if finite else
-                                                             "holds NaN or infinite values; fix it in the file"))
+            why = "exceeds the range of float16 storage; use --store-dtype float32" if finite else \
+                "holds NaN or infinite values; fix it in the file"
+            raise CorpusmapError(f"--vectors: row {bad:,} of the vectors {why}")
         raise CorpusmapError(f"the model produced NaN or infinite values in shard {index} "
                              f"(rows {start}-{stop}); try --dtype float32")
     path = run.shard_path(index)

@@ -123,8 +123,7 @@ def write_atlas(run: Run, map_name: str, out: Path, clustering=None) -> int:
     level_names = [np.array([None] + clustering.names(i), dtype=object) for i in range(len(clustering.levels))] \
         if clustering else []
     columns = [c for c in ("id", "title", "year", "label", "text") if c in run.corpus_columns()]
-    read_as = run.corpus_manifest.get("columns") or {}
-    titled = read_as.get("title") is not None and read_as.get("prepend", True)  # embed --title-col: text has it
+    titled = run.texts_begin_with_titles
     writer, offset = None, 0
     try:
         for batch in run.iter_corpus_batches(columns, ROW_GROUP):

@@ -12,7 +12,8 @@ of Σ_x tf(x, c) over the clusters, truncated to an integer (BERTopic's ``ClassT
 rows times ``log(1 + A / f)``).
 Tokens are those of :mod:`corpusmap.excess` (lower-cased ``\\b\\w\\w+\\b``, exactly scikit-learn's, by the same
 polars engine); English stop words (scikit-learn's list, and the ``et``, ``al`` of citations), tokens of digits
-only and words in fewer than ``min_df`` abstracts are left out. Counting streams over the corpus in batches, once whatever the number of levels.
+only and words in fewer than ``min_df`` abstracts are left out. Counting streams over the corpus in batches, once
+whatever the number of levels.
 """
 from __future__ import annotations
 

@@ -232,6 +232,12 @@ class Run:
         return read_manifest(self.corpus_manifest_path, self.rebuild_corpus_hint)
 
     @property
+    def texts_begin_with_titles(self) -> bool:
+        """Whether the corpus was read with ``embed --title-col``: each text then begins with its title."""
+        read_as = self.corpus_manifest.get("columns") or {}
+        return read_as.get("title") is not None and read_as.get("prepend", True)
+
+    @property
     def rebuild_corpus_hint(self) -> str:
         inputs = [i.get("path") for i in (try_read_manifest(self.corpus_manifest_path) or {}).get("inputs") or []
                   if isinstance(i, dict) and i.get("path")]

@@ -599,8 +599,8 @@ def test_the_url_fragment_keeps_and_restores_what_is_shown(browser, pages, acl):
         assert again.js("document.getElementById('cm-color').value") == "year"
         assert again.js("document.getElementById('cm-search').value") == "parsing"
         assert again.js("document.getElementById('cm-search-count').dataset.count") == str(count)
-        assert again.js("[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]") \
-            == ["2017", "2018"]
+        years = "[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]"
+        assert again.js(years) == ["2017", "2018"]
         assert again.js("document.getElementById('cm-details').dataset.row") == "7"
         assert abs(again.js("window.corpusmap.scatter().get('cameraDistance')") - 0.4) < 1e-6
         # closing the paper takes it out of the fragment

@@ -36,7 +36,8 @@ def report(result) -> None:
             f" on {recall['queries']:,} queries" if recall.get("measured") else " (exact)")
     if below:
         rec += f", below --target-recall {recall['target']:g}"
-    click.echo(f"{result.where}: {m['n']:,} points, k={m['k']}, {m['metric']}, {how}{rec}, {m.get('seconds', 0):,.1f} s")
+    click.echo(f"{result.where}: {m['n']:,} points, k={m['k']}, {m['metric']}, {how}{rec}, "
+               f"{m.get('seconds', 0):,.1f} s")
 
 
 @with_jobs(jobs)

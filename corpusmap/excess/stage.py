@@ -327,9 +327,7 @@ def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
                            f"--year-col or --date-col (columns: {', '.join(names)})")
     if by_region(params.by):
         region_column(corpus, params.by)
-    read_as = corpus.corpus_manifest.get("columns") or {}
-    if params.with_titles and (params.text_col or "text") == "text" and read_as.get("title") is not None \
-            and read_as.get("prepend", True):
+    if params.with_titles and (params.text_col or "text") == "text" and corpus.texts_begin_with_titles:
         raise UsageProblem(f"--with-titles: the texts of {corpus.path} were read with --title-col and begin with "
                            "their titles already; leave it out (or it counts each title twice)")
     if params.targets:  # a --target the abstracts cannot have fails before hours of counting
