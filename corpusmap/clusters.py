@@ -100,8 +100,7 @@ class ClustersStage(Stage):
     packages = ("leidenalg", "igraph", "scikit-learn", "polars")
     elsewhere = "another --name"
     # 2: Leiden stops when a pass adds less than 0.1% to the quality; k and HDBSCAN's sizes recorded as resolved
-    # 3: "et" and "al" (of citations) are no keywords
-    definitions = 3
+    definitions = 2
 
     def resolved(self, run: Run, params: ClustersParams) -> ClustersParams:
         """``k`` (default 15, at most the graph's) and HDBSCAN's default sizes (n/50, n/500) as values."""

@@ -205,9 +205,9 @@ class CorpusStats:
 # ---------------------------------------------------------------------------------------------- inputs
 
 def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files, directories (their corpus files, recursively) and glob patterns, de-duplicated. Files found
-    in a folder or by a glob come in natural order (``update_9`` before ``update_10``); hidden files (``.name``,
-    e.g. macOS's ``._name``) and corpusmap run folders inside a folder are left out."""
+    """Expand files, directories (their corpus files, recursively) and glob patterns, sorted by name,
+    de-duplicated; hidden files (``.name``, e.g. macOS's ``._name``) and corpusmap run folders inside a folder are
+    left out."""
     paths: list[Path] = []
     for item in inputs:
         text = str(item)
@@ -218,12 +218,12 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             if _is_run(path):
                 raise CorpusmapError(f"{path} is a corpusmap run directory, not a folder of inputs; give the inputs it "
                                      f"was read from, or its corpus: {path / 'corpus.parquet'}")
-            found = sorted(_corpus_files(path), key=natural_key)
+            found = sorted(_corpus_files(path))
             if not found:
                 raise CorpusmapError(f"no corpus files (csv, tsv, jsonl, json, parquet, xml, .gz) in {path}")
             paths.extend(found)
         elif glob.has_magic(text):
-            found = sorted((Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()), key=natural_key)
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not found:
                 raise CorpusmapError(f"no files match {text}")
             paths.extend(found)
@@ -233,12 +233,6 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         raise UsageProblem("no input given")
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     return unique
-
-
-def natural_key(path: Path) -> tuple:
-    """Sort key comparing the runs of digits in a path as numbers."""
-    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part)
-                 for part in re.split(r"(\d+)", str(path)) if part)
 
 
 def _is_run(folder: Path) -> bool:
@@ -1209,17 +1203,19 @@ def _by_unique(array: pa.Array, func: Callable, out_type: pa.DataType) -> pa.Arr
     return mapped.take(encoded.indices)
 
 
-def _whole_numbers(column):
-    """A float column whose values are all whole numbers (ids of a pandas column with a missing value: 2.0) as
-    integers, so that id 2.0 reads "2" as in every other file."""
-    if column is None:
-        return None
-    column = _plain(column)
-    if isinstance(column, pa.Array) and pa.types.is_floating(column.type) and len(column) > column.null_count:
-        values = column.drop_null().to_numpy(zero_copy_only=False)
-        if np.all(np.isfinite(values)) and np.all(values == np.floor(values)) and np.all(np.abs(values) < 2 ** 53):
-            return column.cast(pa.int64())
-    return column
+def _ids_column(column, n: int) -> pa.Array:
+    """Ids as strings; whole numbers stored as floats (a pandas column with a missing value: 2.0) read as the
+    integers they are, value by value, so that id 2.0 is "2" as in every other file and every batch."""
+    strings = _strings_column(column, n)
+    column = None if column is None else _plain(column)
+    if isinstance(column, pa.Array) and pa.types.is_floating(column.type):
+        values = column.to_numpy(zero_copy_only=False)  # NaN for nulls
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 2 ** 53)
+        if whole.any():
+            ints = pa.array(values[whole].astype(np.int64)).cast(pa.string())
+            strings = pc.replace_with_mask(strings, pa.array(whole), ints)
+    return strings
 
 
 def _strings_column(column, n: int) -> pa.Array:
@@ -1589,7 +1585,7 @@ class _Normaliser:
         titles = _strings_column(_take(col("title"), rows, every), m)
         if self.columns.prepend_title and mapping.get("title") is not None:
             kept_texts = _prepend_titles(titles, kept_texts)
-        ids = _strings_column(_whole_numbers(_take(col("id"), rows, every)), m)
+        ids = _ids_column(_take(col("id"), rows, every), m)
         sources = self.stats.id_columns
         if ids.null_count < m and mapping.get("id") not in sources:
             sources.append(mapping.get("id"))

@@ -728,7 +728,7 @@ def parse_devices(spec: Optional[str]) -> list[str]:
         import torch
 
         count = torch.cuda.device_count()
-        absent = [d for d in gpus if not (d in ("cuda", "cuda:") or d[5:].isdigit() and int(d[5:]) < count)]
+        absent = [d for d in gpus if not (d == "cuda" and count or d[5:].isdigit() and int(d[5:]) < count)]
         if absent:
             raise CorpusmapError(f"--devices {spec}: PyTorch sees {count or 'no'} CUDA GPU(s), so not "
                                  f"{', '.join(absent)}; use the GPUs it sees (--devices all), or leave --devices "

@@ -221,7 +221,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
                 raise UsageProblem(msg + "; choose another --year-col")
             notes.append(msg + "; year RMSE skipped")
             years = None
-        else:
+        elif n_dated < len(years) / 2:  # (the values are counted only then: a loop over every row)
             present = sum(v is not None and str(v).strip() != "" for v in years)
             if n_dated < present / 2:
                 _note(notes, f"year column {year_col!r}: only {n_dated:,} of its {present:,} values read as years "

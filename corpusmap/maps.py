@@ -78,13 +78,13 @@ def _check_placement(run: Run, name: str, manifest: dict) -> None:
     if not reference or not placed_on:
         return
     path = Run(reference).map_path(name)
-    now = None
-    if path.is_file():
-        now = (read_map_stage(path).get("stage") or {}).get("fingerprint") or file_fingerprint(path)
+    if not path.is_file():  # moved with the runs, or deleted: nothing to compare with
+        return
+    now = (read_map_stage(path).get("stage") or {}).get("fingerprint") or file_fingerprint(path)
     if now != placed_on:
         raise CorpusmapError(f"map {name!r} of {run.path} holds points placed on map {name!r} of {reference}, which "
-                             f"has {'changed' if now else 'gone'} since; place them again with `corpusmap map "
-                             f"{reference} --add {run.path} --name {name}`")
+                             f"has changed since; place them again with `corpusmap map {reference} --add {run.path} "
+                             f"--name {name}`")
 
 
 def read_map(run: Run, name: str, check_ids: bool = True) -> MapData:

@@ -127,3 +127,9 @@ def test_points_placed_on_a_map_that_changed_are_placed_again_before_use(runs, t
                f"`corpusmap map {ref} --add {new} --name t5`" in result.output
     cli("map", ref, "--add", new, "--name", "t5", "--no-plot", "-q", ok=True)
     cli("plot", new, "--map", "t5", "-q", ok=True)
+    # both runs moved together: the reference is not where it was, and the placed map is still of use
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(new, moved / "new")
+    cli("plot", moved / "new", "--map", "t5", "-o", tmp_path / "moved.png", "-q", ok=True)

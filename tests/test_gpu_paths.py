@@ -34,6 +34,7 @@ def _no_cuda() -> bool:
     (["neighbors", "{run}", "-k", "12", "--device", "cuda", "--overwrite"], "FAISS sees no GPU"),
     (["embed", str(EXAMPLE_CORPUS), "-o", "{run}", "--devices", "0,1"],
      "--devices 0,1: PyTorch sees no CUDA GPU(s), so not cuda:0, cuda:1"),
+    (["embed", str(EXAMPLE_CORPUS), "-o", "{run}", "--devices", "cuda"], "PyTorch sees no CUDA GPU(s), so not cuda;"),
 ])
 def test_gpu_paths_say_what_they_need(run, args, message):
     if shutil.which("nvidia-smi") and "cuml" in message:

@@ -111,9 +111,6 @@ class ExcessParams:
         if (self.group_words or self.group or self.by) and not self.source:
             raise UsageProblem("word groups (--group, --group-words) and --by need the abstracts themselves "
                                "(per-abstract presence), not only a count table: give INPUT or RUN as well")
-        if self.counts and self.source and self.run_dir is None and not (self.group_words or self.group or self.by):
-            raise UsageProblem("--counts gives the word counts, and INPUT would be read only to measure word groups "
-                               "(--group, --group-words, --by): leave INPUT out, or ask for a word group")
         if self.clean and (not self.source or self.counts):
             raise UsageProblem("--clean cleans the abstracts before counting: give INPUT or RUN, without --counts "
                                "(a count table made elsewhere was counted on uncleaned text)")
@@ -211,6 +208,10 @@ class ExcessStage(Stage):
         if counting and not params.source:
             raise UsageProblem(f"{', '.join(counting)}: for counting words in abstracts, which --counts alone does "
                                "not do; leave them out, or give INPUT or RUN too")
+        if params.counts and params.source and source is None and not (params.group_words or params.group
+                                                                       or params.by):
+            raise UsageProblem("--counts gives the word counts, and INPUT would be read only to measure word groups "
+                               "(--group, --group-words, --by): leave INPUT out, or ask for a word group")
         if params.output is None and source is None:
             raise UsageProblem("give an output directory with -o OUT (the default RUN/excess needs a RUN)")
         if by_region(params.by) and source is None:

@@ -161,8 +161,11 @@ class App {
     this.canvas.addEventListener('mouseleave', () => this.unhover());
     this.canvas.addEventListener('wheel', () => { this.atHome = false; }, { passive: true });
     this.canvas.addEventListener('mousedown', (e) => {
-      this.atHome = false;
       this.pressed = { x: e.clientX, y: e.clientY, clicks: this.clicks };
+    });
+    window.addEventListener('mouseup', (e) => {  // a drag moved the camera away from the whole-map view
+      const p = this.pressed;
+      if (p && Math.hypot(e.clientX - p.x, e.clientY - p.y) >= 4) this.atHome = false;
     });
     this.canvas.addEventListener('click', (e) => {  // a click on the background (no point, no drag) closes details
       const p = this.pressed;

@@ -89,7 +89,7 @@ export function buildControls(manifest, handlers) {
 
 function toggleWord(c, word, handlers) {
   const words = c.words.value.split(/[\s,]+/).filter(Boolean);
-  const i = words.indexOf(word);
+  const i = words.findIndex((w) => w.toLowerCase() === word.toLowerCase());
   if (i >= 0) words.splice(i, 1);
   else words.push(word);
   c.words.value = words.join(', ');

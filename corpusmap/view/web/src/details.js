@@ -53,12 +53,13 @@ export class DetailsPanel {
       return el('li', { dataset: { row: '-1' }, class: 'cm-outside', title: 'not among the drawn sample' },
         nb.title || String(nb.id ?? ''), el('span', { class: 'cm-muted' }, ' (not drawn)'));
     }
-    // a real button: Enter and Space pick it, and it is in the tab order
-    const label = el('button', { class: 'cm-link', type: 'button', onclick: () => this.onPick(nb.row) }, '…');
+    // a real button: Enter and Space pick it, and it is in the tab order (not for a paper the year filter hides)
+    const label = el('button', { class: 'cm-link', type: 'button', disabled: hidden(nb.row),
+      onclick: () => this.onPick(nb.row) }, '…');
     nbrTitle(nb.row).then((t) => {
       label.textContent = t || '(no title)';
     });
-    const out = hidden(nb.row) ? el('span', { class: 'cm-muted' }, ' (outside the year range)') : null;
+    const out = label.disabled ? el('span', { class: 'cm-muted' }, ' (outside the year range)') : null;
     return el('li', { dataset: { row: String(nb.row) } }, label, out);
   }
 }
