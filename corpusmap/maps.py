@@ -308,6 +308,9 @@ class MapStage(Stage):
         if params.method in ("tsne", "umap"):
             graph = load_knn_graph(run)
             n, dim = vectors.shape
+            if n < 4:  # openTSNE and umap-learn's spectral start both need more
+                raise CorpusmapError(f"{'t-SNE' if params.method == 'tsne' else 'UMAP'} needs at least 4 points, and "
+                                     f"{run.path} has {n}; lay it out with --method pca")
             if params.method == "tsne":
                 need = layouts.check_k_for_tsne(params.tsne, graph.k, str(run.path))
                 if params.device == "cpu":

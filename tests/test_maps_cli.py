@@ -232,3 +232,17 @@ def test_the_same_map_is_the_same_bytes_whatever_the_thread_count(run, tmp_path,
         cli("map", copy, "--method", method, "--name", "m", "--seed", "5", *tsne, "--no-plot", "-q", ok=True)
         files.append((copy / "maps" / "m.parquet").read_bytes())
     assert files[0] == files[1]
+
+
+def test_a_corpus_of_three_abstracts_is_laid_out_by_pca_only(tmp_path):
+    path = tmp_path / "three.jsonl"
+    path.write_text("".join(json.dumps({"abstract": text}) + "\n" for text in (
+        "Cells divide and grow in culture.", "Neurons fire in the cortex of mice.", "Proteins fold into shapes.")))
+    run = tmp_path / "run"
+    cli("embed", path, "-o", run, "--model", "tfidf", "-q", ok=True)
+    cli("neighbors", run, "-k", "2", "-q", ok=True)
+    for method in ("umap", "tsne"):
+        result = cli("map", run, "--method", method, "--no-plot")
+        assert result.exit_code == 1 and "needs at least 4 points" in result.output, result.output
+        assert "--method pca" in result.output
+    cli("map", run, "--method", "pca", "--no-plot", "-q", ok=True)

@@ -3,6 +3,7 @@ groups and subgroups, and write tables, figures, ``report.md`` and ``manifest.js
 (``RUN/excess`` by default), which appears as a whole."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,7 +464,10 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
     # 2. analysis
     analysis = analyse(table, params.targets or None, criteria)
     targets = analysis.targets
-    notes += _small_period_notes(table, targets, criteria)
+    small = _small_period_notes(table, targets, criteria)
+    for note in small:  # the report says it, and so does the console: these targets' numbers are of few papers
+        logging.getLogger("corpusmap").warning("warning: %s", note)
+    notes += small
 
     # 3. word groups
     groups_for: dict[str, list[str]] = {t: list(group_words) for t in targets}
@@ -690,7 +694,8 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
     small = sorted({p for t in targets for p in (t, shift_period(t, -1)) if table.total(p) + 1 < 1 / criteria.min_freq})
     if not small:
         return []
-    return [f"{', '.join(small[:8])}{' ...' if len(small) > 8 else ''}: fewer than {1 / criteria.min_freq - 1:,.0f} "
+    named = [f"{p} ({table.total(p):,})" for p in small]
+    return [f"{', '.join(named[:8])}{' ...' if len(small) > 8 else ''}: fewer than {1 / criteria.min_freq - 1:,.0f} "
             f"abstracts, so even an absent word has a smoothed frequency 1/(n+1) above --min-freq "
             f"{criteria.min_freq:g}: every word passes the frequency filter and small counts dominate; read these "
             "periods with care."]
