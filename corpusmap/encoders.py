@@ -342,7 +342,8 @@ class TfidfEncoder:
             raise CorpusmapError(f"cannot fit TF-IDF: {exc}") from None
         dim = min(self.requested_dim, matrix.shape[1] - 1, matrix.shape[0] - 1)
         if dim < 1:
-            raise CorpusmapError("too few texts or words to fit TF-IDF + SVD")
+            raise CorpusmapError(f"too few texts or words to fit TF-IDF + SVD ({matrix.shape[0]:,} abstract(s) with "
+                                 f"{matrix.shape[1]:,} distinct word(s)): it needs at least 2 abstracts and 2 words")
         from threadpoolctl import threadpool_limits
 
         svd = TruncatedSVD(n_components=dim, random_state=self.seed, algorithm="randomized", n_iter=5)

@@ -248,3 +248,12 @@ def test_library_pipeline_without_click(folder):
     assert results == [] and lines == ["skip (current): neighbors"]
     results = run_jobs([Job(NeighborsStage(), run, NeighborsParams(k=11), overwrite=True)], echo=lines.append)
     assert results[0].computed and "maps/tsne" in results[0].removed
+
+
+def test_an_export_table(folder):
+    config = folder / "pipeline.toml"
+    config.write_text(config.read_text() + '\n[[export]]\nmap = "pca"\n')
+    result = cli("run", config)
+    assert result.exit_code == 0 and "run: export pca" in result.output, result.output
+    assert (folder / "out" / "exports" / "pca.atlas.parquet").is_file()
+    assert "skip (current): export pca" in cli("run", config).output

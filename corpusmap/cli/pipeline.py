@@ -17,8 +17,8 @@
 
 Each table is parsed by its command (so the file accepts exactly what the command accepts, with TOML types:
 a flag takes true or false, a number a number) and becomes that command's jobs; a job runs only when its
-stored output is not current (:mod:`corpusmap.pipeline`). ``[[map]]``, ``[[clusters]]``, ``[[plot]]`` and
-``[[view]]`` may repeat. Paths (the inputs, globs included, and every path option) are relative to the file.
+stored output is not current (:mod:`corpusmap.pipeline`). ``[[map]]``, ``[[clusters]]``, ``[[plot]]``,
+``[[view]]`` and ``[[export]]`` may repeat. Paths (the inputs, globs included, and every path option) are relative to the file.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ from corpusmap.errors import UsageProblem
 from corpusmap.pipeline import Job, plan, run_jobs
 from corpusmap.run import Run
 
-STAGE_ORDER = ("embed", "neighbors", "map", "clusters", "evaluate", "excess", "plot", "view")
-REPEATABLE = ("map", "clusters", "plot", "view")
+STAGE_ORDER = ("embed", "neighbors", "map", "clusters", "evaluate", "excess", "plot", "view", "export")
+REPEATABLE = ("map", "clusters", "plot", "view", "export")
 POSITIONAL = {"embed": "inputs", "excess": "inputs"}  # tables name the positional argument like this
 
 
