@@ -16,7 +16,7 @@ import numpy as np
 from corpusmap.errors import UsageProblem
 from corpusmap.manifests import try_read_manifest
 from corpusmap.maps import read_map
-from corpusmap.progress import info
+from corpusmap.progress import info, warn
 from corpusmap.run import Run
 from corpusmap.stage import Stage
 
@@ -143,10 +143,8 @@ def read_results(run: Run) -> dict:
 
 def _note(notes: list, message: str) -> None:
     """A note of the report that the user should also see now."""
-    import logging
-
     notes.append(message)
-    logging.getLogger("corpusmap").warning("warning: %s", message)
+    warn(message)
 
 
 def _column(run: Run, name: str, flag: str, required: bool) -> Optional[np.ndarray]:

@@ -85,20 +85,19 @@ _MADE_BY = {"embeddings": "[embed]", "knn": "[neighbors]", "corpus": "[embed]"}
 def check_plan(jobs: list[Job]) -> None:
     """A job needing an output that neither its run holds nor a job before it makes, or parameters that cannot
     work on what the jobs before them leave, fail before any job runs (not hours in)."""
-    held: dict = {}
+    available: dict = {}  # run -> the outputs it holds or a job before makes
     for i, job in enumerate(jobs):
         where = job.run.path.resolve()
-        if where not in held:
-            held[where] = {o.key for o in job.run.outputs()} if job.run.path.is_dir() else set()
-        before = [j for j in jobs[:i] if j.run.path.resolve() == where]
-        made = held[where].union(*({j.stage.key(j.params)} | j.stage.writes(j.run, j.params) for j in before))
-        missing = sorted(job.stage.needs(job.params) - made)
+        if where not in available:
+            available[where] = {o.key for o in job.run.outputs()} if job.run.path.is_dir() else set()
+        missing = sorted(job.stage.needs(job.params) - available[where])
         if missing:
             key = missing[0]
             table = _MADE_BY.get(key) or (f"a [[map]] named {key[5:]!r}" if key.startswith("maps/") else key)
             raise UsageProblem(f"{job.label.split(':')[0]} needs {key} of {job.run.path}, which the run does not "
                                f"hold and no job before it makes: add {table} before it")
         job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
+        available[where] |= {job.stage.key(job.params)} | job.stage.writes(job.run, job.params)
 
 
 def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:

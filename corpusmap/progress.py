@@ -27,6 +27,11 @@ def info(message: str) -> None:
     log.info(message)
 
 
+def warn(message: str) -> None:
+    """A ``warning:`` line on stderr (shown with --quiet too)."""
+    log.warning("warning: %s", message)
+
+
 class Progress:
     """Counts work done; draws a tqdm bar on a TTY, else logs a line every ``interval`` seconds.
 

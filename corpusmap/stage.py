@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Optional
 
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import timestamp, versions
+from corpusmap.progress import info
 from corpusmap.run import Run
 
 
@@ -284,7 +285,5 @@ class Stage:
                 self.commit(run, params, staging)
         removed = run.invalidate()
         if removed:
-            from corpusmap.progress import info
-
             info(f"{self.name}: removed {', '.join(removed)} (computed from the {key} it replaced)")
         return Result(self.name, key, True, status.reason, manifest, removed, self.where(run, params))

@@ -18,7 +18,8 @@
 Each table is parsed by its command (so the file accepts exactly what the command accepts, with TOML types:
 a flag takes true or false, a number a number) and becomes that command's jobs; a job runs only when its
 stored output is not current (:mod:`corpusmap.pipeline`). ``[[map]]``, ``[[clusters]]``, ``[[plot]]``,
-``[[view]]`` and ``[[export]]`` may repeat. Paths (the inputs, globs included, and every path option) are relative to the file.
+``[[view]]`` and ``[[export]]`` may repeat. Paths (the inputs, globs included, and every path option) are
+relative to the file.
 """
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ groups and subgroups, and write tables, figures, ``report.md`` and ``manifest.js
 (``RUN/excess`` by default), which appears as a whole."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from corpusmap.excess.scan import DATE_COLUMNS, ENGINES, PERIOD_KINDS, periods_p
 from corpusmap.excess.tables import CountTable, PresenceTable, read_counts
 from corpusmap.excess.words import _TOKEN_FULL
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
+from corpusmap.progress import warn
 from corpusmap.run import Run
 from corpusmap.stage import Stage, changed_flags, params_dict
 
@@ -466,7 +466,7 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
     targets = analysis.targets
     small = _small_period_notes(table, targets, criteria)
     for note in small:  # the report says it, and so does the console: these targets' numbers are of few papers
-        logging.getLogger("corpusmap").warning("warning: %s", note)
+        warn(note)
     notes += small
 
     # 3. word groups
