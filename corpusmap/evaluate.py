@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from corpusmap.errors import UsageProblem
+from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import try_read_manifest
 from corpusmap.maps import read_map
 from corpusmap.progress import info, warn
@@ -78,16 +78,17 @@ class EvaluateStage(Stage):
         found = run.list_maps()
         unknown = [m for m in params.maps if m not in found]
         if unknown:
-            raise UsageProblem(f"--map {', '.join(unknown)}: no such map in {run.maps_dir}; found: "
-                               f"{', '.join(found) if found else f'none (run `corpusmap map {run.path}` first)'}")
+            raise CorpusmapError(f"--map {', '.join(unknown)}: no such map in {run.maps_dir}; found: "
+                                 f"{', '.join(found) if found else f'none (run `corpusmap map {run.path}` first)'}")
         return list(params.maps) or found
 
     def clusterings(self, run: Run, params: EvaluateParams) -> list[str]:
         found = run.list_clusterings()
         unknown = [c for c in params.clusters if c not in found]
         if unknown:
-            raise UsageProblem(f"--clusters {', '.join(unknown)}: no such clustering in {run.clusters_dir}; found: "
-                               f"{', '.join(found) if found else f'none (run `corpusmap clusters {run.path}`)'}")
+            none = f"none (run `corpusmap clusters {run.path}`)"
+            raise CorpusmapError(f"--clusters {', '.join(unknown)}: no such clustering in {run.clusters_dir}; "
+                                 f"found: {', '.join(found) if found else none}")
         return list(params.clusters) or found
 
     def prepare(self, run: Run, params: EvaluateParams) -> None:

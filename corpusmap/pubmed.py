@@ -28,7 +28,8 @@ Record fields
               ...) kept, whitespace runs collapsed to one space.
 ``abstract``  str or None: every ``Article/Abstract/AbstractText`` section (not ``OtherAbstract``),
               each whitespace-normalised, joined with one space. ``with_labels=True`` writes each
-              section that has a ``Label`` attribute as ``"LABEL: text"``. Everything from the
+              section that has a ``Label`` attribute as ``"LABEL: text"`` (not NLM's ``UNLABELLED``, which
+              marks a paragraph that had no heading). Everything from the
               marker ``ABSTRACT TRUNCATED AT`` on (e.g. ``"(ABSTRACT TRUNCATED AT 250 WORDS)"``) is
               removed, with the opening bracket before it (``cut_truncated=False`` keeps the text whole:
               ``corpusmap embed --cut-truncated`` then cuts it exactly as the PubMed landscape paper did,
@@ -193,6 +194,10 @@ def _pub_date(pub_date: Optional[ET.Element]) -> tuple[Optional[int], Optional[s
     return None, None
 
 
+# Labels NLM gives the paragraphs of a structured abstract that had no heading (NlmCategory "UNASSIGNED")
+_NO_LABEL = frozenset({"UNLABELLED", "UNLABELED", "UNASSIGNED"})
+
+
 def _abstract(article: ET.Element, with_labels: bool, cut: bool = True) -> Optional[str]:
     parts = []
     for section in article.iterfind("Abstract/AbstractText"):
@@ -201,7 +206,7 @@ def _abstract(article: ET.Element, with_labels: bool, cut: bool = True) -> Optio
             continue
         if with_labels:
             label = (section.get("Label") or "").strip()
-            if label:
+            if label and label.upper() not in _NO_LABEL:
                 text = f"{label}: {text}"
         parts.append(text)
     if not parts:

@@ -57,6 +57,24 @@ def test_quiet_prints_nothing_but_errors(example_run, tmp_path):
     assert result.output == "" and (tmp_path / "x" / "report.md").is_file()
 
 
+def test_subgroups_summarised_on_the_console(example_run, tmp_path, caplog):
+    """--by prints per group and target how many subgroups were kept and the δ range, as in subgroups.parquet;
+    when none is large enough it says so and names --min-group-size."""
+    cli("excess", example_run, "-o", tmp_path / "a", "--target", "2015", "--group-words", STYLE, "--by", "label",
+        "--min-group-size", "5", "--no-figures", ok=True)
+    sub = pd.read_parquet(tmp_path / "a" / "subgroups.parquet")
+    sub = sub[(sub["group"] == "style") & (sub["target"] == "2015")].sort_values("delta", ascending=False)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("style by label in 2015:")]
+    assert f": {len(sub)} subgroups with at least 5 abstracts" in line
+    top = sub.iloc[0]
+    assert f"to {top['delta'] * 100:+.2f} percentage points ({top['subgroup']})" in line
+    caplog.clear()
+    cli("excess", example_run, "-o", tmp_path / "b", "--target", "2015", "--group-words", STYLE, "--by", "label",
+        "--min-group-size", "100000", "--no-figures", ok=True)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("style by label in 2015:")]
+    assert ": 0 subgroups with at least 100,000 abstracts" in line and "lower --min-group-size" in line
+
+
 def test_run_outputs_report_and_manifest(example_report):
     out = example_report
     for name in ("counts.parquet", "counts.csv", "excess_2015.parquet", "excess_2015.csv", "excess_2016.csv",

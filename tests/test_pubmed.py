@@ -171,6 +171,20 @@ def test_structured_abstract(parsed):
     assert unstructured.startswith("Back pain is a common condition")
 
 
+def test_unlabelled_sections_get_no_prefix(pubmed_dir, tmp_path, parsed):
+    """NLM marks a structured abstract's paragraph without a heading Label="UNLABELLED" NlmCategory="UNASSIGNED":
+    that is not a heading, so --section-labels writes no "UNLABELLED:" before it."""
+    raw = (pubmed_dir / "pubmed-29768149.xml").read_bytes()
+    edited = re.sub(rb'Label="BACKGROUND"[^>]*>', b'Label="UNLABELLED" NlmCategory="UNASSIGNED">', raw, count=1)
+    assert edited != raw
+    path = tmp_path / "unlabelled.xml"
+    path.write_bytes(edited)
+    (record,) = iter_pubmed(path, with_labels=True)
+    labelled = parsed["pubmed-29768149.xml"][1][0]["abstract"]
+    assert record["abstract"] == labelled.removeprefix("BACKGROUND: ")
+    assert re.findall(r"\b([A-Z]{4,}): ", record["abstract"]) == ["METHODS", "RESULTS", "CONCLUSIONS"]
+
+
 def test_inline_markup_in_fixtures(parsed):
     sample = _by_pmid(parsed["tipplerow_pubmed_sample.xml"][0])
     assert "lung function biomarkers (PEF, FVC,FEV1), we estimated" in sample["31687927"]["abstract"]  # FEV<sub>1</sub>

@@ -91,6 +91,18 @@ def report(result) -> None:
                           f"p < {row['max_cutoff']:g} ({row['max_words']} style words)"
                           + (f"; the study's mean of rare and common = {row['delta_study']:.4f}"
                              if row.get("delta_study") is not None else ""))
+    by = manifest["parameters"].get("by")
+    for row in manifest.get("subgroups") or []:
+        checked = f" in each period of {row['window'][0]}–{row['window'][-1]}" if row["window"] else ""
+        line = (f"{row['group']} by {by} in {row['target']}: {row['kept']:,} subgroups with at least "
+                f"{row['min_group_size']:,} abstracts{checked} ({row['left_out']:,} smaller left out)")
+        if row["kept"]:
+            hi, lo = row["highest"], row["lowest"]
+            line += f"; delta from {lo['delta'] * 100:+.2f} ({lo['subgroup']}) to {hi['delta'] * 100:+.2f} " \
+                    f"percentage points ({hi['subgroup']})"
+        else:
+            line += "; lower --min-group-size to see smaller ones"
+        progress.info(line)
     click.echo(f"excess: report in {result.where / 'report.md'}")
 
 

@@ -629,6 +629,7 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         "results": analysis.summary().to_dict(orient="records"),
         "groups": groups_df.to_dict(orient="records") if not groups_df.empty else [],
         "style_bound": _records(style_df),
+        "subgroups": _subgroup_summary(subgroups),
         "clean": clean_stats,
         "lemmas": lemma_counts(lemmas) if lemmas is not None else None,
         "group_words": group_record,
@@ -699,6 +700,20 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
             f"abstracts, so even an absent word has a smoothed frequency 1/(n+1) above --min-freq "
             f"{criteria.min_freq:g}: every word passes the frequency filter and small counts dominate; read these "
             "periods with care."]
+
+
+def _subgroup_summary(subgroups: dict) -> list[dict]:
+    """Per (group, target) of ``--by``: how many subgroups were kept and left out for size, and the two ends."""
+    rows = []
+    for (g, t), sub in subgroups.items():
+        row = {"group": g, "target": str(t), "kept": len(sub), "left_out": int(sub.attrs.get("skipped", 0)),
+               "min_group_size": int(sub.attrs.get("min_group_size", 0)),
+               "window": [str(p) for p in sub.attrs.get("window") or []]}
+        if len(sub):
+            for end, at in (("highest", 0), ("lowest", -1)):
+                row[end] = {"subgroup": str(sub["subgroup"].iloc[at]), "delta": float(sub["delta"].iloc[at])}
+        rows.append(row)
+    return rows
 
 
 def _write_tables(out_dir: Path, params: ExcessParams, table: CountTable, analysis: ExcessAnalysis,
