@@ -17,6 +17,7 @@ from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import info, log
 from corpusmap.run import Run, check_name
 from corpusmap.stage import Stage
+from corpusmap.values import year_colour_range
 
 FORMATS = ("png", "svg", "pdf")
 _NOT_COLUMNS = ("x", "y", "text")
@@ -364,7 +365,9 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
         numeric = _numeric(array)
     if numeric is not None and np.isfinite(numeric).any():
         finite = numeric[np.isfinite(numeric)]
-        return Colouring(values=numeric, title=column, integer_ticks=bool(np.all(finite == np.round(finite))))
+        # years: the page's colour range (a few very old papers do not wash out the scale)
+        return Colouring(values=numeric, title=column, integer_ticks=bool(np.all(finite == np.round(finite))),
+                         norm_range=year_colour_range(finite) if column == "year" else None)
     return Colouring(render.categorize(array, params.max_categories), title=column)
 
 

@@ -415,7 +415,10 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
             on_labels(placed)
     if categories is None and values is not None:
         cax = fig.add_axes([legend_x + 0.01, 0.2, fs * 1.2 * px_per_pt / width, 0.6])
-        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=cax)
+        finite = values[np.isfinite(values)]
+        below, above = bool((finite < norm.vmin).any()), bool((finite > norm.vmax).any())
+        extend = "both" if below and above else "min" if below else "max" if above else "neither"
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=cax, extend=extend)  # arrows: values beyond
         bar.ax.tick_params(labelsize=fs * 0.8)
         if legend_title:
             bar.set_label(legend_title, fontsize=fs * 0.9)

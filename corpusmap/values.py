@@ -12,6 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 YEAR_RANGE = (1000, 2999)
+FULL_YEAR_SPAN = 40  # years: up to this span a colour scale covers them all
 _LEADING_YEAR_RE = re.compile(r"^\s*(\d{4})(?!\d)")
 _YEAR_ANYWHERE_RE = re.compile(r"(?<!\d)(1[5-9]\d\d|2[01]\d\d)(?!\d)")
 
@@ -71,3 +72,14 @@ def parse_list_string(text: str) -> Optional[list]:
         if isinstance(items, (list, tuple)):
             return list(items)
     return None
+
+
+def year_colour_range(known: np.ndarray) -> tuple[float, float]:
+    """The years a colour scale spans (whole years): all of them when they span at most :data:`FULL_YEAR_SPAN`,
+    else the 2nd-98th percentile, so that a few very old papers do not wash out the scale (values beyond take
+    its end colours; the page and the figures mark those ends)."""
+    known = np.asarray(known, dtype=np.float64)
+    lo, hi = np.quantile(known, [0.02, 0.98])
+    if hi <= lo or known.max() - known.min() <= FULL_YEAR_SPAN:
+        lo, hi = known.min(), known.max()
+    return float(np.floor(lo)), float(np.ceil(hi))

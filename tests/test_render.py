@@ -95,6 +95,35 @@ def test_continuous_png_with_colour_bar(tmp_path, points):
         assert (f">{render.MISSING_VALUE_NAME}<" in svg) == named
 
 
+def test_a_long_tail_of_old_years_does_not_wash_out_the_scale(tmp_path, points, monkeypatch):
+    """Years 2012-2016 with 1.5% of the papers moved to 1900: on the full range the recent years share the top of
+    the scale (few colours); on the page's range (2nd-98th percentile, arrows on the bar) they spread over it."""
+    from corpusmap.values import year_colour_range
+
+    x, y, _, years = points
+    old = years.copy()
+    old[np.arange(len(old)) % 67 == 0] = 1900
+    lo, hi = year_colour_range(old[np.isfinite(old)])
+    assert lo == 2012 and hi in (2015, 2016)
+    recent = np.isfinite(old) & (old > 1900)
+    colours = {}
+    for name, norm in (("full", (1900, 2016)), ("clipped", (lo, hi))):  # the recent points' colours on each
+        out = render.render_map(x[recent], y[recent], tmp_path / f"{name}.png", values=old[recent],
+                                norm_range=norm, width=640, height=480, dpi=100)
+        colours[name] = distinct_colours(read_png(out)[:, :500])  # the points, left of the colour bar
+    assert colours["clipped"] > 2 * colours["full"], colours
+    # plot colours a year column on that range (any other numeric column on its full range)
+    import pyarrow as pa
+
+    from corpusmap import plot
+
+    for column, expected in (("year", (lo, hi)), ("score", None)):
+        monkeypatch.setattr(plot, "colour_columns", lambda run, name: [column])
+        monkeypatch.setattr(plot, "_column", lambda run, name, col: pa.array(old))
+        got = plot.colouring(None, plot.PlotParams(color=column), len(old))
+        assert got.norm_range == expected and got.title == column
+
+
 def test_highlight_draws_hits_on_top(tmp_path, points):
     x, y, _, _ = points
     hits = np.zeros(len(x), dtype=bool)

@@ -6,11 +6,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from corpusmap.values import year_colour_range
 from corpusmap.view.data import ClusterLevel
 from corpusmap.view.encoding import typed_array
 
 COLOURED_LABELS = 18  # the page's categorical palette
-FULL_YEAR_SPAN = 40  # years: up to this span the colour bar covers them all
 
 
 def normalise(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -67,9 +67,8 @@ def year_column(years: Optional[np.ndarray], every: Optional[np.ndarray] = None
                 ) -> tuple[Optional[dict], Optional[dict]]:
     """Years of the drawn points as float32 (NaN = unknown), and the range and colour range of the years of
     ``every`` point (default: the drawn ones; a sampled page states the corpus's range), or (None, None) when no
-    point has a year. The colour range is all years when they span at most :data:`FULL_YEAR_SPAN` (every year its
-    own colour), else the 2nd-98th percentile, so that a few very old papers do not wash out the colour bar (the
-    page marks the clipped ends with ≤ and ≥)."""
+    point has a year. The colour range: :func:`corpusmap.values.year_colour_range` (the page marks clipped ends
+    with ≤ and ≥)."""
     if years is None:
         return None, None
     y = np.asarray(years, dtype=np.float64)
@@ -78,11 +77,9 @@ def year_column(years: Optional[np.ndarray], every: Optional[np.ndarray] = None
     if known.size == 0:
         return None, None
     values = np.where(np.isfinite(y), y, np.nan).astype(np.float32)
-    lo, hi = np.quantile(known, [0.02, 0.98])
-    if hi <= lo or known.max() - known.min() <= FULL_YEAR_SPAN:
-        lo, hi = known.min(), known.max()
+    lo, hi = year_colour_range(known)
     return typed_array(values), {"min": float(known.min()), "max": float(known.max()),
-                                 "colour_min": float(np.floor(lo)), "colour_max": float(np.ceil(hi))}
+                                 "colour_min": lo, "colour_max": hi}
 
 
 def label_column(labels: Optional[Sequence[Optional[str]]], top: int) -> tuple[Optional[dict], Optional[dict]]:
