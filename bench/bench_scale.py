@@ -17,7 +17,8 @@ path a user with vectors made elsewhere takes.
 
 Stages, each a fresh ``corpusmap`` process with ``--threads`` where it has one: embed (read the corpus parquet
 and store the vectors), neighbors (auto: exact below 20,000 points, else ivfpq tuned to recall 0.98), map t-SNE
-and map UMAP (defaults, from the stored graph; ``umap-pca``: with ``--umap-init pca``), clusters (nested Leiden on
+and map UMAP (from the stored graph; ``umap``: umap-learn's spectral start, ``umap-pca``: ``--umap-init pca``, the
+default's choice above 300,000 points), clusters (nested Leiden on
 the graph, c-TF-IDF keywords), evaluate (kNN recall and accuracy of every map and a PCA baseline, 10,000 queries),
 excess (counting per listing month and the analysis) and view (the page). Per stage: wall time, CPU time and peak
 RSS (GNU time's %M, see :func:`measure`); the exponents of wall and of CPU time vs n are least-squares fits of log
@@ -103,7 +104,7 @@ def command(stage: str, run: Path, corpus: Path, vectors: Path, threads: int) ->
                   "--text-col", "abstract", "--year-col", "year", "--label-col", "label"],
         "neighbors": ["neighbors", str(run), *t],
         "tsne": ["map", str(run), "--method", "tsne", "--no-plot", *t],
-        "umap": ["map", str(run), "--method", "umap", "--no-plot", *t],
+        "umap": ["map", str(run), "--method", "umap", "--umap-init", "spectral", "--no-plot", *t],
         "umap-pca": ["map", str(run), "--method", "umap", "--umap-init", "pca", "--name", "umap_pca", "--no-plot", *t],
         "clusters": ["clusters", str(run)],
         "evaluate": ["evaluate", str(run)],

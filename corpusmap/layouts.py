@@ -552,8 +552,19 @@ class UmapParams:
     min_dist: float = 0.1
     spread: float = 1.0
     n_epochs: Optional[int] = None
-    init: str = "spectral"
+    init: str = "auto"  # see :meth:`resolved`
     preset: Optional[str] = None
+
+    def resolved(self, n: int, device: str = "cpu") -> "UmapParams":
+        """``init="auto"`` made concrete for ``n`` points: umap-learn's spectral start up to
+        :data:`UMAP_SPECTRAL_MAX_N` points (and always on a GPU, where cuML's is fast), PCA above, where the
+        spectral start's eigenproblem is what does not scale (it had not finished after 54 minutes on 1M points,
+        ``bench/bench_scale.py``). A PCA start keeps the global structure as well (Kobak & Linderman, Nature
+        Biotechnology 2021)."""
+        if self.init != "auto":
+            return self
+        spectral = device == "cuda" or n <= UMAP_SPECTRAL_MAX_N
+        return replace(self, init="spectral" if spectral else "pca")
 
     @classmethod
     def preset_params(cls, name: Optional[str], **overrides) -> "UmapParams":
@@ -576,8 +587,9 @@ class UmapParams:
 
 # umap-learn's initialisations. spectral: eigenvectors of the graph Laplacian (ARPACK; its default, which had not
 # finished after 54 min on 1M points in bench/bench_scale.py); tswspectral: the same warm-started from a truncated
-# SVD, for large graphs; pca; random.
-UMAP_INITS = ("spectral", "tswspectral", "pca", "random")
+# SVD, for large graphs; pca; random. auto: spectral up to UMAP_SPECTRAL_MAX_N points, pca above.
+UMAP_INITS = ("auto", "spectral", "tswspectral", "pca", "random")
+UMAP_SPECTRAL_MAX_N = 300_000  # measured: the spectral start at 300k points took part of a 361 s map
 
 
 def import_umap():
@@ -620,6 +632,7 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: 
     """
     params.validate()
     check_graph(indices, distances)
+    params = params.resolved(len(indices))
     stored_k = indices.shape[1]
     check_k_for_umap(params, stored_k)
     umap = import_umap()
@@ -710,6 +723,7 @@ def cuml_umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, par
     cuml = import_cuml()
     t0 = time.perf_counter()
     check_k_for_umap(params, indices.shape[1])
+    params = params.resolved(len(indices), "cuda")
     if params.init not in ("spectral", "random"):
         raise UsageProblem(f"--device cuda: cuML's UMAP starts from spectral or random, not --umap-init {params.init}")
     X = vectors_to_numpy(vectors)

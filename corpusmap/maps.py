@@ -283,6 +283,12 @@ class MapStage(Stage):
     def record(self, params: MapParams) -> dict:
         return params.record()
 
+    def resolved(self, run: Run, params: MapParams) -> MapParams:
+        """UMAP's ``init="auto"`` as the start it takes for this run's size (recorded so)."""
+        if params.method != "umap" or params.umap.init != "auto" or not run.has_corpus():
+            return params
+        return dataclasses.replace(params, umap=params.umap.resolved(run.n_rows, params.device))
+
     def stored(self, run: Run, params: MapParams) -> Optional[dict]:
         return _stored(run, params.name)
 

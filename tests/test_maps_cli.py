@@ -97,6 +97,27 @@ def test_pca_and_umap_maps(run):
     assert np.isfinite(other).all() and not np.allclose(other, spectral)  # another start, another map
 
 
+def test_umap_auto_start_is_spectral_for_small_runs_and_pca_for_large(run, monkeypatch):
+    """The default --umap-init auto is recorded as the start it took: spectral at this size (so the explicit
+    spectral map is the same map, kept as current), PCA above layouts.UMAP_SPECTRAL_MAX_N points."""
+    pytest.importorskip("umap")
+    from corpusmap import layouts
+
+    base = ["map", run, "--method", "umap", "--n-neighbors", "10", "--n-epochs", "50", "--no-plot", "-q"]
+    cli(*base, "--name", "uauto", ok=True)
+    path = run / "maps" / "uauto.parquet"
+    assert json.loads(pq.read_schema(path).metadata[b"corpusmap"])["parameters"]["init"] == "spectral"
+    before = path.read_bytes()
+    cli(*base, "--name", "uauto", "--umap-init", "spectral", ok=True)  # the same parameters: nothing to do
+    assert path.read_bytes() == before
+    monkeypatch.setattr(layouts, "UMAP_SPECTRAL_MAX_N", 100)
+    cli(*base, "--name", "uauto_big", ok=True)
+    cli(*base, "--name", "upca", "--umap-init", "pca", ok=True)
+    big, pca = (pq.read_table(run / "maps" / f"{m}.parquet") for m in ("uauto_big", "upca"))
+    assert json.loads(big.schema.metadata[b"corpusmap"])["parameters"]["init"] == "pca"
+    assert np.array_equal(big.select(["x", "y"]).to_pandas().to_numpy(), pca.select(["x", "y"]).to_pandas().to_numpy())
+
+
 @pytest.mark.parametrize("damage", ["truncated", "coordinates"])
 def test_a_damaged_map_is_not_current_and_the_same_command_makes_it_again(run, damage):
     cli("map", run, "--method", "pca", "--name", "pcad", "--no-plot", "-q", ok=True)

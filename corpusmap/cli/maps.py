@@ -160,8 +160,8 @@ def report_plot(result) -> None:
 @click.option("--n-epochs", type=click.IntRange(min=1), default=None, help="UMAP: epochs [default: umap-learn's].")
 @click.option("--umap-init", type=click.Choice(layouts.UMAP_INITS), default=default(U, "init"), show_default=True,
               help="UMAP: initialisation. spectral (umap-learn's default) solves an eigenproblem of the graph, "
-                   "the slowest part of a map of a million points; tswspectral warm-starts it from a truncated "
-                   "SVD; pca; random.")
+                   "the part of a map of a million points that does not scale; tswspectral warm-starts it from a "
+                   "truncated SVD; pca; random; auto: spectral up to 300,000 points (on a GPU always), pca above.")
 @click.option("--umap-parallel", is_flag=True,
               help="UMAP: ignore --seed and use all --threads (faster, not reproducible). With a seed umap-learn "
                    "runs single-threaded.")
