@@ -52,7 +52,7 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
              state: Optional[Run] = None) -> list[Result]:
     """Run each job whose output is not current (checked just before it runs, after the jobs before it); a failing
     job stops the pipeline. ``state``: the run whose ``pipeline.json`` records what happened."""
-    check_plan(jobs)
+    plan(jobs)
     results, log = [], []
     try:
         for job in jobs:
@@ -82,38 +82,54 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
 _MADE_BY = {"embeddings": "[embed]", "knn": "[neighbors]", "corpus": "[embed]"}
 
 
-def check_plan(jobs: list[Job]) -> None:
-    """A job needing an output that neither its run holds nor a job before it makes, or parameters that cannot
-    work on what the jobs before them leave, fail before any job runs (not hours in)."""
-    available: dict = {}  # run -> the outputs it holds or a job before makes
-    for i, job in enumerate(jobs):
-        where = job.run.path.resolve()
-        if where not in available:
-            available[where] = {o.key for o in job.run.outputs()} if job.run.path.is_dir() else set()
-        missing = sorted(job.stage.needs(job.params) - available[where])
-        if missing:
-            key = missing[0]
-            table = _MADE_BY.get(key) or (f"a [[map]] named {key[5:]!r}" if key.startswith("maps/") else key)
-            raise UsageProblem(f"{job.label.split(':')[0]} needs {key} of {job.run.path}, which the run does not "
-                               f"hold and no job before it makes: add {table} before it")
-        job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
-        available[where] |= {job.stage.key(job.params)} | job.stage.writes(job.run, job.params)
+def _dependents(outputs: dict, keys: set) -> set:
+    """The outputs computed from ``keys``, directly or through others (``outputs``: key -> keys it is from)."""
+    gone = set(keys)
+    while True:
+        more = {k for k, inputs in outputs.items() if k not in gone and inputs & gone}
+        if not more:
+            return gone - set(keys)
+        gone |= more
 
 
 def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
-    """Each job with the status it will have when its turn comes (``corpusmap run --dry-run``): a job whose stored
-    output is current now runs all the same when it was computed from an output that a job before it rewrites."""
-    check_plan(jobs)
+    """Each job with the status it will have when its turn comes (``corpusmap run --dry-run``), checked before any
+    job runs (not hours in): a job needing an output that its run will not hold by then (neither held now nor made
+    by a job before it, or removed by a job before it that recomputes what it was computed from with other
+    parameters) fails, and so do parameters that cannot work on what the jobs before them leave. A job whose
+    stored output is current now runs all the same when it was computed from an output that a job before it
+    rewrites."""
+    held: dict = {}  # run -> {output key: keys it is computed from}, as the run will be when the job's turn comes
+    removed_by: dict = {}  # (run, output key) -> label of the job whose rerun removes it
     planned, rewritten = [], {}  # (run, output key) -> label of the job that rewrites it
-    for job in jobs:
+    for i, job in enumerate(jobs):
+        where, name = job.run.path.resolve(), job.label.split(":")[0]
+        if where not in held:
+            held[where] = {o.key: set(o.inputs) for o in job.run.outputs()} if job.run.path.is_dir() else {}
+        outputs = held[where]
+        missing = sorted(job.stage.needs(job.params) - set(outputs))
+        if missing:
+            key = missing[0]
+            table = _MADE_BY.get(key) or (f"a [[map]] named {key[5:]!r}" if key.startswith("maps/") else key)
+            gone = removed_by.get((where, key))
+            why = (f"which the {gone} job before it removes (it recomputes what {key} was computed from, with "
+                   f"other parameters): add {table} after it" if gone else
+                   f"which the run does not hold and no job before it makes: add {table} before it")
+            raise UsageProblem(f"{name} needs {key} of {job.run.path}, {why}")
+        job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
         status = job.status()
-        where = job.run.path.resolve()
         if status.current:
             upstream = sorted({rewritten[(where, key)] for key in job.stage.reads(job.run, job.params)
                                if (where, key) in rewritten})
             if upstream:
                 status = Status(False, f"computed from the output of {'; '.join(upstream)}, which runs before it")
+        writes = job.stage.writes(job.run, job.params)
         if not status.current:
-            rewritten.update({(where, key): job.label.split(":")[0] for key in job.stage.writes(job.run, job.params)})
+            rewritten.update({(where, key): name for key in writes})
+            if status.changed:  # other parameters: what was computed from the old output goes (Run.invalidate)
+                for key in _dependents(outputs, writes):
+                    del outputs[key]
+                    removed_by[(where, key)] = name
+            outputs.update({key: set(job.stage.needs(job.params)) for key in writes})
         planned.append((job, status))
     return planned

@@ -171,6 +171,24 @@ def test_the_reproduction_embed_overwrite_rebuilds_graph_and_map(folder):
     assert again.exit_code == 0 and "run:" not in again.output
 
 
+def test_a_job_needing_what_an_earlier_rerun_removes_fails_the_plan(folder):
+    """[embed] with other parameters removes the maps computed from the old vectors: a [[plot]] of a map that no
+    job after it makes again fails before anything runs (and without --overwrite nothing would run at all)."""
+    config = write_config(folder, dim=30, embed_extra="overwrite = true")
+    text = config.read_text()
+    config.write_text(text[:text.index("[[map]]")] + text[text.index("[evaluate]"):])  # no [[map]] tables
+    before = fingerprints(folder / "out")
+    for args in (["--dry-run"], ["--quiet"]):
+        result = cli("run", config, *args)
+        assert result.exit_code == 2, result.output
+        assert "needs maps/tsne of" in result.output and "which the embed job before it removes" in result.output \
+            and "add a [[map]] named 'tsne' after it" in result.output, result.output
+    assert fingerprints(folder / "out") == before
+    # the same embed with the [[map]] tables back plans and runs (the reproduction test runs it)
+    config.write_text(text)
+    assert cli("run", config, "--dry-run").exit_code == 0
+
+
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 def test_a_deleted_or_damaged_output_is_rerun(folder, damage):
     target = folder / "out" / "knn" / "indices.npy"
