@@ -200,7 +200,8 @@ def rasterize(x, y, w: int, h: int, limits, *, rgb: Optional[np.ndarray] = None,
     """An (h, w, 3) float image of the points over white.
 
     Colour per point from ``codes`` into ``palette`` (k, 3), from ``values`` through ``cmap``/``norm`` (mean value
-    per pixel, then coloured), or one colour ``rgb``. ``background``: (x, y) drawn first in light grey.
+    per pixel of the values clipped to the norm's range, then coloured: a value beyond the scale counts as its
+    end, so that one very old paper does not pull a pixel of recent ones off the scale), or one colour ``rgb``. ``background``: (x, y) drawn first in light grey.
     """
     npix = w * h
     image = np.ones((h, w, 3))
@@ -220,7 +221,7 @@ def rasterize(x, y, w: int, h: int, limits, *, rgb: Optional[np.ndarray] = None,
             sums[..., c] = np.bincount(pix, weights=palette[codes, c], minlength=npix).reshape(h, w)
         colour = _spread(sums, spread) / np.maximum(count, 1)[..., None]
     elif values is not None:
-        v = np.asarray(values, dtype=np.float64)[ok]
+        v = np.clip(np.asarray(values, dtype=np.float64)[ok], norm.vmin, norm.vmax)  # beyond the scale: its ends
         good = np.isfinite(v)
         vsum = _spread(np.bincount(pix[good], weights=v[good], minlength=npix).reshape(h, w), spread)
         vcount = _spread(np.bincount(pix[good], minlength=npix).reshape(h, w).astype(np.float64), spread)
