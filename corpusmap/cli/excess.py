@@ -70,6 +70,26 @@ def jobs(o: dict) -> list[Job]:
     return [Job(stage, params.workspace(), params, o["overwrite"], report=report)]
 
 
+def _subgroup_line(row: dict, by: str) -> str:
+    """One console line for the subgroups of one group and target (the manifest's ``subgroups`` row)."""
+    checked = f" in each period of {row['window'][0]}–{row['window'][-1]}" if row["window"] else ""
+    left = [f"{row['smaller']:,} smaller"] if row["smaller"] else []
+    left += [f"{row['unmeasurable']:,} without abstracts in t…t−3"] if row["unmeasurable"] else []
+    line = (f"{row['group']} by {by} in {row['target']}: {row['kept']:,} subgroups with at least "
+            f"{row['min_group_size']:,} abstracts{checked}" + (f" (left out: {', '.join(left)})" if left else ""))
+    what = "the study's δ, (δ rare + δ common) / 2," if row["delta_rule"] == "study" else "δ"
+    if row["kept"] == 1:
+        hi = row["highest"]
+        line += f"; {what} {hi['delta'] * 100:+.2f} percentage points ({hi['subgroup']})"
+    elif row["kept"]:
+        hi, lo = row["highest"], row["lowest"]
+        line += f"; {what} from {lo['delta'] * 100:+.2f} ({lo['subgroup']}) to {hi['delta'] * 100:+.2f} " \
+                f"percentage points ({hi['subgroup']})"
+    elif row["smaller"]:
+        line += "; lower --min-group-size to see smaller ones"
+    return line
+
+
 def report(result) -> None:
     manifest = result.manifest
     if not result.computed:
@@ -87,22 +107,13 @@ def report(result) -> None:
         if row.get("max_cutoff") is not None:
             what = f"lower bound {row['target']}" if row.get("lower_bound") else \
                 f"style words {row['target']} (before LLM tools: no bound)"
-            progress.info(f"{what}: max delta over cut-offs = {row['max_delta']:.4f} at "
-                          f"p < {row['max_cutoff']:g} ({row['max_words']} style words)"
-                          + (f"; the study's mean of rare and common = {row['delta_study']:.4f}"
+            progress.info(f"{what}: max delta over cut-offs = {row['max_delta'] * 100:.2f} percentage points "
+                          f"at p < {row['max_cutoff']:g} ({row['max_words']} style words)"
+                          + (f"; the study's mean of rare and common = {row['delta_study'] * 100:.2f} points"
                              if row.get("delta_study") is not None else ""))
     by = manifest["parameters"].get("by")
     for row in manifest.get("subgroups") or []:
-        checked = f" in each period of {row['window'][0]}–{row['window'][-1]}" if row["window"] else ""
-        line = (f"{row['group']} by {by} in {row['target']}: {row['kept']:,} subgroups with at least "
-                f"{row['min_group_size']:,} abstracts{checked} ({row['left_out']:,} smaller left out)")
-        if row["kept"]:
-            hi, lo = row["highest"], row["lowest"]
-            line += f"; delta from {lo['delta'] * 100:+.2f} ({lo['subgroup']}) to {hi['delta'] * 100:+.2f} " \
-                    f"percentage points ({hi['subgroup']})"
-        else:
-            line += "; lower --min-group-size to see smaller ones"
-        progress.info(line)
+        progress.info(_subgroup_line(row, by))
     click.echo(f"excess: report in {result.where / 'report.md'}")
 
 

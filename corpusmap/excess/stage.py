@@ -703,10 +703,13 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
 
 
 def _subgroup_summary(subgroups: dict) -> list[dict]:
-    """Per (group, target) of ``--by``: how many subgroups were kept and left out for size, and the two ends."""
+    """Per (group, target) of ``--by``: how many subgroups were kept, left out for size or for want of abstracts in
+    t … t−3 (``unmeasurable``), which δ they report (``delta_rule``), and the two ends."""
     rows = []
     for (g, t), sub in subgroups.items():
-        row = {"group": g, "target": str(t), "kept": len(sub), "left_out": int(sub.attrs.get("skipped", 0)),
+        unmeasurable = int(sub.attrs.get("unmeasurable", 0))
+        row = {"group": g, "target": str(t), "delta_rule": sub.attrs.get("delta_rule", "group"), "kept": len(sub),
+               "smaller": int(sub.attrs.get("skipped", 0)) - unmeasurable, "unmeasurable": unmeasurable,
                "min_group_size": int(sub.attrs.get("min_group_size", 0)),
                "window": [str(p) for p in sub.attrs.get("window") or []]}
         if len(sub):
