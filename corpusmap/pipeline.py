@@ -82,6 +82,14 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
 _MADE_BY = {"embeddings": "[embed]", "knn": "[neighbors]", "corpus": "[embed]"}
 
 
+def refused(job: Job, status: Status) -> bool:
+    """Whether ``job`` will stop the pipeline for want of ``overwrite`` (its output was computed with other
+    parameters). Embed decides on other inputs once it has read them: moved inputs that give the same corpus are
+    kept; other vectors of the same corpus it refuses like every stage."""
+    later = job.stage.name == "embed" and status.changed[:1] == (("inputs", "stored", "given"),)
+    return bool(status.changed) and not (job.overwrite or job.stage.redrawn or later)
+
+
 def _dependents(outputs: dict, keys: set) -> set:
     """The outputs computed from ``keys``, directly or through others (``outputs``: key -> keys it is from)."""
     gone = set(keys)
@@ -112,8 +120,9 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
             key = missing[0]
             table = _MADE_BY.get(key) or (f"a [[map]] named {key[5:]!r}" if key.startswith("maps/") else key)
             gone = removed_by.get((where, key))
-            why = (f"which the {gone} job before it removes (it recomputes what {key} was computed from, with "
-                   f"other parameters): add {table} after it" if gone else
+            why = (f"which the {gone} job before it may remove (it recomputes what {key} was computed from, with "
+                   f"other parameters, and what was computed from the old output goes): add {table} after it"
+                   if gone else
                    f"which the run does not hold and no job before it makes: add {table} before it")
             raise UsageProblem(f"{name} needs {key} of {job.run.path}, {why}")
         job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
@@ -123,8 +132,8 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
                                if (where, key) in rewritten})
             if upstream:
                 status = Status(False, f"computed from the output of {'; '.join(upstream)}, which runs before it")
-        writes = job.stage.writes(job.run, job.params)
-        if not status.current:
+        if not status.current and not refused(job, status):  # (a refused job stops the run: nothing after it)
+            writes = job.stage.writes(job.run, job.params)
             rewritten.update({(where, key): name for key in writes})
             if status.changed:  # other parameters: what was computed from the old output goes (Run.invalidate)
                 for key in _dependents(outputs, writes):

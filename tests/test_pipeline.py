@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import EXAMPLE_CORPUS, cli
+from corpusmap.errors import UsageProblem
 
 BASE = """
 run = "out"
@@ -173,7 +174,7 @@ def test_the_reproduction_embed_overwrite_rebuilds_graph_and_map(folder):
 
 def test_a_job_needing_what_an_earlier_rerun_removes_fails_the_plan(folder):
     """[embed] with other parameters removes the maps computed from the old vectors: a [[plot]] of a map that no
-    job after it makes again fails before anything runs (and without --overwrite nothing would run at all)."""
+    job after it makes again fails before anything runs; without overwrite the plan says where the run stops."""
     config = write_config(folder, dim=30, embed_extra="overwrite = true")
     text = config.read_text()
     config.write_text(text[:text.index("[[map]]")] + text[text.index("[evaluate]"):])  # no [[map]] tables
@@ -181,9 +182,25 @@ def test_a_job_needing_what_an_earlier_rerun_removes_fails_the_plan(folder):
     for args in (["--dry-run"], ["--quiet"]):
         result = cli("run", config, *args)
         assert result.exit_code == 2, result.output
-        assert "needs maps/tsne of" in result.output and "which the embed job before it removes" in result.output \
+        assert "needs maps/tsne of" in result.output and "which the embed job before it may remove" in result.output \
             and "add a [[map]] named 'tsne' after it" in result.output, result.output
     assert fingerprints(folder / "out") == before
+    # a job refused for want of overwrite stops the run, so nothing after it is judged on what it would remove
+    from corpusmap.neighbors import NeighborsParams, NeighborsStage
+    from corpusmap.pipeline import Job, plan, refused
+    from corpusmap.plot import PlotParams, PlotStage
+    from corpusmap.run import Run
+
+    run = Run(folder / "out")
+    for overwrite in (False, True):
+        jobs = [Job(NeighborsStage(), run, NeighborsParams(k=12), overwrite=overwrite),
+                Job(PlotStage(), run, PlotParams(map="tsne", color="year", width=400))]
+        if overwrite:
+            with pytest.raises(UsageProblem, match="which the neighbors job before it may remove"):
+                plan(jobs)
+        else:
+            (first, status), _ = plan(jobs)
+            assert refused(first, status)
     # the same embed with the [[map]] tables back plans and runs (the reproduction test runs it)
     config.write_text(text)
     assert cli("run", config, "--dry-run").exit_code == 0

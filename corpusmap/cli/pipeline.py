@@ -32,7 +32,7 @@ import click
 
 from corpusmap import progress
 from corpusmap.errors import UsageProblem
-from corpusmap.pipeline import Job, plan, run_jobs
+from corpusmap.pipeline import Job, plan, refused, run_jobs
 from corpusmap.run import Run
 
 STAGE_ORDER = ("embed", "neighbors", "map", "clusters", "evaluate", "excess", "plot", "view", "export")
@@ -205,13 +205,10 @@ def run(ctx, config, dry_run, overwrite, quiet):
         job.overwrite = job.overwrite or overwrite
     if dry_run:
         for job, status in plan(jobs):
-            # (embed decides on other inputs once it has read them: moved inputs that give the same corpus are kept;
-            # other vectors of the same corpus it refuses like every stage)
-            later = job.stage.name == "embed" and status.changed[:1] == (("inputs", "stored", "given"),)
-            refused = status.changed and not (job.overwrite or job.stage.redrawn or later)
-            action = "skip (current)" if status.current else "refused" if refused else "run"
+            stops = refused(job, status)
+            action = "skip (current)" if status.current else "refused" if stops else "run"
             advice = (f"; it would stop here: set overwrite = true in [{job.stage.name}] or run with --overwrite"
-                      if refused else "")
+                      if stops else "")
             click.echo(f"{action}: {job.label}" + ("" if status.current else f" ({status.reason}{advice})"))
         return
     echo = (lambda line: None) if progress.is_quiet() else (lambda line: click.echo(line, err=True))
