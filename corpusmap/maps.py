@@ -284,9 +284,13 @@ class MapStage(Stage):
         return params.record()
 
     def resolved(self, run: Run, params: MapParams) -> MapParams:
-        """UMAP's ``init="auto"`` as the start it takes for this run's size (recorded so)."""
+        """UMAP's ``init="auto"`` as the start it takes for this run's size (recorded so), or as the spectral start
+        of a stored map of that name made when spectral was the default (which ``auto`` keeps)."""
         if params.method != "umap" or params.umap.init != "auto" or not run.has_corpus():
             return params
+        stored = ((self.stored(run, params) or {}).get("stage") or {}).get("params") or {}
+        if (stored.get("umap") or {}).get("init") == "spectral":
+            return dataclasses.replace(params, umap=dataclasses.replace(params.umap, init="spectral"))
         return dataclasses.replace(params, umap=params.umap.resolved(run.n_rows, params.device))
 
     def stored(self, run: Run, params: MapParams) -> Optional[dict]:

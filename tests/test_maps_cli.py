@@ -111,6 +111,8 @@ def test_umap_auto_start_is_spectral_for_small_runs_and_pca_for_large(run, monke
     cli(*base, "--name", "uauto", "--umap-init", "spectral", ok=True)  # the same parameters: nothing to do
     assert path.read_bytes() == before
     monkeypatch.setattr(layouts, "UMAP_SPECTRAL_MAX_N", 100)
+    cli(*base, "--name", "uauto", ok=True)  # a spectral map (the earlier default) stays current under auto
+    assert path.read_bytes() == before
     cli(*base, "--name", "uauto_big", ok=True)
     cli(*base, "--name", "upca", "--umap-init", "pca", ok=True)
     big, pca = (pq.read_table(run / "maps" / f"{m}.parquet") for m in ("uauto_big", "upca"))
