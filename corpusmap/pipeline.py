@@ -79,7 +79,7 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     return results
 
 
-_MADE_BY = {"embeddings": "[embed]", "knn": "[neighbors]", "corpus": "[embed]"}
+_MADE_BY = {"embeddings": "[embed]", "knn": "[neighbors]", "corpus": "[embed]", "excess": "[excess]"}
 
 
 def refused(job: Job, status: Status) -> bool:
@@ -111,14 +111,16 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
     removed_by: dict = {}  # (run, output key) -> label of the job whose rerun removes it
     planned, rewritten = [], {}  # (run, output key) -> label of the job that rewrites it
     for i, job in enumerate(jobs):
-        where, name = job.run.path.resolve(), job.label.split(":")[0]
+        where, name = job.run.path.resolve(), job.label.split(": ")[0]
         if where not in held:
             held[where] = {o.key: set(o.inputs) for o in job.run.outputs()} if job.run.path.is_dir() else {}
         outputs = held[where]
         missing = sorted(job.stage.needs(job.params) - set(outputs))
         if missing:
             key = missing[0]
-            table = _MADE_BY.get(key) or (f"a [[map]] named {key[5:]!r}" if key.startswith("maps/") else key)
+            table = _MADE_BY.get(key) or (f"a [[map]] named {key[5:]!r}" if key.startswith("maps/") else
+                                          f"a [clusters] table named {key[9:]!r}" if key.startswith("clusters/")
+                                          else key)
             gone = removed_by.get((where, key))
             why = (f"which the {gone} job before it may remove (it recomputes what {key} was computed from, with "
                    f"other parameters, and what was computed from the old output goes): add {table} after it"

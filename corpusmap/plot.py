@@ -128,7 +128,10 @@ class PlotStage(Stage):
         return f"renders/{params.map}"  # figures of one map are recorded in one file: one writer at a time
 
     def needs(self, params: PlotParams) -> set:
-        return {f"maps/{params.map}"}
+        """The map, a clustering named in --color cluster:NAME:LEVEL, and the excess report behind --color excess."""
+        mode, detail = parse_color(params.color)
+        named = {f"clusters/{detail[0]}"} if mode == "cluster" and detail[0] else set()
+        return {f"maps/{params.map}"} | named | ({"excess"} if mode == "excess" else set())
 
     def where(self, run: Run, params: PlotParams) -> Path:
         return params.out_path(run)

@@ -242,6 +242,12 @@ def test_a_deleted_or_damaged_output_is_rerun(folder, damage):
      "which the run does not hold and no job before it makes: add [neighbors] before it"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[evaluate]\nmap = ["tsne"]\n',
      "no job before it makes: add a [[map]] named 'tsne' before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
+     'color = "cluster:topics:0"\n', "plot pca cluster:topics:0 needs clusters/topics of"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
+     'color = "cluster:topics:0"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
+     'color = "excess:style:2024"\n', "which the run does not hold and no job before it makes: add [excess] before it"),
 ])
 def test_config_errors(tmp_path, text, message):
     (tmp_path / "a.jsonl").write_text('{"abstract": "A text about cells."}\n')
