@@ -195,7 +195,7 @@ def _pub_date(pub_date: Optional[ET.Element]) -> tuple[Optional[int], Optional[s
 
 
 # Labels NLM gives the paragraphs of a structured abstract that had no heading (NlmCategory "UNASSIGNED")
-_NO_LABEL = frozenset({"UNLABELLED", "UNLABELED", "UNASSIGNED"})
+_NO_LABEL = frozenset({"UNLABELLED", "UNLABELED"})
 
 
 def _abstract(article: ET.Element, with_labels: bool, cut: bool = True) -> Optional[str]:
