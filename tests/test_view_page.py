@@ -563,6 +563,32 @@ def test_sampled_page_draws_a_sample_with_full_neighbour_rows(browser, pages, ac
         page.close()
 
 
+def test_the_map_answers_the_keyboard(browser, pages):
+    """The canvas is the first stop of Tab; arrows pan a fifth of the view, + and - zoom by 1.25, 0 shows the
+    whole map again."""
+    page = Opened(browser, pages["single"].html)
+    try:
+        camera = "[...window.corpusmap.scatter().get('cameraTarget'), window.corpusmap.scatter().get('cameraDistance')]"
+        home = page.js(camera)
+        page.page.keyboard.press("Tab")
+        assert page.js("document.activeElement.id") == "cm-canvas"
+        page.page.keyboard.press("ArrowRight")
+        x, y, d = page.js(camera)
+        assert abs(x - (home[0] + 0.4 * home[2])) < 1e-6 and abs(y - home[1]) < 1e-6 and abs(d - home[2]) < 1e-9
+        page.page.keyboard.press("ArrowUp")
+        page.page.keyboard.press("+")
+        x2, y2, d2 = page.js(camera)
+        assert abs(y2 - (home[1] + 0.4 * home[2])) < 1e-6 and abs(d2 - home[2] / 1.25) < 1e-6
+        page.page.keyboard.press("-")
+        assert abs(page.js(camera)[2] - home[2]) < 1e-6
+        page.page.keyboard.press("0")
+        page.page.wait_for_timeout(600)
+        assert np.allclose(page.js(camera), home, atol=1e-6)
+        assert page.errors == []
+    finally:
+        page.close()
+
+
 def test_year_colours_cover_a_short_span_and_clip_a_long_tail():
     from corpusmap.view.points import year_column
 

@@ -61,7 +61,10 @@ class App {
   }
 
   buildDom() {
-    this.canvas = el('canvas', { class: 'cm-canvas', id: 'cm-canvas' });
+    this.canvas = el('canvas', {
+      class: 'cm-canvas', id: 'cm-canvas', tabindex: '0', role: 'application',
+      'aria-label': 'Map: arrow keys pan, + and − zoom, 0 shows the whole map',
+    });
     this.densityCanvas = el('canvas', { class: 'cm-density' });
     this.tooltip = el('div', { class: 'cm-tooltip', id: 'cm-tooltip', hidden: true });
     this.status = el('div', { class: 'cm-status', id: 'cm-status' }, 'Loading the map…');
@@ -173,6 +176,7 @@ class App {
         if (p && p.clicks === this.clicks && Math.hypot(e.clientX - p.x, e.clientY - p.y) < 4) this.unpick();
       }, 0);
     });
+    this.canvas.addEventListener('keydown', (e) => this.onKey(e));
     window.addEventListener('resize', () => this.onResize());
     if (this.m.density) {
       const d = await load('density');
@@ -192,7 +196,7 @@ class App {
     const m = this.m;
     const drawn = m.sampled ? `${fmt.format(this.n)} of ${fmt.format(m.n_total)} points drawn (random sample over the density of all)` : plural(this.n, 'point');
     const secs = ((this.timing.firstDraw - this.timing.boot) / 1000).toFixed(1);
-    return `${drawn} · drawn in ${secs} s · scroll to zoom, drag to pan, click a point`;
+    return `${drawn} · drawn in ${secs} s · scroll or +/− to zoom, drag or arrow keys to pan, click a point`;
   }
 
   fail(error) {
@@ -265,6 +269,26 @@ class App {
     const tx = (x0 + x1) / 2 - ((L + R) / W - 1) * d * aspect;
     const ty = (y0 + y1) / 2 - (1 - (T + B) / H) * d;
     return { target: [tx, ty], distance: d };
+  }
+
+  /** The map from the keyboard (the canvas takes focus with Tab): arrows pan a fifth of the view, + and −
+   * zoom by 1.25, 0 (or Home) shows the whole map. */
+  onKey(e) {
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    const pan = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[e.key];
+    const zoom = { '+': 1 / 1.25, '=': 1 / 1.25, '-': 1.25, '_': 1.25 }[e.key];
+    if (e.key === '0' || e.key === 'Home') {
+      this.resetView();
+    } else if (pan || zoom) {
+      const [tx, ty] = this.scatter.get('cameraTarget');
+      const d = this.scatter.get('cameraDistance');
+      const step = 0.4 * d;
+      this.atHome = false;
+      this.scatter.zoomToLocation(pan ? [tx + pan[0] * step, ty + pan[1] * step] : [tx, ty], zoom ? d * zoom : d);
+    } else {
+      return;
+    }
+    e.preventDefault();
   }
 
   resetView() {
