@@ -9,6 +9,7 @@ import { el } from './dom.js';
 
 const BASE = 8;
 const GAP = 3;
+const EDGE = 8;  // px: a name near the window's edge is moved in this far from it
 
 export class ClusterLabels {
   constructor(container, levels, project) {
@@ -67,10 +68,10 @@ export class ClusterLabels {
       const [w, h] = sizes[c];
       const [sx, sy] = this.project(level.x[c], level.y[c]);
       const onScreen = sx >= 0 && sx <= width && sy >= 0 && sy <= height;
-      const dx = Math.max(0, w / 2 - sx) - Math.max(0, sx + w / 2 - width);
-      const dy = Math.max(0, h / 2 - sy) - Math.max(0, sy + h / 2 - height);
+      const dx = Math.max(0, w / 2 + EDGE - sx) - Math.max(0, sx + w / 2 + EDGE - width);
+      const dy = Math.max(0, h / 2 + EDGE - sy) - Math.max(0, sy + h / 2 + EDGE - height);
       const box = [sx + dx - w / 2, sy + dy - h / 2, sx + dx + w / 2, sy + dy + h / 2];
-      const inside = onScreen && w <= width && h <= height;
+      const inside = onScreen && w + 2 * EDGE <= width && h + 2 * EDGE <= height;
       if (inside && !obstacles.some((p) => overlaps(p, box)) && !placed.some((p) => overlaps(p, box))) {
         placed.push(box);
         node.style.transform = `translate(${box[0].toFixed(1)}px, ${box[1].toFixed(1)}px)`;
