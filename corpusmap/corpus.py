@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from corpusmap.errors import CorpusmapError, UsageProblem
-from corpusmap.values import parse_list_string, parse_year
+from corpusmap.values import compact_date_year, parse_list_string, parse_year
 
 log = logging.getLogger("corpusmap")
 
@@ -1320,6 +1320,8 @@ def _years_column(column, n: int) -> tuple[pa.Array, np.ndarray]:
         dtype = column.type
         if pa.types.is_integer(dtype):
             values = column.cast(pa.int64())
+            compact = compact_date_year(values.fill_null(0).to_numpy(zero_copy_only=False))
+            values = pc.if_else(pa.array(compact > 0), pa.array(compact), values)  # 20210304: 2021
             ok = pc.and_(pc.greater_equal(values, 1000), pc.less_equal(values, 2999))
             years = pc.if_else(ok, values, pa.scalar(None, pa.int64())).cast(pa.int32())
             return years, column.is_valid().to_numpy(zero_copy_only=False)

@@ -15,26 +15,38 @@ YEAR_RANGE = (1000, 2999)
 FULL_YEAR_SPAN = 40  # years: up to this span a colour scale covers them all
 _LEADING_YEAR_RE = re.compile(r"^\s*(\d{4})(?!\d)")
 _YEAR_ANYWHERE_RE = re.compile(r"(?<!\d)(1[5-9]\d\d|2[01]\d\d)(?!\d)")
+_COMPACT_DATE_RE = re.compile(r"^\s*(\d{4})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\s*$")  # 20210304 (ISO 8601 basic)
 
 
 def parse_year(value: Any) -> Optional[int]:
     """A year from an int, a float, or a string that starts with four digits ('2021', '2021-03-04') or holds a
-    plausible year somewhere ('Spring 2021'); ``None`` when there is none or it lies outside 1000–2999."""
+    plausible year somewhere ('Spring 2021'), or a compact date (20210304, as a number or a string); ``None`` when
+    there is none or it lies outside 1000–2999."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, np.integer)):
-        year = int(value)
+        year = compact_date_year(int(value)) or int(value)
     elif isinstance(value, (float, np.floating)):
         if not np.isfinite(value) or value != int(value):
             return None
         year = int(value)
     else:
         text = str(value)
-        match = _LEADING_YEAR_RE.match(text) or _YEAR_ANYWHERE_RE.search(text)
+        match = _COMPACT_DATE_RE.match(text) or _LEADING_YEAR_RE.match(text) or _YEAR_ANYWHERE_RE.search(text)
         if not match:
             return None
         year = int(match.group(1))
     return year if YEAR_RANGE[0] <= year <= YEAR_RANGE[1] else None
+
+
+def compact_date_year(value):
+    """The year of dates written as the number YYYYMMDD (20210304), elementwise for arrays; 0 where the value is
+    not such a date (a month 01-12, a day 01-31, a year in :data:`YEAR_RANGE`)."""
+    v = np.asarray(value, dtype=np.int64)
+    year, month, day = v // 10_000, v // 100 % 100, v % 100
+    ok = (year >= YEAR_RANGE[0]) & (year <= YEAR_RANGE[1]) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
+    out = np.where(ok, year, 0)
+    return int(out) if out.ndim == 0 else out
 
 
 def year_array(values) -> np.ndarray:
@@ -44,6 +56,10 @@ def year_array(values) -> np.ndarray:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
             out = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+            whole = np.isfinite(out) & (out == np.floor(out)) & (np.abs(out) < 2 ** 53)
+            compact = np.zeros(len(out), dtype=np.int64)
+            compact[whole] = compact_date_year(out[whole].astype(np.int64))
+            out = np.where(compact > 0, compact, out)
             bad = ~np.isfinite(out) | (out != np.floor(out)) | (out < YEAR_RANGE[0]) | (out > YEAR_RANGE[1])
             out[bad] = np.nan
             return out

@@ -90,6 +90,21 @@ def test_every_format_and_gzip_give_the_same_corpus(tmp_path):
         assert table.to_pylist() == reference.to_pylist(), name
 
 
+@pytest.mark.parametrize("as_text", [False, True])
+def test_compact_dates_give_their_year(tmp_path, as_text):
+    """Years written as dates YYYYMMDD (20120315, a number or a string) are read as their year, in every file
+    format; a number that is no such date (month 13, day 40) is no year."""
+    from corpusmap.values import parse_year
+
+    records = jsonl_records(EXAMPLE_CORPUS)[:300]
+    reference = read_all([EXAMPLE_CORPUS]).slice(0, 300).column("year").to_pylist()
+    compact = [dict(r, year=(str if as_text else int)(f"{r['year']}{3 + i % 9:02d}{1 + i % 28:02d}"))
+               for i, r in enumerate(records)]
+    for name, path in _write_formats(compact, tmp_path).items():
+        assert read_all([path], batch_rows=64).column("year").to_pylist() == reference, name
+    assert [parse_year(v) for v in (20211301, "20211340", 12345678, "2021-03-04")] == [None, None, None, 2021]
+
+
 def test_json_array_streams_records_across_read_blocks(tmp_path):
     records = [{"id": str(i), "abstract": f"word{i} " * (i % 50 + 1) + "x" * 70_000} for i in range(40)]
     path = tmp_path / "big.json"
