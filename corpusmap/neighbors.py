@@ -102,10 +102,41 @@ class NeighborsStage(Stage):
                                     device=self.device, seed=params.seed, recall_sample=params.recall_queries,
                                     target_recall=params.target_recall, exact_threshold=params.exact_threshold,
                                     threads=self.threads)
+        graph.manifest["hubs"] = hubs = graph_hubs(graph.indices)
+        if hubs["rows"]:
+            _warn_hubs(run, hubs, params)
         return write_graph(staging, graph, block)
 
     def commit(self, run: Run, params, staging: Path) -> None:
         run.commit_folder(staging, run.knn_dir)
+
+
+def graph_hubs(indices: np.ndarray) -> dict:
+    """How often each point is a neighbour (its in-degree; k on average): the largest, and the rows that are among
+    the neighbours of more than ``max(20 k, 5% of n)`` points. Such hubs, near everything, are what vectors of very
+    different norms give (unnormalised TF-IDF/SVD vectors of one-line texts sit near the origin)."""
+    n, k = indices.shape
+    degree = np.bincount(indices[indices >= 0].ravel(), minlength=n)
+    limit = max(20 * k, 0.05 * n)
+    rows = np.flatnonzero(degree > limit)
+    rows = rows[np.argsort(-degree[rows], kind="stable")]
+    return {"max_in_degree": int(degree.max()) if n else 0, "limit": float(limit),
+            "rows": [int(r) for r in rows[:20]], "in_degrees": [int(degree[r]) for r in rows[:20]],
+            "count": int(len(rows))}
+
+
+def _warn_hubs(run: Run, hubs: dict, params: NeighborsParams) -> None:
+    from corpusmap.progress import warn
+
+    ids = run.read_corpus(["id"]).column("id").take(hubs["rows"][:3]).to_pylist()
+    n = run.n_rows
+    shown = ", ".join(f"id {i} in {d:,} ({d / n:.0%})" for i, d in zip(ids, hubs["in_degrees"]))
+    fix = (f"`corpusmap neighbors {run.path} --metric cosine --overwrite` (or `corpusmap embed ... --normalize`, or "
+           "drop very short texts with `embed --min-chars`)" if params.metric == "euclidean" else
+           "drop very short texts with `embed --min-chars`")
+    warn(f"the kNN graph has {hubs['count']:,} hub(s), point(s) among the {params.k} nearest neighbours of more "
+         f"than {hubs['limit']:,.0f} points ({shown}): they are near everything and pull unrelated papers together "
+         f"in maps and neighbour lists; try {fix}")
 
 
 def vectors_fingerprint(run: Run) -> str:

@@ -305,3 +305,31 @@ def test_cli_neighbors_refuses_nan_vectors(run):
     r = cli("neighbors", run, "--quiet")
     assert r.exit_code == 1 and "NaN" in r.output and "Traceback" not in r.output
     assert not (run / "knn" / "manifest.json").exists()
+
+
+def test_hubs_are_counted_and_named_with_the_fix(tmp_path, caplog):
+    """Points on a sphere around one point at its centre (the one-line text of unnormalised TF-IDF/SVD vectors):
+    the centre is everyone's nearest neighbour. The manifest counts such hubs (in-degrees as numpy counts them),
+    a warning names it and the fix, and the cosine graph has none."""
+    from conftest import EXAMPLE_CORPUS
+    from corpusmap.neighbors import graph_hubs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1881, 100)).astype(np.float32)  # in 100-D the others are ~1.3 apart, the centre 1
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[100] = 0.0
+    x[100, 0] = 1e-3  # not exactly zero, so that cosine has a direction for it
+    np.save(tmp_path / "v.npy", x)
+    run = tmp_path / "run"
+    cli("embed", EXAMPLE_CORPUS, "-o", run, "--vectors", tmp_path / "v.npy", "-q", ok=True)
+    cli("neighbors", run, "-k", "10", ok=True)
+    hubs = json.loads((run / "knn" / "manifest.json").read_text())["hubs"]
+    indices = np.load(run / "knn" / "indices.npy")
+    degree = np.bincount(indices.ravel(), minlength=len(x))
+    assert hubs["rows"][0] == 100 and hubs["in_degrees"][0] == degree[100] == len(x) - 1
+    assert hubs["max_in_degree"] == degree.max() and hubs["count"] == int((degree > max(200, 0.05 * 1881)).sum())
+    warning = next(r.getMessage() for r in caplog.records if "hub" in r.getMessage())
+    assert "in 1,880 (100%)" in warning and "--metric cosine --overwrite" in warning
+    cli("neighbors", run, "-k", "10", "--metric", "cosine", "--overwrite", "-q", ok=True)
+    assert json.loads((run / "knn" / "manifest.json").read_text())["hubs"]["count"] == 0
+    assert graph_hubs(np.load(run / "knn" / "indices.npy"))["count"] == 0
