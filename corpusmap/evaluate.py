@@ -346,9 +346,9 @@ def format_report(result: dict) -> str:
         out += ["Agreement of the clusters with the labels (labelled points in a cluster; random: the same "
                 "cluster sizes, shuffled):", "", format_cluster_table(result), ""]
     if result["maps_found"]:
-        out.append(f"Maps found in RUN/maps: {', '.join(result['maps_found'])}.")
+        out.append(f"Maps found in maps/: {', '.join(result['maps_found'])}.")
     else:
-        out.append("No maps found in RUN/maps (run `corpusmap map RUN`); high-D and the PCA baseline only.")
+        out.append("No maps found in maps/ (make one with `corpusmap map`); high-D and the PCA baseline only.")
     out += ["", "kNN recall: fraction of each point's k exact high-D neighbours among its k nearest neighbours in "
                 "2D (1 by definition in high-D). kNN accuracy: majority vote of the k nearest labelled training "
                 "points (the test points are not in the training pool); chance (stratified) = expected accuracy of "

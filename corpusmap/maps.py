@@ -57,8 +57,8 @@ def need_map(run: Run, name: str) -> Path:
     if not path.is_file():
         have = run.list_maps()
         hint = f"; maps in this run: {', '.join(have)}" if have else ""
-        raise CorpusmapError(f"no map {name!r} in {run.path}; make one with `corpusmap map {run.path} --name "
-                             f"{name}`{hint}")
+        how = f"--method {name}" if name in layouts.METHODS else f"--name {name}"
+        raise CorpusmapError(f"no map {name!r} in {run.path}; make one with `corpusmap map {run.path} {how}`{hint}")
     return path
 
 

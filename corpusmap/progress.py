@@ -88,3 +88,8 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def plural(count: int, word: str) -> str:
+    """``1 abstract``, ``2,000 abstracts``: a count with its noun, for messages."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"

@@ -201,7 +201,8 @@ def rasterize(x, y, w: int, h: int, limits, *, rgb: Optional[np.ndarray] = None,
 
     Colour per point from ``codes`` into ``palette`` (k, 3), from ``values`` through ``cmap``/``norm`` (mean value
     per pixel of the values clipped to the norm's range, then coloured: a value beyond the scale counts as its
-    end, so that one very old paper does not pull a pixel of recent ones off the scale), or one colour ``rgb``. ``background``: (x, y) drawn first in light grey.
+    end, so that one very old paper does not pull a pixel of recent ones off the scale), or one colour ``rgb``.
+    ``background``: (x, y) drawn first in light grey.
     """
     npix = w * h
     image = np.ones((h, w, 3))

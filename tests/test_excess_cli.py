@@ -65,7 +65,7 @@ def test_subgroups_summarised_on_the_console(example_run, tmp_path, caplog):
     sub = pd.read_parquet(tmp_path / "a" / "subgroups.parquet")
     sub = sub[(sub["group"] == "style") & (sub["target"] == "2015")].sort_values("delta", ascending=False)
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("style by label in 2015:")]
-    assert f": {len(sub)} subgroups with at least 5 abstracts" in line
+    assert f": {len(sub)} subgroups with at least 5 abstracts" in line  # (the eLife corpus starts in 2012)
     top = sub.iloc[0]
     assert f"to {top['delta'] * 100:+.2f} percentage points ({top['subgroup']})" in line
     caplog.clear()
@@ -73,6 +73,16 @@ def test_subgroups_summarised_on_the_console(example_run, tmp_path, caplog):
         "--min-group-size", "100000", "--no-figures", ok=True)
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("style by label in 2015:")]
     assert ": 0 subgroups with at least 100,000 abstracts" in line and "lower --min-group-size" in line
+    # a size window over years without abstracts (2012's papers moved to 2008): no size helps, another window might
+    caplog.clear()
+    gap = tmp_path / "gap.jsonl"
+    gap.write_text("".join(json.dumps(dict(r, year=2008 if str(r["year"]) == "2012" else r["year"])) + "\n"
+                           for r in read_jsonl(EXAMPLE_CORPUS)))
+    cli("excess", gap, "-o", tmp_path / "c", "--target", "2016", "--group-words", STYLE, "--by", "subjects",
+        "--min-group-size", "1", "--no-figures", ok=True)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("style by subjects in 2016:")]
+    assert ": 0 subgroups with at least 1 abstract in each period of 2010–2015" in line, line
+    assert "the corpus has no abstracts in 2010, 2011, 2012, so none can pass: choose another --size-window" in line
 
 
 def test_run_outputs_report_and_manifest(example_report):

@@ -22,10 +22,11 @@ def jobs(o: dict) -> list[Job]:
 def report(result) -> None:
     from corpusmap.evaluate import read_results
 
-    outcome = read_results(Run(result.where.parent))
+    run = Run(result.where.parent)
+    outcome = read_results(run)
     found = outcome["maps_found"]
     click.echo(f"Maps found: {', '.join(found)}" if found else
-               "No maps found in RUN/maps (run `corpusmap map RUN`); high-D and the PCA baseline only.")
+               f"No maps found in {run.maps_dir} (run `corpusmap map {run.path}`); high-D and the PCA baseline only.")
     click.echo(format_table(outcome))
     if outcome.get("clusters"):
         click.echo(format_cluster_table(outcome))

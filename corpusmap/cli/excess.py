@@ -75,8 +75,9 @@ def _subgroup_line(row: dict, by: str) -> str:
     checked = f" in each period of {row['window'][0]}–{row['window'][-1]}" if row["window"] else ""
     left = [f"{row['smaller']:,} smaller"] if row["smaller"] else []
     left += [f"{row['unmeasurable']:,} without abstracts in t…t−3"] if row["unmeasurable"] else []
-    line = (f"{row['group']} by {by} in {row['target']}: {row['kept']:,} subgroups with at least "
-            f"{row['min_group_size']:,} abstracts{checked}" + (f" (left out: {', '.join(left)})" if left else ""))
+    line = (f"{row['group']} by {by} in {row['target']}: {progress.plural(row['kept'], 'subgroup')} with at least "
+            f"{progress.plural(row['min_group_size'], 'abstract')}{checked}"
+            + (f" (left out: {', '.join(left)})" if left else ""))
     what = "the study's δ, (δ rare + δ common) / 2," if row["delta_rule"] == "study" else "δ"
     if row["kept"] == 1:
         hi = row["highest"]
@@ -85,6 +86,9 @@ def _subgroup_line(row: dict, by: str) -> str:
         hi, lo = row["highest"], row["lowest"]
         line += f"; {what} from {lo['delta'] * 100:+.2f} ({lo['subgroup']}) to {hi['delta'] * 100:+.2f} " \
                 f"percentage points ({hi['subgroup']})"
+    elif row.get("empty"):
+        line += (f"; the corpus has no abstracts in {', '.join(row['empty'])}, so none can pass: choose another "
+                 "--size-window (e.g. t-3:t)")
     elif row["smaller"]:
         line += "; lower --min-group-size to see smaller ones"
     return line

@@ -629,7 +629,7 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         "results": analysis.summary().to_dict(orient="records"),
         "groups": groups_df.to_dict(orient="records") if not groups_df.empty else [],
         "style_bound": _records(style_df),
-        "subgroups": _subgroup_summary(subgroups),
+        "subgroups": _subgroup_summary(subgroups, dict(zip(table.periods, table.totals.tolist()))),
         "clean": clean_stats,
         "lemmas": lemma_counts(lemmas) if lemmas is not None else None,
         "group_words": group_record,
@@ -702,16 +702,18 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
             "periods with care."]
 
 
-def _subgroup_summary(subgroups: dict) -> list[dict]:
+def _subgroup_summary(subgroups: dict, totals: dict) -> list[dict]:
     """Per (group, target) of ``--by``: how many subgroups were kept, left out for size or for want of abstracts in
-    t … t−3 (``unmeasurable``), which δ they report (``delta_rule``), and the two ends."""
+    t … t−3 (``unmeasurable``), which δ they report (``delta_rule``), the two ends, and the periods of the size
+    window without any abstract (``empty``: there no subgroup can pass, whatever its minimum size)."""
     rows = []
     for (g, t), sub in subgroups.items():
         unmeasurable = int(sub.attrs.get("unmeasurable", 0))
+        window = [str(p) for p in sub.attrs.get("window") or []]
         row = {"group": g, "target": str(t), "delta_rule": sub.attrs.get("delta_rule", "group"), "kept": len(sub),
                "smaller": int(sub.attrs.get("skipped", 0)) - unmeasurable, "unmeasurable": unmeasurable,
-               "min_group_size": int(sub.attrs.get("min_group_size", 0)),
-               "window": [str(p) for p in sub.attrs.get("window") or []]}
+               "min_group_size": int(sub.attrs.get("min_group_size", 0)), "window": window,
+               "empty": [p for p in window if not totals.get(p)]}
         if len(sub):
             for end, at in (("highest", 0), ("lowest", -1)):
                 row[end] = {"subgroup": str(sub["subgroup"].iloc[at]), "delta": float(sub["delta"].iloc[at])}
