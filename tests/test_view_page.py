@@ -95,7 +95,7 @@ def acl(acl_map, shared_data) -> SimpleNamespace:
         labels=frame["label"].tolist(), neighbors=neighbors, clusters=levels,
         info={"method": "t-SNE", "parameters": {"k": 10, "n_iter": 200},
               "evaluation": {"k": 10, "knn_recall": 0.25, "knn_accuracy": {"accuracy": 0.34, "chance": 0.29}}},
-        excess={"2019": ["bert", "pretrained"], "2018": ["elmo"]})
+        excess={"2018": ["elmo"], "2019": ["bert", "pretrained"]})
     token_sets = [set(tokenize(f"{t or ''}\n{a or ''}")) for t, a in zip(titles, abstracts)]
     return SimpleNamespace(data=data, titles=titles, abstracts=abstracts, neighbors=neighbors, years=years,
                            token_sets=token_sets)
@@ -306,6 +306,10 @@ def test_year_filter_and_word_overlay_counts(opened, acl):
     hits = sum(bool({"bert", "elmo"} & tokens) for tokens in acl.token_sets)
     legend = opened.js("Array.from(document.querySelectorAll('#cm-legend .cm-legend-count')).map(e => e.textContent)")
     assert legend == [f"{hits:,}", f"{len(acl.titles) - hits:,}"]
+    # the quick picks offer the latest target's excess words first
+    assert opened.js("document.getElementById('cm-excess-target').value") == "2019"
+    assert opened.js("Array.from(document.querySelectorAll('#cm-picks .cm-chip')).map(b => b.dataset.word)") == \
+        ["bert", "pretrained"]
     opened.js("window.corpusmap.colorBy('label')")
 
 
@@ -418,6 +422,22 @@ def test_the_whole_map_shows_the_coarsest_names_even_when_finer_ones_would_fit(b
         page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [[0, 0], 0.3])  # ~3x closer than the whole map
         page.page.wait_for_timeout(200)
         assert page.js("window.corpusmap.labelLevel()") == 1
+        # coloured by a level, the names are never coarser than that level's (at the whole map too)
+        page.js("window.corpusmap.scatter().reset()")
+        page.page.wait_for_timeout(200)
+        assert page.js("window.corpusmap.labelLevel()") == 0
+        page.js("window.corpusmap.colorBy('cluster:1')")
+        page.page.wait_for_timeout(200)
+        assert page.js("window.corpusmap.labelLevel()") == 1
+        page.js("window.corpusmap.colorBy('none')")
+        page.page.wait_for_timeout(200)
+        assert page.js("window.corpusmap.labelLevel()") == 0
+        # a clicked point's details replace its tooltip
+        page.js("window.corpusmap.scatter().hover(5)")
+        page.page.wait_for_function("!document.getElementById('cm-tooltip').hidden")
+        page.js("window.corpusmap.pick(5)")
+        page.page.wait_for_function("document.getElementById('cm-details').dataset.row === '5'")
+        assert page.js("document.getElementById('cm-tooltip').hidden")
     finally:
         page.close()
 

@@ -159,6 +159,7 @@ class App {
     });
     window.addEventListener('mousemove', (e) => {  // anywhere: whether the cursor rests on a panel matters too
       this.mouse = [e.clientX, e.clientY];
+      if (e.target instanceof Element && e.target.closest('.cm-panel')) this.unhover();
       this.placeTooltip();
     });
     this.canvas.addEventListener('mouseleave', () => this.unhover());
@@ -323,6 +324,8 @@ class App {
   async setColor(mode, { draw = true } = {}) {
     this.mode = mode;
     this.saveState();
+    this.labels.minLevel = mode.startsWith('cluster:') ? Number(mode.slice(8)) : 0;  // names of the colours' level
+    this.onView();
     this.controls.wordsBox.hidden = mode !== 'words';
     let spec;
     let title = '';
@@ -464,6 +467,7 @@ class App {
 
   async setYears(from, to) {
     if (!this.years) return;
+    this.unhover();  // the hovered point may leave the range
     const { min, max } = this.m.years;
     if (!(from <= to)) {
       [from, to] = [to, from];
@@ -561,6 +565,7 @@ class App {
 
   async pick(row) {
     this.picked = row;
+    this.unhover();  // the details take its place (a tooltip would cover them)
     const [record, title] = await Promise.all([this.texts.record(row), this.texts.title(row)]);
     if (this.picked !== row) return;
     const hidden = (r) => r >= 0 && this.keep !== null && !this.keep[r];  // outside the year range

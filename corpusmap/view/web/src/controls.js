@@ -36,7 +36,7 @@ export function buildControls(manifest, handlers) {
   c.words.addEventListener('change', () => handlers.words());
   c.words.addEventListener('input', () => syncPicks(c));
   c.picks = el('div', { class: 'cm-picks', id: 'cm-picks' });
-  const targets = Object.keys(manifest.excess || {});
+  const targets = Object.keys(manifest.excess || {}).sort().reverse();  // the latest target first (and chosen)
   c.target = el('select', { id: 'cm-excess-target', 'aria-label': 'Excess words of', hidden: targets.length < 2 });
   for (const t of targets) c.target.appendChild(el('option', { value: t }, `excess words of ${t}`));
   const renderPicks = () => {

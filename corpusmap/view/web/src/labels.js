@@ -1,4 +1,5 @@
-// Cluster names drawn over the map by zoom level: the coarsest level at the whole-map view (and farther out),
+// Cluster names drawn over the map by zoom level (never coarser than the level the points are coloured by): the
+// coarsest level at the whole-map view (and farther out),
 // and a finer level each time zooming in has made room for its names (the screen shows 1/zoom² of the map, so a
 // level of m names shows once m / zoom² is within the coarsest level's count, or BASE if that is fewer). Names
 // are placed at each cluster's robust centre (median, from the writer), largest clusters first, moved inside the
@@ -21,10 +22,15 @@ export class ClusterLabels {
     this.sizes = levels.map(() => null);
     this.shownLevel = -1;
     this.enabled = true;
+    this.minLevel = 0;  // colouring by a cluster level: names of that level or finer, never coarser
   }
 
   /** Index of the level to show at zoom factor z (1 = the whole-map view). */
   levelFor(zoom) {
+    return Math.max(this.minLevel, this.zoomLevel(zoom));
+  }
+
+  zoomLevel(zoom) {
     if (zoom <= 1.0001) return 0;
     const room = Math.max(this.levels[0].names.length, BASE) * zoom * zoom;
     let chosen = 0;
