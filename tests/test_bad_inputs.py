@@ -342,6 +342,18 @@ def _c7_excess_month_without_dates(w):
                 ("--period month", "--date-col", "corpus.parquet", _corpus_columns(w)))
 
 
+def _c8_excess_flag(args, code, *parts):
+    def case(w):
+        return Case(["excess", w.run, *args], code, parts)
+    return case
+
+
+def _c8_excess_long_word_list(w):
+    """A long --group-words list is words, not a file name too long for the file system."""
+    words = ",".join(f"notaword{i}" for i in range(60))
+    return Case(["excess", w.run, "--group-words", f"x={words}", "--by", ""], 2, ("--by needs a column name",))
+
+
 def _study_counts(rows: list[str], totals: Optional[str]) -> str:
     return "word,2020,2021,2022,2023\n" + "".join(r + "\n" for r in rows) + (totals + "\n" if totals else "")
 
@@ -423,6 +435,11 @@ ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("7 misleading messages", "unknown hub model, no network"): _c7_hub_model_no_network,
     ("flags", "unknown --preset"): _c8_flag,
     ("flags", "--section-labels without PubMed XML"): _c8_section_labels_not_xml,
+    ("flags", "excess --group twice"): _c8_excess_flag(["--group", "style", "--group", "excess"], 2,
+                                                       "--group takes one kind", "style and excess"),
+    ("flags", "excess --by ''"): _c8_excess_flag(["--by", ""], 2, "--by needs a column name"),
+    ("flags", "excess --group-words FOLDER"): _c8_excess_flag(["--group-words", "/tmp"], 2, "/tmp is a folder"),
+    ("flags", "excess --group-words, a long list"): _c8_excess_long_word_list,
 }
 
 

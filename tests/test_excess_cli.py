@@ -327,3 +327,16 @@ def test_with_titles_on_texts_that_begin_with_their_titles_is_refused(tmp_path):
     res = cli("excess", run, "--with-titles", "-o", tmp_path / "out")
     assert res.exit_code == 2 and "--with-titles: the texts of" in res.output and "read with --title-col" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_group_whose_words_never_occur_is_named(example_run, tmp_path, caplog):
+    """Its δ is the smoothing's alone (1/(n+1) in each period): a warning says so, and the report."""
+    cli("excess", example_run, "-o", tmp_path / "z", "--target", "2015", "--group-words", "ghost=zzzqqq,qqqzzz",
+        "--group-words", STYLE, "--no-figures", ok=True)
+    warned = [r.getMessage() for r in caplog.records if "none of its words occurs" in r.getMessage()]
+    assert len(warned) == 1 and "group ghost: none of its words occurs in 2015, 2014, 2013, 2012" in warned[0]
+    totals = dict(zip(YEARS, TOTALS))
+    p = 1 / (totals["2015"] + 1)
+    groups = pd.read_parquet(tmp_path / "z" / "groups.parquet").set_index("group")
+    assert groups.loc["ghost", "p"] == pytest.approx(p) and groups.loc["ghost", "n_with"] == 0
+    assert "group ghost: none of its words occurs" in (tmp_path / "z" / "report.md").read_text()

@@ -54,13 +54,17 @@ def jobs(o: dict) -> list[Job]:
         os.environ["POLARS_MAX_THREADS"] = str(o["threads"])  # polars sizes its thread pool on import
     from corpusmap.excess.stage import ExcessStage
 
+    kinds = list(dict.fromkeys(o["group_kind"]))
+    if len(kinds) > 1:
+        raise click.UsageError(f"--group takes one kind, not {' and '.join(kinds)}: run excess once per kind (with "
+                               "its own -o)")
     criteria = Criteria(min_freq=o["min_freq"], min_letters=o["min_letters"], letters_only=not o["any_token"],
                         min_delta=o["min_delta"], min_ratio=o["min_ratio"])
     params = ExcessParams(source=tuple(o["inputs"]), counts=o["counts_path"], output=o["out_dir"],
                           period=o["period"], year_col=o["year_col"], date_col=o["date_col"],
                           text_col=o["text_col"], with_titles=o["with_titles"], title_col=o["title_col"],
                           targets=tuple(o["targets"]), criteria=criteria, group_words=_group_option(o["group_words"]),
-                          group=o["group_kind"], group_max_freq=o["group_max_freq"], style_words=o["style_words"],
+                          group=kinds[0] if kinds else None, group_max_freq=o["group_max_freq"], style_words=o["style_words"],
                           style_groups=tuple(o["style_groups"]), cutoffs=_floats(o["cutoffs"], "--cutoffs"),
                           rare_max_freq=o["rare_max_freq"], common_words=_words(o["common_words"]), by=o["by"],
                           min_group_size=o["min_group_size"], size_window=o["size_window"],
@@ -161,7 +165,7 @@ def report(result) -> None:
 @click.option("--style-group", "style_groups", multiple=True, metavar="NAME",
               help="Declare a --group-words group to be style words (its delta is then reported as a lower bound "
                    "on LLM-processed abstracts); repeatable.")
-@click.option("--group", "group_kind", type=click.Choice(["excess", "style"]), default=None,
+@click.option("--group", "group_kind", type=click.Choice(["excess", "style"]), multiple=True,
               help="style: the study's lower bound, from the target's excess words annotated 'style' (the study's "
                    "annotation, or --style-words), over frequency cut-offs; excess: all excess words of each "
                    "target as a group (content words included: not a lower bound).")

@@ -100,6 +100,8 @@ class ExcessParams:
             raise UsageProblem("--common-words needs at least one word")
         object.__setattr__(self, "common_words", common)
         sty.parse_window(self.size_window)
+        if self.by is not None and not str(self.by).strip():
+            raise UsageProblem("--by needs a column name (or cluster[:LEVEL]); leave it out for no subgroups")
         if self.subgroup_delta not in SUBGROUP_DELTAS:
             raise UsageProblem(f"--subgroup-delta must be one of {', '.join(SUBGROUP_DELTAS)}, not "
                                f"{self.subgroup_delta!r}")
@@ -519,6 +521,9 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
             notes.append(f"Group `{name}`: {', '.join(unusable[:5])} can never match a token "
                          "(tokens are runs of 2+ letters, digits or underscores).")
     groups_df = group_table(presence, targets, criteria, groups_for) if presence is not None else pd.DataFrame()
+    for note in _absent_group_notes(presence, groups_df):  # a δ of smoothing alone: said where it is printed
+        warn(note)
+        notes.append(note)
     if not groups_df.empty:
         lower = set(params.style_groups) | {sty.style_name(t) for t in style}
         groups_df["style_words"] = groups_df["group"].isin(lower)
@@ -700,6 +705,19 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
             f"abstracts, so even an absent word has a smoothed frequency 1/(n+1) above --min-freq "
             f"{criteria.min_freq:g}: every word passes the frequency filter and small counts dominate; read these "
             "periods with care."]
+
+
+def _absent_group_notes(presence: Optional[PresenceTable], groups_df: pd.DataFrame) -> list[str]:
+    """Groups none of whose words occurs in the target or the three periods before: their δ is smoothing alone."""
+    notes = []
+    for row in groups_df.to_dict(orient="records") if not groups_df.empty else []:
+        periods, n_with, _ = presence.series(row["group"])
+        used = [str(row["target"]), *earlier_periods(row["target"])]
+        if not any(n_with[periods.index(p)] for p in used):
+            notes.append(f"group {row['group']}: none of its words occurs in {', '.join(used)}, so its δ in "
+                         f"{row['target']} ({row['delta'] * 100:+.2f} percentage points) comes from the smoothing "
+                         "(count + 1) alone; check the words")
+    return notes
 
 
 def _subgroup_summary(subgroups: dict, totals: dict) -> list[dict]:

@@ -29,7 +29,13 @@ def parse_word_list(spec: str, what: str = "word list") -> list[str]:
     from pathlib import Path
 
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), bool(spec.strip()) and path.is_dir()
+    except OSError:  # e.g. a long list of words is too long a file name: words, then
+        is_file = is_dir = False
+    if is_dir:
+        raise UsageProblem(f"{what}: {spec} is a folder; give a file of words or w1,w2,...")
+    if is_file:
         text = read_word_file(path, f"{what} {spec}")
         column = _word_column(text)
         if column is not None:
