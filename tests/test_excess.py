@@ -124,7 +124,7 @@ def test_targets_need_three_consecutive_earlier_periods():
         check_target(periods, "2030")
     with pytest.raises(CorpusmapError, match="is a month"):
         check_target(periods, "2024-01")
-    with pytest.raises(CorpusmapError, match="three consecutive earlier periods"):
+    with pytest.raises(CorpusmapError, match="three consecutive earlier periods.*count by month: --period month"):
         analyse(CountTable(np.array(["word"], dtype=object), ["2020", "2021"], np.array([[1, 2]]),
                            np.array([10, 10])))
     months = ["2024-11", "2024-12", "2025-01", "2025-02"]

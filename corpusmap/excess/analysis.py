@@ -122,9 +122,11 @@ def resolve_targets(periods: Sequence[str], targets: Optional[Iterable[str]] = N
         return chosen
     chosen = default_targets(periods)
     if not chosen:
+        yearly = bool(periods) and all(len(p) == 4 for p in periods)
         raise CorpusmapError(
             f"no period has the three consecutive earlier periods the counterfactual needs; the counts have "
-            f"{span(periods, full=True)}")
+            f"{span(periods, full=True)}" + ("; with dates in the corpus, count by month: --period month"
+                                             if yearly else ""))
     return chosen
 
 
