@@ -340,3 +340,14 @@ def test_a_group_whose_words_never_occur_is_named(example_run, tmp_path, caplog)
     groups = pd.read_parquet(tmp_path / "z" / "groups.parquet").set_index("group")
     assert groups.loc["ghost", "p"] == pytest.approx(p) and groups.loc["ghost", "n_with"] == 0
     assert "group ghost: none of its words occurs" in (tmp_path / "z" / "report.md").read_text()
+
+
+def test_excess_words_absent_from_a_small_target_are_counted(example_report):
+    """2016 has 33 abstracts: a word absent from it has p = 1/34, above its earlier share, so it passes as excess
+    by smoothing alone; the summary counts those (independently: count 0 and is_excess in its table)."""
+    summary = pd.read_parquet(example_report / "summary.parquet").set_index("target")
+    for t in ("2015", "2016"):
+        table = pd.read_parquet(example_report / f"excess_{t}.parquet")
+        assert summary.loc[t, "excess_absent"] == int((table["is_excess"] & (table["count"] == 0)).sum())
+    assert summary.loc["2016", "excess_absent"] > 0.8 * summary.loc["2016", "excess_words"]
+    assert summary.loc["2015", "excess_absent"] == 0

@@ -105,8 +105,11 @@ def report(result) -> None:
         click.echo(f"excess: the report in {result.where} is current; nothing to do")
         return
     for row in manifest["results"]:
+        absent = row.get("excess_absent")
         progress.info(f"excess {row['target']}: {row['excess_words']:,} excess words of {row['analysed_words']:,} "
-                      f"analysed ({row['top_by_delta']})")
+                      f"analysed ({row['top_by_delta']})"
+                      + (f"; {absent:,} of them do not occur in {row['target']} ({row['abstracts']:,} abstracts): "
+                         "excess by the smoothing of a small period alone" if absent else ""))
     for row in manifest["groups"]:
         progress.info(f"group {row['group']} in {row['target']}: delta = {row['delta'] * 100:+.2f} percentage "
                       "points" + (" (style words: a lower bound on LLM-processed abstracts)" if row.get("lower_bound")

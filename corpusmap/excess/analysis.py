@@ -186,6 +186,8 @@ class ExcessAnalysis:
         for t, df in self.words.items():
             rows.append({"target": t, "abstracts": df.attrs["total"], "analysed_words": len(df),
                          "excess_words": int(df["is_excess"].sum()),
+                         # absent from t, excess by smoothing alone (a small t: 1/(n+1) above earlier periods')
+                         "excess_absent": int((df["is_excess"] & (df["count"] == 0)).sum()),
                          "top_by_delta": ", ".join(df[df["is_excess"]]["word"].head(5)),
                          "top_by_ratio": ", ".join(df[df["is_excess"]].sort_values("ratio", ascending=False)
                                                    ["word"].head(5))})

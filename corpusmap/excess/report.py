@@ -304,10 +304,13 @@ def render_report(analysis: ExcessAnalysis, *, source: str, stats: Optional[dict
     for t, df in analysis.words.items():
         t_periods = [t, *earlier_periods(t)]
         ex = df[df["is_excess"]]
+        absent = int((ex["count"] == 0).sum())
         out += [f"## {t}", "",
                 f"{len(df):,} words analysed, **{len(ex):,} excess words** "
-                f"(compared with {', '.join(reversed(t_periods[1:]))}; {df.attrs['total']:,} abstracts in {t}).",
-                ""]
+                f"(compared with {', '.join(reversed(t_periods[1:]))}; {df.attrs['total']:,} abstracts in {t})."
+                + (f" {absent:,} of them do not occur in {t}: with so few abstracts an absent word's smoothed "
+                   "frequency 1/(n+1) lies above its share in the earlier periods, so they are excess by the "
+                   "smoothing alone." if absent else ""), ""]
         if ex.empty:
             out += ["No excess words.", ""]
         else:
