@@ -169,3 +169,17 @@ def test_word_lists(tmp_path):
     assert parse_word_list(str(path)) == ["delves", "crucial", "notably", "intricate"]
     with pytest.raises(UsageProblem):
         parse_word_list(str(tmp_path / "missing.txt"))
+
+
+def test_small_periods_are_named_smallest_first():
+    """Of many small periods the note names the eight smallest (the partial last month among them) and counts the
+    rest, in period order."""
+    from corpusmap.excess.stage import _small_period_notes
+
+    periods = [f"2025-{m:02d}" for m in range(1, 13)]
+    totals = np.array([5000, 4000, 4500, 4700, 4800, 4900, 5100, 5200, 5300, 5400, 5500, 300])
+    table = CountTable(np.array(["w"], dtype=object), periods, np.ones((1, 12), dtype=np.int64), totals)
+    (note,) = _small_period_notes(table, periods[3:], Criteria())
+    smallest = sorted(p for _, p in sorted(zip(totals[2:], periods[2:]))[:8])  # t and t-1 of every target
+    assert note.startswith(", ".join(f"{p} ({dict(zip(periods, totals))[p]:,})" for p in smallest) + " and 2 more:")
+    assert "2025-12 (300)" in note

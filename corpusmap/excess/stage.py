@@ -700,8 +700,10 @@ def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) ->
     small = sorted({p for t in targets for p in (t, shift_period(t, -1)) if table.total(p) + 1 < 1 / criteria.min_freq})
     if not small:
         return []
-    named = [f"{p} ({table.total(p):,})" for p in small]
-    return [f"{', '.join(named[:8])}{' ...' if len(small) > 8 else ''}: fewer than {1 / criteria.min_freq - 1:,.0f} "
+    shown = sorted(sorted(small, key=table.total)[:8])  # the smallest periods, where it matters most, named
+    named = [f"{p} ({table.total(p):,})" for p in shown]
+    more = f" and {len(small) - len(shown)} more" if len(small) > len(shown) else ""
+    return [f"{', '.join(named)}{more}: fewer than {1 / criteria.min_freq - 1:,.0f} "
             f"abstracts, so even an absent word has a smoothed frequency 1/(n+1) above --min-freq "
             f"{criteria.min_freq:g}: every word passes the frequency filter and small counts dominate; read these "
             "periods with care."]
