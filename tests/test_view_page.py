@@ -488,9 +488,8 @@ def test_edges_panels_background_clicks_and_resizing(browser, tmp_path):
 
         # a smaller window, after "Reset view": the whole map fits again
         page.page.click("text=Reset view")
-        page.page.wait_for_timeout(600)
-        page.page.set_viewport_size({"width": 700, "height": 450})
-        page.page.wait_for_timeout(300)
+        page.page.set_viewport_size({"width": 700, "height": 450})  # while the view moves back: refitted after
+        page.page.wait_for_timeout(1500)  # the 400 ms move back, then the refit (no later move undoes it)
         pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
         assert pos[:, 0].min() >= 0 and pos[:, 0].max() <= 700 and pos[:, 1].min() >= 0 and pos[:, 1].max() <= 450
         assert page.js("window.corpusmap.labelLevel()") == 0

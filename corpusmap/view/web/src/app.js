@@ -213,7 +213,8 @@ class App {
   }
 
   /** A new window size: the whole-map view is fitted again (and refitted when the user has not moved away). */
-  onResize() {
+  async onResize() {
+    await this.moving;  // a "Reset view" still under way would end at the old window's view
     this.resize();
     const cam = this.initialCamera();
     this.homeZoom *= this.homeDistance / cam.distance;
@@ -295,7 +296,7 @@ class App {
   resetView() {
     const cam = this.initialCamera();
     this.atHome = true;
-    this.scatter.zoomToLocation(cam.target, cam.distance, { transition: true, transitionDuration: 400 });
+    this.moving = this.scatter.zoomToLocation(cam.target, cam.distance, { transition: true, transitionDuration: 400 });
   }
 
   onView() {
