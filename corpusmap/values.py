@@ -24,12 +24,12 @@ def parse_year(value: Any) -> Optional[int]:
     there is none or it lies outside 1000–2999."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, np.integer)):
-        year = compact_date_year(int(value)) or int(value)
-    elif isinstance(value, (float, np.floating)):
-        if not np.isfinite(value) or value != int(value):
-            return None
+    if isinstance(value, (float, np.floating)) and (not np.isfinite(value) or value != int(value)):
+        return None
+    if isinstance(value, (int, np.integer, float, np.floating)):
         year = int(value)
+        if 10_000_101 <= year <= 29_991_231:  # perhaps a compact date
+            year = compact_date_year(year) or year
     else:
         text = str(value)
         match = _COMPACT_DATE_RE.match(text) or _LEADING_YEAR_RE.match(text) or _YEAR_ANYWHERE_RE.search(text)

@@ -103,6 +103,7 @@ def test_compact_dates_give_their_year(tmp_path, as_text):
     for name, path in _write_formats(compact, tmp_path).items():
         assert read_all([path], batch_rows=64).column("year").to_pylist() == reference, name
     assert [parse_year(v) for v in (20211301, "20211340", 12345678, "2021-03-04")] == [None, None, None, 2021]
+    assert [parse_year(v) for v in (20210304.0, 2021.0, 10 ** 40, 1e300)] == [2021, 2021, None, None]
 
 
 def test_json_array_streams_records_across_read_blocks(tmp_path):

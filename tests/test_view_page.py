@@ -417,21 +417,19 @@ def test_the_whole_map_shows_the_coarsest_names_even_when_finer_ones_would_fit(b
     levels = [ClusterLevel(name, KMeans(k, n_init=1, random_state=0).fit_predict(xy), [f"{name} {c}" for c in range(k)])
               for name, k in (("coarse", 4), ("fine", 20))]
     page = Opened(browser, write_page(tmp_path / "levels.html", PageData(x=xy[:, 0], y=xy[:, 1], clusters=levels)).html)
+    def level_after(script: str, arg=None) -> int:
+        page.js(script, arg)
+        page.page.wait_for_timeout(200)
+        return page.js("window.corpusmap.labelLevel()")
+
     try:
         assert page.js("window.corpusmap.labelLevel()") == 0
-        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [[0, 0], 0.3])  # ~3x closer than the whole map
-        page.page.wait_for_timeout(200)
-        assert page.js("window.corpusmap.labelLevel()") == 1
+        # ~3x closer than the whole map
+        assert level_after("([t, d]) => window.corpusmap.lookAt(t, d)", [[0, 0], 0.3]) == 1
         # coloured by a level, the names are never coarser than that level's (at the whole map too)
-        page.js("window.corpusmap.scatter().reset()")
-        page.page.wait_for_timeout(200)
-        assert page.js("window.corpusmap.labelLevel()") == 0
-        page.js("window.corpusmap.colorBy('cluster:1')")
-        page.page.wait_for_timeout(200)
-        assert page.js("window.corpusmap.labelLevel()") == 1
-        page.js("window.corpusmap.colorBy('none')")
-        page.page.wait_for_timeout(200)
-        assert page.js("window.corpusmap.labelLevel()") == 0
+        assert level_after("window.corpusmap.scatter().reset()") == 0
+        assert level_after("window.corpusmap.colorBy('cluster:1')") == 1
+        assert level_after("window.corpusmap.colorBy('none')") == 0
         # a clicked point's details replace its tooltip
         page.js("window.corpusmap.scatter().hover(5)")
         page.page.wait_for_function("!document.getElementById('cm-tooltip').hidden")
