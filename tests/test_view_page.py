@@ -598,8 +598,9 @@ def test_the_map_answers_the_keyboard(browser, pages):
         assert abs(y2 - (home[1] + 0.4 * home[2])) < 1e-6 and abs(d2 - home[2] / 1.25) < 1e-6
         page.page.keyboard.press("-")
         assert abs(page.js(camera)[2] - home[2]) < 1e-6
-        page.page.keyboard.press("0")
-        page.page.wait_for_timeout(600)
+        page.page.keyboard.press("0")  # the 400 ms move back, however slow the frames come
+        page.page.wait_for_function(f"(h => {{ const c = {camera}; return c.every((v, i) => Math.abs(v - h[i]) < 1e-6); }})"
+                                    f"({json.dumps(home)})", timeout=10_000)
         assert np.allclose(page.js(camera), home, atol=1e-6)
         assert page.errors == []
     finally:
