@@ -599,8 +599,8 @@ def test_the_map_answers_the_keyboard(browser, pages):
         page.page.keyboard.press("-")
         assert abs(page.js(camera)[2] - home[2]) < 1e-6
         page.page.keyboard.press("0")  # the 400 ms move back, however slow the frames come
-        page.page.wait_for_function(f"(h => {{ const c = {camera}; return c.every((v, i) => Math.abs(v - h[i]) < 1e-6); }})"
-                                    f"({json.dumps(home)})", timeout=10_000)
+        at_home = f"(h => {{ const c = {camera}; return c.every((v, i) => Math.abs(v - h[i]) < 1e-6); }})"
+        page.page.wait_for_function(f"{at_home}({json.dumps(home)})", timeout=10_000)
         assert np.allclose(page.js(camera), home, atol=1e-6)
         assert page.errors == []
     finally:
