@@ -226,8 +226,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
                 _note(notes, f"year column {year_col!r}: only {n_dated:,} of its {present:,} values read as years "
                              "(is it a column of years? choose one with --year-col); year RMSE is of those rows")
 
-    found = run.list_maps()
-    info(f"evaluate: maps found in {run.maps_dir}: {', '.join(found) if found else 'none'}")
+    found = run.list_maps()  # (the report names them)
     spaces_in: list[tuple[str, str, object]] = []
     for name in selected:  # read every map before the (slow) metrics, so a bad map fails fast
         spaces_in.append((name, "map", read_map(run, name).coords))

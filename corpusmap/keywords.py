@@ -165,3 +165,30 @@ def keywords_per_level(batches: Iterable, levels: Sequence[np.ndarray], top: int
         merged = TermCounts(counts.words, counts.counts[member]).merge(cells[member, level], n_clusters)
         out.append(top_words(merged, top, min_df, df_all))
     return out
+
+
+def _singular(word: str) -> str:
+    """A crude English singular (``cells`` -> ``cell``, ``studies`` -> ``study``, ``viruses`` -> ``virus``;
+    ``analysis``, ``virus``, ``process`` stay), enough to tell that two keywords are one word's forms."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("es") and word[:-2].endswith(("s", "x", "ch", "sh")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def region_name(keywords: Sequence[str], words: int = 3) -> str:
+    """A region's name: its first ``words`` keywords joined by `` · ``, leaving out a keyword that is another
+    form (singular or plural) of one already in the name ("cells · protein · cell" names nothing twice)."""
+    picked, seen = [], set()
+    for word in keywords:
+        form = _singular(word)
+        if form not in seen:
+            seen.add(form)
+            picked.append(word)
+            if len(picked) == words:
+                break
+    return " · ".join(picked)
+

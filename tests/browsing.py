@@ -17,8 +17,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 class Opened:
     """A page open in the browser, with everything it logged and requested."""
 
-    def __init__(self, browser, html: Path, fragment: str = ""):
-        self.context = browser.new_context(viewport=VIEWPORT)
+    def __init__(self, browser, html: Path, fragment: str = "", viewport: dict = VIEWPORT):
+        self.context = browser.new_context(viewport=viewport)
         self.page = self.context.new_page()
         self.console, self.errors, self.requests, self.blocked = [], [], [], []
         self.page.on("console", lambda m: self.console.append((m.type, m.text)))

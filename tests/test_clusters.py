@@ -17,6 +17,7 @@ import pytest
 
 from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
 from corpusmap.clusters import read_clustering
+from corpusmap.keywords import region_name
 from corpusmap.run import Run
 
 
@@ -63,6 +64,18 @@ def test_levels_are_nested_and_summarised(base):
     np.testing.assert_allclose(summary[summary["level"] == 1].sort_values("cluster")["knn_within"], expected)
     years = pd.Series(Run(base).read_corpus(["year"]).column("year").to_pylist(), dtype=float)
     assert summary[summary["level"] == 0]["median_year"].iloc[0] == years[levels[0] == 0].median()
+    # names: the first keywords, a word's other form (singular/plural) left out
+    for keywords, name in zip(summary["keywords"], summary["name"]):
+        words = name.split(" · ")
+        assert len(words) == 3 and words == [w for w in keywords if w in words]
+        assert len({w.rstrip("s") for w in words}) == 3
+
+
+def test_a_region_name_leaves_out_another_form_of_a_word_it_has():
+    assert region_name(["cells", "protein", "cell", "proteins", "membrane"]) == "cells · protein · membrane"
+    assert region_name(["studies", "study", "viruses", "virus", "analysis", "analyses"], words=4) == \
+        "studies · viruses · analysis · analyses"  # (an irregular plural is kept apart)
+    assert region_name(["process", "processes", "focus", "gas"], words=4) == "process · focus · gas"
 
 
 def test_same_seed_same_clusters_whatever_the_thread_count(base, tmp_path):

@@ -495,6 +495,41 @@ def test_edges_panels_background_clicks_and_resizing(browser, tmp_path):
         page.close()
 
 
+def test_a_narrow_window_opens_with_the_controls_folded(browser, tmp_path):
+    """In a small window the controls start folded to their title so the map shows; the fold button opens them
+    (cluster names move out of their way) and folds them again."""
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(-1, 1, size=(2000, 2))
+    coarse = (xy[:, 0] > 0).astype(int) + 2 * (xy[:, 1] > 0)
+    data = PageData(x=xy[:, 0], y=xy[:, 1], labels=[f"class {c}" for c in coarse],
+                    clusters=[ClusterLevel("quarters", coarse, ["south west", "south east", "north west", "north east"])])
+    small = {"width": 700, "height": 450}
+    page = Opened(browser, write_page(tmp_path / "narrow.html", data).html, viewport=small)
+    try:
+        def shown_names_clear_of_the_panel():
+            return page.js("""(() => { const p = document.getElementById('cm-controls').getBoundingClientRect();
+                return Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')
+                  .every(n => { const r = n.getBoundingClientRect();
+                    return r.right <= p.left || r.left >= p.right || r.bottom <= p.top || r.top >= p.bottom; }); })()""")
+
+        assert page.js("document.getElementById('cm-controls').classList.contains('cm-folded')")
+        assert not page.page.is_visible("#cm-legend") and not page.page.is_visible("#cm-search")
+        assert page.js("document.getElementById('cm-controls').getBoundingClientRect().height") < 60
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        assert pos[:, 0].min() >= 0 and pos[:, 0].max() <= small["width"] and pos[:, 1].max() <= small["height"]
+        page.page.click("#cm-fold")
+        page.page.wait_for_timeout(300)
+        assert page.page.is_visible("#cm-legend") and page.page.is_visible("#cm-search")
+        assert page.js("document.getElementById('cm-fold').getAttribute('aria-expanded')") == "true"
+        assert shown_names_clear_of_the_panel()
+        page.page.click("#cm-fold")
+        page.page.wait_for_timeout(300)
+        assert not page.page.is_visible("#cm-legend") and shown_names_clear_of_the_panel()
+        assert not page.errors and not page.blocked
+    finally:
+        page.close()
+
+
 def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 

@@ -6,7 +6,7 @@ import createScatterplot from 'regl-scatterplot';
 
 import { ClusterLabels } from './labels.js';
 import { categoryMode, countLegend, plainMode, wordsMode, yearMode } from './colors.js';
-import { buildControls, syncPicks } from './controls.js';
+import { buildControls, setFolded, syncPicks } from './controls.js';
 import { typed } from './decode.js';
 import { DensityLayer } from './density.js';
 import { DetailsPanel } from './details.js';
@@ -20,6 +20,7 @@ import { Texts } from './texts.js';
 import { distinctTokens } from './tokens.js';
 
 const DIM = 0.08;
+const NARROW = { width: 720, height: 520 };  // a window smaller than this opens with the controls folded
 
 export async function boot() {
   const t0 = performance.now();
@@ -80,7 +81,9 @@ class App {
         this.labels.enabled = on;
         this.onView();
       },
+      fold: () => this.scatter && this.onResize(),  // the panel's new size: refit the whole-map view, move names
     });
+    if (window.innerWidth < NARROW.width || window.innerHeight < NARROW.height) setFolded(this.controls, true);
     this.detailsNode = el('aside', { class: 'cm-panel cm-details', id: 'cm-details', hidden: true });
     this.details = new DetailsPanel(this.detailsNode, { onPick: (row) => this.pick(row), onClose: () => this.unpick() });
     this.infoNode = this.buildInfo();

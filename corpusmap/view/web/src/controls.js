@@ -75,8 +75,14 @@ export function buildControls(manifest, handlers) {
   const labelsToggle = el('input', { type: 'checkbox', id: 'cm-show-labels', checked: true,
     onchange: (e) => handlers.labels(e.target.checked) });
 
+  // the panel folds to its title (a narrow window starts folded: the map stays visible)
+  c.fold = el('button', { type: 'button', class: 'cm-fold', id: 'cm-fold', 'aria-controls': 'cm-controls',
+    onclick: () => {
+      setFolded(c, !c.panel.classList.contains('cm-folded'));
+      handlers.fold();
+    } });
   c.panel = el('aside', { class: 'cm-panel cm-controls', id: 'cm-controls' },
-    el('h1', { class: 'cm-title' }, manifest.title),
+    el('div', { class: 'cm-head' }, el('h1', { class: 'cm-title' }, manifest.title), c.fold),
     el('div', { class: 'cm-subtitle' }, manifest.subtitle),
     el('div', { class: 'cm-section' }, c.search, c.searchCount),
     el('div', { class: 'cm-section' }, el('div', { class: 'cm-row' }, el('label', { for: 'cm-color' }, 'Colour'), c.color),
@@ -84,7 +90,16 @@ export function buildControls(manifest, handlers) {
     c.yearBox && el('div', { class: 'cm-section' }, c.yearBox),
     el('div', { class: 'cm-section cm-row' },
       manifest.clusters.length ? el('label', { class: 'cm-check' }, labelsToggle, ' cluster names') : null, reset, about));
+  setFolded(c, false);
   return c;
+}
+
+/** Fold the controls panel to its title row, or open it again. */
+export function setFolded(c, folded) {
+  c.panel.classList.toggle('cm-folded', folded);
+  c.fold.setAttribute('aria-expanded', String(!folded));
+  c.fold.title = folded ? 'Show the controls' : 'Fold the controls away';
+  c.fold.textContent = folded ? '▸' : '▾';
 }
 
 function toggleWord(c, word, handlers) {
