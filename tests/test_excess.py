@@ -131,6 +131,35 @@ def test_targets_need_three_consecutive_earlier_periods():
     assert default_targets(months) == ["2025-02"]
 
 
+def test_figures_space_periods_as_time_does(monkeypatch, tmp_path):
+    """A year missing from the data leaves a gap on the x axis of the word-trend and group figures (not an even
+    step), and the dashed counterfactual ends at q."""
+    from corpusmap.excess import report
+
+    periods = ["2016", "2017", "2018", "2019", "2021", "2022", "2023", "2024"]
+    rng = np.random.default_rng(0)
+    counts = rng.integers(100, 200, size=(2, len(periods)))
+    counts[0, -1] = 2_000  # "delves" jumps in 2024
+    table = CountTable(np.array(["delves", "steady"], dtype=object), periods, counts, np.full(len(periods), 10_000))
+    words = analyse_words(table, "2024")
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: figures.append(fig) or path)
+    assert report.plot_word_trends(tmp_path / "w.png", table, words, "2024") is not None
+    ax = figures[0].axes[0]
+    line, dashed = ax.lines[0], ax.lines[1]
+    assert line.get_xdata().tolist() == [float(p) for p in periods]
+    row = words.set_index("word").loc["delves"]
+    assert dashed.get_xdata().tolist() == [2021, 2022, 2023, 2024]
+    assert dashed.get_ydata()[-1] == pytest.approx(row["q"] * 100)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2016", "2018", "2021", "2023"]
+    assert [float(x) for x in ax.get_xticks()] == [2016, 2018, 2021, 2023]
+
+    presence = PresenceTable(pd.DataFrame({"group": "g", "subgroup": None, "period": periods, "n_with": counts[0],
+                                           "n_docs": 10_000}), {"g": ["delves"]})
+    assert report.plot_groups(tmp_path / "g.png", presence, ["g"]) is not None
+    assert figures[1].axes[0].lines[0].get_xdata().tolist() == [float(p) for p in periods]
+
+
 def _presence() -> PresenceTable:
     rows = []
     n_docs = {"2020": 1000, "2021": 1100, "2022": 1200, "2023": 1300}

@@ -41,6 +41,14 @@ def shift_period(label: str, k: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+def period_index(label: str) -> int:
+    """The period as a number on a time axis, one per step: the year, or year·12 + month − 1, so that a figure
+    spaces periods as time does (a year missing from the data leaves a gap)."""
+    if period_kind_of(label) == "year":
+        return int(label)
+    return int(label[:4]) * 12 + int(label[5:7]) - 1
+
+
 def sort_periods(labels: Iterable[str]) -> list[str]:
     labels = sorted(set(labels))
     kinds = {period_kind_of(p) for p in labels}

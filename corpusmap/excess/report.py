@@ -24,7 +24,7 @@ import pandas as pd
 from corpusmap.atomic import atomic_path
 from corpusmap.excess.analysis import (Criteria, ExcessAnalysis, frequency_series,
                                        group_frequency_series)
-from corpusmap.excess.periods import LLM_TOOLS_FROM, before_llm_tools, earlier_periods
+from corpusmap.excess.periods import LLM_TOOLS_FROM, before_llm_tools, earlier_periods, period_index
 from corpusmap.excess.style import STUDY_MIN_GROUP_SIZE, STUDY_SIZE_WINDOW, format_window
 from corpusmap.excess.style import STUDY_COMMON_WORDS
 from corpusmap.excess.tables import CountTable, PresenceTable
@@ -69,10 +69,15 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def _positions(periods: Sequence[str]) -> np.ndarray:
+    """x of each period: its place in time (see :func:`period_index`)."""
+    return np.array([period_index(p) for p in periods], dtype=np.float64)
+
+
 def _period_ticks(ax, periods: Sequence[str], max_labels: int = 12) -> None:
     step = max(1, math.ceil(len(periods) / max_labels))
     ticks = list(range(0, len(periods), step))
-    ax.set_xticks(ticks)
+    ax.set_xticks(_positions([periods[i] for i in ticks]))
     ax.set_xticklabels([periods[i] for i in ticks], rotation=45 if len(periods[0]) > 4 or len(ticks) > 8 else 0,
                        ha="right" if len(periods[0]) > 4 or len(ticks) > 8 else "center", fontsize=7)
 
@@ -88,21 +93,21 @@ def plot_word_trends(path: Path, table: CountTable, words_df: pd.DataFrame, targ
     words = excess["word"].tolist()
     freqs = frequency_series(table, words) * 100
     periods = table.periods
-    x = np.arange(len(periods))
+    x = _positions(periods)
     jt = periods.index(str(target))
     t1, t2, t3 = earlier_periods(target)
     j2, j3 = periods.index(t2), periods.index(t3)
+    steps = np.arange(x[j3], x[jt] + 1)  # t−3 .. t in steps of one period, whichever of them the data holds
     ncols = min(4, len(words))
     nrows = math.ceil(len(words) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.1 * nrows), squeeze=False)
     for ax, (_, row) in zip(axes.ravel(), excess.iterrows()):
         y = freqs.loc[row["word"]].to_numpy()
         ax.plot(x, y, "-o", color="#2c3e50", ms=2.5, lw=1)
-        steps = np.arange(j3, jt + 1)
-        proj = y[j2] + np.maximum(y[j2] - y[j3], 0) * (steps - j2) / (jt - j2) * params.trend_steps
+        proj = y[j2] + np.maximum(y[j2] - y[j3], 0) * (steps - x[j2]) / (x[jt] - x[j2]) * params.trend_steps
         ax.plot(steps, proj, "--", color=PROJECTION_COLOR, lw=1)
-        ax.plot([jt, jt], [row["q"] * 100, row["p"] * 100], "-", color=EXCESS_COLOR, lw=2)
-        ax.plot([jt], [row["p"] * 100], "o", color=EXCESS_COLOR, ms=4)
+        ax.plot([x[jt], x[jt]], [row["q"] * 100, row["p"] * 100], "-", color=EXCESS_COLOR, lw=2)
+        ax.plot([x[jt]], [row["p"] * 100], "o", color=EXCESS_COLOR, ms=4)
         ax.set_title(f"{row['word']}\nδ={row['delta'] * 100:+.2f} pp, r={row['ratio']:.2f}", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=7)
@@ -129,7 +134,7 @@ def plot_delta_scatter(path: Path, words_df: pd.DataFrame, target: str, annotate
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, y in ((a1, words_df["delta"].to_numpy() * 100), (a2, words_df["ratio"].to_numpy())):
         ax.scatter(p[~ex], y[~ex], s=3, c=OTHER_COLOR, alpha=0.5, lw=0, rasterized=True, label="other words")
-        ax.scatter(p[ex], y[ex], s=9, c=EXCESS_COLOR, lw=0, label=f"excess words ({int(ex.sum())})")
+        ax.scatter(p[ex], y[ex], s=9, c=EXCESS_COLOR, lw=0, label=f"excess words ({int(ex.sum()):,})")
         ax.set_xscale("log")
         ax.set_xlabel(f"frequency in {target} (share of abstracts, p)")
         ax.spines[["top", "right"]].set_visible(False)
@@ -165,7 +170,7 @@ def plot_groups(path: Path, presence: PresenceTable, groups: Sequence[str]) -> O
     periods = sorted(presence.frame["period"].unique().tolist())
     for g in groups:
         s = group_frequency_series(presence, g).reindex(periods)
-        ax.plot(np.arange(len(periods)), s.to_numpy() * 100, "-o", ms=3, lw=1.2, label=g)
+        ax.plot(_positions(periods), s.to_numpy() * 100, "-o", ms=3, lw=1.2, label=g)
     _period_ticks(ax, periods)
     ax.set_ylabel("% of abstracts with any word of the group")
     ax.set_ylim(bottom=0)
