@@ -46,6 +46,8 @@ Record fields
               ``Season`` ``"May-Jun"`` -> ``"YYYY-05"``, ``"Spring"`` -> ``"YYYY"``).
 ``journal``   str or None: ``Journal/Title``, else ``MedlineJournalInfo/MedlineTA``.
 ``language``  str or None: the first ``Article/Language`` (``"eng"``, ``"ita"``, ...).
+``doi``       str or None: the first valid ``Article/ELocationID`` of type ``doi``, else the ``doi`` of
+              ``PubmedData/ArticleIdList`` (the article's own ids, not its references').
 
 A root element that is not PubMed's (RSS, JATS, ...) and an XML declaration naming an encoding that Python
 does not know are errors that name the file and what was found.
@@ -218,8 +220,21 @@ def _abstract(article: ET.Element, with_labels: bool, cut: bool = True) -> Optio
     return abstract or None
 
 
-def _record(citation: ET.Element, with_labels: bool, cut: bool = True) -> dict:
-    """The record dict of one ``MedlineCitation`` element."""
+def _doi(article: Optional[ET.Element], pubmed_data: Optional[ET.Element]) -> Optional[str]:
+    if article is not None:
+        for loc in article.iterfind("ELocationID"):
+            if loc.get("EIdType") == "doi" and loc.get("ValidYN", "Y") == "Y" and (loc.text or "").strip():
+                return loc.text.strip()
+    if pubmed_data is not None:
+        for aid in pubmed_data.iterfind("ArticleIdList/ArticleId"):
+            if aid.get("IdType") == "doi" and (aid.text or "").strip():
+                return aid.text.strip()
+    return None
+
+
+def _record(citation: ET.Element, with_labels: bool, cut: bool = True,
+            pubmed_data: Optional[ET.Element] = None) -> dict:
+    """The record dict of one ``MedlineCitation`` element (``pubmed_data``: its ``PubmedData`` sibling)."""
     pmid = (citation.findtext("PMID") or "").strip()
     article = citation.find("Article")
     title = abstract = journal = language = None
@@ -237,7 +252,7 @@ def _record(citation: ET.Element, with_labels: bool, cut: bool = True) -> dict:
     if journal is None:
         journal = _all_text(citation.find("MedlineJournalInfo/MedlineTA"))
     return {"pmid": pmid, "title": title, "abstract": abstract, "year": year, "date": date,
-            "journal": journal, "language": language}
+            "journal": journal, "language": language, "doi": _doi(article, pubmed_data)}
 
 
 def _parse_error_message(path, exc: ET.ParseError) -> str:
@@ -386,7 +401,9 @@ def _iter_records(fh: IO[bytes], with_labels: bool, stats: Optional[dict], cut: 
 def _child_record(elem: ET.Element, with_labels: bool, stats: Optional[dict], cut: bool = True) -> Optional[dict]:
     """The record of one child of the root (None for deletions, books and anything else)."""
     tag = elem.tag
+    pubmed_data = None
     if tag == "PubmedArticle":
+        pubmed_data = elem.find("PubmedData")
         elem = elem.find("MedlineCitation")
         if elem is None:
             return None
@@ -394,7 +411,7 @@ def _child_record(elem: ET.Element, with_labels: bool, stats: Optional[dict], cu
     if tag == "MedlineCitation":
         if stats is not None:
             stats["records"] += 1
-        return _record(elem, with_labels, cut)
+        return _record(elem, with_labels, cut, pubmed_data)
     if stats is not None:
         if tag == "DeleteCitation":
             pmids = [(p.text or "").strip() for p in elem.iterfind("PMID")]

@@ -49,6 +49,20 @@ def parsed(pubmed_dir):
     return out
 
 
+def _dois(raw: bytes) -> list:
+    """Each record's DOI by regex: its Article's valid doi ELocationID, else the doi in the first ArticleIdList of
+    its PubmedData (the article's own; the references' lists come later)."""
+    articles = re.findall(rb"<PubmedArticle[\s>].*?</PubmedArticle>", raw, flags=re.S) or _citation_blocks(raw)
+    out = []
+    for block in articles:
+        m = re.search(rb'<ELocationID EIdType="doi" ValidYN="Y">\s*([^<]+?)\s*<', block)
+        if not m:
+            ids = re.search(rb"<PubmedData>.*?<ArticleIdList>(.*?)</ArticleIdList>", block, flags=re.S)
+            m = ids and re.search(rb'<ArticleId IdType="doi">\s*([^<]+?)\s*<', ids.group(1))
+        out.append(m.group(1).decode() if m else None)
+    return out
+
+
 def _by_pmid(records):
     return {r["pmid"]: r for r in records}
 
@@ -82,8 +96,9 @@ def test_fixture_counts(parsed, pubmed_dir, name):
     assert sum(r["abstract"] is not None for r in records) == n_abstracts
     assert sum(r["abstract"] is not None for r in labelled) == n_abstracts
     assert [r["pmid"] for r in records] == [re.search(rb"<PMID[^>]*>(\d+)<", b).group(1).decode() for b in blocks]
+    assert [r["doi"] for r in records] == _dois(_raw(pubmed_dir / name))
     for r in records:
-        assert set(r) == {"pmid", "title", "abstract", "year", "date", "journal", "language"}
+        assert set(r) == {"pmid", "title", "abstract", "year", "date", "journal", "language", "doi"}
         assert r["title"] and r["journal"] and r["language"]
         assert isinstance(r["year"], int) and r["date"].startswith(str(r["year"]))
         assert re.fullmatch(r"\d{4}(-\d\d(-\d\d)?)?", r["date"])
@@ -125,7 +140,7 @@ def test_baseline_layout(parsed):
     assert sorted(int(r["pmid"]) for r in first) == list(range(1, 11))
     assert first[0] == {"pmid": "1", "title": "Formate assay in body fluids: application in methanol poisoning.",
                         "abstract": None, "year": 1975, "date": "1975-06", "journal": "Biochemical medicine",
-                        "language": "eng"}
+                        "language": "eng", "doi": "10.1016/0006-2944(75)90147-7"}
     langs = [r["language"] for r in parsed["tipplerow_pubmed20n0002.xml.gz"][0]]
     assert langs.count("fre") == 5 and langs.count("pol") == 2 and langs.count("rus") == 1
     # DeleteCitation at the end of the update file: 23 PMIDs, none of them a record
@@ -251,7 +266,7 @@ def test_missing_fields_and_fallbacks(tmp_path):
             f"{extra_info}</MedlineCitation></PubmedArticle>")
     (record,) = iter_pubmed(_write_xml(tmp_path, body))
     assert record == {"pmid": "5", "title": None, "abstract": None, "year": None, "date": None,
-                      "journal": "Biochem Med", "language": None}
+                      "journal": "Biochem Med", "language": None, "doi": None}
 
 
 def test_deletions_books_and_bare_roots(tmp_path):

@@ -573,16 +573,24 @@ def test_id_links(opened, browser, tmp_path):
     pubmed = "https://pubmed.ncbi.nlm.nih.gov/31452104/"
     assert opened.js("s => window.corpusmap.idLink(s)", "PMID: 31452104")["href"] == pubmed
     assert opened.js("s => window.corpusmap.idLink(s)", "pmc6543210")["href"].endswith("/PMC6543210/")
-    # on a page whose ids are PMIDs, bare numbers are linked, in the panel of a clicked point too
+    # on a page whose ids are PMIDs, bare numbers are linked, in the panel of a clicked point too, and a DOI
+    # column beside them (PubMed XML has one) is linked as well
     rng = np.random.default_rng(5)
+    dois = ["10.1016/0006-2944(75)90147-7", None] * 25
     page = Opened(browser, write_page(tmp_path / "pmids.html", PageData(
         x=rng.normal(size=50), y=rng.normal(size=50), ids=[str(31452104 + i) for i in range(50)],
-        pmids=True)).html)
+        abstracts=lambda a, b: {"abstract": ["text"] * (b - a), "doi": dois[a:b]}, pmids=True)).html)
     try:
         assert page.js("s => window.corpusmap.idLink(s)", "31452104")["href"] == pubmed
         page.js("window.corpusmap.pick(0)")
-        page.page.wait_for_selector("#cm-details .cm-details-id a")
-        assert page.page.locator("#cm-details .cm-details-id a").get_attribute("href") == pubmed
+        page.page.wait_for_selector("#cm-details .cm-details-doi a")
+        assert page.page.locator("#cm-details .cm-details-id a").first.get_attribute("href") == pubmed
+        doi = page.page.locator("#cm-details .cm-details-doi a")
+        assert doi.get_attribute("href") == "https://doi.org/10.1016/0006-2944(75)90147-7"
+        assert doi.text_content() == dois[0]
+        page.js("window.corpusmap.pick(1)")
+        page.page.wait_for_function("document.querySelector('#cm-details .cm-details-id a').textContent === '31452105'")
+        assert page.page.locator("#cm-details .cm-details-doi").count() == 0
     finally:
         page.close()
 

@@ -23,6 +23,7 @@ class Block:
     titles: list
     abstracts: Optional[list]
     ids: Optional[list]
+    dois: Optional[list] = None  # a DOI column beside the ids (PubMed XML has both), linked on the page
 
     def __len__(self) -> int:
         return len(self.titles)
@@ -64,7 +65,8 @@ def _read(data: PageData, start: int, stop: int, local: Optional[np.ndarray]) ->
 
     titles = column(data.titles, "title")
     count = (stop - start) if local is None else len(local)
-    return Block(0, titles if titles is not None else [None] * count, column(None, "abstract"), column(data.ids, "id"))
+    return Block(0, titles if titles is not None else [None] * count, column(None, "abstract"), column(data.ids, "id"),
+                 column(None, "doi"))
 
 
 class TitleChunks:
@@ -93,7 +95,7 @@ class TitleChunks:
 
 
 class TextChunks:
-    """Abstracts, ids and neighbour rows in chunks of ``rows`` page rows.
+    """Abstracts, ids (and DOIs where the data has them) and neighbour rows in chunks of ``rows`` page rows.
 
     Neighbours are stored as page rows; -2 is no neighbour; in a sampled page -1 is a neighbour that is not
     drawn, whose [title, id, x, y] follows in ``out`` (so the list stays the full high-D neighbour row).
@@ -112,11 +114,13 @@ class TextChunks:
             self.page_of[page_rows] = np.arange(len(page_rows), dtype=np.int32)
         self.abstracts: list = []
         self.ids: list = []
+        self.dois: list = []
         self.start = 0
 
     def add(self, block: Block) -> None:
         self.abstracts.extend(block.abstracts if block.abstracts is not None else [None] * len(block))
         self.ids.extend(block.ids if block.ids is not None else [None] * len(block))
+        self.dois.extend(block.dois if block.dois is not None else [None] * len(block))
         while len(self.abstracts) >= self.rows:
             self._flush(self.rows)
 
@@ -127,7 +131,10 @@ class TextChunks:
     def _flush(self, count: int) -> None:
         abstracts, self.abstracts = self.abstracts[:count], self.abstracts[count:]
         ids, self.ids = self.ids[:count], self.ids[count:]
+        dois, self.dois = [_text(d) for d in self.dois[:count]], self.dois[count:]
         payload = {"start": self.start, "abstract": [_text(a) for a in abstracts], "id": [_text(i) for i in ids]}
+        if any(dois):
+            payload["doi"] = dois
         if self.neighbors is not None:
             payload.update(self._neighbours(self.start, self.start + count))
         key = f"texts/{self.start // self.rows:0{self.pad}d}"

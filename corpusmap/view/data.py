@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-# read_rows(start, stop) -> {"abstract": [...], optionally "title": [...], "id": [...]}, rows start..stop-1
+# read_rows(start, stop) -> {"abstract": [...], optionally "title", "id", "doi": [...]}, rows start..stop-1
 ReadRows = Callable[[int, int], Mapping[str, Sequence[Any]]]
 
 
@@ -24,7 +24,8 @@ class PageData:
     """Everything the page can show. Only x and y are required.
 
     Texts are streamed: ``abstracts(start, stop)`` returns the rows ``start..stop-1`` (key ``"abstract"``, and
-    ``"title"``/``"id"`` used where ``titles``/``ids`` are not given), so a big map never holds every abstract;
+    ``"title"``/``"id"`` used where ``titles``/``ids`` are not given, ``"doi"`` a DOI per row, linked beside the
+    id), so a big map never holds every abstract;
     it is called once per range, with consecutive increasing ranges from 0 to n (a sequential reader will do).
     ``neighbors`` holds the high-D kNN rows (self excluded; negative = none). ``clusters`` go from coarse to
     fine. ``info`` may hold ``parameters`` and ``evaluation`` dicts and other scalars for the info panel;

@@ -140,8 +140,11 @@ def page_data(run: Run, params: ViewParams, clustering):
             levels.append(ClusterLevel(f"{clustering.name} level {level}", labels.astype(np.int32),
                                        clustering.names(level)))
 
+    texts = ["text"] + (["doi"] if "doi" in columns else [])  # (a DOI column besides the ids: PubMed XML)
+
     def read_rows(start: int, stop: int) -> dict:
-        return {"abstract": run.read_corpus_rows(start, stop, ["text"]).column("text").to_pylist()}
+        rows = run.read_corpus_rows(start, stop, texts)
+        return {"abstract": rows.column("text").to_pylist(), **{c: rows.column(c).to_pylist() for c in texts[1:]}}
 
     labels = corpus.column(params.label_col).to_pylist()
     return PageData(

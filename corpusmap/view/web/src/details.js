@@ -30,11 +30,16 @@ export class DetailsPanel {
     if (info.meta.length) node.appendChild(el('div', { class: 'cm-details-meta' }, info.meta.join(' · ')));
     const rec = info.record;
     const link = rec.id === null || rec.id === undefined ? null : idLink(rec.id, info.pmids);
+    const anchor = (l, text) => [`${l.kind} `, el('a', { href: l.href, target: '_blank', rel: 'noopener noreferrer' }, text)];
     node.appendChild(
       el('div', { class: 'cm-details-id' },
-        link ? [`${link.kind} `, el('a', { href: link.href, target: '_blank', rel: 'noopener noreferrer' }, String(rec.id))]
-          : rec.id === null || rec.id === undefined ? `row ${info.row}` : `id ${rec.id}`),
+        link ? anchor(link, String(rec.id)) : rec.id === null || rec.id === undefined ? `row ${info.row}` : `id ${rec.id}`),
     );
+    const doi = rec.doi ? idLink(rec.doi) : null;  // a DOI column beside the ids (PubMed XML has both)
+    if (rec.doi && !(link && link.kind === 'DOI')) {
+      node.appendChild(el('div', { class: 'cm-details-id cm-details-doi' },
+        doi && doi.kind === 'DOI' ? anchor(doi, rec.doi) : `DOI ${rec.doi}`));
+    }
     for (const [level, name] of info.clusters) {
       node.appendChild(el('div', { class: 'cm-details-cluster' }, el('span', { class: 'cm-muted' }, `${level}: `), name));
     }

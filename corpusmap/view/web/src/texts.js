@@ -76,7 +76,7 @@ export class Texts {
   }
 
   /**
-   * {abstract, id, neighbours: [{row, title, id, x, y}]} of row. In the stored rows -1 is a neighbour outside the
+   * {abstract, id, doi, neighbours: [{row, title, id, x, y}]} of row. In the stored rows -1 is a neighbour outside the
    * drawn sample (its title, id and position follow in `out`) and -2 no neighbour.
    */
   async record(row) {
@@ -95,6 +95,7 @@ export class Texts {
         }
       }
     }
-    return { abstract: chunk.abstract ? chunk.abstract[j] : null, id: chunk.id ? chunk.id[j] : null, neighbours };
+    return { abstract: chunk.abstract ? chunk.abstract[j] : null, id: chunk.id ? chunk.id[j] : null,
+      doi: chunk.doi ? chunk.doi[j] : null, neighbours };
   }
 }
