@@ -4,8 +4,9 @@
   RB-configuration (modularity with a resolution γ) quality, at several resolutions. The finest level is found
   first; each coarser level is Leiden run on the graph aggregated by the level below it (each node a cluster, its
   edges summed, ``leidenalg``'s own aggregation so the quality is the same), so every fine cluster lies inside
-  exactly one coarse cluster; by default each coarser level has about 4 times fewer clusters. Deterministic for a
-  seed: leidenalg is single-threaded.
+  exactly one coarse cluster; by default each coarser level has about 4 times fewer clusters, counted as the
+  *effective* number of clusters (see :func:`effective_count`), so that a level of one giant cluster and a few
+  crumbs does not pass for four regions. Deterministic for a seed: leidenalg is single-threaded.
 * :func:`hdbscan_levels`: density clusters of 2D map coordinates (scikit-learn's HDBSCAN) for decreasing minimum
   cluster sizes; nested by putting each fine cluster whole into the coarse cluster that holds most of its points
   (or into a coarse cluster of its own when most of them are coarse noise).
@@ -24,6 +25,16 @@ WEIGHTS = ("uniform", "distance")
 FINE_RESOLUTION = 2.0  # the finest level's default resolution (RB configuration, 1 = modularity)
 LEVEL_FACTOR = 4.0     # by default each level has about this many times fewer clusters than the one below ...
 MIN_TOP_CLUSTERS = 4   # ... but the coarsest level has at least this many (when the finest has more)
+                       # (both in effective numbers of clusters)
+
+
+def effective_count(labels: np.ndarray, sizes: np.ndarray | None = None) -> float:
+    """The effective number of clusters, 1 / Σ_c s_c² (s_c: cluster c's share of the points; the inverse Simpson
+    index): n equal clusters give n, one cluster of 98% and three crumbs about 1.04. ``sizes``: the points each
+    labelled item stands for (nodes of an aggregated graph), default one each."""
+    counts = np.bincount(np.asarray(labels), weights=sizes)
+    share = counts / counts.sum()
+    return float(1.0 / np.sum(share * share))
 
 
 def knn_edges(indices: np.ndarray, distances: np.ndarray, k: int, weights: str = "uniform"):
@@ -78,9 +89,9 @@ def leiden_levels(indices: np.ndarray, distances: np.ndarray, resolutions: Seque
     """Nested Leiden clusterings, coarse to fine, and the resolution of each level.
 
     ``resolutions`` (ascending) gives every level's resolution. Without them the finest level uses
-    ``fine_resolution``, and the ``levels - 1`` coarser ones aim at cluster counts spaced geometrically from the
-    finest count F down to max(F / factor^(levels-1), 4): each uses the resolution whose clustering of the level
-    below comes closest to its count (bisection on the small aggregated graph).
+    ``fine_resolution``, and the ``levels - 1`` coarser ones aim at effective cluster counts (:func:`effective_count`)
+    spaced geometrically from the finest level's F down to max(F / factor^(levels-1), 4): each uses the resolution
+    whose clustering of the level below comes closest to its count (bisection on the small aggregated graph).
     ``iterations``: Leiden passes per run (-1: until converged, see :func:`_optimise`).
     """
     import igraph as ig
@@ -100,15 +111,14 @@ def leiden_levels(indices: np.ndarray, distances: np.ndarray, resolutions: Seque
     node_labels = np.asarray(partition.membership, dtype=np.int64)
     found, used = [node_labels], [finest]
     coarser = list(reversed(resolutions[:-1])) if resolutions else [None] * (levels - 1)
-    fine_count = len(set(partition.membership))
-    top = max(min(MIN_TOP_CLUSTERS, fine_count - 1), fine_count / factor ** (levels - 1), 1)
+    fine_count = effective_count(node_labels)
+    top = max(min(MIN_TOP_CLUSTERS, fine_count), fine_count / factor ** (levels - 1), 1.0)
     # target counts spaced geometrically from the finest level's count down to the top level's
-    targets = [round(top * (fine_count / top) ** (i / max(levels - 1, 1))) for i in range(levels - 1)][::-1]
+    targets = [top * (fine_count / top) ** (i / max(levels - 1, 1)) for i in range(levels - 1)][::-1]
     for position, resolution in enumerate(coarser):
         if resolution is None:
-            below = len(set(partition.membership))
-            target = max(1, min(targets[position], below - 1))
-            resolution = _resolution_for(partition, optimiser, target, used[-1], iterations)
+            resolution = _resolution_for(partition, optimiser, targets[position], used[-1], iterations,
+                                         np.bincount(node_labels).astype(np.float64))
         partition = partition.aggregate_partition()  # one node per cluster of the level below
         partition.resolution_parameter = resolution
         _optimise(optimiser, partition, iterations)
@@ -134,9 +144,11 @@ def _optimise(optimiser, partition, iterations: int) -> None:
             return
 
 
-def _resolution_for(partition, optimiser, target: int, upper: float, iterations: int, steps: int = 14) -> float:
+def _resolution_for(partition, optimiser, target: float, upper: float, iterations: int, sizes: np.ndarray,
+                    steps: int = 14, close: float = 0.02) -> float:
     """The resolution (below ``upper``) whose Leiden clustering of ``partition``'s aggregated graph has the
-    number of clusters closest to ``target``: bisection on log(resolution)."""
+    effective number of clusters closest to ``target`` (in ratio; ``sizes``: points per node): bisection on
+    log(resolution), ending early within ``close``."""
     lo, hi = np.log(upper) - 12.0, np.log(upper)
     best, best_gap = upper, None
     for _ in range(steps):
@@ -144,11 +156,11 @@ def _resolution_for(partition, optimiser, target: int, upper: float, iterations:
         trial = partition.aggregate_partition()
         trial.resolution_parameter = float(np.exp(mid))
         _optimise(optimiser, trial, iterations)
-        count = len(set(trial.membership))
-        gap = abs(count - target)
+        count = effective_count(np.asarray(trial.membership), sizes)
+        gap = abs(np.log(count / target))
         if best_gap is None or gap < best_gap:
             best, best_gap = float(np.exp(mid)), gap
-        if count == target:
+        if gap < close:
             break
         if count > target:
             hi = mid

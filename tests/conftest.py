@@ -83,6 +83,16 @@ def acl_tfidf_run(shared_data, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def acl_map(acl_tfidf_run, tmp_path_factory) -> Path:
+    """That run with `corpusmap neighbors` and a short t-SNE `map` (a copy: the run above stays as it is)."""
+    run = copy_run(acl_tfidf_run, tmp_path_factory.mktemp("acl_map"))
+    cli("neighbors", run, "-q", ok=True)
+    cli("map", run, "--method", "tsne", "--n-iter", "100", "--early-exaggeration-iter", "50", "--no-plot", "-q",
+        ok=True)
+    return run
+
+
 def read_jsonl(path, every: int = 1) -> list[dict]:
     """The raw records of a (gzipped) JSONL file as the source gives them (every ``every``-th line)."""
     import gzip

@@ -18,6 +18,7 @@ import pytest
 from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
 from corpusmap.clusters import read_clustering
 from corpusmap.keywords import region_name
+from corpusmap.regions import effective_count
 from corpusmap.run import Run
 
 
@@ -69,6 +70,23 @@ def test_levels_are_nested_and_summarised(base):
         words = name.split(" · ")
         assert len(words) == 3 and words == [w for w in keywords if w in words]
         assert len({w.rstrip("s") for w in words}) == 3
+
+
+def test_levels_aim_at_effective_cluster_counts_so_a_giant_cluster_is_split(acl_map, tmp_path):
+    """On the ACL graph (TF-IDF, hubs and all) the coarsest level counted by clusters was one cluster of 87% of
+    the papers and three crumbs; counted effectively (1 / Σ share², here checked by hand) it has about four
+    regions (within the bisection's reach), and the middle level lies geometrically between it and the finest."""
+    run = copy_run(acl_map, tmp_path)
+    cli("clusters", run, "-q", ok=True)
+    levels = read_clustering(Run(run)).levels
+    shares = [np.bincount(level) / len(level) for level in levels]
+    effective = [1 / np.sum(s ** 2) for s in shares]
+    assert effective == pytest.approx([effective_count(level) for level in levels])
+    assert 3 <= effective[0] <= 5.5 and shares[0].max() < 0.6
+    fine = effective[-1]
+    assert effective[1] == pytest.approx((4 * fine) ** 0.5, rel=0.2) and effective[0] < effective[1] < fine
+    assert effective_count(np.repeat([0, 1, 2, 3], 5)) == 4
+    assert effective_count([0, 1], sizes=[98.0, 2.0]) == pytest.approx(1 / (0.98 ** 2 + 0.02 ** 2))
 
 
 def test_a_region_name_leaves_out_another_form_of_a_word_it_has():

@@ -34,23 +34,6 @@ SAMPLED_POINTS = 2_500
 
 # ---- the real map and its page data ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def acl_map(shared_data, tmp_path_factory) -> Path:
-    """`corpusmap embed` (TF-IDF) + `neighbors` + a short t-SNE `map` of the 8,401 ACL abstracts."""
-    from click.testing import CliRunner
-
-    from corpusmap.cli import main
-
-    run = tmp_path_factory.mktemp("view") / "acl"
-    for args in (["embed", str(shared_data / "acl_2016_2019.jsonl.gz"), "-o", str(run), "--model", "tfidf"],
-                 ["neighbors", str(run)],
-                 ["map", str(run), "--method", "tsne", "--n-iter", "100", "--early-exaggeration-iter", "50",
-                  "--no-plot"]):
-        result = CliRunner().invoke(main, ["-q", *args])
-        assert result.exit_code == 0, result.output
-    return run
-
-
 def _cluster_names(codes: np.ndarray, k: int, titles: list) -> list[str]:
     """Three words that are most over-represented in each cluster's titles."""
     overall, per = Counter(), [Counter() for _ in range(k)]
