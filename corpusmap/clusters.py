@@ -218,7 +218,7 @@ def summarise(run: Run, levels: list, words: list, neighbours: np.ndarray):
     """The summary table (see the module docstring) as a pandas DataFrame."""
     import pandas as pd
 
-    from corpusmap.keywords import region_name
+    from corpusmap.keywords import region_name, shared_keywords
     from corpusmap.metrics import label_codes
     from corpusmap.values import year_array
 
@@ -231,6 +231,7 @@ def summarise(run: Run, levels: list, words: list, neighbours: np.ndarray):
     rows = []
     for level, (labels_l, parent, top) in enumerate(zip(levels, parents(levels), words)):
         same = labels_l[neighbours] == labels_l[:, None]
+        shared = shared_keywords(top)
         for c in range(len(top)):
             members = np.flatnonzero(labels_l == c)
             member_codes = codes[members]
@@ -241,7 +242,7 @@ def summarise(run: Run, levels: list, words: list, neighbours: np.ndarray):
                 dominant, share = str(classes[counts.argmax()]), float(counts.max() / labelled.size)
             dated = years[members][np.isfinite(years[members])]
             rows.append({"level": level, "cluster": c, "parent": int(parent[c]), "size": int(members.size),
-                         "keywords": top[c], "name": region_name(top[c]), "dominant_label": dominant,
+                         "keywords": top[c], "name": region_name(top[c], shared=shared), "dominant_label": dominant,
                          "dominant_share": share, "median_year": float(np.median(dated)) if dated.size else None,
                          "knn_within": float(same[members].mean())})
     return pd.DataFrame(rows)

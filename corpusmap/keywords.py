@@ -179,11 +179,24 @@ def _singular(word: str) -> str:
     return word
 
 
-def region_name(keywords: Sequence[str], words: int = 3) -> str:
+def shared_keywords(keyword_lists: Sequence[Sequence[str]]) -> frozenset:
+    """Words among the keywords of more than half of a level's clusters (with 3 or more clusters): words such as
+    "paper" or "based" on ACL abstracts, true of most regions and so naming none of them."""
+    from collections import Counter
+
+    if len(keyword_lists) < 3:
+        return frozenset()
+    seen = Counter(word for keywords in keyword_lists for word in set(keywords))
+    return frozenset(word for word, count in seen.items() if count > len(keyword_lists) / 2)
+
+
+def region_name(keywords: Sequence[str], words: int = 3, shared: frozenset = frozenset()) -> str:
     """A region's name: its first ``words`` keywords joined by `` · ``, leaving out a keyword that is another
-    form (singular or plural) of one already in the name ("cells · protein · cell" names nothing twice)."""
+    form (singular or plural) of one already in the name ("cells · protein · cell" names nothing twice) and the
+    level's ``shared`` keywords (see :func:`shared_keywords`) while enough others remain."""
+    distinct = [w for w in keywords if w not in shared]
     picked, seen = [], set()
-    for word in keywords:
+    for word in distinct if len(distinct) >= words else keywords:
         form = _singular(word)
         if form not in seen:
             seen.add(form)
@@ -191,4 +204,3 @@ def region_name(keywords: Sequence[str], words: int = 3) -> str:
             if len(picked) == words:
                 break
     return " · ".join(picked)
-

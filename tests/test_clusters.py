@@ -17,7 +17,7 @@ import pytest
 
 from conftest import EXAMPLE_CORPUS, cli, copy_run, run_commands
 from corpusmap.clusters import read_clustering
-from corpusmap.keywords import region_name
+from corpusmap.keywords import region_name, shared_keywords
 from corpusmap.regions import effective_count
 from corpusmap.run import Run
 
@@ -65,11 +65,13 @@ def test_levels_are_nested_and_summarised(base):
     np.testing.assert_allclose(summary[summary["level"] == 1].sort_values("cluster")["knn_within"], expected)
     years = pd.Series(Run(base).read_corpus(["year"]).column("year").to_pylist(), dtype=float)
     assert summary[summary["level"] == 0]["median_year"].iloc[0] == years[levels[0] == 0].median()
-    # names: the first keywords, a word's other form (singular/plural) left out
-    for keywords, name in zip(summary["keywords"], summary["name"]):
-        words = name.split(" · ")
-        assert len(words) == 3 and words == [w for w in keywords if w in words]
-        assert len({w.rstrip("s") for w in words}) == 3
+    # names: the first keywords, a word's other form (singular/plural) and the level's shared keywords left out
+    for level, rows in summary.groupby("level"):
+        shared = shared_keywords(list(rows["keywords"]))
+        for keywords, name in zip(rows["keywords"], rows["name"]):
+            words = name.split(" · ")
+            assert len(words) == 3 and words == [w for w in keywords if w in words]
+            assert len({w.rstrip("s") for w in words}) == 3 and not shared & set(words)
 
 
 def test_levels_aim_at_effective_cluster_counts_so_a_giant_cluster_is_split(acl_map, tmp_path):
@@ -94,6 +96,14 @@ def test_a_region_name_leaves_out_another_form_of_a_word_it_has():
     assert region_name(["studies", "study", "viruses", "virus", "analysis", "analyses"], words=4) == \
         "studies · viruses · analysis · analyses"  # (an irregular plural is kept apart)
     assert region_name(["process", "processes", "focus", "gas"], words=4) == "process · focus · gas"
+    # a word among the keywords of most of the level's regions names none of them, while others remain
+    lists = [["paper", "translation", "machine", "neural"], ["paper", "parsing", "parser", "tree"],
+             ["sentiment", "paper", "task", "semeval"], ["speech", "corpus", "speakers", "audio"]]
+    assert shared_keywords(lists) == {"paper"} and shared_keywords(lists[:2]) == frozenset()
+    assert [region_name(k, shared=shared_keywords(lists)) for k in lists] == [
+        "translation · machine · neural", "parsing · parser · tree", "sentiment · task · semeval",
+        "speech · corpus · speakers"]
+    assert region_name(["paper", "model"], shared=frozenset({"paper"})) == "paper · model"  # too few others
 
 
 def test_same_seed_same_clusters_whatever_the_thread_count(base, tmp_path):
