@@ -45,17 +45,20 @@ class Categories:
     labelled: int = 0  # the first ``labelled`` categories are real ones (not other/none): candidates for labels
 
 
+#: the categorical colours, largest category first: tab20's strong shades, then its light ones, both without grey
+#: (grey is "other"); the map page uses the same list (``CATEGORICAL`` in view/web/src/colors.js), so a label has
+#: one colour in the figure and on the page
+CATEGORICAL = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+               "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
+
+
 def qualitative_palette(n: int) -> list:
-    """``n`` distinct colours: tab10, then tab20, then evenly spaced hues."""
+    """``n`` distinct colours: :data:`CATEGORICAL`, or evenly spaced hues for more."""
+    if n <= len(CATEGORICAL):
+        return list(CATEGORICAL[:n])
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    if n <= 10:
-        return [to_hex(c) for c in colormaps["tab10"].colors[:n]]
-    if n <= 20:
-        tab20 = colormaps["tab20"].colors
-        order = list(range(0, 20, 2)) + list(range(1, 20, 2))  # strong shades first
-        return [to_hex(tab20[i]) for i in order[:n]]
     return [to_hex(c) for c in colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))]
 
 

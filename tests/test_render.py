@@ -66,6 +66,24 @@ def test_categorize_top_other_missing():
     assert render.categorize([["a", "b"], None, ["a", "b"]]).counts == [2, 1]
 
 
+def test_figures_and_the_page_share_one_palette_without_grey():
+    """A label has the same colour in a figure and on the page: the page's CATEGORICAL list is render's; no
+    category colour is a grey (grey is "other")."""
+    import re
+    from pathlib import Path
+
+    from matplotlib.colors import to_rgb
+
+    source = (Path(render.__file__).parent / "view" / "web" / "src" / "colors.js").read_text()
+    page = re.findall(r"'(#[0-9a-f]{6})'", re.search(r"CATEGORICAL = \[(.*?)\];", source, re.S).group(1))
+    assert tuple(page) == render.CATEGORICAL
+    assert render.qualitative_palette(10) == list(render.CATEGORICAL[:10])
+    assert len(set(render.qualitative_palette(20))) == 20
+    for colour in render.CATEGORICAL:
+        r, g, b = to_rgb(colour)
+        assert max(r, g, b) - min(r, g, b) > 0.1, colour  # not a grey
+
+
 @pytest.mark.parametrize("raster", [False, True])
 def test_categorical_png_has_requested_size_and_colours(tmp_path, points, raster):
     x, y, subjects, _ = points
