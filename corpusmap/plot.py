@@ -156,7 +156,8 @@ class PlotStage(Stage):
         need_map(run, params.map)
         mode, detail = parse_color(params.color)
         if mode == "column" and params.color not in colour_columns(run, params.map):
-            raise UsageProblem(f"--color {params.color!r}: no such column; available: "
+            raise UsageProblem(f"--color {params.color!r}: no such column{run.read_as_hint(params.color, '--color')}; "
+                               "available: "
                                f"{', '.join(colour_columns(run, params.map))}, none, words:w1,w2, cluster[:LEVEL] "
                                "or excess:GROUP:TARGET")
         if mode == "cluster" or params.labels in ("keywords", "label"):

@@ -298,8 +298,14 @@ class Run:
 
         columns = self.corpus_columns()
         if name not in columns:
-            raise UsageProblem(f"{flag} {name!r}: no such column in {self.corpus_path}; columns: "
-                               f"{', '.join(columns)}")
+            raise UsageProblem(f"{flag} {name!r}: no such column in {self.corpus_path}{self.read_as_hint(name, flag)}"
+                               f"; columns: {', '.join(columns)}")
+
+    def read_as_hint(self, name: str, flag: str) -> str:
+        """For a source column that embed read as one of its own (``subjects`` as ``label``): the flag to use."""
+        mapping = (self.corpus_manifest.get("stats") or {}).get("columns") or {}
+        read_as = [own for own, source in mapping.items() if source == name and own in self.corpus_columns()]
+        return f"; the source column {name!r} was read as {read_as[0]!r}: use {flag} {read_as[0]}" if read_as else ""
 
     def corpus_column(self, name: str, flag: str) -> pa.ChunkedArray:
         """One corpus column; an unknown name is an error naming ``flag`` and listing the corpus's columns."""

@@ -323,6 +323,12 @@ def _c7_excess_no_such_column(w):
     return Case(["excess", w.run, "--by", "nosuch"], 2, ("--by", "nosuch", "article_type"))
 
 
+def _c7_source_column_name(w):
+    """The eLife `subjects` field was read as `label`: the message says so and names the flag to use."""
+    return Case(["plot", w.run, "--map", "pca", "--color", "subjects"], 2,
+                ("--color", "subjects", "was read as 'label'", "use --color label"))
+
+
 def _corpus_columns(w) -> str:
     import pyarrow.parquet as pq
 
@@ -422,6 +428,7 @@ ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("7 misleading messages", "resume after the input changed"): _c7_changed_input,
     ("7 misleading messages", "neighbors on a half-finished embed"): _c7_half_finished_embed,
     ("7 misleading messages", "excess --by with no such column"): _c7_excess_no_such_column,
+    ("7 misleading messages", "plot --color with a source column's name"): _c7_source_column_name,
     ("7 misleading messages", "excess --year-col with no such column"): _c7_excess_column("--year-col"),
     ("7 misleading messages", "excess --text-col with no such column"): _c7_excess_column("--text-col"),
     ("7 misleading messages", "excess --date-col with no such column"): _c7_excess_column("--date-col", "--period",
