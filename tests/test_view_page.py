@@ -214,6 +214,22 @@ def test_search_index_holds_exactly_the_python_tokens(acl, tmp_path):
     assert len(index["the"]) > m // 2  # stored as a bitmap, decoded the same
 
 
+def test_region_names_are_anchored_at_medoids():
+    """A region of two islands is named on one of its points (its medoid, as in the figures), not in the gap
+    between the islands where the per-axis median falls."""
+    from corpusmap.labels import medoid
+    from corpusmap.view.points import cluster_columns
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(-0.8, 0.05, 250), rng.normal(0.8, 0.05, 250), rng.normal(0, 0.05, 100)])
+    y = rng.normal(0, 0.05, 600)
+    codes = np.repeat([0, 0, 1], [250, 250, 100])  # region 0: two islands; region 1 lies between them
+    _, (meta,) = cluster_columns([ClusterLevel("level", codes, ["split", "middle"])], x, y, None)
+    for c in (0, 1):
+        assert (meta["x"][c], meta["y"][c]) == pytest.approx(medoid(x[codes == c], y[codes == c]), abs=1e-5)
+    assert abs(meta["x"][0]) > 0.6  # on an island, not at the median near 0 (region 1's place)
+
+
 def test_script_json_is_inert_inside_a_script_element():
     from corpusmap.view.encoding import script_json
 
@@ -650,16 +666,18 @@ def test_the_url_fragment_keeps_and_restores_what_is_shown(browser, pages, acl):
     """Colour mode, search, year range, camera and the clicked paper go into the fragment as they change, and a
     page opened with that fragment (a reload, a shared link) shows them again."""
     html = pages["single"].html
+    row = int(np.flatnonzero((acl.years >= 2017) & (acl.years <= 2018))[0])  # a paper in the range
     page = Opened(browser, html)
     try:
         page.js("window.corpusmap.colorBy('year')")
         count = page.js("q => window.corpusmap.search(q)", "parsing")
         page.js("([a, b]) => window.corpusmap.years(a, b)", [2017, 2018])
+        page.js(f"window.corpusmap.pick({row})")
+        page.page.wait_for_timeout(400)  # (were it under the details panel, the map would move it out)
         page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [[0.1, -0.2], 0.4])
-        page.js("window.corpusmap.pick(7)")
-        page.page.wait_for_function("location.hash.includes('p=7')")
+        page.page.wait_for_function("location.hash.includes('v=0.1')")
         fragment = page.js("location.hash")
-        for part in ("c=year", "q=parsing", "y=2017-2018", "v=0.1%2C-0.2%2C0.4", "p=7"):
+        for part in ("c=year", "q=parsing", "y=2017-2018", "v=0.1%2C-0.2%2C0.4", f"p={row}"):
             assert part in fragment, fragment
     finally:
         page.close()
@@ -671,10 +689,58 @@ def test_the_url_fragment_keeps_and_restores_what_is_shown(browser, pages, acl):
         assert again.js("document.getElementById('cm-search-count').dataset.count") == str(count)
         years = "[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]"
         assert again.js(years) == ["2017", "2018"]
-        assert again.js("document.getElementById('cm-details').dataset.row") == "7"
+        assert again.js("document.getElementById('cm-details').dataset.row") == str(row)
         assert abs(again.js("window.corpusmap.scatter().get('cameraDistance')") - 0.4) < 1e-6
         # closing the paper takes it out of the fragment
         again.page.keyboard.press("Escape")
         again.page.wait_for_function("!location.hash.includes('p=')")
     finally:
         again.close()
+
+
+def test_a_link_shows_only_what_it_can_and_says_so(browser, pages, acl):
+    """A linked paper that the linked year range hides is not opened, and the fragment is rewritten to what is
+    shown (a row beyond the map dropped, a reversed range put in order); the status line counts the range."""
+    html = pages["single"].html
+    years = acl.years
+    hidden = int(np.flatnonzero(years == 2016)[0])
+    page = Opened(browser, html, f"#y=2019-2019&p={hidden}")
+    try:
+        assert not page.page.is_visible("#cm-details")
+        page.page.wait_for_function("location.hash === '#y=2019-2019'")
+        assert f"({int((years == 2019).sum()):,} in the year range)" in page.page.text_content("#cm-status")
+        page.js("window.corpusmap.colorBy('year')")  # a colour bar counts nothing: no "(in the year range)"
+        assert page.page.text_content("#cm-legend").startswith("Year") and "range" not in page.page.text_content(
+            "#cm-legend")
+    finally:
+        page.close()
+    page = Opened(browser, html, "#p=99999&y=2018-2017")
+    try:
+        page.page.wait_for_function("location.hash === '#y=2017-2018'")
+        assert not page.page.is_visible("#cm-details")
+    finally:
+        page.close()
+
+
+def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_stay_on_top(browser, pages):
+    page = Opened(browser, pages["single"].html)
+    try:
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        width = page.js("window.innerWidth")
+        right = max((i for i in page.isolated_points(radius=8, count=40) if pos[i, 0] > width - 380),
+                    key=lambda i: pos[i, 0])  # a point where the details panel will open
+        page.page.mouse.click(*pos[right])
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
+        page.page.wait_for_timeout(600)  # the 300 ms pan
+        x, _ = page.js(f"window.corpusmap.screenPosition({right})")
+        assert x < page.js("document.getElementById('cm-details').getBoundingClientRect().left") - 100
+        # the word overlay draws its matches last; a search (or clearing it) in that mode keeps that order
+        page.js("window.corpusmap.words('parsing')")
+        order = page.js("window.corpusmap.scatter().get('pointOrder')")
+        page.js("window.corpusmap.search('neural')")
+        assert page.js("window.corpusmap.scatter().get('pointOrder')") == order
+        page.js("window.corpusmap.search('')")
+        assert page.js("window.corpusmap.scatter().get('pointOrder')") == order and len(order) == page.js(
+            "window.corpusmap.n")
+    finally:
+        page.close()

@@ -9,7 +9,7 @@ Tiers by size (all thresholds are options):
   all points; above ``search_max_points`` drawn points the search index is left out.
 
 Data format (``corpusmap-view/1``): the HTML holds the app, its style and a JSON manifest (counts, chunk sizes,
-label names, cluster names with median centres, years, info rows). Every other payload is a data script
+label names, cluster names with their medoids, years, info rows). Every other payload is a data script
 ``corpusmapPut(KEY, {...})``: inline in a single-file page, else the file ``NAME_files/<version>/KEY.js``.
 Numeric columns are ``{"dtype", "b64"}`` little-endian typed arrays. Keys:
 

@@ -100,13 +100,14 @@ def label_column(labels: Optional[Sequence[Optional[str]]], top: int) -> tuple[O
 
 def cluster_columns(levels: Sequence[ClusterLevel], xn_all: np.ndarray, yn_all: np.ndarray,
                     rows: Optional[np.ndarray]) -> tuple[list[dict], list[dict]]:
-    """Per level: the codes of the drawn rows, and names, sizes and robust centres (medians) over all rows."""
+    """Per level: the codes of the drawn rows, and names, sizes and anchors (medoids, as the figures of ``plot``
+    use) over all rows."""
     columns, metas = [], []
     for level in levels:
         codes = np.asarray(level.codes, dtype=np.int64)
         k = len(level.names)
         sizes = np.bincount(codes[codes >= 0], minlength=k)
-        cx, cy = _medians(codes, xn_all, yn_all, k)
+        cx, cy = _medoids(codes, xn_all, yn_all, k)
         drawn = codes if rows is None else codes[rows]
         column = np.where(drawn >= 0, drawn, k).astype(_codes_dtype(k + 1))
         order = [int(c) for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
@@ -117,19 +118,20 @@ def cluster_columns(levels: Sequence[ClusterLevel], xn_all: np.ndarray, yn_all: 
     return columns, metas
 
 
-def _medians(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinate-wise median of each cluster (robust to the few points t-SNE strands far away)."""
+def _medoids(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each cluster's medoid (:func:`corpusmap.labels.medoid`): a member point, so that a region spread over
+    several islands is named on one of them and not in the gap (or another region) between them."""
+    from corpusmap.labels import medoid
+
     keep = codes >= 0
     order = np.argsort(codes[keep], kind="stable")
     c = codes[keep][order]
     bounds = np.searchsorted(c, np.arange(k + 1))
-    out = []
-    for values in (x[keep][order], y[keep][order]):
-        med = np.zeros(k)
-        for j in range(k):
-            if bounds[j + 1] > bounds[j]:
-                med[j] = np.median(values[bounds[j]:bounds[j + 1]])
-        out.append(med)
+    xs, ys = x[keep][order], y[keep][order]
+    out = np.zeros((2, k))
+    for j in range(k):
+        if bounds[j + 1] > bounds[j]:
+            out[:, j] = medoid(xs[bounds[j]:bounds[j + 1]], ys[bounds[j]:bounds[j + 1]])
     return out[0], out[1]
 
 

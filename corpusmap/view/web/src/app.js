@@ -193,13 +193,15 @@ class App {
     this.onView();
     await this.restoreState(parseHash(location.hash));
     this.ready = true;
+    this.saveState();  // the fragment says what was shown (a row that does not exist, a reversed range: corrected)
     this.status.textContent = this.statusText();
   }
 
   statusText() {
     const m = this.m;
-    const drawn = m.sampled ? `${fmt.format(this.n)} of ${fmt.format(m.n_total)} points drawn (random sample over the density of all)` : plural(this.n, 'point');
+    let drawn = m.sampled ? `${fmt.format(this.n)} of ${fmt.format(m.n_total)} points drawn (random sample over the density of all)` : plural(this.n, 'point');
     const secs = ((this.timing.firstDraw - this.timing.boot) / 1000).toFixed(1);
+    if (this.filter) drawn += ` (${fmt.format(this.filter.length)} in the year range)`;
     return `${drawn} · drawn in ${secs} s · scroll or +/− to zoom, drag or arrow keys to pan, click a point`;
   }
 
@@ -364,8 +366,8 @@ class App {
     const rows = this.rows;
     for (let i = 0; i < this.n; i++) rows[i][2] = z[i];
     this.scatter.set({ pointColor: spec.palette });
-    this.setOrder(mode === 'words' ? spec.hits : this.hits ? this.hitMask : null);
     this.spec = spec;
+    this.setOrder();
     this.legendTitle = title;
     this.renderLegend();
     this.onView();
@@ -377,7 +379,7 @@ class App {
     const { spec } = this;
     if (!spec) return;
     countLegend(spec.legend, spec.z, this.keep);
-    const counted = spec.legend && spec.legend.items;
+    const counted = spec.legend && spec.legend.kind !== 'bar' && spec.legend.items;  // (a bar counts nothing)
     const where = [this.keep && 'in the year range', this.m.sampled && 'of the drawn sample'].filter(Boolean);
     const title = counted && where.length ? `${this.legendTitle} (${where.join(', ')})` : this.legendTitle;
     renderLegend(this.controls.legend, spec.legend, title);
@@ -390,8 +392,10 @@ class App {
     return this.setColor('words');
   }
 
-  /** Draw the points of mask last (on top), or restore the natural order. */
-  setOrder(mask) {
+  /** Draw the highlighted points last (on top): the word overlay's matches in the words mode, else the search's
+   * (or the natural order when there are none). */
+  setOrder() {
+    const mask = this.mode === 'words' ? this.spec && this.spec.hits : this.hitMask;
     if (!mask) {
       this.scatter.set({ pointOrder: null });
       return;
@@ -425,7 +429,7 @@ class App {
       this.hitMask = null;
       for (let i = 0; i < this.n; i++) rows[i][3] = 1;
       out.textContent = query.trim() ? 'Type words of two or more letters.' : 'Whole words; all must occur.';
-      this.setOrder(null);
+      this.setOrder();
       await this.redraw();
       return null;
     }
@@ -442,7 +446,7 @@ class App {
     const count = result.rows.length;
     this.showSearchCount();
     out.dataset.count = String(count);
-    this.setOrder(this.mode === 'words' ? null : mask);
+    this.setOrder();
     await this.redraw();
     return count;
   }
@@ -483,6 +487,7 @@ class App {
       this.filter = null;
       this.keep = null;
       this.controls.yearCount.textContent = '';
+      this.status.textContent = this.statusText();
       this.renderLegend();
       this.showSearchCount();
       this.scatter.unfilter({ preventEvent: true });
@@ -500,6 +505,7 @@ class App {
     this.filter = filter;
     this.keep = keep;
     this.controls.yearCount.textContent = plural(filter.length, 'point');
+    this.status.textContent = this.statusText();
     this.renderLegend();
     this.showSearchCount();
     await this.drawing;
@@ -598,6 +604,22 @@ class App {
     });
     this.detailsNode.dataset.row = String(row);
     this.onView();
+    this.keepClear(row);
+  }
+
+  /** A picked point that the details panel covers: the map pans it to the middle of the part left of the panel. */
+  keepClear(row) {
+    const panel = this.detailsNode.getBoundingClientRect();
+    const origin = this.mapNode.getBoundingClientRect();
+    const left = panel.left - origin.left;
+    const [sx, sy] = this.project(this.x[row], this.y[row]);
+    if (left < 160 || sx < left - 12 || sy < panel.top - origin.top || sy > panel.bottom - origin.top) return;
+    const [tx, ty] = this.scatter.get('cameraTarget');
+    const d = this.scatter.get('cameraDistance');
+    this.atHome = false;
+    // the map moves 2 d / height data units per pixel
+    this.scatter.zoomToLocation([tx + ((sx - left / 2) * 2 * d) / this.height, ty], d,
+      { transition: true, transitionDuration: 300 });
   }
 
   unpick() {
@@ -652,7 +674,7 @@ class App {
       this.atHome = false;
       this.scatter.zoomToLocation([s.v[0], s.v[1]], s.v[2]);
     }
-    if (s.p !== undefined && s.p < this.n) await this.pick(s.p);
+    if (s.p !== undefined && s.p < this.n && !(this.keep && !this.keep[s.p])) await this.pick(s.p);
   }
 
   // ---- test and automation hooks --------------------------------------------------------------------------------

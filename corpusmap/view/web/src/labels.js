@@ -2,9 +2,9 @@
 // coarsest level at the whole-map view (and farther out),
 // and a finer level each time zooming in has made room for its names (the screen shows 1/zoom² of the map, so a
 // level of m names shows once m / zoom² is within the coarsest level's count, or BASE if that is fewer). Names
-// are placed at each cluster's robust centre (median, from the writer), largest clusters first, moved inside the
-// map where the centre is on screen but the name would cross its edge; a name that would overlap one already
-// placed is left out.
+// are placed at each cluster's medoid (from the writer), largest clusters first, moved inside the map where the
+// medoid is on screen but the name would cross its edge; a name that would overlap one already placed moves just
+// above, below or beside its medoid, and is left out only when none of those places is free.
 
 import { el } from './dom.js';
 
@@ -72,13 +72,12 @@ export class ClusterLabels {
     for (const c of level.order) {
       const node = nodes[c];
       const [w, h] = sizes[c];
-      const [sx, sy] = this.project(level.x[c], level.y[c]);
-      const onScreen = sx >= 0 && sx <= width && sy >= 0 && sy <= height;
-      const dx = Math.max(0, w / 2 + EDGE - sx) - Math.max(0, sx + w / 2 + EDGE - width);
-      const dy = Math.max(0, h / 2 + EDGE - sy) - Math.max(0, sy + h / 2 + EDGE - height);
-      const box = [sx + dx - w / 2, sy + dy - h / 2, sx + dx + w / 2, sy + dy + h / 2];
+      const [ax, ay] = this.project(level.x[c], level.y[c]);
+      const onScreen = ax >= 0 && ax <= width && ay >= 0 && ay <= height;
       const inside = onScreen && w + 2 * EDGE <= width && h + 2 * EDGE <= height;
-      if (inside && !obstacles.some((p) => overlaps(p, box)) && !placed.some((p) => overlaps(p, box))) {
+      const free = (box) => !obstacles.some((p) => overlaps(p, box)) && !placed.some((p) => overlaps(p, box));
+      const box = inside ? offsets(w, h).map(([ox, oy]) => boxAt(ax + ox, ay + oy, w, h, width, height)).find(free) : null;
+      if (box) {
         placed.push(box);
         node.style.transform = `translate(${box[0].toFixed(1)}px, ${box[1].toFixed(1)}px)`;
         node.style.display = '';
@@ -87,6 +86,20 @@ export class ClusterLabels {
       }
     }
   }
+}
+
+/** Where a name of w x h px may go around its anchor: on it, then just above, below, left and right of it. */
+function offsets(w, h) {
+  const v = h + GAP;
+  const u = w / 2 + GAP;
+  return [[0, 0], [0, -v], [0, v], [-u, 0], [u, 0], [0, -2 * v], [0, 2 * v]];
+}
+
+/** The box of a w x h name centred at (x, y), moved inside the map (EDGE px from its edges). */
+function boxAt(x, y, w, h, width, height) {
+  const dx = Math.max(0, w / 2 + EDGE - x) - Math.max(0, x + w / 2 + EDGE - width);
+  const dy = Math.max(0, h / 2 + EDGE - y) - Math.max(0, y + h / 2 + EDGE - height);
+  return [x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2];
 }
 
 function overlaps(a, b) {
