@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -500,8 +499,9 @@ def test_a_narrow_window_opens_with_the_controls_folded(browser, tmp_path):
     rng = np.random.default_rng(5)
     xy = rng.uniform(-1, 1, size=(2000, 2))
     coarse = (xy[:, 0] > 0).astype(int) + 2 * (xy[:, 1] > 0)
+    names = ["south west", "south east", "north west", "north east"]
     data = PageData(x=xy[:, 0], y=xy[:, 1], labels=[f"class {c}" for c in coarse],
-                    clusters=[ClusterLevel("quarters", coarse, ["south west", "south east", "north west", "north east"])])
+                    clusters=[ClusterLevel("quarters", coarse, names)])
     small = {"width": 700, "height": 450}
     page = Opened(browser, write_page(tmp_path / "narrow.html", data).html, viewport=small)
     try:
@@ -509,7 +509,8 @@ def test_a_narrow_window_opens_with_the_controls_folded(browser, tmp_path):
             return page.js("""(() => { const p = document.getElementById('cm-controls').getBoundingClientRect();
                 return Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')
                   .every(n => { const r = n.getBoundingClientRect();
-                    return r.right <= p.left || r.left >= p.right || r.bottom <= p.top || r.top >= p.bottom; }); })()""")
+                    return r.right <= p.left || r.left >= p.right || r.bottom <= p.top || r.top >= p.bottom; });
+                })()""")
 
         assert page.js("document.getElementById('cm-controls').classList.contains('cm-folded')")
         assert not page.page.is_visible("#cm-legend") and not page.page.is_visible("#cm-search")
