@@ -406,7 +406,7 @@ def tokens(text: str) -> set:
     return set(re.findall(r"\b\w\w+\b", text.lower()))
 
 
-def test_example_corpus_end_to_end(tmp_path):
+def test_example_corpus_end_to_end(tmp_path, caplog):
     """The bundled eLife corpus with everything on; the style groups' abstract counts recounted from the raw
     records."""
     result = cli("excess", EXAMPLE_CORPUS, "-o", tmp_path, "--target", "2015", "--group", "style", "--by", "label",
@@ -430,6 +430,9 @@ def test_example_corpus_end_to_end(tmp_path):
         assert len(group) == row["n_words"]
         assert row["n_with"] == sum(bool(group & tokens(r["abstract"])) for r in records)
     assert manifest["lemmas"]["2015"] == pd.read_csv(tmp_path / "excess_lemmas.csv")["lemma"].nunique()
+    said = [r.getMessage() for r in caplog.records]  # and on the console
+    assert f"lemmas 2015: the {int(table['is_excess'].sum()):,} excess words are " \
+           f"{manifest['lemmas']['2015']:,} lemmas (excess_lemmas.csv)" in said
     assert "## Excess words as lemmas (`--lemmatize`)" in (tmp_path / "report.md").read_text()
 
 

@@ -123,6 +123,10 @@ def report(result) -> None:
                           f"at p < {row['max_cutoff']:g} ({row['max_words']} style words)"
                           + (f"; the study's mean of rare and common = {row['delta_study'] * 100:.2f} points"
                              if row.get("delta_study") is not None else ""))
+    excess_of = {str(row["target"]): row["excess_words"] for row in manifest["results"]}
+    for target, lemmas in (manifest.get("lemmas") or {}).items():
+        progress.info(f"lemmas {target}: the {excess_of.get(str(target), 0):,} excess words are {lemmas:,} lemmas "
+                      "(excess_lemmas.csv)")
     by = manifest["parameters"].get("by")
     for row in manifest.get("subgroups") or []:
         progress.info(_subgroup_line(row, by))
