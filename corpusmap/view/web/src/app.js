@@ -607,18 +607,21 @@ class App {
     this.keepClear(row);
   }
 
-  /** A picked point that the details panel covers: the map pans it to the middle of the part left of the panel. */
+  /** A picked point that the details panel covers: the map pans it to the middle of the free part between the
+   * panels (or left of the details panel, where the controls leave too little room). */
   keepClear(row) {
     const panel = this.detailsNode.getBoundingClientRect();
     const origin = this.mapNode.getBoundingClientRect();
     const left = panel.left - origin.left;
     const [sx, sy] = this.project(this.x[row], this.y[row]);
     if (left < 160 || sx < left - 12 || sy < panel.top - origin.top || sy > panel.bottom - origin.top) return;
+    const controls = this.controls.panel.getBoundingClientRect().right - origin.left;
+    const goal = left - controls >= 240 ? (controls + left) / 2 : left / 2;
     const [tx, ty] = this.scatter.get('cameraTarget');
     const d = this.scatter.get('cameraDistance');
     this.atHome = false;
     // the map moves 2 d / height data units per pixel
-    this.scatter.zoomToLocation([tx + ((sx - left / 2) * 2 * d) / this.height, ty], d,
+    this.scatter.zoomToLocation([tx + ((sx - goal) * 2 * d) / this.height, ty], d,
       { transition: true, transitionDuration: 300 });
   }
 
