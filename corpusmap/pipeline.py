@@ -19,9 +19,9 @@ from typing import Callable, Optional
 
 from corpusmap import progress
 from corpusmap.manifests import timestamp
-from corpusmap.errors import UsageProblem
+from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.run import Run, writing
-from corpusmap.stage import Result, Stage, Status
+from corpusmap.stage import Result, Stage, Status, describe_changes
 
 
 @dataclass
@@ -49,10 +49,18 @@ class Job:
 
 
 def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
-             state: Optional[Run] = None) -> list[Result]:
+             state: Optional[Run] = None,
+             allow: Callable[[Job], str] = lambda job: "give its Job overwrite=True") -> list[Result]:
     """Run each job whose output is not current (checked just before it runs, after the jobs before it); a failing
-    job stops the pipeline. ``state``: the run whose ``pipeline.json`` records what happened."""
-    plan(jobs)
+    job stops the pipeline, and one that would replace an output computed with other parameters without leave
+    (``allow``: how to give it, in the caller's words) stops it before any job runs. ``state``: the run whose
+    ``pipeline.json`` records what happened."""
+    for job, status in plan(jobs):
+        if refused(job, status):
+            raise CorpusmapError(
+                f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} computed "
+                f"with other parameters ({describe_changes(status.changed)}); nothing was run. To replace it (and "
+                f"what was computed from it) {allow(job)}")
     results, log = [], []
     try:
         for job in jobs:
@@ -68,7 +76,6 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     finally:
         if state is not None and state.path.is_dir():
             from corpusmap.atomic import write_json
-            from corpusmap.errors import CorpusmapError
 
             try:
                 with writing(state.pipeline_state_path):
@@ -129,13 +136,16 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
             raise UsageProblem(f"{name} needs {key} of {job.run.path}, {why}")
         job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
         status = job.status()
+        writes = job.stage.writes(job.run, job.params)
+        gone = [removed_by[(where, key)] for key in writes if (where, key) in removed_by and key not in outputs]
+        if status.changed and gone and len(gone) == len(writes):  # a job before it removes the output: it is made anew
+            status = Status(False, f"its stored output goes when {gone[0]} runs")
         if status.current:
             upstream = sorted({rewritten[(where, key)] for key in job.stage.reads(job.run, job.params)
                                if (where, key) in rewritten})
             if upstream:
                 status = Status(False, f"computed from the output of {'; '.join(upstream)}, which runs before it")
         if not status.current and not refused(job, status):  # (a refused job stops the run: nothing after it)
-            writes = job.stage.writes(job.run, job.params)
             rewritten.update({(where, key): name for key in writes})
             if status.changed:  # other parameters: what was computed from the old output goes (Run.invalidate)
                 for key in _dependents(outputs, writes):

@@ -95,14 +95,22 @@ def _diff(stored: dict, wanted: dict, prefix: str = "") -> tuple:
     return tuple(out)
 
 
-def describe_changes(changed: tuple, limit: int = 4) -> str:
-    parts = [f"{k} {_short(old)} -> {_short(new)}" for k, old, new in changed[:limit]]
-    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+def describe_changes(changed: tuple, limit: int = 6) -> str:
+    """``k 10 -> 12, clusterings none -> leiden``: the first ``limit`` changes, then how many more."""
+    shown = changed if len(changed) <= limit else changed[:limit - 1]
+    parts = [f"{k} {_short(old)} -> {_short(new)}" for k, old, new in shown]
+    more = f" and {len(changed) - len(shown)} other parameters" if len(shown) < len(changed) else ""
     return ", ".join(parts) + more
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
+    """A stored parameter value as the user would write it: lists comma-joined, none for empty or unset."""
+    if value is None or value in ("", [], {}):
+        return "none"
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = json.dumps(value) if not isinstance(value, str) else value
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import EXAMPLE_CORPUS, cli
@@ -126,19 +127,35 @@ def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
 
 
 def test_a_changed_stage_is_refused_without_overwrite(folder):
+    assert cli("run", write_config(folder)).exit_code == 0  # (embed records the copied folder's inputs)
     config = write_config(folder, k=12)
     dry = cli("run", config, "--dry-run")  # the plan says where the run will stop, and what lets it go on
-    assert "refused: neighbors:" in dry.output and "set overwrite = true in [neighbors]" in dry.output, dry.output
-    result = cli("run", config)
-    assert result.exit_code == 1 and "computed with other parameters (k 10 -> 12)" in result.output
-    assert "--overwrite" in result.output
-    assert json.loads((folder / "out" / "knn" / "manifest.json").read_text())["k"] == 10
+    lines = dry.output.splitlines()
+    assert lines[1].startswith("refused: neighbors:") and lines[2].startswith("not reached: map tsne:"), dry.output
+    assert f"set overwrite = true in [neighbors] or run `corpusmap run {config} --overwrite`" in lines[-1]
+    before = fingerprints(folder / "out")
+    result = cli("run", config)  # refused before any job runs, in the words of the config
+    assert result.exit_code == 1 and "computed with other parameters (k 10 -> 12); nothing was run" in result.output
+    assert "set overwrite = true in [neighbors]" in result.output and "run:" not in result.output
+    assert fingerprints(folder / "out") == before
     # other vectors of the same corpus: refused in the plan as in the run
     config = write_config(folder, dim=30)
     dry = cli("run", config, "--dry-run")
     assert "refused: embed" in dry.output and "set overwrite = true in [embed]" in dry.output, dry.output
     result = cli("run", config)
-    assert result.exit_code == 1 and "already holds vectors made with other parameters" in result.output
+    assert result.exit_code == 1 and "holds vectors computed with other parameters (dim 20 -> 30)" in result.output
+
+
+def test_a_changed_stage_whose_output_an_earlier_rerun_removes_is_not_refused(folder):
+    """neighbors reruns (overwrite = true) and so removes the map, which is then made anew with its new
+    parameters: it needs no overwrite of its own."""
+    config = write_config(folder, k="12\noverwrite = true", n_iter=20)
+    dry = cli("run", config, "--dry-run")
+    assert "run: map tsne:" in dry.output and "refused" not in dry.output, dry.output
+    result = cli("run", config)
+    assert result.exit_code == 0, result.output
+    meta = json.loads(pq.read_schema(folder / "out" / "maps" / "tsne.parquet").metadata[b"corpusmap"])
+    assert meta["schedule"][-1]["n_iter"] == 20 and meta["knn"]["k"] == 12
 
 
 def test_a_stage_needing_more_neighbours_than_the_graph_fails_before_any_job(folder):

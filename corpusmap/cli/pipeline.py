@@ -169,7 +169,8 @@ def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) ->
             line = shlex.join(["corpusmap", name, *args])
             where = f"[{name}]" if len(tables) == 1 else f"the {_ordinal(number)} [[{name}]]"
             for job in made:
-                job.label = f"{job.label}: {line}"
+                made_by = "" if job.stage.name == name else f" (by {where})"  # e.g. the figure a [[map]] draws
+                job.label = f"{job.label}{made_by}: {line}"
                 output = job.stage.where(job.run, job.params)
                 if output.resolve() in writer:
                     raise UsageProblem(f"{config_path}: {writer[output.resolve()]} and {where} both write {output}; "
@@ -203,16 +204,24 @@ def run(ctx, config, dry_run, overwrite, quiet):
     run_dir, jobs = load_jobs(config, lambda name: group.get_command(ctx, name))
     for job in jobs:
         job.overwrite = job.overwrite or overwrite
-    if dry_run:
+    def allow(job):
+        table = f"[[{job.stage.name}]]" if job.stage.name in REPEATABLE else f"[{job.stage.name}]"
+        return f"set overwrite = true in {table} or run `corpusmap run {config} --overwrite`"
+
+    if dry_run:  # (a refused job stops the run before any job runs; what comes after it depends on it)
+        stop = None
         for job, status in plan(jobs):
-            stops = refused(job, status)
-            action = "skip (current)" if status.current else "refused" if stops else "run"
-            advice = (f"; it would stop here: set overwrite = true in [{job.stage.name}] or run with --overwrite"
-                      if stops else "")
-            click.echo(f"{action}: {job.label}" + ("" if status.current else f" ({status.reason}{advice})"))
+            if stop is not None:
+                click.echo(f"not reached: {job.label}")
+                continue
+            stop = job if refused(job, status) else None
+            action = "skip (current)" if status.current else "refused" if stop else "run"
+            click.echo(f"{action}: {job.label}" + ("" if status.current else f" ({status.reason})"))
+        if stop is not None:
+            click.echo(f"nothing would run: to replace the output of {stop.label.split(': ')[0]}, {allow(stop)}")
         return
     echo = (lambda line: None) if progress.is_quiet() else (lambda line: click.echo(line, err=True))
-    run_jobs(jobs, echo=echo, state=run_dir)
+    run_jobs(jobs, echo=echo, state=run_dir, allow=allow)
     if not progress.is_quiet():
         click.echo(f"done: outputs are in {run_dir.path}", err=True)
 
