@@ -148,6 +148,22 @@ def _note(notes: list, message: str) -> None:
     warn(message)
 
 
+def _note_graph_metric(run: Run, notes: list, metric: str, rows: np.ndarray) -> None:
+    """Note a graph built with the other distance: on vectors that are not of unit length, the high-D neighbours
+    that kNN recall counts are then not those the maps were made from."""
+    from corpusmap.vectors import take_float32
+
+    graph = (try_read_manifest(run.knn_manifest_path) or {}).get("metric")
+    if graph in (None, metric):
+        return
+    norms = np.linalg.norm(take_float32(run.vectors, rows[:1000]), axis=1)
+    if np.allclose(norms, 1, atol=1e-3):  # unit vectors: both distances rank neighbours alike
+        return
+    _note(notes, f"the kNN graph (and so the maps) used {graph} distance, but the high-D neighbours here are "
+                 f"{metric} (the landscape paper's is euclidean); --metric {graph} measures the maps against the "
+                 "neighbours they were made from")
+
+
 def _column(run: Run, name: str, flag: str, required: bool) -> Optional[np.ndarray]:
     """A corpus column as a numpy object array; ``None`` for a default column the corpus lacks."""
     if not required and name not in run.corpus_columns():
@@ -157,18 +173,18 @@ def _column(run: Run, name: str, flag: str, required: bool) -> Optional[np.ndarr
 
 def cluster_agreement(levels: Sequence[np.ndarray], labels, seed: int = 42) -> list[dict]:
     """NMI and ARI (scikit-learn) of each level with the labels, on the labelled points inside a cluster, and the
-    same for random clusters of the same sizes (the level's assignment permuted with ``seed``)."""
+    same for random clusters of the same sizes (the level's assignment permuted with ``seed``, the same permutation
+    for every level, so that equal partitions get equal baselines)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     from corpusmap.metrics import label_codes
 
     codes, _ = label_codes(labels)
-    rng = np.random.default_rng(seed)
     out = []
     for level, clusters in enumerate(levels):
         use = (codes >= 0) & (clusters >= 0)
         truth, found = codes[use], clusters[use]
-        shuffled = rng.permutation(found)
+        shuffled = np.random.default_rng(seed).permutation(found)
         out.append({"level": level, "clusters": int(len(np.unique(found))), "points": int(use.sum()),
                     "nmi": float(normalized_mutual_info_score(truth, found)),
                     "ari": float(adjusted_rand_score(truth, found)),
@@ -231,12 +247,13 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
     for name in selected:  # read every map before the (slow) metrics, so a bad map fails fast
         spaces_in.append((name, "map", read_map(run, name).coords))
     rows_all = M.sample_queries(n, queries, seed)
+    _note_graph_metric(run, notes, metric, rows_all)
     info(f"evaluate: exact high-D neighbours of {len(rows_all):,} queries ({dim} dims, {metric})")
     high_nb = M.exact_neighbors(vectors, rows_all, k, metric)
     if params.pca and PCA_NAME not in selected:
         from corpusmap.layouts import pca_2d
 
-        info("evaluate: PCA-2D baseline")
+        info("evaluate: PCA-2D baseline: exact PCA of the vectors")
         coords, _ = pca_2d(vectors)
         spaces_in.append(("PCA-2D baseline", "baseline", np.asarray(coords, dtype=np.float64)))
 

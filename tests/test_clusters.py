@@ -168,6 +168,11 @@ def test_coarse_clusters_agree_with_the_labels_far_above_random(run):
     codes, _ = label_codes(Run(run).read_corpus(["label"]).column("label").to_pylist())
     labels = read_clustering(Run(run)).levels[0]
     assert rows[0]["nmi"] == pytest.approx(normalized_mutual_info_score(codes[codes >= 0], labels[codes >= 0]))
+    # equal partitions get equal baselines, whatever their place
+    from corpusmap.evaluate import cluster_agreement
+
+    twice = cluster_agreement([labels, labels], Run(run).read_corpus(["label"]).column("label").to_pylist())
+    assert twice[0]["random_nmi"] == twice[1]["random_nmi"] == pytest.approx(rows[0]["random_nmi"])
     report = (run / "eval" / "metrics.md").read_text()
     assert f"| leiden | 0 | {rows[0]['clusters']:,} | {rows[0]['points']:,} |" in report
     assert "a training pool of the other" in report
@@ -203,6 +208,31 @@ def test_labelled_figures_have_no_overlapping_names(run, suffix):
         from PIL import Image
 
         assert Image.open(out).size == (1200, 900)
+
+
+def test_regions_named_on_the_map_each_get_a_colour_and_no_legend(run):
+    """With the names on the map, a legend would repeat them and take the map's room, and grey 'other' would hide
+    the regions that are named: every region gets a colour (the palette repeats), unless --max-categories asks
+    for a legend."""
+    from corpusmap.plot import PlotParams, colouring
+    from corpusmap.render import CATEGORICAL, OTHER_NAME
+
+    n_regions = len(read_clustering(Run(run)).names(2))
+    assert n_regions > 18
+    named = colouring(Run(run), PlotParams(map="tsne", color="cluster:2", labels="keywords"), Run(run).n_rows)
+    assert not named.legend and OTHER_NAME not in named.categories.names
+    assert named.categories.colors[:n_regions] == [CATEGORICAL[i % 18] for i in range(n_regions)]
+    legend = colouring(Run(run), PlotParams(map="tsne", color="cluster:2", labels="keywords", max_categories=10),
+                       Run(run).n_rows)
+    assert legend.legend and legend.categories.names[-1] == OTHER_NAME
+
+    def legend_drawn(*args) -> bool:  # (an SVG keeps its text as text: the legend's title is there or not)
+        out = run / "colours.svg"
+        cli("plot", run, "--map", "tsne", "--color", "cluster:2", "--labels", "keywords", "-o", out, *args, "-q",
+            ok=True)
+        return "leiden, level 2" in out.read_text()
+
+    assert legend_drawn("--max-categories", "10") and not legend_drawn()
 
 
 def test_names_without_room_are_left_out_with_a_warning(run, caplog):

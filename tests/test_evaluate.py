@@ -205,3 +205,12 @@ def test_evaluate_bad_inputs(run, tmp_path):
     shutil.rmtree(run / "embeddings")
     r = cli("evaluate", run, "--quiet")
     assert r.exit_code == 1 and "corpusmap embed" in r.output
+
+
+def test_a_graph_of_the_other_distance_is_noted(run):
+    """The TF-IDF vectors are not of unit length: a cosine graph's neighbours are not the euclidean ones that
+    evaluate counts by default, and the report says so (and not when --metric follows the graph)."""
+    assert cli("neighbors", run, "-k", "10", "--metric", "cosine").exit_code == 0
+    noted = [n for n in evaluate_run(run, queries=200, pca=False)["notes"] if "used cosine distance" in n]
+    assert noted and "--metric cosine" in noted[0]
+    assert not [n for n in evaluate_run(run, queries=200, pca=False, metric="cosine")["notes"] if "used" in n]
