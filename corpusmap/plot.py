@@ -48,7 +48,7 @@ class PlotParams:
     dpi: int = 300
     labels: Optional[str] = None
     title: Optional[str] = None
-    max_categories: int = 10
+    max_categories: Optional[int] = None  # None: 10, or every region when region names are on the map
     reference: bool = True
     raster: Optional[bool] = None
 
@@ -58,7 +58,7 @@ class PlotParams:
             value = getattr(self, name)
             if value is not None and not 16 <= value <= most:
                 raise UsageProblem(f"--{name} must be between 16 and {most:,}, not {value:,}")
-        if not 1 <= self.max_categories <= 20:
+        if self.max_categories is not None and not 1 <= self.max_categories <= 20:
             raise UsageProblem("--max-categories must be between 1 and 20")
         if self.output is not None and Path(self.output).suffix.lower().lstrip(".") not in FORMATS:
             raise UsageProblem(f"-o {self.output}: the figure must end in .png, .svg or .pdf")
@@ -208,7 +208,6 @@ class PlotStage(Stage):
             out.parent.mkdir(parents=True, exist_ok=True)
             (staging / out.name).replace(out)
         run.record_render(params.map, out, read_json(staging / RECEIPT))
-        info(f"plot: wrote {out}")
 
 
 def colour_columns(run: Run, map_name: str) -> list[str]:
@@ -262,6 +261,7 @@ class Colouring:
     integer_ticks: bool = False
     cmap: str = "viridis"
     norm_range: Optional[tuple] = None
+    legend: bool = True  # False: the names on the map say what the colours are
 
 
 def _cluster_choice(run: Run, params: PlotParams) -> tuple[Optional[str], Optional[str]]:
@@ -340,7 +340,13 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
         names = clustering.names(level)
         labels = clustering.levels[level]
         text = np.array([f"{c}: {names[c]}" if c >= 0 else None for c in range(-1, len(names))], dtype=object)
-        return Colouring(render.categorize(text[labels + 1], params.max_categories),
+        if params.max_categories is None and params.labels in ("keywords", "label"):
+            # the regions are named on the map: each its own colour (the palette repeats), no legend
+            categories = render.categorize(text[labels + 1], len(names))
+            palette = render.CATEGORICAL
+            categories.colors[:categories.labelled] = [palette[i % len(palette)] for i in range(categories.labelled)]
+            return Colouring(categories, title=f"{clustering.name}, level {level}", legend=False)
+        return Colouring(render.categorize(text[labels + 1], params.max_categories or 10),
                          title=f"{clustering.name}, level {level}")
     if mode == "excess":
         clustering, level, deltas = region_deltas(run, *detail)
@@ -362,7 +368,7 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
         raise CorpusmapError(f"column {column!r} has {len(array):,} rows but the map {n:,} points")
     numeric = _numeric(array)
     if mode == "auto" and column == "label" and numeric is None:
-        categories = render.categorize(array, params.max_categories)
+        categories = render.categorize(array, params.max_categories or 10)
         if categories.labelled or "year" not in columns:
             return Colouring(categories, title=column)
         column, array = "year", _column(run, params.map, "year")  # no labels at all: colour by year
@@ -372,14 +378,14 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
         # years: the page's colour range (a few very old papers do not wash out the scale)
         return Colouring(values=numeric, title=column, integer_ticks=bool(np.all(finite == np.round(finite))),
                          norm_range=year_colour_range(finite) if column == "year" else None)
-    return Colouring(render.categorize(array, params.max_categories), title=column)
+    return Colouring(render.categorize(array, params.max_categories or 10), title=column)
 
 
 def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray,
                   limit: int = MAX_REGION_NAMES) -> tuple[list, int]:
     """``(x, y, text)`` of each region of the chosen level with at least 0.2% of the points (and 3), up to
     ``limit`` of them in cluster order (largest first), at its medoid: its keywords (``labels=keywords``) or its
-    dominant label (``labels=label``); and how many regions were not named."""
+    dominant label and that label's share of its members (``labels=label``); and how many regions were not named."""
     from corpusmap.labels import medoid
 
     name, level_spec = _cluster_choice(run, params)
@@ -388,7 +394,8 @@ def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray,
     labels = clustering.levels[level]
     rows = clustering.summary[clustering.summary["level"] == level].sort_values("cluster")
     texts = rows["name"].tolist() if params.labels == "keywords" else \
-        [d if d is not None else "(unlabelled)" for d in rows["dominant_label"]]
+        [f"{d} {share:.0%}" if d is not None else "(unlabelled)"  # (the share tells regions of one label apart)
+         for d, share in zip(rows["dominant_label"], rows["dominant_share"])]
     out = []
     for c in range(len(texts)):
         members = labels == c
@@ -426,7 +433,7 @@ def draw(run: Run, params: PlotParams, out: Path):
                       height=params.height, dpi=params.dpi, title=params.title, legend_title=colours.title,
                       labels=labels, integer_ticks=colours.integer_ticks, background=background,
                       raster=params.raster, cmap=colours.cmap, norm_range=colours.norm_range,
-                      on_labels=placed.append)
+                      legend=colours.legend, on_labels=placed.append)
     info(f"plot: {params.width} px wide, {len(x):,} points, {time.perf_counter() - t0:.1f} s")
     if placed:
         placed[0].unnamed = unnamed

@@ -238,7 +238,7 @@ def rasterize(x, y, w: int, h: int, limits, *, rgb: Optional[np.ndarray] = None,
     return a * colour + (1 - a) * image
 
 
-def _layout(width: int, height: int, dpi: int, fs: float, title, categories, values, legend_title):
+def _layout(width: int, height: int, dpi: int, fs: float, title, categories, values, legend_title, legend=True):
     """The figure, its renderer, the legend (at the right edge: its measured width decides the map's room) and the
     map's axes rectangle (figure fractions) and title height (pixels)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -250,8 +250,8 @@ def _layout(width: int, height: int, dpi: int, fs: float, title, categories, val
     FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
     top_px = (fs * 2.4 * px_per_pt) if title else MARGIN * height
-    legend = None
-    if categories is not None:
+    shown, legend = legend, None
+    if categories is not None and shown:
         handles = [Line2D([], [], marker="o", linestyle="", markersize=fs * 0.8, markerfacecolor=c,
                           markeredgewidth=0, color=c) for c in categories.colors]
         texts = [_legend_label(nm, c) for nm, c in zip(categories.names, categories.counts)]
@@ -259,7 +259,7 @@ def _layout(width: int, height: int, dpi: int, fs: float, title, categories, val
                             frameon=False, fontsize=fs * 0.85, title=legend_title, title_fontsize=fs * 0.95,
                             handletextpad=0.3, borderaxespad=0.0, labelspacing=0.4)
         right_frac = legend.get_window_extent(renderer).width / width + MARGIN
-    elif values is not None:
+    elif values is not None and shown:
         right_frac = float(np.clip(fs * 10 * px_per_pt / width, 0.08, 0.35))
     else:
         right_frac = 0.0
@@ -268,11 +268,12 @@ def _layout(width: int, height: int, dpi: int, fs: float, title, categories, val
 
 
 def fitted_height(x, y, width: int, dpi: int, *, title=None, categories=None, values=None, legend_title=None,
-                  background=None) -> int:
+                  background=None, legend: bool = True) -> int:
     """The figure height at which a ``width`` pixels wide map fills its axes (equal scale in x and y), between half
     and twice the width, and at least the legend's height."""
     fs = _font_size(width, width, dpi)
-    fig, renderer, legend, ax_rect, top_px = _layout(width, width, dpi, fs, title, categories, values, legend_title)
+    fig, renderer, legend, ax_rect, top_px = _layout(width, width, dpi, fs, title, categories, values, legend_title,
+                                                     legend)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if background is not None:
         x, y = np.concatenate([x, background[0]]), np.concatenate([y, background[1]])
@@ -292,7 +293,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
                height: Optional[int] = 2000, dpi: int = 300, title: Optional[str] = None,
                legend_title: Optional[str] = None, labels: bool = False, max_labels: int = 12,
                raster: Optional[bool] = None, raster_threshold: int = RASTER_THRESHOLD, cmap: str = "viridis",
-               integer_ticks: bool = False, background=None, seed: int = 0, on_labels=None, norm_range=None) -> Path:
+               integer_ticks: bool = False, background=None, seed: int = 0, on_labels=None, norm_range=None,
+               legend: bool = True) -> Path:
     """Draw a map of exactly ``width`` x ``height`` pixels to ``out`` (PNG, or SVG/PDF with the points rasterised
     and the text as text, by the suffix), written atomically. ``height=None``: :func:`fitted_height` (the text at
     the size of a square figure of that width).
@@ -304,7 +306,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     ``raster`` forces or forbids the numpy rasteriser (default: above ``raster_threshold`` points); ``False``
     also draws the markers of an SVG/PDF as vector shapes (else they are one embedded bitmap).
     ``background``: (x, y) of other points (e.g. the reference map of added points), drawn in light grey.
-    ``norm_range``: (low, high) of the colour scale for ``values`` (default: their range).
+    ``norm_range``: (low, high) of the colour scale for ``values`` (default: their range). ``legend=False``: no
+    legend or colour bar (e.g. when the names on the map say what the colours are).
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -314,7 +317,7 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     if height is None and isinstance(width, (int, np.integer)) and width >= 16:
         fs = _font_size(width, width, dpi)
         height = fitted_height(x, y, width, dpi, title=title, categories=categories, values=values,
-                               legend_title=legend_title, background=background)
+                               legend_title=legend_title, background=background, legend=legend)
     for name, value in (("width", width), ("height", height), ("dpi", dpi)):
         if not isinstance(value, (int, np.integer)) or value < 16:
             raise UsageProblem(f"--{name} must be an integer of at least 16")
@@ -326,7 +329,8 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
     out = Path(out)
     fs = fs or _font_size(width, height, dpi)
     px_per_pt = dpi / 72.0
-    fig, renderer, legend, ax_rect, top_px = _layout(width, height, dpi, fs, title, categories, values, legend_title)
+    fig, renderer, legend_box, ax_rect, top_px = _layout(width, height, dpi, fs, title, categories, values,
+                                                         legend_title, legend)
     if ax_rect[2] < 0.2:
         raise UsageProblem(f"the image is too narrow for the map and its legend at --dpi {dpi}; use a larger --width "
                            "or a lower --dpi")
@@ -418,7 +422,7 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
                               [_short(text, 40) for _, _, text in labels], fontsize=fs * 0.8)
         if on_labels is not None:
             on_labels(placed)
-    if categories is None and values is not None:
+    if categories is None and values is not None and legend:
         cax = fig.add_axes([legend_x + 0.01, 0.2, fs * 1.2 * px_per_pt / width, 0.6])
         finite = values[np.isfinite(values)]
         below, above = bool((finite < norm.vmin).any()), bool((finite > norm.vmax).any())

@@ -110,7 +110,11 @@ def report_plot(result) -> None:
     m = result.manifest["stage"]
     state = "" if result.computed else " (current; nothing to do)"
     width, height = m.get("size") or (m["params"]["width"], m["params"]["height"])
-    click.echo(f"{result.where}: {width}x{height} px{state}")
+    size = f"{width}x{height} px"
+    if result.where.suffix.lower() in (".pdf", ".svg"):  # a vector page: its size in print units
+        dpi = m["params"]["dpi"]
+        size = f"{width / dpi:.2f} x {height / dpi:.2f} in ({size} at {dpi} dpi)"
+    click.echo(f"{result.where}: {size}{state}")
 
 
 @with_jobs(map_jobs)
@@ -203,7 +207,9 @@ def plot_jobs(o: dict) -> list[Job]:
               help="Figure file, .png, .svg or .pdf [default: RUN/maps/NAME.png, or NAME.COLOR.png for another "
                    "colouring].")
 @click.option("--max-categories", type=click.IntRange(1, 20), default=default(PlotParams, "max_categories"),
-              show_default=True, help="Categories with their own colour; the rest are grey 'other'.")
+              help="Categories with their own colour and a legend; the rest are grey 'other' [default: 10; with "
+                   "region names on the map (--color cluster --labels keywords|label): every region coloured, the "
+                   "palette repeating, no legend].")
 @click.option("--reference/--no-reference", default=True, show_default=True,
               help="For points added with `map --add`: draw the reference map in grey underneath.")
 @click.option("--raster/--no-raster", default=None,
