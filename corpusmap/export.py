@@ -4,7 +4,8 @@
 --neighbors neighbors``. Columns: ``id, x, y, text`` (title and abstract), ``title, year, label``, one
 ``cluster_<level>`` name column per level of the clustering (``--clusters NAME``; default: the run's only one or
 ``leiden``; ``none`` for none), and ``neighbors``, the stored high-D kNN rows as
-``{"ids": [...], "distances": [...]}`` (zero-based row numbers), the format embedding-atlas reads.
+``{"ids": [...], "distances": [...]}`` (zero-based row numbers), the format embedding-atlas reads; then every
+other column of the corpus (doi, journal, ...; one named like a column above is left out).
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def write_atlas(run: Run, map_name: str, out: Path, clustering=None) -> int:
     graph = load_knn_graph(run)
     level_names = [np.array([None] + clustering.names(i), dtype=object) for i in range(len(clustering.levels))] \
         if clustering else []
-    columns = [c for c in ("id", "title", "year", "label", "text") if c in run.corpus_columns()]
+    columns = run.corpus_columns()
     titled = run.texts_begin_with_titles
     writer, offset = None, 0
     try:
@@ -141,6 +142,7 @@ def write_atlas(run: Run, map_name: str, out: Path, clustering=None) -> int:
             dist = np.asarray(graph.distances[offset:offset + n])
             table["neighbors"] = pa.StructArray.from_arrays(
                 [pa.array(list(ids)), pa.array(list(dist))], names=["ids", "distances"])
+            table.update({c: part[c] for c in columns if c not in table and c != "text"})  # doi, journal, ...
             arrow = pa.table(table)
             if writer is None:
                 writer = pq.ParquetWriter(out, arrow.schema, compression="zstd")

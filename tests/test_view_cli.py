@@ -104,6 +104,9 @@ def test_export_for_embedding_atlas(run):
     assert table.column("x").to_pylist() == stored.column("x").to_pylist()
     corpus = Run(run).read_corpus(["title", "text"])
     assert table.column("text")[3].as_py() == f"{corpus.column('title')[3]}\n\n{corpus.column('text')[3]}"
+    others = [c for c in Run(run).corpus_columns() if c not in ("id", "text", "title", "year", "label")]
+    assert others and table.column_names[-len(others):] == others  # the corpus's other columns, as they are
+    assert table.select(others).equals(Run(run).read_corpus(others))
     # a second clustering: leiden stays the default, --clusters chooses, none leaves the columns out
     cli("clusters", run, "--on", "tsne", "-q", ok=True)
     leiden = read_clustering(Run(run), "leiden")
