@@ -183,6 +183,15 @@ def test_group_delta_equals_hand_computation():
     assert res["n_with"] == 400 and res["n_docs"] == 1300
 
 
+def test_a_group_in_nearly_every_abstract_is_not_projected_above_all_of_them():
+    n_docs = {"2020": 1000, "2021": 1000, "2022": 1000, "2023": 1000}
+    with_any = {"2020": 800, "2021": 950, "2022": 990, "2023": 999}  # the trend would give q = 1.25
+    frame = pd.DataFrame([("common", None, p, with_any[p], n_docs[p]) for p in n_docs],
+                         columns=["group", "subgroup", "period", "n_with", "n_docs"])
+    res = group_excess(PresenceTable(frame, {"common": ["the"]}, "journal"), "common", "2023")
+    assert res["q"] == 1.0 and res["delta"] == pytest.approx(1000 / 1001 - 1) and res["delta"] < 0
+
+
 def test_subgroups_need_the_minimum_size_in_all_four_periods():
     sub = subgroup_table(_presence(), "style", "2023", min_group_size=300)
     assert sub["subgroup"].tolist() == ["big"]           # small has 250 in 2021, tiny 10
