@@ -111,16 +111,27 @@ class NeighborsStage(Stage):
         run.commit_folder(staging, run.knn_dir)
 
 
+def in_degrees(indices: np.ndarray) -> tuple[np.ndarray, float]:
+    """How often each row is a neighbour, and the in-degree above which a row is a hub, ``max(20 k, 5% of n)``."""
+    n, k = indices.shape
+    flat = indices.ravel()
+    degree = np.bincount(flat if flat.min(initial=0) >= 0 else flat[flat >= 0], minlength=n)  # (no copy at 21M)
+    return degree, max(20 * k, 0.05 * n)
+
+
+def hub_rows(degree: np.ndarray, limit: float) -> np.ndarray:
+    """The rows whose in-degree is above ``limit``, the largest first."""
+    rows = np.flatnonzero(degree > limit)
+    return rows[np.argsort(-degree[rows], kind="stable")]
+
+
 def graph_hubs(indices: np.ndarray) -> dict:
     """How often each point is a neighbour (its in-degree; k on average): the largest, and the rows that are among
     the neighbours of more than ``max(20 k, 5% of n)`` points. Such hubs, near everything, are what vectors of very
     different norms give (unnormalised TF-IDF/SVD vectors of one-line texts sit near the origin)."""
-    n, k = indices.shape
-    flat = indices.ravel()
-    degree = np.bincount(flat if flat.min(initial=0) >= 0 else flat[flat >= 0], minlength=n)  # (no copy at 21M)
-    limit = max(20 * k, 0.05 * n)
-    rows = np.flatnonzero(degree > limit)
-    rows = rows[np.argsort(-degree[rows], kind="stable")]
+    n = indices.shape[0]
+    degree, limit = in_degrees(indices)
+    rows = hub_rows(degree, limit)
     return {"max_in_degree": int(degree.max()) if n else 0, "limit": float(limit),
             "rows": [int(r) for r in rows[:20]], "in_degrees": [int(degree[r]) for r in rows[:20]],
             "count": int(len(rows))}

@@ -301,6 +301,13 @@ class Run:
             raise UsageProblem(f"{flag} {name!r}: no such column in {self.corpus_path}{self.read_as_hint(name, flag)}"
                                f"; columns: {', '.join(columns)}")
 
+    def source_column(self, own: str) -> str:
+        """The input's name of a corpus column (``subjects`` for the ``label`` that embed read from it), for
+        titles a user recognises; ``own`` when it kept its name or was not read from one."""
+        mapping = (self.corpus_manifest.get("stats") or {}).get("columns") or {}
+        source = mapping.get(own)
+        return source if isinstance(source, str) and source else own
+
     def read_as_hint(self, name: str, flag: str) -> str:
         """For a source column that embed read as one of its own (``subjects`` as ``label``): the flag to use."""
         mapping = (self.corpus_manifest.get("stats") or {}).get("columns") or {}

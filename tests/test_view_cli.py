@@ -85,7 +85,15 @@ def test_the_page_opens_offline_with_the_runs_regions_and_neighbours(run, browse
         metrics = json.loads((run / "eval" / "metrics.json").read_text())
         tsne = next(s for s in metrics["spaces"] if s["space"] == "tsne")
         assert about[f"tsne: kNN recall@{metrics['k']}"] == f"{100 * tsne['knn_recall']:.1f}%"
+        acc = tsne["knn_accuracy"]
+        assert about[f"tsne: kNN accuracy@{metrics['k']}"] == (
+            f"{100 * acc['accuracy']:.1f}% (chance {100 * acc['chance']:.1f}% stratified, "
+            f"{100 * acc['chance_majority']:.1f}% majority class)")
+        assert about["kNN accuracy of"] == f"column label (subjects), {acc['n_classes']} classes, " \
+            f"{acc['n_test']:,} test points"
         assert about["run"] == run.name
+        # the label is named as the input named it (eLife's subjects), in the colour menu and the legend
+        assert page.js("document.querySelector('#cm-color option[value=label]').textContent") == "subjects"
     finally:
         page.close()
 

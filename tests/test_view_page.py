@@ -311,6 +311,34 @@ def test_year_filter_and_word_overlay_counts(opened, acl):
     opened.js("window.corpusmap.colorBy('label')")
 
 
+def test_the_year_bound_being_edited_takes_the_other_along(opened, acl):
+    """From 2018 (2018–2019), then To 2017: the range becomes 2017–2017 (To wins, From follows), and From 2016
+    then gives 2016–2017, what the user meant (a swap gave 2016–2018)."""
+    def edit(field, year):
+        opened.page.fill(f"#cm-year-{field}", str(year))
+        opened.page.press(f"#cm-year-{field}", "Enter")
+
+    shown = "[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]"
+    for field, year, expected in (("from", 2018, ["2018", "2019"]), ("to", 2017, ["2017", "2017"]),
+                                  ("from", 2016, ["2016", "2017"])):
+        edit(field, year)
+        assert opened.js(shown) == expected
+        lo, hi = int(expected[0]), int(expected[1])
+        assert opened.page.text_content("#cm-year-count") == f"{int(((acl.years >= lo) & (acl.years <= hi)).sum()):,} points"
+    opened.js("window.corpusmap.years(0, 9999)")
+    assert opened.js(shown) == [f"{np.nanmin(acl.years):.0f}", f"{np.nanmax(acl.years):.0f}"]  # within the corpus
+
+
+def test_escape_in_the_search_box_closes_the_paper_and_keeps_the_search(opened):
+    opened.js("window.corpusmap.search('translation')")
+    opened.js("window.corpusmap.pick(3)")
+    opened.page.focus("#cm-search")
+    opened.page.keyboard.press("Escape")
+    assert opened.js("document.getElementById('cm-details').hidden")
+    assert opened.js("document.getElementById('cm-search').value") == "translation"
+    opened.js("window.corpusmap.search('')")
+
+
 def _legend(opened) -> list[tuple[str, str, int]]:
     """(swatch colour, name, count) of each legend item."""
     return [(c, name, int(count.replace(",", ""))) for c, name, count in opened.js("""
@@ -548,6 +576,33 @@ def test_a_page_of_bare_coordinates_opens(browser, tmp_path):
         page.close()
 
 
+def test_hubs_are_marked_in_neighbour_lists(browser, acl, tmp_path):
+    """A paper among the neighbours of a large share of all (what unnormalised vectors of one-line texts give) is
+    marked where it is listed, with that share counted independently, and the map's panel says so."""
+    from dataclasses import replace
+
+    nb = acl.neighbors.copy()
+    n = len(nb)
+    every_third = (np.arange(n) % 3 == 0) & ~(nb == 7).any(axis=1) & (np.arange(n) != 7)
+    nb[every_third, -1] = 7  # row 7 in every third list (where not already there)
+    share = np.isin(np.arange(n), np.flatnonzero((nb == 7).any(axis=1))).mean()
+    degree = np.bincount(nb.ravel(), minlength=n)
+    expected = {str(r): round(degree[r] / n, 4) for r in np.flatnonzero(degree > max(20 * nb.shape[1], 0.05 * n))}
+    html = write_page(tmp_path / "hubs.html", replace(acl.data, neighbors=nb)).html
+    manifest = json.loads(html.read_text().split('id="corpusmap-manifest">')[1].split("</script>")[0])
+    assert manifest["hubs"] == expected and manifest["hubs"]["7"] == pytest.approx(share, abs=1e-4)
+    page = Opened(browser, html)
+    try:
+        page.js("window.corpusmap.pick(3)")
+        items = page.js("Array.from(document.querySelectorAll('#cm-neighbours li')).map(li => li.textContent)")
+        marked = [t for t in items if "(hub: a neighbour of" in t]
+        assert len(marked) == sum(str(r) in expected for r in nb[3])
+        assert f"(hub: a neighbour of {round(100 * share)}% of all papers)" in items[-1]
+        assert "marked in neighbour lists" in page.page.inner_html("body")
+    finally:
+        page.close()
+
+
 def test_a_single_year_is_one_swatch_with_its_count(browser, tmp_path):
     rng = np.random.default_rng(3)
     years = np.where(np.arange(300) < 290, 2025.0, np.nan)
@@ -732,9 +787,10 @@ def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_sta
                     key=lambda i: pos[i, 0])  # a point where the details panel will open
         page.page.mouse.click(*pos[right])
         page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
-        page.page.wait_for_timeout(600)  # the 300 ms pan
-        x, _ = page.js(f"window.corpusmap.screenPosition({right})")
-        assert x < page.js("document.getElementById('cm-details').getBoundingClientRect().left") - 100
+        # the 300 ms pan (slower in software WebGL on a busy machine: waited for, not timed)
+        page.page.wait_for_function(f"window.corpusmap.screenPosition({right})[0] < "
+                                    "document.getElementById('cm-details').getBoundingClientRect().left - 100",
+                                    timeout=10_000)
         # the word overlay draws its matches last; a search (or clearing it) in that mode keeps that order
         page.js("window.corpusmap.words('parsing')")
         order = page.js("window.corpusmap.scatter().get('pointOrder')")

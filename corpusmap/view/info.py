@@ -40,7 +40,8 @@ def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
             own = {key: val for key, val in space.items() if key not in ("space", "kind")}
             own.setdefault("k", evaluation.get("k"))
             rows += [[f"{name}: {k}", v] for k, v in evaluation_rows(own)]
-        return rows
+        return rows + [[str(key), format_value(value)] for key, value in evaluation.items()
+                       if key not in ("spaces", "k") and value is not None]
     rows = []
     k = evaluation.get("k")
     suffix = f"@{k}" if k else ""
@@ -51,7 +52,9 @@ def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
             rows.append([f"kNN recall{suffix}", _pct(value)])
         elif key == "knn_accuracy":
             acc, chance = _pair(value, "accuracy")
-            chance_text = f" (chance {_pct(chance)})" if chance is not None else ""
+            majority = value.get("chance_majority") if isinstance(value, Mapping) else None
+            chance_text = "" if chance is None else f" (chance {_pct(chance)}" + (
+                f" stratified, {_pct(majority)} majority class)" if majority is not None else ")")
             rows.append([f"kNN accuracy{suffix}", _pct(acc) + chance_text])
         elif key == "year_rmse":
             rmse, chance = _pair(value, "rmse")

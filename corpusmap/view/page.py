@@ -149,6 +149,22 @@ def _points(data: PageData, rows, xn_all, yn_all, label_top: int) -> tuple[dict,
     return payload, {"years": year_range, "labels": labels, "clusters": cluster_meta}
 
 
+def _hubs(data: PageData, rows) -> dict:
+    """Page row -> the share of all papers whose neighbour list holds it, for the drawn papers that are hubs (as
+    ``corpusmap neighbors`` warns of them: neighbours of more than max(20 k, 5% of n) papers)."""
+    from corpusmap.neighbors import hub_rows, in_degrees
+
+    if data.neighbors is None or not np.asarray(data.neighbors).size:
+        return {}
+    degree, limit = in_degrees(np.asarray(data.neighbors))
+    out = {}
+    for row in hub_rows(degree, limit).tolist():  # (at most 20 k of them: the in-degrees add up to k n)
+        at = row if rows is None else int(np.searchsorted(rows, row))
+        if rows is None or (at < len(rows) and rows[at] == row):  # (a hub left out of a sample is not listed)
+            out[str(at)] = round(int(degree[row]) / data.n, 4)
+    return out
+
+
 def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, indexed, buckets, text_rows,
               title_rows, label_title, search_max_points, style) -> dict:
     years = meta["years"]
@@ -164,8 +180,13 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
     summary = [["abstracts", f"{n:,}"]]
     if rows is not None:
         summary.append(["points drawn", f"{m:,} (uniform random sample; density of all {n:,} underneath)"])
+    hubs = _hubs(data, rows)
     if k:
         summary.append(["neighbours listed", f"{k} nearest in the high-D space (self excluded)"])
+    if hubs:
+        summary.append(["hubs", f"{len(hubs):,} paper(s) among the neighbours of unusually many (more than 20 k "
+                                "or 5% of all, whichever is more): near everything, marked in neighbour lists "
+                                "(vectors of very different lengths give them: try a cosine graph)"])
     summary.append(["search", f"whole words in titles and abstracts ({buckets} index bucket{'s' * (buckets != 1)})"
                     if indexed
                     else "off" + (f" (more than {search_max_points:,} points)" if m > search_max_points else "")])
@@ -179,6 +200,7 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
         "density": rows is not None,
         "folder": folder_url,
         "k": k,
+        "hubs": hubs,
         "pmids": bool(data.pmids),
         "chunks": {"title_rows": title_rows, "title_count": -(-m // title_rows),
                    "text_rows": text_rows, "text_count": -(-m // text_rows)},

@@ -107,7 +107,7 @@ class ViewStage(Stage):
         data = page_data(run, params, self._clustering(run, params))
         result = write_page(out, data, title=params.title or f"{run.path.name} · {params.map}",
                             max_points=params.max_points, inline_max_points=params.inline_max_points,
-                            search=params.search, label_title=params.label_col, log=info)
+                            search=params.search, label_title=run.source_column(params.label_col), log=info)
         block.update(output=run.relative(out), bytes=out.stat().st_size, points=result.n_points,
                      total_points=result.n_total, sampled=result.sampled, search=result.search, files=result.files,
                      bytes_per_point={k: round(v, 2) for k, v in result.bytes_per_point().items()},
@@ -184,6 +184,12 @@ def _info(run: Run, params: ViewParams, stored) -> dict:
         spaces = [s for s in result.get("spaces", []) if s["space"] == params.map or s["kind"] == "vectors"]
         if spaces:
             info_["evaluation"] = {"spaces": spaces, "k": result.get("k")}
+            accuracy = next((s["knn_accuracy"] for s in spaces if s.get("knn_accuracy")), None)
+            if accuracy and result.get("label_col"):
+                column, source = result["label_col"], run.source_column(result["label_col"])
+                info_["evaluation"]["kNN accuracy of"] = (
+                    f"column {column}" + (f" ({source})" if source != column else "") +
+                    f", {accuracy['n_classes']} classes, {accuracy['n_test']:,} test points")
     return info_
 
 

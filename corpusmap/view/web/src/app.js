@@ -477,10 +477,9 @@ class App {
     if (!this.years) return;
     this.unhover();  // the hovered point may leave the range
     const { min, max } = this.m.years;
-    if (!(from <= to)) {
-      [from, to] = [to, from];
-      [this.controls.yearFrom.value, this.controls.yearTo.value] = [String(from), String(to)];  // as applied
-    }
+    if (!(from <= to)) [from, to] = [to, from];
+    const shown = (year) => String(Math.min(Math.max(year, Math.floor(min)), Math.ceil(max)));
+    [this.controls.yearFrom.value, this.controls.yearTo.value] = [shown(from), shown(to)];  // as applied
     this.yearRange = [from, to];
     this.saveState();
     if (from <= min && to >= max) {
@@ -601,6 +600,7 @@ class App {
       pmids: Boolean(this.m.pmids),
       hidden,
       nbrTitle: (r) => this.texts.title(r),
+      hubs: this.m.hubs || {},
     });
     this.detailsNode.dataset.row = String(row);
     this.onView();

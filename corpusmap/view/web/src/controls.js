@@ -20,6 +20,8 @@ export function buildControls(manifest, handlers) {
     if (e.key === 'Enter') {
       clearTimeout(timer);
       handlers.search(c.search.value);
+    } else if (e.key === 'Escape') {
+      e.preventDefault();  // Escape closes the paper (the page's handler), not the search too (the browser's default)
     }
   });
 
@@ -58,15 +60,23 @@ export function buildControls(manifest, handlers) {
     const attrs = { type: 'number', min: Math.floor(min), max: Math.ceil(max), step: 1 };
     c.yearFrom = el('input', { ...attrs, id: 'cm-year-from', value: Math.floor(min), 'aria-label': 'From year' });
     c.yearTo = el('input', { ...attrs, id: 'cm-year-to', value: Math.ceil(max), 'aria-label': 'To year' });
-    const apply = () => handlers.years(Number(c.yearFrom.value), Number(c.yearTo.value));
-    c.yearFrom.addEventListener('change', apply);
-    c.yearTo.addEventListener('change', apply);
+    // the bound being edited wins: moved past the other one, it takes the other one along (From 2015–2016, then
+    // To 2013 gives 2013–2013, and From 2012 then 2012–2013, as meant)
+    const apply = (edited) => {
+      const from = c.yearFrom.value === '' ? Math.floor(min) : Number(c.yearFrom.value);
+      const to = c.yearTo.value === '' ? Math.ceil(max) : Number(c.yearTo.value);
+      if (from <= to) handlers.years(from, to);
+      else if (edited === 'from') handlers.years(from, from);
+      else handlers.years(to, to);
+    };
+    c.yearFrom.addEventListener('change', () => apply('from'));
+    c.yearTo.addEventListener('change', () => apply('to'));
     c.yearCount = el('span', { class: 'cm-count', id: 'cm-year-count' });
     c.yearBox = el('div', { class: 'cm-row cm-years' }, el('label', {}, 'Years'), c.yearFrom, '–', c.yearTo,
       el('button', { type: 'button', class: 'cm-small', onclick: () => {
         c.yearFrom.value = Math.floor(min);
         c.yearTo.value = Math.ceil(max);
-        apply();
+        apply('from');
       } }, 'all'), c.yearCount);
   }
 

@@ -17,7 +17,8 @@ export class DetailsPanel {
   }
 
   /** Show a point; info = {row, title, meta: [..strings], clusters: [[level, name]], record, pmids (bare
-   * numeric ids are PMIDs), hidden(row) (a neighbour the year filter hides), nbrTitle(row)}. */
+   * numeric ids are PMIDs), hidden(row) (a neighbour the year filter hides), nbrTitle(row), hubs (page row ->
+   * the share of all papers whose neighbours it is among, for hubs)}. */
   show(info) {
     const keyboard = this.node.contains(document.activeElement);  // a neighbour picked from the keyboard
     const node = clear(this.node);
@@ -47,13 +48,13 @@ export class DetailsPanel {
     if (rec.neighbours.length) {
       node.appendChild(el('h3', {}, `${rec.neighbours.length} nearest neighbours (high-D)`));
       const list = el('ol', { class: 'cm-neighbours', id: 'cm-neighbours' });
-      for (const nb of rec.neighbours) list.appendChild(this.neighbour(nb, info.nbrTitle, info.hidden));
+      for (const nb of rec.neighbours) list.appendChild(this.neighbour(nb, info.nbrTitle, info.hidden, info.hubs));
       node.appendChild(list);
     }
     if (keyboard) heading.focus();  // the focus stays in the panel, on the new paper's title
   }
 
-  neighbour(nb, nbrTitle, hidden = () => false) {
+  neighbour(nb, nbrTitle, hidden = () => false, hubs = {}) {
     if (nb.row < 0) {
       return el('li', { dataset: { row: '-1' }, class: 'cm-outside', title: 'not among the drawn sample' },
         nb.title || String(nb.id ?? ''), el('span', { class: 'cm-muted' }, ' (not drawn)'));
@@ -65,6 +66,10 @@ export class DetailsPanel {
       label.textContent = t || '(no title)';
     });
     const out = label.disabled ? el('span', { class: 'cm-muted' }, ' (outside the year range)') : null;
-    return el('li', { dataset: { row: String(nb.row) } }, label, out);
+    const share = hubs[String(nb.row)];  // near everything: a neighbour that says little about this paper
+    const hub = share === undefined ? null : el('span', { class: 'cm-muted cm-hub',
+      title: 'a hub: among the nearest neighbours of a large share of all papers' },
+    ` (hub: a neighbour of ${Math.round(100 * share)}% of all papers)`);
+    return el('li', { dataset: { row: String(nb.row) } }, label, out, hub);
   }
 }
