@@ -190,17 +190,30 @@ def shared_keywords(keyword_lists: Sequence[Sequence[str]]) -> frozenset:
     return frozenset(word for word, count in seen.items() if count > len(keyword_lists) / 2)
 
 
+#: the words of writing up research rather than of its topic ("we propose a novel approach ... results show"):
+#: frequent enough in a region's abstracts to be among its keywords, but they name no region
+SCHOLARLY_WORDS = frozenset("""
+    paper papers article articles study studies result results finding findings method methods approach approaches
+    propose proposed proposes present presents presented show shows showed shown demonstrate demonstrates
+    demonstrated report reports reported new novel based using use used existing work works recent recently
+    problem problems framework frameworks performance provide provides suggest suggests reveal reveals revealed
+    identify identified investigate investigated evaluate evaluated compared improve improves improved achieve
+    achieves called known important different significant significantly role experiments introduce introduces
+    introduced extensive effective effectiveness outperform outperforms state art superior
+""".split())
+
+
 def region_name(keywords: Sequence[str], words: int = 3, shared: frozenset = frozenset()) -> str:
     """A region's name: its first ``words`` keywords joined by `` · ``, leaving out a keyword that is another
-    form (singular or plural) of one already in the name ("cells · protein · cell" names nothing twice) and the
-    level's ``shared`` keywords (see :func:`shared_keywords`) while enough others remain."""
-    distinct = [w for w in keywords if w not in shared]
-    picked, seen = [], set()
-    for word in distinct if len(distinct) >= words else keywords:
-        form = _singular(word)
-        if form not in seen:
-            seen.add(form)
-            picked.append(word)
-            if len(picked) == words:
-                break
-    return " · ".join(picked)
+    form (singular or plural) of one already in the name ("cells · protein · cell" names nothing twice), the
+    words of writing up research (:data:`SCHOLARLY_WORDS`) and the level's ``shared`` keywords (see
+    :func:`shared_keywords`) while enough others remain. The keywords themselves stay as c-TF-IDF ranks them."""
+    distinct = [w for w in keywords if w not in shared and w not in SCHOLARLY_WORDS]
+    picked, seen = set(), set()
+    for pool in (distinct, keywords):  # the left-out words only fill what the others leave
+        for word in pool:
+            form = _singular(word)
+            if len(picked) < words and form not in seen:
+                seen.add(form)
+                picked.add(word)
+    return " · ".join(w for w in keywords if w in picked)  # in the keywords' order

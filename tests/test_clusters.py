@@ -104,6 +104,10 @@ def test_a_region_name_leaves_out_another_form_of_a_word_it_has():
         "translation · machine · neural", "parsing · parser · tree", "sentiment · task · semeval",
         "speech · corpus · speakers"]
     assert region_name(["paper", "model"], shared=frozenset({"paper"})) == "paper · model"  # too few others
+    # the words of writing up research name no region either ("we propose a novel approach ... results show")
+    assert region_name(["problem", "paper", "results", "parsing", "novel", "syntax", "tree"]) == \
+        "parsing · syntax · tree"
+    assert region_name(["results", "parsing", "methods"]) == "results · parsing · methods"  # nothing else to say
 
 
 def test_same_seed_same_clusters_whatever_the_thread_count(base, tmp_path):
