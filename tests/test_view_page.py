@@ -788,9 +788,13 @@ def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_sta
         page.page.mouse.click(*pos[right])
         page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
         # the 300 ms pan (slower in software WebGL on a busy machine: waited for, not timed)
-        page.page.wait_for_function(f"window.corpusmap.screenPosition({right})[0] < "
-                                    "document.getElementById('cm-details').getBoundingClientRect().left - 100",
-                                    timeout=10_000)
+        clear = (f"window.corpusmap.screenPosition({right})[0] < "
+                 "document.getElementById('cm-details').getBoundingClientRect().left - 100")
+        page.page.wait_for_function(clear, timeout=10_000)
+        # "Reset view" shows the whole map again, but not with the paper back under its panel
+        page.page.click("#cm-reset")
+        page.page.wait_for_timeout(1_000)
+        page.page.wait_for_function(clear, timeout=10_000)
         # the word overlay draws its matches last; a search (or clearing it) in that mode keeps that order
         page.js("window.corpusmap.words('parsing')")
         order = page.js("window.corpusmap.scatter().get('pointOrder')")

@@ -224,7 +224,8 @@ class App {
     const cam = this.initialCamera();
     this.homeZoom *= this.homeDistance / cam.distance;
     this.homeDistance = cam.distance;
-    if (this.atHome) this.scatter.zoomToLocation(cam.target, cam.distance);
+    if (this.atHome) await this.scatter.zoomToLocation(cam.target, cam.distance);
+    if (this.picked !== null) this.keepClear(this.picked);  // the panels' new places may cover it
     this.onView();
   }
 
@@ -268,9 +269,10 @@ class App {
     const W = this.width;
     const H = this.height;
     const pad = 24;
-    const panel = this.controls.panel.getBoundingClientRect().right;
-    const left = W - panel > 480 ? panel + pad : pad;
-    const [L, R, T, B] = [left, W - pad, pad, H - pad - 16];
+    const panel = this.controls.panel.getBoundingClientRect();
+    const folded = this.controls.panel.classList.contains('cm-folded');  // a title bar: the map goes below it
+    const left = !folded && W - panel.right > 480 ? panel.right + pad : pad;
+    const [L, R, T, B] = [left, W - pad, folded ? panel.bottom + 8 : pad, H - pad - 16];
     const d = Math.max(((x1 - x0) * H) / (2 * (R - L)), ((y1 - y0) * H) / (2 * (B - T)), 1e-6);
     const aspect = W / H;
     const tx = (x0 + x1) / 2 - ((L + R) / W - 1) * d * aspect;
@@ -301,7 +303,10 @@ class App {
   resetView() {
     const cam = this.initialCamera();
     this.atHome = true;
-    this.moving = this.scatter.zoomToLocation(cam.target, cam.distance, { transition: true, transitionDuration: 400 });
+    this.moving = this.scatter.zoomToLocation(cam.target, cam.distance, { transition: true, transitionDuration: 400 })
+      .then(() => {
+        if (this.picked !== null) this.keepClear(this.picked);  // the whole map, but the paper not under its panel
+      });
   }
 
   onView() {
