@@ -466,6 +466,32 @@ def test_the_whole_map_shows_the_coarsest_names_even_when_finer_ones_would_fit(b
         page.close()
 
 
+def test_a_view_inside_a_cluster_far_from_its_medoid_still_names_it(browser, tmp_path):
+    """Zoomed in so far that the screen holds only a corner of a cluster (its medoid off screen), the name is
+    written at the cluster's anchor on screen; each anchor is a member of its cluster."""
+    rng = np.random.default_rng(4)
+    xy = rng.uniform(-1, 1, size=(4000, 2))
+    codes = (xy[:, 0] > 0).astype(np.int32)  # two halves: "west" and "east"
+    data = PageData(x=xy[:, 0], y=xy[:, 1], clusters=[ClusterLevel("halves", codes, ["west", "east"])])
+    result = write_page(tmp_path / "halves.html", data)
+    manifest = json.loads(result.html.read_text().split('id="corpusmap-manifest">')[1].split("</script>")[0])
+    for c, flat in enumerate(manifest["clusters"][0]["anchors"]):
+        assert len(flat) // 2 >= 100  # a place in nearly every cell of the 32 x 32 grid it fills half of
+        for ax, ay in zip(flat[::2], flat[1::2]):  # (written in the page's normalised coordinates)
+            assert (ax > 0) == bool(c)
+    page = Opened(browser, result.html)
+    try:
+        corner = int(np.argmin(xy[:, 0] + xy[:, 1]))  # the far south-west corner of "west"
+        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [page.js(f"window.corpusmap.dataPosition({corner})"),
+                                                              0.08])
+        page.page.wait_for_timeout(300)
+        shown = page.js("""Array.from(document.querySelectorAll('.cm-label'))
+            .filter(n => n.style.display !== 'none').map(n => n.textContent)""")
+        assert shown == ["west"]
+    finally:
+        page.close()
+
+
 def test_edges_panels_background_clicks_and_resizing(browser, tmp_path):
     """A region whose centre is on screen but whose name would cross the edge is named inside the map; at the
     whole-map view the coarsest level shows even when a finer one has few names; a point under a panel is not

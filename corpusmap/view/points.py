@@ -114,8 +114,34 @@ def cluster_columns(levels: Sequence[ClusterLevel], xn_all: np.ndarray, yn_all: 
         columns.append(typed_array(column))
         metas.append({"name": str(level.name), "names": [str(v) for v in level.names],
                       "x": np.round(cx, 5).tolist(), "y": np.round(cy, 5).tolist(),
-                      "size": sizes.tolist(), "order": order})
+                      "anchors": _anchors(codes, xn_all, yn_all, k), "size": sizes.tolist(), "order": order})
     return columns, metas
+
+
+def _anchors(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int, cells: int = 32) -> list:
+    """Per cluster, more places for its name, [x0, y0, x1, y1, ...]: in each cell of a ``cells`` x ``cells`` grid
+    over the map holding 3 or more of its members, the member nearest their mean (the fullest cells first), so that
+    a view zoomed into a cluster, its medoid off screen, still names it. At most ``cells``² places in all (a cell
+    holds few clusters), each a member point."""
+    keep = codes >= 0
+    xs, ys, cs = x[keep], y[keep], codes[keep]
+    gx = np.clip(((xs + 1) / 2 * cells).astype(np.int64), 0, cells - 1)
+    gy = np.clip(((ys + 1) / 2 * cells).astype(np.int64), 0, cells - 1)
+    group = (cs * cells + gy) * cells + gx
+    order = np.argsort(group, kind="stable")
+    groups, starts, counts = np.unique(group[order], return_index=True, return_counts=True)
+    if not len(groups):
+        return [[] for _ in range(k)]
+    xs, ys = xs[order].astype(np.float64), ys[order].astype(np.float64)
+    of = np.repeat(np.arange(len(groups)), counts)
+    mx, my = np.add.reduceat(xs, starts) / counts, np.add.reduceat(ys, starts) / counts
+    nearest = np.lexsort(((xs - mx[of]) ** 2 + (ys - my[of]) ** 2, of))[starts]  # each group's member nearest its mean
+    owner = groups // (cells * cells)
+    out = [[] for _ in range(k)]
+    for j in np.lexsort((-counts, owner)):  # by cluster, the fullest cells first
+        if counts[j] >= 3:
+            out[int(owner[j])] += [round(float(xs[nearest[j]]), 5), round(float(ys[nearest[j]]), 5)]
+    return out
 
 
 def _medoids(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

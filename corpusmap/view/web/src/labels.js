@@ -2,7 +2,8 @@
 // coarsest level at the whole-map view (and farther out),
 // and a finer level each time zooming in has made room for its names (the screen shows 1/zoom² of the map, so a
 // level of m names shows once m / zoom² is within the coarsest level's count, or BASE if that is fewer). Names
-// are placed at each cluster's medoid (from the writer), largest clusters first, moved inside the map where the
+// are placed at each cluster's medoid (from the writer; zoomed in past it, at the cluster's anchor on screen
+// nearest the middle), largest clusters first, moved inside the map where the
 // medoid is on screen but the name would cross its edge; a name that would overlap one already placed moves just
 // above, below or beside its medoid, and is left out only when none of those places is free.
 
@@ -56,6 +57,23 @@ export class ClusterLabels {
     return this.nodes[i];
   }
 
+  /** Screen position of cluster c's name: its medoid, or, zoomed in so far that the medoid is off screen, the
+   * anchor on screen nearest the middle (the medoids of its members in cells of a grid, from the writer). */
+  anchor(level, c, width, height) {
+    const on = ([x, y]) => x >= 0 && x <= width && y >= 0 && y <= height;
+    const medoid = this.project(level.x[c], level.y[c]);
+    const more = (level.anchors || [])[c] || [];
+    if (on(medoid) || !more.length) return medoid;
+    let best = medoid;
+    let bestDistance = Infinity;
+    for (let j = 0; j < more.length; j += 2) {
+      const p = this.project(more[j], more[j + 1]);
+      const d = Math.hypot(p[0] - width / 2, p[1] - height / 2);
+      if (on(p) && d < bestDistance) [best, bestDistance] = [p, d];
+    }
+    return best;
+  }
+
   /** Place the names for zoom factor zoom; obstacles are [x0, y0, x1, y1] boxes (panels) to keep clear of. */
   update(zoom, width, height, obstacles = []) {
     if (!this.levels.length) return;
@@ -72,7 +90,7 @@ export class ClusterLabels {
     for (const c of level.order) {
       const node = nodes[c];
       const [w, h] = sizes[c];
-      const [ax, ay] = this.project(level.x[c], level.y[c]);
+      const [ax, ay] = this.anchor(level, c, width, height);
       const onScreen = ax >= 0 && ax <= width && ay >= 0 && ay <= height;
       const inside = onScreen && w + 2 * EDGE <= width && h + 2 * EDGE <= height;
       const free = (box) => !obstacles.some((p) => overlaps(p, box)) && !placed.some((p) => overlaps(p, box));
