@@ -190,8 +190,10 @@ def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
         if run.corpus_path.stat().st_size != existing.get("bytes", run.corpus_path.stat().st_size):
             return Status(False, f"{run.corpus_path} was changed since it was written")
         return Status(True, "current")
-    return Status(False, f"other inputs or options: {_what_changed(existing, wanted)}",
-                  (("inputs", "stored", "given"),))
+    # inputs only moved or touched may give the same corpus (decided once read); other changes are known now
+    changed = ("inputs", "stored", "given") if _maybe_same_corpus(existing, wanted) else \
+        ("inputs or reader options", "as read before", "changed")
+    return Status(False, f"other inputs or options: {_what_changed(existing, wanted)}", (changed,))
 
 
 def _read_corpus(params: EmbedParams, paths: list[Path], out: Path) -> CorpusStats:

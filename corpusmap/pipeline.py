@@ -57,13 +57,15 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     ``pipeline.json`` records what happened."""
     for job, status in plan(jobs):
         if refused(job, status):
+            why = (f"from {status.reason}" if status.reason.startswith("other inputs") else  # (embed's own words)
+                   f"computed with other parameters ({describe_changes(status.changed)})")
             raise CorpusmapError(
-                f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} computed "
-                f"with other parameters ({describe_changes(status.changed)}); nothing was run. To replace it (and "
-                f"what was computed from it) {allow(job)}")
+                f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} {why}; "
+                f"nothing was run. To replace it (and what was computed from it) {allow(job)}")
     results, log = [], []
     try:
         for job in jobs:
+            job.run.refresh()  # a job before it may have rewritten the corpus or the vectors this object read
             status = job.status()
             if status.current:
                 echo(f"skip (current): {job.label}")

@@ -146,6 +146,26 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "holds vectors computed with other parameters (dim 20 -> 30)" in result.output
 
 
+def test_a_changed_input_is_refused_in_the_configs_words_and_overwrite_reruns_everything(folder):
+    """An edited input file: refused before any job runs; with --overwrite every stage runs in the one command
+    (the later stages used to find the new corpus 'damaged', having read the old one's checksum in the plan)."""
+    import gzip
+
+    config = write_config(folder)
+    assert cli("run", config).exit_code == 0  # (embed records the copied folder's inputs)
+    path = folder / "data" / EXAMPLE_CORPUS.name
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    record = json.loads(lines[0])
+    record["abstract"] += " One more sentence."
+    path.write_bytes(gzip.compress("\n".join([json.dumps(record)] + lines[1:]).encode() + b"\n"))
+    result = cli("run", config)
+    assert result.exit_code == 1 and "holds vectors from other inputs or options: input " in result.output
+    assert "nothing was run" in result.output and "set overwrite = true in [embed]" in result.output
+    result = cli("run", config, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "damaged" not in result.output and result.output.count("run: ") == 8, result.output  # every job
+
+
 def test_a_changed_stage_whose_output_an_earlier_rerun_removes_is_not_refused(folder):
     """neighbors reruns (overwrite = true) and so removes the map, which is then made anew with its new
     parameters: it needs no overwrite of its own."""
