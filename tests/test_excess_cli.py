@@ -202,6 +202,10 @@ def test_bad_inputs(tmp_path, example_run):
     # abstracts beside a count table are read only for word groups: without one they would be ignored
     res = cli("excess", EXAMPLE_CORPUS, "--counts", csv, "-o", tmp_path / "o3")
     assert res.exit_code == 2 and "--counts gives the word counts, and INPUT would be read only" in res.output
+    res = cli("excess", example_run, "--counts", csv, "-o", tmp_path / "o3")  # a RUN as much as INPUT
+    assert res.exit_code == 2 and "--counts gives the word counts, and RUN would be read only" in res.output
+    res = cli("excess", "--counts", csv)  # no RUN to write RUN/excess into
+    assert res.exit_code == 2 and f"--counts {csv}: give an output directory with -o OUT" in res.output
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

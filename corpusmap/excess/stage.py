@@ -67,6 +67,9 @@ class ExcessParams:
         object.__setattr__(self, "targets", tuple(str(t).strip() for t in self.targets))
         if not self.source and not self.counts:
             raise UsageProblem("give INPUT files, a RUN directory, or --counts TABLE")
+        if not self.source and self.output is None:
+            raise UsageProblem(f"--counts {self.counts}: give an output directory with -o OUT (the default "
+                               "RUN/excess needs a RUN)")
         if self.period not in PERIOD_KINDS:
             raise UsageProblem(f"--period must be one of {', '.join(PERIOD_KINDS)}, not {self.period!r}")
         if self.group is not None and self.group not in GROUP_KINDS:
@@ -211,10 +214,10 @@ class ExcessStage(Stage):
         if counting and not params.source:
             raise UsageProblem(f"{', '.join(counting)}: for counting words in abstracts, which --counts alone does "
                                "not do; leave them out, or give INPUT or RUN too")
-        if params.counts and params.source and source is None and not (params.group_words or params.group
-                                                                       or params.by):
-            raise UsageProblem("--counts gives the word counts, and INPUT would be read only to measure word groups "
-                               "(--group, --group-words, --by): leave INPUT out, or ask for a word group")
+        if params.counts and params.source and not (params.group_words or params.group or params.by):
+            given = "RUN" if source is not None else "INPUT"
+            raise UsageProblem(f"--counts gives the word counts, and {given} would be read only to measure word "
+                               f"groups (--group, --group-words, --by): leave {given} out, or ask for a word group")
         if params.output is None and source is None:
             raise UsageProblem("give an output directory with -o OUT (the default RUN/excess needs a RUN)")
         if by_region(params.by) and source is None:
