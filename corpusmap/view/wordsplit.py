@@ -38,7 +38,7 @@ def block_postings(texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndar
         extra = [(j, w) for j, t in zip(rest["j"].to_list(), rest["t"].to_list())
                  for w in python_tokens(t)]
         pairs = pl.concat([pairs, pl.DataFrame(extra, schema={"j": pairs.schema["j"], "w": pl.String}, orient="row")])
-    grouped = pairs.group_by("w").agg(pl.col("j").sort())
+    grouped = pairs.group_by("w").agg(pl.col("j").sort()).sort("w")  # (group_by's order varies run to run)
     counts = grouped["j"].list.len().to_numpy().astype(np.int64)
     rows = grouped["j"].explode().to_numpy().astype(np.uint32)
     return grouped["w"].to_list(), counts, rows
