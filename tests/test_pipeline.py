@@ -146,6 +146,30 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "holds vectors computed with other parameters (dim 20 -> 30)" in result.output
 
 
+def test_files_named_by_options_of_names_or_files_are_relative_to_the_config(folder):
+    """group-words takes words or a file of words, model a hub name or a local folder: a value that is a file
+    beside the config is read from there, whatever the working directory; a name stays a name."""
+    import click
+
+    from corpusmap.cli import main
+    from corpusmap.cli.pipeline import command_args
+
+    command = {name: main.get_command(click.Context(main), name) for name in ("embed", "excess")}
+    (folder / "words.txt").write_text("cells\nprotein\n")
+    args = command_args(command["excess"], "excess",
+                        {"group-words": ["mine=words.txt", "delve,intricate"], "target": [2015]}, folder)
+    assert args[1] == f"mine={folder / 'words.txt'}" and args[3] == "delve,intricate", args
+    (folder / "local-model").mkdir()
+    embed = command_args(command["embed"], "embed", {"inputs": ["data"], "model": "local-model"}, folder)
+    assert embed[embed.index("--model") + 1] == str(folder / "local-model")
+    hub = command_args(command["embed"], "embed", {"inputs": ["data"], "model": "org/some-model"}, folder)
+    assert hub[hub.index("--model") + 1] == "org/some-model"
+    embed = command_args(command["embed"], "embed", {"inputs": ["data"], "vectors": "v.npy",
+                                                            "fit-from": "../other"}, folder)
+    assert embed[embed.index("--vectors") + 1] == str(folder / "v.npy")
+    assert embed[embed.index("--fit-from") + 1] == str(folder.parent / "other")
+
+
 def test_a_changed_input_is_refused_in_the_configs_words_and_overwrite_reruns_everything(folder):
     """An edited input file: refused before any job runs; with --overwrite every stage runs in the one command
     (the later stages used to find the new corpus 'damaged', having read the old one's checksum in the plan)."""

@@ -163,9 +163,9 @@ def report(result) -> None:
               help="tfidf only: dimensions after truncated SVD.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=default(O, "seed"), show_default=True,
               help="tfidf only: seed of the fit sample and SVD.")
-@click.option("--fit-from", "fit_from", default=None, metavar="RUN",
+@click.option("--fit-from", "fit_from", type=click.Path(path_type=str), default=None, metavar="RUN",
               help="tfidf only: reuse RUN's TF-IDF fit, so the vectors share RUN's space (for `map RUN --add`).")
-@click.option("--vectors", default=None, metavar="FILE",
+@click.option("--vectors", type=click.Path(path_type=str), default=None, metavar="FILE",
               help="Store vectors made elsewhere instead of encoding: FILE.npy (n x d, the corpus' rows in order) "
                    "or FILE.parquet:COLUMN (a column of fixed-size lists), one row per corpus row, in order.")
 @click.option("--tokenizer-workers", default="auto", show_default=True, metavar="auto|N",

@@ -18,8 +18,8 @@
 Each table is parsed by its command (so the file accepts exactly what the command accepts, with TOML types:
 a flag takes true or false, a number a number) and becomes that command's jobs; a job runs only when its
 stored output is not current (:mod:`corpusmap.pipeline`). ``[[map]]``, ``[[clusters]]``, ``[[plot]]``,
-``[[view]]`` and ``[[export]]`` may repeat. Paths (the inputs, globs included, and every path option) are
-relative to the file.
+``[[view]]`` and ``[[export]]`` may repeat. Paths (the inputs, globs included, every path option, and a
+``model`` or ``group-words`` file where one is there) are relative to the file.
 """
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ from corpusmap.run import Run
 STAGE_ORDER = ("embed", "neighbors", "map", "clusters", "evaluate", "excess", "plot", "view", "export")
 REPEATABLE = ("map", "clusters", "plot", "view", "export")
 POSITIONAL = {"embed": "inputs", "excess": "inputs"}  # tables name the positional argument like this
+# options that take a name or a path (a hub model or a local folder; words or a file of words, NAME= before
+# either): a value is a path relative to the file where one is there
+NAME_OR_PATH = {("embed", "model"), ("excess", "group_words")}
 
 
 def load_config(path: Path) -> dict:
@@ -59,6 +62,11 @@ def _resolve(value: str, base: Path) -> str:
     import os
 
     return value if Path(value).is_absolute() else os.path.normpath(base / value)
+
+
+def _name_or_path(value: str, base: Path) -> str:
+    name, sep, rest = value.partition("=") if "=" in value and not value.startswith("=") else ("", "", value)
+    return f"{name}{sep}{_resolve(rest, base)}" if (base / rest).exists() else value
 
 
 def _scalar(stage: str, key: str, value: Any, param: click.Parameter) -> str:
@@ -127,7 +135,11 @@ def command_args(command: click.Command, stage: str, table: dict, base: Path) ->
         values = value if isinstance(value, list) else [value]
         for item in values:
             word = _scalar(stage, key, item, param)
-            args += [flag, _resolve(word, base) if is_path else word]
+            if is_path:
+                word = _resolve(word, base)
+            elif (stage, param.name) in NAME_OR_PATH:
+                word = _name_or_path(word, base)
+            args += [flag, word]
     return args
 
 
