@@ -410,6 +410,9 @@ def build_knn_graph(vectors, k: int = 15, metric: str = "euclidean", index: str 
         raise UsageProblem(f"k must be between 1 and n - 1 = {n - 1} (the number of other points), got {k}")
     gpu = _use_gpu(device)
     kind = index if index != "auto" else ("exact" if n < exact_threshold else ("ivf" if gpu else "ivfpq"))
+    if kind == "ivfpq" and n < 16:  # its 4-bit codebooks have 16 centroids each, trained on the vectors
+        raise UsageProblem(f"--index ivfpq needs at least 16 vectors to train its codebooks, and this run has {n}: "
+                           f"use --index exact (what auto chooses below {exact_threshold:,} vectors)")
     if kind in CPU_ONLY and gpu:
         info(f"{kind} runs on the CPU (FAISS has no GPU version of it); use --index ivf for a GPU index")
         gpu = False

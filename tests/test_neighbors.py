@@ -333,3 +333,10 @@ def test_hubs_are_counted_and_named_with_the_fix(tmp_path, caplog):
     cli("neighbors", run, "-k", "10", "--metric", "cosine", "--overwrite", "-q", ok=True)
     assert json.loads((run / "knn" / "manifest.json").read_text())["hubs"]["count"] == 0
     assert graph_hubs(np.load(run / "knn" / "indices.npy"))["count"] == 0
+
+
+def test_ivfpq_on_too_few_vectors_is_one_clear_line():
+    vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    with pytest.raises(UsageProblem, match="--index ivfpq needs at least 16 vectors.*use --index exact"):
+        build_knn_graph(vectors, 3, index="ivfpq")
+    assert build_knn_graph(vectors, 3, index="exact").indices.shape == (5, 3)
