@@ -160,11 +160,32 @@ class PlotStage(Stage):
                                "available: "
                                f"{', '.join(colour_columns(run, params.map))}, none, words:w1,w2, cluster[:LEVEL] "
                                "or excess:GROUP:TARGET")
-        if mode == "cluster" or params.labels in ("keywords", "label"):
-            name, level = _cluster_choice(run, params)
-            _clustering(run, name).level(level, "--color")
+        self.preflight(run, params)
+
+    def preflight(self, run: Run, params: PlotParams) -> None:
+        """The clustering of ``--color cluster`` and ``--labels``, and the regions of ``--color excess``."""
+        mode, detail = parse_color(params.color)
         if mode == "excess":
             region_deltas(run, *detail)
+        elif mode == "cluster" or params.labels in ("keywords", "label"):
+            name, level = _cluster_choice(run, params)
+            _clustering(run, name).level(level, "--color")
+
+    def check_plan(self, run: Run, params: PlotParams, earlier: list) -> None:
+        from corpusmap.clusters import ClustersStage, default_clustering
+
+        mode, detail = parse_color(params.color)
+        if mode == "excess" or not (mode == "cluster" or params.labels in ("keywords", "label")):
+            return
+        made = [p.name for stage, r, p in earlier if isinstance(stage, ClustersStage)
+                and r.path.resolve() == run.path.resolve()]
+        held = run.list_clusterings() if run.path.is_dir() else []
+        name = detail[0] if mode == "cluster" and detail[0] else (
+            default_clustering(run) if held or not made else (made[0] if len(set(made)) == 1 else "leiden"))
+        if name not in held and name not in made:
+            what = f"--color {params.color}" if mode == "cluster" else f"--labels {params.labels}"
+            raise UsageProblem(f"a [[plot]] of {params.map} with {what} needs the clustering {name!r}, which the run "
+                               "does not hold and no job before it makes: add a [clusters] table")
 
     def inputs(self, run: Run, params: PlotParams) -> dict:
         from corpusmap.clusters import clustering_fingerprint

@@ -183,6 +183,10 @@ class Stage:
         run holds one of them neither now nor after the jobs before it."""
         return set()
 
+    def preflight(self, run: Run, params) -> None:
+        """Checks that need none of what the jobs before it make (a figure's clustering before its map is
+        computed): a command runs those of all its jobs before its first job."""
+
     def check_plan(self, run: Run, params, earlier: list) -> None:
         """In a pipeline, before any job runs: an error when ``params`` cannot work on what the jobs before it
         (``(stage, run, params)`` tuples, in order) will leave, e.g. a map needing more neighbours than the

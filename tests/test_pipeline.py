@@ -146,6 +146,22 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "holds vectors computed with other parameters (dim 20 -> 30)" in result.output
 
 
+def test_a_figure_of_regions_without_a_clustering_fails_before_any_job(folder):
+    config = write_config(folder)
+    config.write_text(config.read_text() + '\n[[plot]]\nmap = "tsne"\ncolor = "cluster"\n')
+    before = fingerprints(folder / "out")
+    for args in (["--dry-run"], ["--overwrite"]):
+        result = cli("run", config, *args)
+        assert result.exit_code == 2 and "needs the clustering 'leiden', which the run does not hold and no job " \
+            "before it makes: add a [clusters] table" in result.output, result.output
+    config.write_text(config.read_text() + "\n[clusters]\n")  # (a table's place in the file does not matter)
+    assert "run: clusters leiden" in cli("run", config, "--dry-run").output
+    # the command alike: `map --labels keywords` without clusters fails before the map is computed
+    result = cli("map", folder / "out", "--method", "pca", "--name", "p2", "--labels", "keywords")
+    assert result.exit_code == 1 and "no clustering 'leiden'" in result.output
+    assert not (folder / "out" / "maps" / "p2.parquet").exists() and fingerprints(folder / "out") == before
+
+
 def test_files_named_by_options_of_names_or_files_are_relative_to_the_config(folder):
     """group-words takes words or a file of words, model a hub name or a local folder: a value that is a file
     beside the config is read from there, whatever the working directory; a name stays a name."""

@@ -73,5 +73,7 @@ def run_command(jobs: list[Job], quiet: bool = False) -> None:
     """Run a command's jobs in order (each keeps a current output, see :mod:`corpusmap.stage`)."""
     if quiet:
         progress.set_quiet(True)
+    for job in jobs:  # (e.g. `map --labels keywords` without clusters fails before the map is computed)
+        job.stage.preflight(job.run, job.params)
     for job in jobs:
         job()
