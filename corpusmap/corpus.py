@@ -747,10 +747,19 @@ def _read_delimited(path: Path, rows: int, delimiter: str, repairs: _Repairs) ->
 
     import pyarrow.csv as pacsv
 
+    def read_header(delimiter: str):
+        with _open_binary(path) as fh:
+            head = codecs.getreader("utf-8")(fh, errors="replace")
+            return next(csv.reader(_lines_keeping_ends(head), delimiter=delimiter), None)
+
+    header = read_header(delimiter)
+    if delimiter == "," and header and len(header) == 1:  # a spreadsheet's export may separate by ; (or tabs)
+        for other in (";", "\t"):
+            if other in header[0] and len(read_header(other) or ()) > 1:
+                delimiter, header = other, read_header(other)
+                logging.getLogger("corpusmap").info("%s: its header is separated by %r: read so", path, other)
+                break
     kind = "TSV" if delimiter == "\t" else "CSV"
-    with _open_binary(path) as fh:
-        head = codecs.getreader("utf-8")(fh, errors="replace")
-        header = next(csv.reader(_lines_keeping_ends(head), delimiter=delimiter), None)
     if not header:
         raise CorpusmapError(f"{path}: empty file (no header row)")
     if header[0].startswith("\ufeff"):

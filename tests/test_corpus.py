@@ -135,6 +135,17 @@ def test_directory_and_glob_inputs(tmp_path):
         resolve_inputs([run])
 
 
+def test_a_spreadsheets_semicolon_csv_reads_as_the_comma_one(tmp_path):
+    """Excel's export in many locales: ; between values, a BOM, CRLF line ends."""
+    import pandas as pd
+
+    records = [json.loads(line) for line in gzip.open(EXAMPLE_CORPUS, "rt").read().splitlines()[:120]]
+    frame = pd.DataFrame(records)[["doi", "title", "abstract", "year", "subjects"]]
+    frame.to_csv(tmp_path / "comma.csv", index=False)
+    frame.to_csv(tmp_path / "semicolon.csv", index=False, sep=";", encoding="utf-8-sig", lineterminator="\r\n")
+    assert read_all([tmp_path / "semicolon.csv"]).equals(read_all([tmp_path / "comma.csv"]))
+
+
 def test_csv_headers_with_repeated_or_empty_names(tmp_path, caplog):
     """A spreadsheet's trailing unnamed columns and a repeated name read as pandas reads them (Unnamed: i,
     name.1), with a warning for the repeat, instead of failing."""
