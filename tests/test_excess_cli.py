@@ -355,3 +355,12 @@ def test_excess_words_absent_from_a_small_target_are_counted(example_report):
         assert summary.loc[t, "excess_absent"] == int((table["is_excess"] & (table["count"] == 0)).sum())
     assert summary.loc["2016", "excess_absent"] > 0.8 * summary.loc["2016", "excess_words"]
     assert summary.loc["2015", "excess_absent"] == 0
+
+
+def test_counting_pubmed_by_month_names_the_year_only_dates_and_the_fix(pubmed_dir, tmp_path):
+    run = tmp_path / "pubmed"
+    cli("embed", pubmed_dir, "-o", run, "--model", "tfidf", "-q", ok=True)
+    res = cli("excess", run, "--period", "month", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "e.g. '20" in res.output
+    assert "dates without a month (PubMed gives many) cannot be counted by month: use --period year" in res.output
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -202,9 +203,13 @@ def _check_periods(spec: _Spec, stats: dict) -> None:
     if bad and (good == 0 or bad > MAX_INVALID_SHARE * (bad + good)):
         what = "year" if spec.period == "year" and spec.period_from == "year" else "date (YYYY-MM...)"
         examples = ", ".join(repr(v) for v in stats["invalid_examples"][:5])
+        years_only = what != "year" and any(re.fullmatch(r"\s*\d{4}\s*", str(v)) for v in stats["invalid_examples"])
+        fix = ("; for dates use --period month --date-col COLUMN" if what == "year" else
+               "; dates without a month (PubMed gives many) cannot be counted by month: use --period year"
+               if years_only else "")
         raise CorpusmapError(
             f"column {spec.period_col!r} does not hold a {what}: {bad:,} of {bad + good:,} values unreadable, "
-            f"e.g. {examples}" + ("; for dates use --period month --date-col COLUMN" if what == "year" else ""))
+            f"e.g. {examples}{fix}")
     if bad:
         info(f"skipped {bad:,} rows whose {spec.period_col!r} is not a {spec.period}, "
              f"e.g. {stats['invalid_examples'][:3]}")
