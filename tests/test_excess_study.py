@@ -381,6 +381,20 @@ def test_parameters_and_their_errors(tmp_path):
         assert res.exit_code == 2 and text in res.output, res.output
 
 
+def test_style_word_tables_need_their_columns_and_may_use_semicolons(tmp_path):
+    from corpusmap.errors import UsageProblem
+
+    (tmp_path / "semi.csv").write_text("word;type\ndelve;style\ncell;content\n")  # a spreadsheet's export
+    assert sty.read_annotation(str(tmp_path / "semi.csv")).types == {"delve": "style", "cell": "content"}
+    for name, text in (("other.csv", "foo,bar\ncell,style\n"), ("semi-other.csv", "w;t\ndelve;style\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UsageProblem, match=f"--style-words {tmp_path / name}: a table whose header .* names no "
+                                               "word and type columns"):
+            sty.read_annotation(str(tmp_path / name))
+    (tmp_path / "list.txt").write_text("delve, intricate\nshowcasing\n")  # a list stays a list
+    assert set(sty.read_annotation(str(tmp_path / "list.txt")).types) == {"delve", "intricate", "showcasing"}
+
+
 def test_lemmas():
     from corpusmap.excess import lemmas
 

@@ -67,9 +67,6 @@ class ExcessParams:
         object.__setattr__(self, "targets", tuple(str(t).strip() for t in self.targets))
         if not self.source and not self.counts:
             raise UsageProblem("give INPUT files, a RUN directory, or --counts TABLE")
-        if not self.source and self.output is None:
-            raise UsageProblem(f"--counts {self.counts}: give an output directory with -o OUT (the default "
-                               "RUN/excess needs a RUN)")
         if self.period not in PERIOD_KINDS:
             raise UsageProblem(f"--period must be one of {', '.join(PERIOD_KINDS)}, not {self.period!r}")
         if self.group is not None and self.group not in GROUP_KINDS:
@@ -120,6 +117,9 @@ class ExcessParams:
         if self.clean and (not self.source or self.counts):
             raise UsageProblem("--clean cleans the abstracts before counting: give INPUT or RUN, without --counts "
                                "(a count table made elsewhere was counted on uncleaned text)")
+        if not self.source and self.output is None:
+            raise UsageProblem(f"--counts {self.counts}: give an output directory with -o OUT (the default "
+                               "RUN/excess needs a RUN)")
 
     def _check_applicable(self) -> None:
         """An option changed from its default where it has no effect is refused, not silently ignored."""

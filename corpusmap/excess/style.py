@@ -94,10 +94,16 @@ def read_annotation(path: Optional[str]) -> Annotation:
 
     text = read_word_file(p, f"--style-words {path}")
     first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
-    header = [h.strip().strip('"').lower() for h in next(csv.reader([first]), [])] if first else []
-    if "word" in header and "type" in header:
-        types, pos = _read_annotated_csv(text, path)
-        return Annotation(types, f"--style-words {path}", False, pos)
+    for sep in (",", ";", "\t"):  # (a spreadsheet's export may separate by ; or tabs)
+        header = [h.strip().strip('"').lower() for h in next(csv.reader([first], delimiter=sep), [])] if first else []
+        if "word" in header and "type" in header:
+            types, pos = _read_annotated_csv(text, path, sep)
+            return Annotation(types, f"--style-words {path}", False, pos)
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    for sep in (",", ";", "\t"):  # rows of as many fields: a table, whose header must name its columns
+        if len(lines) >= 2 and len({line.count(sep) for line in lines}) == 1 and lines[0].count(sep):
+            raise UsageProblem(f"--style-words {path}: a table whose header ({first.strip()[:60]}) names no word "
+                               "and type columns; name them so (word,type), or give a list of words")
     try:
         words = parse_word_list(str(p))
     except UsageProblem:
@@ -106,9 +112,9 @@ def read_annotation(path: Optional[str]) -> Annotation:
     return Annotation({w: STYLE for w in words}, f"--style-words {path} (a word list: all style words)")
 
 
-def _read_annotated_csv(text: str, path: str) -> tuple[dict, dict]:
+def _read_annotated_csv(text: str, path: str, delimiter: str = ",") -> tuple[dict, dict]:
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    reader = csv.reader(io.StringIO("\n".join(lines)))
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
     header = [h.strip().lower() for h in next(reader)]
     iw, it = header.index("word"), header.index("type")
     ip = header.index("part_of_speech") if "part_of_speech" in header else None
