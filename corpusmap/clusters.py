@@ -296,9 +296,12 @@ def default_clustering(run: Run) -> str:
 
 
 def clustering_fingerprint(run: Run, name: str) -> str:
-    manifest = try_read_manifest(run.cluster_paths(name)["manifest"])
-    if manifest is None:
+    from corpusmap.manifests import read_manifest
+
+    path = run.cluster_paths(name)["manifest"]
+    if not path.is_file():
         raise _no_clustering(run, name)
+    manifest = read_manifest(path, f"recompute it with `corpusmap clusters {run.path} --name {name} --overwrite`")
     return manifest["stage"]["fingerprint"]
 
 

@@ -370,6 +370,12 @@ def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
                           (["excess", run, "--by", "nosuch"], "--by 'nosuch': no such column")):
         result = cli(*args)
         assert result.exit_code in (1, 2) and message in result.output, (args, result.output)
+    damaged = tmp_path / "damaged"  # a damaged manifest is said to be damaged, by every command that reads it
+    shutil.copytree(run, damaged)
+    (damaged / "clusters" / "leiden.json").write_text('{"stage": ')
+    for command in (["evaluate", damaged, "--overwrite"], ["plot", damaged, "--color", "cluster"]):
+        result = cli(*command)
+        assert result.exit_code == 1 and "leiden.json is damaged" in result.output, (command, result.output)
     no_graph = tmp_path / "nograph"
     shutil.copytree(run, no_graph, ignore=shutil.ignore_patterns("knn", "clusters", "maps"))
     result = cli("clusters", no_graph)
