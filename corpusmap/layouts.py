@@ -256,20 +256,25 @@ def _parse_learning_rate(value) -> Union[float, str]:
         raise UsageProblem(f"--learning-rate must be 'auto' or a number, not {value!r}") from None
 
 
-def check_k_for_tsne(params: TsneParams, stored_k: int, run: str = "RUN") -> int:
+def _regraph(run: str, need: int, n: Optional[int]) -> str:
+    """The last way out of a graph with too few neighbours: a new graph, unless the run is too small for one."""
+    if n is not None and need > n - 1:
+        return f"; a run of {n:,} points has at most {n - 1} neighbours per point"
+    return f", or recompute the graph with `corpusmap neighbors {run} -k {need} --overwrite`"
+
+
+def check_k_for_tsne(params: TsneParams, stored_k: int, run: str = "RUN", n: Optional[int] = None) -> int:
     need = params.neighbours_needed()
     if need <= stored_k:
         return need
     if params.perplexity is not None:
         raise UsageProblem(
             f"--perplexity {params.perplexity:g} needs 3 x perplexity = {need} neighbours, but the stored kNN "
-            f"graph has k={stored_k}; use --perplexity {stored_k / 3:.4g} or less, uniform affinities "
-            f"(leave out --perplexity), or recompute the graph with "
-            f"`corpusmap neighbors {run} -k {need} --overwrite`")
+            f"graph has k={stored_k}; use --perplexity {stored_k / 3:.4g} or less, or uniform affinities "
+            f"(leave out --perplexity){_regraph(run, need, n)}")
     raise UsageProblem(
         f"t-SNE with -k {params.k} needs {params.k} neighbours, but the stored kNN graph has k={stored_k}; "
-        f"use -k {stored_k} or less, or recompute the graph with "
-        f"`corpusmap neighbors {run} -k {params.k} --overwrite`")
+        f"use -k {stored_k} or less{_regraph(run, params.k, n)}")
 
 
 def tsne_affinities(indices: np.ndarray, distances: np.ndarray, params: TsneParams, metric: str = "euclidean",
@@ -602,12 +607,12 @@ def import_umap():
     return umap
 
 
-def check_k_for_umap(params: UmapParams, stored_k: int, run: str = "RUN") -> None:
+def check_k_for_umap(params: UmapParams, stored_k: int, run: str = "RUN", n: Optional[int] = None) -> None:
     if params.n_neighbors > stored_k + 1:
         raise UsageProblem(
             f"--n-neighbors {params.n_neighbors} needs {params.n_neighbors - 1} neighbours besides the point "
-            f"itself, but the stored kNN graph has k={stored_k}; use --n-neighbors {stored_k + 1} or less, or "
-            f"recompute the graph with `corpusmap neighbors {run} -k {params.n_neighbors - 1} --overwrite`")
+            f"itself, but the stored kNN graph has k={stored_k}; use --n-neighbors {stored_k + 1} or less"
+            f"{_regraph(run, params.n_neighbors - 1, n)}")
 
 
 def knn_with_self(indices: np.ndarray, distances: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:

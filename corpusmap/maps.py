@@ -322,12 +322,12 @@ class MapStage(Stage):
                 raise CorpusmapError(f"{'t-SNE' if params.method == 'tsne' else 'UMAP'} needs at least 4 points, and "
                                      f"{run.path} has {n}; lay it out with --method pca")
             if params.method == "tsne":
-                need = layouts.check_k_for_tsne(params.tsne, graph.k, str(run.path))
+                need = layouts.check_k_for_tsne(params.tsne, graph.k, str(run.path), n)
                 if params.device == "cpu":
                     resources.require(resources.tsne_bytes(n, need), f"t-SNE of {n:,} points",
                                       "free memory, or lay it out on a GPU with --device cuda")
             else:
-                layouts.check_k_for_umap(params.umap, graph.k, str(run.path))
+                layouts.check_k_for_umap(params.umap, graph.k, str(run.path), n)
                 layouts.import_umap()
                 if params.device == "cpu":
                     resources.require(resources.umap_bytes(n, dim, params.umap.n_neighbors),

@@ -81,7 +81,8 @@ class NeighborsStage(Stage):
         run.need_corpus()
         n = len(run.vectors)
         if params.from_indices is None and params.k >= n:
-            raise UsageProblem(f"-k {params.k}: a run of {n:,} vectors has at most {n - 1} neighbours per point")
+            raise UsageProblem(f"-k {params.k}: a run of {n:,} vectors has at most {n - 1} neighbours per point; "
+                               f"use -k {n - 1}")
         for path in (params.from_indices, params.from_distances):
             if path and not Path(path).is_file():
                 raise UsageProblem(f"--from {path}: no such file")

@@ -140,7 +140,7 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
         status = job.status()
         writes = job.stage.writes(job.run, job.params)
         gone = [removed_by[(where, key)] for key in writes if (where, key) in removed_by and key not in outputs]
-        if status.changed and gone and len(gone) == len(writes):  # a job before it removes the output: it is made anew
+        if status.changed and gone and len(gone) == len(writes):  # an earlier job removes it: it is made anew
             status = Status(False, f"its stored output goes when {gone[0]} runs")
         if status.current:
             upstream = sorted({rewritten[(where, key)] for key in job.stage.reads(job.run, job.params)

@@ -551,7 +551,8 @@ class Run:
             for output in stale:
                 self._remove(output)
                 kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
-                removed.append(f"{output.key} (outside the run: left in place, out of date)" if kept else output.key)
+                removed.append(f"the record of {output.key[len('render:'):]} (a file outside the run: kept, out of "
+                               "date)" if kept else output.key)
                 gone.add(output.key)
 
     def _remove(self, output: Output) -> None:

@@ -256,6 +256,9 @@ class Stage:
         stale = sorted(k for k in now if recorded.get(k) != now[k])
         if stale:
             return Status(False, f"computed from an earlier {', '.join(stale)}")
+        gone = sorted(set(recorded) - set(now))  # e.g. a page drawn with regions whose clustering was removed
+        if gone:
+            return Status(False, f"computed from {', '.join(gone)}, which the run no longer holds")
         return Status(True, "current")
 
     def block(self, run: Run, params) -> dict:

@@ -142,7 +142,7 @@ def test_maps_made_from_an_earlier_graph_are_removed_with_it(run, data, caplog, 
     r = cli("neighbors", run, "-k", 12, "--overwrite")
     assert r.exit_code == 0 and "neighbors: removed maps/tsne" in caplog.text, caplog.text
     assert "(computed from the knn it replaced)" in caplog.text
-    assert f"render:{outside.resolve()} (outside the run: left in place, out of date)" in caplog.text
+    assert f"the record of {outside.resolve()} (a file outside the run: kept, out of date)" in caplog.text
     assert outside.is_file()
     assert sorted(p.name for p in (run / "maps").iterdir()) == ["mine.parquet", "pca.parquet", "pca.png",
                                                                  "pca.renders.json"]

@@ -238,3 +238,14 @@ def test_bad_graphs_and_parameters_are_clear():
     with pytest.raises(UsageProblem, match="learning-rate"):
         layouts._parse_learning_rate("fast")
     assert layouts._parse_learning_rate("auto") == "auto" and layouts._parse_learning_rate("200") == 200.0
+
+
+def test_too_few_neighbours_name_a_way_out_that_can_work():
+    """A bigger graph is suggested only where the run has enough points for one."""
+    with pytest.raises(UsageProblem, match="use -k 3 or less, or recompute the graph with `corpusmap neighbors R "
+                                           "-k 10 --overwrite`"):
+        layouts.check_k_for_tsne(layouts.TsneParams(k=10), 3, "R", n=500)
+    with pytest.raises(UsageProblem, match="use -k 3 or less; a run of 5 points has at most 4 neighbours per point$"):
+        layouts.check_k_for_tsne(layouts.TsneParams(k=10), 3, "R", n=5)
+    with pytest.raises(UsageProblem, match="use --n-neighbors 4 or less; a run of 5 points has at most 4"):
+        layouts.check_k_for_umap(layouts.UmapParams(n_neighbors=15), 3, "R", n=5)

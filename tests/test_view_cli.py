@@ -54,6 +54,9 @@ def test_view_writes_a_page_of_the_run_and_keeps_it_current(run):
     assert upgraded.exit_code == 0 and "nothing to do" not in upgraded.output, upgraded.output
     assert page.read_text() == html  # drawn again from the same inputs: the same bytes (the search index too)
     assert "current; nothing to do" in cli("view", run).output
+    # drawn with an evaluation the run no longer holds: drawn again
+    shutil.rmtree(run / "eval")
+    assert "nothing to do" not in cli("view", run).output
     # a new graph removes the page with the map made from the old one
     assert cli("neighbors", run, "-k", "12", "--overwrite", "-q").exit_code == 0
     assert not page.exists()

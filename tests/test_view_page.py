@@ -324,7 +324,8 @@ def test_the_year_bound_being_edited_takes_the_other_along(opened, acl):
         edit(field, year)
         assert opened.js(shown) == expected
         lo, hi = int(expected[0]), int(expected[1])
-        assert opened.page.text_content("#cm-year-count") == f"{int(((acl.years >= lo) & (acl.years <= hi)).sum()):,} points"
+        in_range = int(((acl.years >= lo) & (acl.years <= hi)).sum())
+        assert opened.page.text_content("#cm-year-count") == f"{in_range:,} points"
     opened.js("window.corpusmap.years(0, 9999)")
     assert opened.js(shown) == [f"{np.nanmin(acl.years):.0f}", f"{np.nanmax(acl.years):.0f}"]  # within the corpus
 
@@ -706,7 +707,7 @@ def test_sampled_page_draws_a_sample_with_full_neighbour_rows(browser, pages, ac
 
 def test_the_map_answers_the_keyboard(browser, pages):
     """The canvas is the first stop of Tab; arrows pan a fifth of the view, + and - zoom by 1.25, 0 shows the
-    whole map again."""
+    whole map again, Enter opens the paper nearest the middle."""
     page = Opened(browser, pages["single"].html)
     try:
         camera = "[...window.corpusmap.scatter().get('cameraTarget'), window.corpusmap.scatter().get('cameraDistance')]"
@@ -726,6 +727,13 @@ def test_the_map_answers_the_keyboard(browser, pages):
         at_home = f"(h => {{ const c = {camera}; return c.every((v, i) => Math.abs(v - h[i]) < 1e-6); }})"
         page.page.wait_for_function(f"{at_home}({json.dumps(home)})", timeout=10_000)
         assert np.allclose(page.js(camera), home, atol=1e-6)
+        # Enter opens the paper nearest the middle of the view (independently: the screen positions)
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        box = page.js("(() => { const r = document.getElementById('cm-canvas').getBoundingClientRect();"
+                      " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+        nearest = int(np.argmin(((pos - np.asarray(box)) ** 2).sum(axis=1)))
+        page.page.keyboard.press("Enter")
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{nearest}'")
         assert page.errors == []
     finally:
         page.close()

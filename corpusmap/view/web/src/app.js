@@ -281,13 +281,16 @@ class App {
   }
 
   /** The map from the keyboard (the canvas takes focus with Tab): arrows pan a fifth of the view, + and −
-   * zoom by 1.25, 0 (or Home) shows the whole map. */
+   * zoom by 1.25, 0 (or Home) shows the whole map, Enter opens the paper nearest the middle of the view. */
   onKey(e) {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const pan = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[e.key];
     const zoom = { '+': 1 / 1.25, '=': 1 / 1.25, '-': 1.25, '_': 1.25 }[e.key];
     if (e.key === '0' || e.key === 'Home') {
       this.resetView();
+    } else if (e.key === 'Enter') {
+      const row = this.nearestToMiddle();
+      if (row >= 0) this.pick(row);
     } else if (pan || zoom) {
       const [tx, ty] = this.scatter.get('cameraTarget');
       const d = this.scatter.get('cameraDistance');
@@ -298,6 +301,19 @@ class App {
       return;
     }
     e.preventDefault();
+  }
+
+  /** The drawn point (in the year range) nearest the middle of the view, or -1. */
+  nearestToMiddle() {
+    let best = -1;
+    let bestDistance = Infinity;
+    for (let i = 0; i < this.n; i++) {
+      if (this.keep && !this.keep[i]) continue;
+      const [sx, sy] = this.project(this.x[i], this.y[i]);
+      const d = (sx - this.width / 2) ** 2 + (sy - this.height / 2) ** 2;
+      if (d < bestDistance) [best, bestDistance] = [i, d];
+    }
+    return best;
   }
 
   resetView() {
