@@ -99,8 +99,9 @@ class ClustersStage(Stage):
     what = "a clustering"
     packages = ("leidenalg", "igraph", "scikit-learn", "polars")
     elsewhere = "another --name"
-    # 2: Leiden stops when a pass adds less than 0.1% to the quality; k and HDBSCAN's sizes recorded as resolved
-    definitions = 2
+    # 2: Leiden stops when a pass adds less than 0.1% to the quality; k and HDBSCAN's sizes recorded as resolved;
+    # 3: coarser levels aim at effective cluster counts, names leave out other forms, level-shared and scholarly words
+    definitions = 3
 
     def resolved(self, run: Run, params: ClustersParams) -> ClustersParams:
         """``k`` (default 15, at most the graph's) and HDBSCAN's default sizes (n/50, n/500) as values."""
