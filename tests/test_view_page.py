@@ -437,6 +437,23 @@ def test_cluster_names_follow_zoom_and_never_overlap(opened, acl):
     opened.js("window.corpusmap.scatter().reset()")
 
 
+def test_names_keep_clear_of_the_open_paper(browser, pages):
+    page = Opened(browser, pages["single"].html)
+    try:
+        labels = """Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')
+            .map(n => { const r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"""
+        first = page.js(labels)[0]
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        under = int(np.argmin(((pos - [(first[0] + first[2]) / 2, (first[1] + first[3]) / 2]) ** 2).sum(axis=1)))
+        page.js(f"window.corpusmap.pick({under})")  # the paper under the first name
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{under}'")
+        page.page.wait_for_timeout(800)  # (a pan out from under the details panel, if any)
+        x, y = page.js(f"window.corpusmap.screenPosition({under})")
+        assert not any(_overlap(box, [x - 10, y - 10, x + 10, y + 10]) for box in page.js(labels))
+    finally:
+        page.close()
+
+
 def test_the_whole_map_shows_the_coarsest_names_even_when_finer_ones_would_fit(browser, tmp_path):
     from sklearn.cluster import KMeans
 

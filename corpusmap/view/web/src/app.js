@@ -243,15 +243,21 @@ class App {
     return Math.hypot(v[0], v[1]);
   }
 
-  /** Boxes of the panels over the map, in map pixels: cluster names are kept out of them. */
+  /** Boxes of the panels over the map, and of the open paper, in map pixels: cluster names are kept out of
+   * them. */
   obstacles() {
     const origin = this.mapNode.getBoundingClientRect();
-    return [this.controls.panel, this.detailsNode, this.status]
+    const boxes = [this.controls.panel, this.detailsNode, this.status]
       .filter((node) => !node.hidden)
       .map((node) => {
         const r = node.getBoundingClientRect();
         return [r.left - origin.left, r.top - origin.top, r.right - origin.left, r.bottom - origin.top];
       });
+    if (this.picked !== null) {
+      const [sx, sy] = this.project(this.x[this.picked], this.y[this.picked]);
+      boxes.push([sx - 12, sy - 12, sx + 12, sy + 12]);
+    }
+    return boxes;
   }
 
   /** Camera target and distance that fit the drawn points into the part of the map right of the panel. */
