@@ -386,13 +386,15 @@ def test_style_word_tables_need_their_columns_and_may_use_semicolons(tmp_path):
 
     (tmp_path / "semi.csv").write_text("word;type\ndelve;style\ncell;content\n")  # a spreadsheet's export
     assert sty.read_annotation(str(tmp_path / "semi.csv")).types == {"delve": "style", "cell": "content"}
-    for name, text in (("other.csv", "foo,bar\ncell,style\n"), ("semi-other.csv", "w;t\ndelve;style\n")):
+    for name, text in (("other.csv", "foo,bar\ncell,style\ndelve,style\nshowcase,style\n"),
+                       ("semi-other.csv", "w;t\ndelve;style\ncell;content\nintricate;style\nnotably;style\n")):
         (tmp_path / name).write_text(text)
         with pytest.raises(UsageProblem, match=f"--style-words {tmp_path / name}: a table whose header .* names no "
                                                "word and type columns"):
             sty.read_annotation(str(tmp_path / name))
-    (tmp_path / "list.txt").write_text("delve, intricate\nshowcasing\n")  # a list stays a list
-    assert set(sty.read_annotation(str(tmp_path / "list.txt")).types) == {"delve", "intricate", "showcasing"}
+    for text in ("delve, intricate\nshowcasing\n", "delve, intricate\nshowcase, notable\n"):  # lists stay lists
+        (tmp_path / "list.txt").write_text(text)
+        assert set(sty.read_annotation(str(tmp_path / "list.txt")).types) == set(text.replace(",", " ").split())
 
 
 def test_lemmas():

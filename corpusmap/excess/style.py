@@ -100,8 +100,10 @@ def read_annotation(path: Optional[str]) -> Annotation:
             types, pos = _read_annotated_csv(text, path, sep)
             return Annotation(types, f"--style-words {path}", False, pos)
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    for sep in (",", ";", "\t"):  # rows of as many fields: a table, whose header must name its columns
-        if len(lines) >= 2 and len({line.count(sep) for line in lines}) == 1 and lines[0].count(sep):
+    for sep in (",", ";", "\t"):  # rows of as many fields, the last a column of few values (types): a table
+        rows = [line.split(sep) for line in lines]
+        if len(rows) >= 3 and len(rows[0]) >= 2 and len({len(r) for r in rows}) == 1 \
+                and len({r[-1].strip() for r in rows[1:]}) <= (len(rows) - 1) / 2:
             raise UsageProblem(f"--style-words {path}: a table whose header ({first.strip()[:60]}) names no word "
                                "and type columns; name them so (word,type), or give a list of words")
     try:
