@@ -80,6 +80,10 @@ def resolve_model(model: str) -> str:
     if path.exists():
         if not path.is_dir():
             raise CorpusmapError(f"model path {model} is a file; give the model's directory")
+        if not (path / "config.json").is_file():  # what every transformers and sentence-transformers model holds
+            raise CorpusmapError(f"--model {model}: no model in that folder (a Hugging Face or sentence-transformers "
+                                 "model folder holds config.json, e.g. as `save_pretrained` writes it); give the "
+                                 "model's own folder")
         return str(path.resolve())
     if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
         raise CorpusmapError(f"model directory not found: {model}")

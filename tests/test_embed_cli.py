@@ -198,7 +198,7 @@ def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
         "xml": (lambda: [_truncated_xml(tmp_path, request)], [], 1, "broken.xml"),
         "pubmed-cut": (lambda: [_truncated_pubmed_of_example(tmp_path)], [], 1, "cut.xml"),
         "model-name": (lambda: [small_corpus], ["--model", "nosuchorg/no-such-model-xyz"], 1, "cannot load model"),
-        "model-dir": (lambda: [small_corpus], ["--model", str(tmp_path)], 1, "cannot load model"),
+        "model-dir": (lambda: [small_corpus], ["--model", str(tmp_path)], 1, "no model in that folder"),
         "shard-flag": (lambda: [small_corpus], ["--shard", "3/2"], 2, "--shard takes I/N"),
         "chars-flag": (lambda: [small_corpus], ["--min-chars", "10", "--max-chars", "5"], 2, "--max-chars"),
         "pooling-flag": (lambda: [small_corpus], ["--pooling", "max"], 2, "--pooling"),

@@ -160,6 +160,9 @@ def test_max_length_is_capped_at_the_model_limit(tiny_bert):
 def test_bad_models_give_one_clear_error(tmp_path):
     with pytest.raises(CorpusmapError, match="model directory not found"):
         TransformerEncoder("./no/such/model", device="cpu")
+    (tmp_path / "empty").mkdir()  # e.g. a download that never happened
+    with pytest.raises(CorpusmapError, match=f"--model {tmp_path / 'empty'}: no model in that folder .*config.json"):
+        TransformerEncoder(str(tmp_path / "empty"), device="cpu")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(CorpusmapError, match="cannot load model"):
