@@ -96,6 +96,8 @@ def test_the_page_opens_offline_with_the_runs_regions_and_neighbours(run, browse
         assert about["kNN accuracy of"] == f"column label (subjects), {acc['n_classes']} classes, " \
             f"{acc['n_test']:,} test points"
         assert about["run"] == run.name
+        graph_k = json.loads((run / "knn" / "manifest.json").read_text())["k"]
+        assert about["neighbours stored in the graph (k of corpusmap neighbors)"] == str(graph_k)
         # the label is named as the input named it (eLife's subjects), in the colour menu and the legend
         assert page.js("document.querySelector('#cm-color option[value=label]').textContent") == "subjects"
     finally:

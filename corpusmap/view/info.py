@@ -23,8 +23,14 @@ def info_sections(info: Mapping[str, Any], summary: list[list[str]]) -> list[Sec
     if evaluation:
         sections.append({"title": "Evaluation", "rows": evaluation_rows(evaluation)})
     if parameters:
-        sections.append({"title": "Parameters", "rows": _flat_rows(parameters)})
+        rows = [[PARAMETER_NAMES.get(key, key), value] for key, value in _flat_rows(parameters)]
+        sections.append({"title": "Parameters", "rows": rows})
     return sections + tables
+
+
+#: map parameters whose names alone do not say which neighbours they count
+PARAMETER_NAMES = {"k": "k (neighbours in t-SNE's affinities)", "neighbours_used": "neighbours used of the graph",
+                   "stored_k": "neighbours stored in the graph (k of corpusmap neighbors)"}
 
 
 def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
