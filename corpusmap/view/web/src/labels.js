@@ -58,7 +58,8 @@ export class ClusterLabels {
   }
 
   /** Screen position of cluster c's name: its medoid, or, zoomed in so far that the medoid is off screen, the
-   * anchor on screen nearest the middle (the medoids of its members in cells of a grid, from the writer). */
+   * anchor on screen nearest the middle (in each cell of a grid, the member nearest its members' mean there:
+   * from the writer). */
   anchor(level, c, width, height) {
     const on = ([x, y]) => x >= 0 && x <= width && y >= 0 && y <= height;
     const medoid = this.project(level.x[c], level.y[c]);
