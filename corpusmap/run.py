@@ -304,14 +304,17 @@ class Run:
     def source_column(self, own: str) -> str:
         """The input's name of a corpus column (``subjects`` for the ``label`` that embed read from it), for
         titles a user recognises; ``own`` when it kept its name or was not read from one."""
-        mapping = (self.corpus_manifest.get("stats") or {}).get("columns") or {}
-        source = mapping.get(own)
+        source = self._read_as.get(own)
         return source if isinstance(source, str) and source else own
+
+    @property
+    def _read_as(self) -> dict:
+        """Each corpus column -> the input column embed read it from."""
+        return (self.corpus_manifest.get("stats") or {}).get("columns") or {}
 
     def read_as_hint(self, name: str, flag: str) -> str:
         """For a source column that embed read as one of its own (``subjects`` as ``label``): the flag to use."""
-        mapping = (self.corpus_manifest.get("stats") or {}).get("columns") or {}
-        read_as = [own for own, source in mapping.items() if source == name and own in self.corpus_columns()]
+        read_as = [own for own, source in self._read_as.items() if source == name and own in self.corpus_columns()]
         return f"; the source column {name!r} was read as {read_as[0]!r}: use {flag} {read_as[0]}" if read_as else ""
 
     def corpus_column(self, name: str, flag: str) -> pa.ChunkedArray:

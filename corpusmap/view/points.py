@@ -135,7 +135,9 @@ def _anchors(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int, cells: int
     xs, ys = xs[order].astype(np.float64), ys[order].astype(np.float64)
     of = np.repeat(np.arange(len(groups)), counts)
     mx, my = np.add.reduceat(xs, starts) / counts, np.add.reduceat(ys, starts) / counts
-    nearest = np.lexsort(((xs - mx[of]) ** 2 + (ys - my[of]) ** 2, of))[starts]  # each group's member nearest its mean
+    distance = (xs - mx[of]) ** 2 + (ys - my[of]) ** 2
+    closest = np.flatnonzero(distance == np.minimum.reduceat(distance, starts)[of])  # (no second sort of all rows)
+    nearest = closest[np.r_[True, of[closest[1:]] != of[closest[:-1]]]]  # each group's first member nearest its mean
     owner = groups // (cells * cells)
     out = [[] for _ in range(k)]
     for j in np.lexsort((-counts, owner)):  # by cluster, the fullest cells first
