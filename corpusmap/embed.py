@@ -253,6 +253,8 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
         with run.staging("corpus") as staging:
             staged = staging / run.corpus_path.name
             stats = _read_corpus(params, paths, staged)
+            if params.options.vectors:  # refused before the corpus is stored, so a failed embed leaves nothing
+                imported_vectors(params.options.vectors, stats.rows_kept)
             sha = sha256_file(staged)
             if existing is not None and sha == existing.get("sha256"):
                 # moved or touched inputs, or a damaged corpus file: the very same corpus, so everything computed
@@ -325,6 +327,17 @@ def parse_worker(spec: Optional[str]) -> tuple[int, int]:
     return index, count
 
 
+def imported_vectors(spec: str, rows: int):
+    """The ``--vectors`` file, refused unless it holds one vector per corpus row."""
+    from corpusmap.vector_files import open_vector_file
+
+    source = open_vector_file(spec)
+    if source.n != rows:
+        raise CorpusmapError(f"--vectors {spec}: {source.n:,} rows, but the corpus has {rows:,} (its rows in the "
+                             "order of the inputs, after the filters); give one vector per corpus row")
+    return source
+
+
 def vector_request(options: EmbedOptions, corpus: dict) -> dict:
     """What the vectors are made of, known before any model is loaded: a resumed run must ask the same."""
     from corpusmap.encoders import resolve_model
@@ -333,13 +346,7 @@ def vector_request(options: EmbedOptions, corpus: dict) -> dict:
     common = {"corpus_sha256": corpus["sha256"], "n": corpus["rows"], "shard_rows": options.shard_rows,
               "store_dtype": options.resolved_store_dtype(), "normalize": options.normalize, "encoder": kind.name}
     if options.vectors:
-        from corpusmap.vector_files import open_vector_file
-
-        source = open_vector_file(options.vectors)
-        if source.n != corpus["rows"]:
-            raise CorpusmapError(f"--vectors {options.vectors}: {source.n:,} rows, but the corpus has "
-                                 f"{corpus['rows']:,} (its rows in the order of the inputs, after the filters); "
-                                 "give one vector per corpus row")
+        source = imported_vectors(options.vectors, corpus["rows"])
         return dict(common, encoder="file", vectors=str(source.path.resolve()), column=source.column,
                     dim=source.dim, vectors_sha256=sha256_file(source.path))
     if kind.fitted:

@@ -64,7 +64,7 @@ def test_bad_vector_files(tmp_path, matrix, make, spec, error, message):
     make(tmp_path, matrix)
     with pytest.raises(error, match=message):
         embed(tmp_path / "run", str(tmp_path / spec))
-    assert not (tmp_path / "run" / "embeddings" / "manifest.json").exists()
+    assert not (tmp_path / "run").exists()  # refused before anything is stored: not even the corpus
 
 
 def test_embed_vectors_on_the_command_line(tmp_path, matrix):
