@@ -1056,7 +1056,7 @@ def resolve_columns(names: list[str], columns: ColumnMap, path: Path) -> dict[st
         explicit = getattr(columns, target)
         if explicit is not None:
             if explicit not in names:
-                raise CorpusmapError(
+                raise UsageProblem(
                     f"column {explicit!r} (--{target}-col) not in {path.name}; columns: {', '.join(names)}")
             resolved[target] = explicit
         else:
@@ -1468,7 +1468,7 @@ class _FileColumns:
         for target in ("id", "text", "title", "year", "label"):
             explicit = getattr(self.columns, target)
             if explicit is not None and explicit not in self.seen:
-                raise CorpusmapError(
+                raise UsageProblem(
                     f"column {explicit!r} (--{target}-col) not in {self.path.name}; columns: {', '.join(names)}")
         if self.mapping.get("text") is None:
             raise CorpusmapError(

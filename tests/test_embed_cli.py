@@ -193,7 +193,7 @@ def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
     inputs, extra, code, message = {
         "missing": (lambda: [tmp_path / "nope.jsonl"], [], 1, "no such file"),
         "format": (lambda: [tmp_path / "a.docx"], [], 1, "unknown format"),
-        "column": (lambda: [small_corpus], ["--text-col", "body"], 1, "column 'body' (--text-col) not in"),
+        "column": (lambda: [small_corpus], ["--text-col", "body"], 2, "column 'body' (--text-col) not in"),
         "no-text": (lambda: [tmp_path / "empty.csv"], [], 1, f"no abstracts with text in {tmp_path / 'empty.csv'}"),
         "xml": (lambda: [_truncated_xml(tmp_path, request)], [], 1, "broken.xml"),
         "pubmed-cut": (lambda: [_truncated_pubmed_of_example(tmp_path)], [], 1, "cut.xml"),
