@@ -209,3 +209,15 @@ def test_export_does_not_repeat_a_title_the_text_already_starts_with(tmp_path):
     exported = pq.read_table(run / "exports" / "pca.atlas.parquet", columns=["text"]).column("text")
     assert exported.to_pylist() == corpus.column("text").to_pylist()
     assert corpus.column("text")[0].as_py().startswith(corpus.column("title")[0].as_py())
+
+
+def test_the_page_offers_the_excess_words_of_real_periods_only(shared_data):
+    """ACL's stray early years (1977: 8 papers, against 3,123 in 2018) are no period to read excess words of."""
+    import pandas as pd
+
+    from corpusmap.view.stage import offered_targets
+
+    years = pd.read_json(shared_data / "acl_2016_2019.jsonl.gz", lines=True)["year"].value_counts()
+    totals = {str(y): int(n) for y, n in years.items()}
+    assert offered_targets(["1977", "2015", "2016", "2019"], totals) == ["2016", "2019"]
+    assert offered_targets(["1977", "2099"], totals) == ["1977", "2099"]  # alone, or of unknown size: kept

@@ -198,8 +198,21 @@ def _excess_words(run: Run) -> Optional[dict]:
     import pandas as pd
 
     path = run.excess_dir / "excess_words.parquet"
-    if try_read_manifest(run.excess_dir / Run.MANIFEST) is None or not path.is_file():
+    manifest = try_read_manifest(run.excess_dir / Run.MANIFEST)
+    if manifest is None or not path.is_file():
         return None
     table = pd.read_parquet(path, columns=["target", "word", "delta"])
+    counts = manifest.get("counts") or {}
+    kept = offered_targets([str(t) for t in table["target"].unique()],
+                           dict(zip(map(str, counts.get("periods", [])), counts.get("totals", []))))
     return {str(t): group.sort_values("delta", ascending=False)["word"].head(20).tolist()
-            for t, group in table.groupby("target")}
+            for t, group in table.groupby("target") if str(t) in kept}
+
+
+def offered_targets(targets: list[str], totals: dict, share: float = 0.05) -> list[str]:
+    """The targets whose excess words the page offers: those with at least ``share`` of the largest target's
+    abstracts, so that a corpus's stray early years (ACL's 1977: a handful of papers, every word "excess") do not
+    stand beside its real periods. Targets of unknown size are kept."""
+    sizes = {t: totals.get(t) for t in targets}
+    largest = max((n for n in sizes.values() if n is not None), default=0)
+    return [t for t, n in sizes.items() if n is None or n >= share * largest]
