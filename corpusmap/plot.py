@@ -339,8 +339,11 @@ def region_deltas(run: Run, group: str, target: str) -> tuple[object, int, dict]
     return clustering, level, deltas
 
 
-def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
+def colouring(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray) -> Colouring:
+    """The colours of the map's points (``x``, ``y``) that ``params.color`` asks for."""
     from corpusmap import render
+
+    n = len(x)
 
     mode, detail = parse_color(params.color)
     if mode == "none":
@@ -362,10 +365,13 @@ def colouring(run: Run, params: PlotParams, n: int) -> Colouring:
         labels = clustering.levels[level]
         text = np.array([f"{c}: {names[c]}" if c >= 0 else None for c in range(-1, len(names))], dtype=object)
         if params.max_categories is None and params.labels in ("keywords", "label"):
-            # the regions are named on the map: each its own colour (the palette repeats), no legend
+            # the regions are named on the map: each a colour of the palette, touching regions different ones; no legend
+            from corpusmap.palette import region_colours
+
             categories = render.categorize(text[labels + 1], len(names))
-            palette = render.CATEGORICAL
-            categories.colors[:categories.labelled] = [palette[i % len(palette)] for i in range(categories.labelled)]
+            palette, named = render.CATEGORICAL, categories.labelled
+            slots = region_colours(np.where(categories.codes < named, categories.codes, -1), x, y, named, len(palette))
+            categories.colors[:named] = [palette[i] for i in slots]
             return Colouring(categories, title=f"{clustering.name}, level {level}", legend=False)
         return Colouring(render.categorize(text[labels + 1], params.max_categories or 10),
                          title=f"{clustering.name}, level {level}")
@@ -436,7 +442,7 @@ def draw(run: Run, params: PlotParams, out: Path):
     t0 = time.perf_counter()
     data = read_map(run, params.map)
     x, y = data.coords[:, 0], data.coords[:, 1]
-    colours = colouring(run, params, len(x))
+    colours = colouring(run, params, x, y)
     background = None
     ref = data.manifest.get("reference")
     if params.reference and ref:

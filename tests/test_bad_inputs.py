@@ -289,7 +289,7 @@ def _c5_jats(w):
 def _c6_late_column_explicit(w):
     rows = [{"doi": f"d{i}", "abstract": r["abstract"]} for i, r in enumerate(records(50))]
     return Case(["embed", w.write("c.jsonl", jsonl(rows)), "-o", w.run, *TFIDF, "--label-col", "journal",
-                 "--overwrite"], 1, ("--label-col", "journal", "c.jsonl"))
+                 "--overwrite"], 2, ("--label-col", "journal", "c.jsonl"))
 
 
 def _c7_binary_csv_row(w):

@@ -216,18 +216,24 @@ def test_labelled_figures_have_no_overlapping_names(run, suffix):
 
 def test_regions_named_on_the_map_each_get_a_colour_and_no_legend(run):
     """With the names on the map, a legend would repeat them and take the map's room, and grey 'other' would hide
-    the regions that are named: every region gets a colour (the palette repeats), unless --max-categories asks
-    for a legend."""
+    the regions that are named: every region gets a colour (the palette repeats where regions do not touch),
+    unless --max-categories asks for a legend."""
+    from corpusmap.maps import read_map
+    from corpusmap.palette import region_colours
     from corpusmap.plot import PlotParams, colouring
     from corpusmap.render import CATEGORICAL, OTHER_NAME
 
     n_regions = len(read_clustering(Run(run)).names(2))
     assert n_regions > 18
-    named = colouring(Run(run), PlotParams(map="tsne", color="cluster:2", labels="keywords"), Run(run).n_rows)
+    x, y = read_map(Run(run), "tsne").coords.T
+    named = colouring(Run(run), PlotParams(map="tsne", color="cluster:2", labels="keywords"), x, y)
     assert not named.legend and OTHER_NAME not in named.categories.names
-    assert named.categories.colors[:n_regions] == [CATEGORICAL[i % 18] for i in range(n_regions)]
+    codes = np.where(named.categories.codes < n_regions, named.categories.codes, -1)  # categories: largest first
+    assert named.categories.colors[:n_regions] == \
+        [CATEGORICAL[c] for c in region_colours(codes, x, y, n_regions, 18)]  # touching regions differ
+    assert len(set(named.categories.colors[:18])) == 18
     legend = colouring(Run(run), PlotParams(map="tsne", color="cluster:2", labels="keywords", max_categories=10),
-                       Run(run).n_rows)
+                       x, y)
     assert legend.legend and legend.categories.names[-1] == OTHER_NAME
 
     def legend_drawn(*args) -> bool:  # (an SVG keeps its text as text: the legend's title is there or not)

@@ -144,7 +144,7 @@ def test_a_long_tail_of_old_years_does_not_wash_out_the_scale(tmp_path, points, 
     for column, expected in (("year", (lo, hi)), ("score", None)):
         monkeypatch.setattr(plot, "colour_columns", lambda run, name: [column])
         monkeypatch.setattr(plot, "_column", lambda run, name, col: pa.array(old))
-        got = plot.colouring(None, plot.PlotParams(color=column), len(old))
+        got = plot.colouring(None, plot.PlotParams(color=column), old, old)
         assert got.norm_range == expected and got.title == column
 
 

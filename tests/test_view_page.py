@@ -374,16 +374,28 @@ def test_legend_and_search_counts_follow_the_year_range(opened, acl):
     opened.js("window.corpusmap.search('')")
 
 
-def test_cluster_colours_are_distinct_and_the_rest_is_named(opened, acl):
-    fine = acl.data.clusters[1]  # 40 clusters: more than the palette's 18 colours
+def test_every_cluster_has_a_colour_and_the_legend_lists_the_largest(opened, acl):
+    """40 clusters, 18 colours: none is left grey; the 18 largest are listed, each its own colour, the rest counted
+    in one line; the colours are those the page builder chose (touching regions differ: test_palette.py)."""
+    from corpusmap.palette import region_colours
+    from corpusmap.render import CATEGORICAL
+    from corpusmap.view.points import normalise
+
+    fine = acl.data.clusters[1]
     opened.js("window.corpusmap.colorBy('cluster:1')")
     items = _legend(opened)
-    coloured, rest = items[:-1], items[-1]
-    assert len(coloured) == 18 and len({c for c, _, _ in coloured}) == 18
+    listed, rest = items[:-1], items[-1]
     sizes = np.bincount(fine.codes, minlength=len(fine.names))
     top = np.argsort(-sizes, kind="stable")[:18]
-    assert [(name, count) for _, name, count in coloured] == [(fine.names[c], int(sizes[c])) for c in top]
-    assert rest[1] == f"other clusters ({len(fine.names) - 18})" and rest[2] == len(fine.codes) - sizes[top].sum()
+    assert [(name, count) for _, name, count in listed] == [(fine.names[c], int(sizes[c])) for c in top]
+    assert len({c for c, _, _ in listed}) == 18
+    assert rest[1].startswith(f"{len(fine.names) - 18} more clusters") and rest[2] == len(fine.codes) - sizes[top].sum()
+    xn, yn, _ = normalise(acl.data.x, acl.data.y)  # the coordinates the page builder works on
+    colours = region_colours(fine.codes, xn, yn, len(fine.names), 18)
+    palette = opened.js("window.corpusmap.scatter().get('pointColor')")
+    expected = [tuple(int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)) for h in (CATEGORICAL[c] for c in colours)]
+    assert [tuple(round(v, 3) for v in rgba[:3]) for rgba in palette[:len(fine.names)]] == \
+        [tuple(round(v, 3) for v in rgb) for rgb in expected]
     opened.js("window.corpusmap.colorBy('label')")
 
 

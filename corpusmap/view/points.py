@@ -100,8 +100,10 @@ def label_column(labels: Optional[Sequence[Optional[str]]], top: int) -> tuple[O
 
 def cluster_columns(levels: Sequence[ClusterLevel], xn_all: np.ndarray, yn_all: np.ndarray,
                     rows: Optional[np.ndarray]) -> tuple[list[dict], list[dict]]:
-    """Per level: the codes of the drawn rows, and names, sizes and anchors (medoids, as the figures of ``plot``
-    use) over all rows."""
+    """Per level: the codes of the drawn rows, and names, sizes, anchors (medoids, as the figures of ``plot``
+    use) and palette colours (touching regions differ, as in the figures) over all rows."""
+    from corpusmap.palette import region_colours
+
     columns, metas = [], []
     for level in levels:
         codes = np.asarray(level.codes, dtype=np.int64)
@@ -114,7 +116,8 @@ def cluster_columns(levels: Sequence[ClusterLevel], xn_all: np.ndarray, yn_all: 
         columns.append(typed_array(column))
         metas.append({"name": str(level.name), "names": [str(v) for v in level.names],
                       "x": np.round(cx, 5).tolist(), "y": np.round(cy, 5).tolist(),
-                      "anchors": _anchors(codes, xn_all, yn_all, k), "size": sizes.tolist(), "order": order})
+                      "anchors": _anchors(codes, xn_all, yn_all, k), "size": sizes.tolist(), "order": order,
+                      "colours": region_colours(codes, xn_all, yn_all, k, COLOURED_LABELS).tolist()})
     return columns, metas
 
 

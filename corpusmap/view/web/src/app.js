@@ -5,7 +5,7 @@ import KDBush from 'kdbush';
 import createScatterplot from 'regl-scatterplot';
 
 import { ClusterLabels } from './labels.js';
-import { categoryMode, countLegend, plainMode, wordsMode, yearMode } from './colors.js';
+import { categoryMode, countLegend, plainMode, regionMode, wordsMode, yearMode } from './colors.js';
 import { buildControls, setFolded, syncPicks } from './controls.js';
 import { typed } from './decode.js';
 import { DensityLayer } from './density.js';
@@ -372,7 +372,7 @@ class App {
     } else if (mode.startsWith('cluster:')) {
       const i = Number(mode.slice(8));
       const level = this.m.clusters[i];
-      spec = categoryMode(this.clusterCodes[i], level.names, level.order, { otherName: 'other clusters' });
+      spec = regionMode(this.clusterCodes[i], level.names, level.order, level.colours);
       title = `Clusters: ${level.name}`;
     } else if (mode === 'words') {
       const words = distinctTokens(this.controls.words.value);

@@ -1,5 +1,6 @@
 // Colour modes: each gives a palette index per point (regl-scatterplot's categorical valueA), the palette and
-// a legend. Year uses a 32-step viridis bar; labels and clusters a categorical palette (largest first).
+// a legend. Year uses a 32-step viridis bar; labels a categorical palette (largest first), clusters its colours
+// chosen so that touching regions differ.
 
 export const CATEGORICAL = [
   '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#bcbd22', '#17becf',
@@ -55,7 +56,7 @@ export function yearMode(years, range) {
  * `coloured` of them (at most one per palette colour, so that no two share one) get their own colour, the rest
  * share OTHER. Every colour is in the legend.
  */
-export function categoryMode(codes, names, order, { coloured = CATEGORICAL.length, otherName = 'other' } = {}) {
+export function categoryMode(codes, names, order, { coloured = CATEGORICAL.length } = {}) {
   const n = codes.length;
   const k = names.length;
   coloured = Math.min(coloured, order.length, CATEGORICAL.length);
@@ -69,8 +70,28 @@ export function categoryMode(codes, names, order, { coloured = CATEGORICAL.lengt
   const palette = [...CATEGORICAL.slice(0, coloured), OTHER, NONE];
   const items = order.slice(0, coloured).map((code, i) => ({ color: palette[i], name: names[code], slots: [i] }));
   const rest = order.length - coloured;
-  if (rest) items.push({ color: OTHER, name: `${otherName} (${rest})`, slots: [coloured], other: true });
+  if (rest) items.push({ color: OTHER, name: `other (${rest})`, slots: [coloured], other: true });
   items.push({ color: NONE, name: 'none', slots: [coloured + 1], other: true, hideEmpty: true });
+  return { z, palette, legend: { kind: 'categories', items } };
+}
+
+/**
+ * Regions (clusters) by code, each in its palette colour (colours[code]: touching regions differ, the page
+ * builder chose them), so that no region is left grey. The legend lists the regions of the first `listed` in
+ * order (largest first) and counts the rest in one line.
+ */
+export function regionMode(codes, names, order, colours, { listed = CATEGORICAL.length } = {}) {
+  const n = codes.length;
+  const k = names.length;
+  const z = new Float32Array(n);
+  for (let i = 0; i < n; i++) z[i] = codes[i] < k ? codes[i] : k;
+  const palette = [...colours.map((c) => CATEGORICAL[c % CATEGORICAL.length]), NONE];
+  const items = order.slice(0, listed).map((code) => ({ color: palette[code], name: names[code], slots: [code] }));
+  const rest = order.slice(listed);
+  if (rest.length) {
+    items.push({ color: null, name: `${rest.length} more clusters`, slots: rest, other: true });
+  }
+  items.push({ color: NONE, name: 'none', slots: [k], other: true, hideEmpty: true });
   return { z, palette, legend: { kind: 'categories', items } };
 }
 
