@@ -27,6 +27,8 @@ class Vectors:
         return self.shape[0]
 
     def rows(self, start: int, stop: int, dtype=np.float32) -> np.ndarray:
+        """Rows ``start:stop`` as a copy in ``dtype``, clipped to the matrix as a slice is (``rows(0, 10_000)`` of
+        2,500 rows gives 2,500)."""
         raise NotImplementedError
 
     def take(self, rows, dtype=np.float32) -> np.ndarray:
@@ -119,6 +121,7 @@ class ShardedVectors(Vectors):
         return self._maps[shard.index]
 
     def rows(self, start: int, stop: int, dtype=np.float32) -> np.ndarray:
+        start, stop, _ = slice(start, stop).indices(len(self))
         out = np.empty((max(stop - start, 0), self.dim), dtype=dtype)
         for shard in self.shards:
             lo, hi = max(start, shard.start), min(stop, shard.stop)

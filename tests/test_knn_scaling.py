@@ -182,3 +182,13 @@ def test_refinement_plan_honours_the_target(X, monkeypatch):
     rounds = m["index"]["params"]["refine_rounds"]
     if rounds:
         assert m["refinement"]["recall_on_tuning_queries"][-1] >= 0.98
+
+
+def test_rows_of_shards_and_of_an_array_are_clipped_alike(X, tmp_path):
+    """``rows(0, 10_000)`` past the end gives the rows there are, as a slice does, never uninitialised memory."""
+    sharded = _shards(X, tmp_path, rows=3000)
+    n = len(X)
+    for start, stop in ((0, n + 5000), (n - 10, n + 10), (n + 1, n + 9), (-5, 3)):
+        expected = X.astype(np.float32)[slice(start, stop)]
+        for vectors in (sharded, ArrayVectors(X)):
+            assert np.array_equal(vectors.rows(start, stop), expected), (type(vectors).__name__, start, stop)
