@@ -291,9 +291,16 @@ class Clustering:
 
 
 def default_clustering(run: Run) -> str:
-    """The clustering used when none is named: the run's only one, else ``leiden``."""
+    """The clustering used when none is named: the run's only one, else ``leiden``; a run holding several, none of
+    them ``leiden``, has no default (a usage error saying how to name one)."""
     have = run.list_clusterings()
-    return have[0] if len(have) == 1 else "leiden"
+    if len(have) == 1:
+        return have[0]
+    if have and "leiden" not in have:
+        raise UsageProblem(f"{run.path} holds the clusterings {', '.join(have)}, none of them the default (leiden): "
+                           "name one (view, export: --clusters NAME or none; plot: --color cluster:NAME; excess: "
+                           "--by cluster:NAME)")
+    return "leiden"
 
 
 def clustering_fingerprint(run: Run, name: str) -> str:

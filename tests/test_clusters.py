@@ -321,6 +321,15 @@ def test_hdbscan_of_the_map_is_named_and_nested(run):
     finer = read_clustering(Run(run), "fine")
     assert (finer.levels[1] < 0).any()  # noise: its abstracts count in f(x) all the same
     _check_keywords(Run(run), finer)
+    # two clusterings and no leiden: no default, and every command that would take one says how to name it
+    for path in (run / "clusters").glob("leiden.*"):
+        path.unlink()
+    for args, flag in ((["view", run], "--clusters NAME"), (["plot", run, "--color", "cluster"], "--color cluster:NAME"),
+                       (["excess", run, "--by", "cluster", "--target", "2015"], "--by cluster:NAME")):
+        refused = cli(*args)
+        assert refused.exit_code == 2 and "holds the clusterings fine, hdbscan" in refused.output, refused.output
+        assert flag in refused.output and "Traceback" not in refused.output
+    assert cli("view", run, "--clusters", "fine", "-q").exit_code == 0
 
 
 def test_hdbscan_min_samples_is_scikit_learns(run):

@@ -52,7 +52,8 @@ def serve(path: Path) -> None:
 @click.option("--label-col", default=default(V, "label_col"), show_default=True,
               help="Corpus column shown and coloured as the label.")
 @click.option("--clusters", default=None, metavar="NAME|none",
-              help="Clustering whose regions are named on the page [default: the run's clustering, if any].")
+              help="Clustering whose regions are named on the page [default: the run's only one, or leiden; none "
+                   "without clusters].")
 @click.option("--title", default=None, help="Page title.")
 @click.option("--search/--no-search", default=True, show_default=True,
               help="Build the word index for search and the word overlay.")
@@ -96,8 +97,8 @@ def report_export(result) -> None:
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="The file [default: RUN/exports/NAME.FORMAT.parquet].")
 @click.option("--clusters", default=None, metavar="NAME|none",
-              help="Clustering whose region names become cluster_<level> columns [default: the run's clustering, "
-                   "if any].")
+              help="Clustering whose region names become cluster_<level> columns [default: the run's only one, or "
+                   "leiden; none without clusters].")
 @quiet_option
 def export(**options):
     """Export a map of RUN with its texts, regions and high-D neighbours for other tools."""
