@@ -62,8 +62,9 @@ def report(result) -> None:
 @click.option("--resolution", default=None, metavar="R1,R2,...",
               help="Leiden resolutions, one level each (low = coarse); default: --levels.")
 @click.option("--levels", type=click.IntRange(1, 8), default=None,
-              help="Number of levels [default: 3]: the finest at resolution 2, each coarser one with about 4 times "
-                   "fewer clusters.")
+              help="Number of levels [default: 3]: the finest at resolution 2, the coarser ones with cluster counts "
+                   "spaced geometrically from the finest level's F down to F/4^(levels-1) at the top, but no fewer "
+                   "than 4 there.")
 @click.option("-k", "k", type=click.IntRange(min=2), default=None,
               help="Neighbours of the stored graph to use [default: 15 or the stored k if smaller].")
 @click.option("--weights", type=click.Choice(WEIGHTS), default=default(P, "weights"), show_default=True,
