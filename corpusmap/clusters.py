@@ -139,10 +139,9 @@ class ClustersStage(Stage):
     def check_plan(self, run: Run, params: ClustersParams, earlier: list) -> None:
         from corpusmap.neighbors import planned_k
 
-        k = planned_k(run, earlier)
-        if params.on is None and params.k is not None and k is not None and params.k > k:
-            raise UsageProblem(f"[clusters] k = {params.k}, but the pipeline's graph has k = {k}: set k = "
-                               f"{params.k} in [neighbors], or a smaller k in [clusters]")
+        problem = planned_k(run, earlier, params.k) if params.on is None and params.k is not None else None
+        if problem:
+            raise UsageProblem(f"[clusters] k = {params.k}, but {problem}, or a smaller k in [clusters]")
 
     def prepare(self, run: Run, params: ClustersParams) -> None:
         from corpusmap.neighbors import load_knn_graph

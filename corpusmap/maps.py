@@ -302,11 +302,11 @@ class MapStage(Stage):
     def check_plan(self, run: Run, params: MapParams, earlier: list) -> None:
         from corpusmap.neighbors import planned_k
 
-        k, need = planned_k(run, earlier), neighbours_needed(params)
-        if k is not None and need > k:
-            raise UsageProblem(f"the map {params.name!r} needs {need} neighbours of each point, but the pipeline's "
-                               f"graph has k = {k}: set k = {need} in [neighbors], or ask the map for fewer "
-                               "neighbours")
+        need = neighbours_needed(params)
+        problem = planned_k(run, earlier, need)
+        if problem:
+            raise UsageProblem(f"the map {params.name!r} needs {need} neighbours of each point, but {problem}, or ask "
+                               "the map for fewer neighbours")
 
     def prepare(self, run: Run, params: MapParams) -> None:
         from corpusmap.neighbors import load_knn_graph

@@ -229,12 +229,20 @@ def stored_k(run: Run) -> Optional[int]:
     return int(k) if isinstance(k, int) else None
 
 
-def planned_k(run: Run, earlier: list) -> Optional[int]:
-    """The k of the graph that the last ``neighbors`` job among ``earlier`` (``(stage, run, params)`` tuples of a
-    pipeline) computes for ``run``; ``None`` when none does (or it imports its graph)."""
-    graphs = [p for stage, where, p in earlier if isinstance(stage, NeighborsStage)
-              and where.path.resolve() == run.path.resolve()]
-    return graphs[-1].k if graphs and graphs[-1].from_indices is None else None
+def planned_k(run: Run, earlier: list, need: int) -> Optional[str]:
+    """Why the graph ``run`` holds after ``earlier`` (``(stage, run, params)`` tuples of a pipeline) has fewer than
+    ``need`` neighbours, with the fix; ``None`` when it has enough or its k is not known yet. Its k is the last
+    ``neighbors`` job's, else the stored graph's when no job before rewrites the vectors."""
+    mine = [(stage, p) for stage, where, p in earlier if where.path.resolve() == run.path.resolve()]
+    graphs = [p for stage, p in mine if isinstance(stage, NeighborsStage)]
+    if graphs:
+        k, fix = (graphs[-1].k if graphs[-1].from_indices is None else None), f"set k = {need} in [neighbors]"
+    elif any(stage.writes(run, p) & {"corpus", "embeddings"} for stage, p in mine):
+        return None
+    else:
+        k = (try_read_manifest(run.knn_manifest_path) or {}).get("k")
+        fix = f"the graph stored in {run.knn_dir} has that k: add a [neighbors] table with k = {need}"
+    return f"the graph it would use has k = {k}: {fix}" if k is not None and need > k else None
 
 
 def graph_fingerprint(run: Run) -> str:

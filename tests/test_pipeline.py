@@ -226,13 +226,21 @@ def test_a_stage_needing_more_neighbours_than_the_graph_fails_before_any_job(fol
     for args in (["--dry-run"], ["--overwrite"]):
         result = cli("run", config, *args)
         assert result.exit_code == 2, result.output
-        assert "the map 'tsne' needs 10 neighbours of each point, but the pipeline's graph has k = 8: set k = 10 " \
+        assert "the map 'tsne' needs 10 neighbours of each point, but the graph it would use has k = 8: set k = 10 " \
                "in [neighbors]" in result.output
     config = write_config(folder)
     config.write_text(config.read_text() + "\n[clusters]\nk = 12\n")
     result = cli("run", config, "--dry-run")
-    assert result.exit_code == 2 and "[clusters] k = 12, but the pipeline's graph has k = 10: set k = 12 in " \
+    assert result.exit_code == 2 and "[clusters] k = 12, but the graph it would use has k = 10: set k = 12 in " \
         "[neighbors]" in result.output, result.output
+    # no [neighbors] table: the stored graph (k = 10) is the one a map asking for 12 neighbours would get
+    no_graph_job = folder / "maps_only.toml"
+    no_graph_job.write_text('run = "out"\n[[map]]\nmethod = "umap"\nname = "u13"\nn-neighbors = 13\n')
+    for args in (["--dry-run"], []):
+        result = cli("run", no_graph_job, *args)
+        assert result.exit_code == 2, result.output
+        assert "needs 12 neighbours of each point, but the graph it would use has k = 10: the graph stored in " \
+            in result.output and "add a [neighbors] table with k = 12" in result.output
     assert fingerprints(folder / "out") == before
 
 
