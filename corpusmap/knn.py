@@ -144,27 +144,31 @@ def knn_dense(q: np.ndarray, x: np.ndarray, kk: int, metric: str, x_sqnorms: Opt
     """Exact top-``kk`` rows of ``x`` for each row of ``q`` (float32), best first.
 
     Returns FAISS-style raw scores (squared L2 ascending, or inner products descending) and row numbers of
-    ``x``. One BLAS matrix product per chunk of ``x`` and :func:`smallest_k` on it. Large batches of queries
-    are split into tasks of :data:`QUERY_ROWS` run by one thread per core, each with a single-threaded BLAS,
-    so that the top-k selection (numpy, one core per call) runs in parallel too.
+    ``x``. One BLAS matrix product per chunk of ``x`` and :func:`smallest_k` on it, each on a single-threaded
+    BLAS (the same bytes whatever the thread count), run by one thread per core: large batches of queries as
+    tasks of :data:`QUERY_ROWS`, small ones chunk by chunk of ``x``, so that the top-k selection (numpy, one core
+    per call) runs in parallel too.
     """
     kk = int(min(kk, x.shape[0]))
     q = np.ascontiguousarray(q, dtype=np.float32)
     ip = metric == "cosine"
     sq = None if ip else (x_sqnorms if x_sqnorms is not None else np.einsum("ij,ij->i", x, x, dtype=np.float32))
 
-    def task(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    def chunk(rows: slice, start: int) -> tuple[np.ndarray, np.ndarray]:
+        xb = np.asarray(x[start:start + chunk_rows], dtype=np.float32)
+        g = q[rows] @ xb.T
+        if ip:
+            np.negative(g, out=g)
+        else:  # |x|^2 - 2 q.x; |q|^2 is the same along a row and is added to the winners only
+            g *= -2
+            g += sq[start:start + chunk_rows]
+        d, i = smallest_k(g, kk)
+        i += start
+        return d, i
+
+    def merged(parts) -> tuple[np.ndarray, np.ndarray]:  # the chunks' winners in chunk order
         best_d = best_i = None
-        for start in range(0, x.shape[0], chunk_rows):
-            xb = np.asarray(x[start:start + chunk_rows], dtype=np.float32)
-            g = q[rows] @ xb.T
-            if ip:
-                np.negative(g, out=g)
-            else:  # |x|^2 - 2 q.x; |q|^2 is the same along a row and is added to the winners only
-                g *= -2
-                g += sq[start:start + chunk_rows]
-            d, i = smallest_k(g, kk)
-            i += start
+        for d, i in parts:
             if best_d is not None:
                 d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
                 order = np.argsort(d, axis=1, kind="stable")[:, :kk]
@@ -172,18 +176,22 @@ def knn_dense(q: np.ndarray, x: np.ndarray, kk: int, metric: str, x_sqnorms: Opt
             best_d, best_i = d, i
         return best_d, best_i
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
     m = q.shape[0]
     workers = _THREADS or os.cpu_count() or 1
-    if m < 2 * QUERY_ROWS or workers == 1:
-        d, i = task(slice(0, m))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(task, [slice(s, s + QUERY_ROWS) for s in range(0, m, QUERY_ROWS)]))
-        d, i = np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+    starts = range(0, x.shape[0], chunk_rows)
+    tasks = [slice(0, m)] if m < 2 * QUERY_ROWS else [slice(s, s + QUERY_ROWS) for s in range(0, m, QUERY_ROWS)]
+    # every product on one BLAS thread (a multi-threaded BLAS sums in another order: other last bits whenever
+    # OMP_NUM_THREADS differs); the cores share the work as tasks: query slices, or for few queries x's chunks
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        if len(tasks) == 1:
+            parts = [merged(pool.map(lambda start: chunk(tasks[0], start), starts))]
+        else:
+            parts = list(pool.map(lambda rows: merged(chunk(rows, start) for start in starts), tasks))
+    d, i = np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
     if ip:
         d = -d
     else:

@@ -131,11 +131,13 @@ def _in_subprocess(threads: str, *args) -> None:
 
 
 def test_the_same_bytes_whatever_the_thread_count(tmp_path):
-    runs = {}
+    """OMP_NUM_THREADS and the rest at 1 and 2: the same vectors, graphs (exact and ivfpq) and maps."""
+    runs, exact = {}, {}
     for threads in ("1", "2"):
         run = tmp_path / f"t{threads}"
         _in_subprocess(threads, "embed", EXAMPLE_CORPUS, "-o", run, "--model", "tfidf", "--dim", "60")
         _in_subprocess(threads, "neighbors", run, "-k", "15", "--threads", threads)
+        exact[threads] = [(run / "knn" / name).read_bytes() for name in ("indices.npy", "distances.npy")]
         _in_subprocess(threads, "neighbors", run, "-k", "15", "--index", "ivfpq", "--threads", threads,
                        "--overwrite")
         for method in ("tsne", "pca", "umap"):
@@ -145,6 +147,7 @@ def test_the_same_bytes_whatever_the_thread_count(tmp_path):
         runs[threads] = run
     import pyarrow.parquet as pq
 
+    assert exact["1"] == exact["2"]  # the dense kernel's products on one BLAS thread each
     for path in ("embeddings/shard-00000.npy", "knn/indices.npy", "knn/distances.npy"):
         assert (runs["1"] / path).read_bytes() == (runs["2"] / path).read_bytes(), path
     for name in ("tsne", "pca", "umap"):  # the coordinates (the metadata holds timings and the thread count)
