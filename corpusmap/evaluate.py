@@ -127,7 +127,10 @@ class EvaluateStage(Stage):
         with atomic_path(staging / md_name) as tmp:
             tmp.write_text(format_report(result))
         files = {name: file_record(staging / name) for name in Run.EVAL_FILES}
-        manifest = {"files": files, "stage": dict(block, fingerprint=canonical_hash(files))}
+        # the numbers, not the files (they hold the time taken and the run's path as given): the same evaluation
+        # again, or of the run moved, keeps what was made from it
+        numbers = {key: value for key, value in result.items() if key not in ("seconds", "run")}
+        manifest = {"files": files, "stage": dict(block, fingerprint=canonical_hash(numbers))}
         write_json(staging / Run.MANIFEST, manifest)
         return dict(manifest, result=result)
 

@@ -54,6 +54,10 @@ def test_view_writes_a_page_of_the_run_and_keeps_it_current(run):
     assert upgraded.exit_code == 0 and "nothing to do" not in upgraded.output, upgraded.output
     assert page.read_text() == html  # drawn again from the same inputs: the same bytes (the search index too)
     assert "current; nothing to do" in cli("view", run).output
+    # the same evaluation again (its report lost) gives the same numbers: the page made from them stays current
+    (run / "eval" / "metrics.md").unlink()
+    assert cli("evaluate", run, "--queries", "200", "-q").exit_code == 0
+    assert page.is_file() and "current; nothing to do" in cli("view", run).output
     # drawn with an evaluation the run no longer holds: drawn again
     shutil.rmtree(run / "eval")
     assert "nothing to do" not in cli("view", run).output
