@@ -168,15 +168,18 @@ def _what_changed(existing: dict, wanted: dict) -> str:
     return ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "") or "the reader options"
 
 
-def _replace_advice(run: Run, existing: dict) -> str:
-    """The ways out when RUN holds another corpus: --overwrite (what it deletes), resuming with the stored inputs,
-    or another directory."""
+def _replace_advice(run: Run, existing: dict, wanted: dict) -> str:
+    """The ways out when RUN holds another corpus: --overwrite (what it deletes), resuming with the stored inputs
+    (or, when they are the inputs given, edited since, restoring them), or another directory."""
     stored = [i["path"] for i in existing.get("inputs") or []]
     shown = " ".join(stored[:3]) + (" ..." if len(stored) > 3 else "")
     shards = len(list(run.embeddings_dir.glob("shard-*.npy"))) if run.embeddings_dir.is_dir() else 0
     lost = f"its {shards:,} finished vector shard(s)" if shards else "its vectors"
-    resume = f"; to resume it instead, give the inputs it was read from (`corpusmap embed {shown} -o {run.path}`" \
-        " with its reader options)" if stored else ""
+    if sorted(stored) == sorted(i["path"] for i in wanted["inputs"]):
+        resume = f"; to keep it instead, restore {shown} as it was when it was read"
+    else:
+        resume = f"; to resume it instead, give the inputs it was read from (`corpusmap embed {shown} -o " \
+            f"{run.path}` with its reader options)" if stored else ""
     return (f"add --overwrite to replace it (this deletes {lost} and everything computed from them){resume}; or "
             "choose another -o directory")
 
@@ -191,9 +194,11 @@ def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
             return Status(False, f"{run.corpus_path} was changed since it was written")
         return Status(True, "current")
     # inputs only moved or touched may give the same corpus (decided once read); other changes are known now
-    changed = ("inputs", "stored", "given") if _maybe_same_corpus(existing, wanted) else \
-        ("inputs or reader options", "as read before", "changed")
-    return Status(False, f"other inputs or options: {_what_changed(existing, wanted)}", (changed,))
+    if _maybe_same_corpus(existing, wanted):
+        return Status(False, f"{_what_changed(existing, wanted)}: read again; the same corpus keeps everything "
+                             "computed from it, another one needs --overwrite", (("inputs", "stored", "given"),))
+    return Status(False, f"other inputs or options: {_what_changed(existing, wanted)}",
+                  (("inputs or reader options", "as read before", "changed"),))
 
 
 def _read_corpus(params: EmbedParams, paths: list[Path], out: Path) -> CorpusStats:
@@ -249,7 +254,7 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
         if status.changed and not overwrite and not maybe_same:
             raise CorpusmapError(
                 f"{run.path} already holds a corpus read from other inputs or with other options "
-                f"({_what_changed(existing, wanted)}); {_replace_advice(run, existing)}")
+                f"({_what_changed(existing, wanted)}); {_replace_advice(run, existing, wanted)}")
         with run.staging("corpus") as staging:
             staged = staging / run.corpus_path.name
             stats = _read_corpus(params, paths, staged)
@@ -269,7 +274,7 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
             if status.changed and not overwrite:
                 raise CorpusmapError(
                     f"{run.path} already holds a corpus that differs from what the inputs give now "
-                    f"({_what_changed(existing, wanted)}); {_replace_advice(run, existing)}")
+                    f"({_what_changed(existing, wanted)}); {_replace_advice(run, existing, wanted)}")
             manifest = dict(wanted, stats=stats.as_dict(), rows=stats.rows_kept,
                             input_bytes=sum(p.stat().st_size for p in paths), sha256=sha,
                             bytes=staged.stat().st_size, versions=versions(), created=timestamp(),

@@ -72,7 +72,12 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
                 log.append({"job": job.label, "action": "kept", "reason": status.reason})
                 continue
             echo(f"run: {job.label} ({status.reason})")
-            results.append(job())
+            try:
+                results.append(job())
+            except CorpusmapError as exc:  # a stage's own refusal names its flag: say how a pipeline gives leave
+                if job.overwrite or "--overwrite" not in str(exc):
+                    raise
+                raise type(exc)(f"{exc} (in this pipeline: {allow(job)})") from None
             log.append({"job": job.label, "action": "ran", "reason": status.reason,
                         "removed": results[-1].removed})
     finally:

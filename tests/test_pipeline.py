@@ -206,6 +206,30 @@ def test_a_changed_input_is_refused_in_the_configs_words_and_overwrite_reruns_ev
     assert "damaged" not in result.output and result.output.count("run: ") == 8, result.output  # every job
 
 
+def test_an_input_edited_to_the_same_size_is_read_again_and_refused_in_the_configs_words(folder):
+    """Same size, other bytes: only reading tells whether the corpus is the same. The plan says so; the refusal
+    says how a pipeline gives leave and offers restoring the file, not giving the very same file again."""
+    import gzip
+    import io
+
+    config = write_config(folder)
+    assert cli("run", config).exit_code == 0
+    path = folder / "data" / EXAMPLE_CORPUS.name
+    data = path.read_bytes()
+    edited = gzip.decompress(data).decode().replace(" the ", " THE ", 1).encode()
+    bare = len(gzip.compress(edited, mtime=0))
+    buffer = io.BytesIO()  # the gzip header's file name pads the edited file to the old size
+    with gzip.GzipFile(filename="x" * (len(data) - bare - 1), mode="wb", fileobj=buffer, mtime=0) as fh:
+        fh.write(edited)
+    assert len(buffer.getvalue()) == len(data)
+    path.write_bytes(buffer.getvalue())
+    dry = cli("run", config, "--dry-run")
+    assert dry.exit_code == 0 and "read again; the same corpus keeps everything computed from it" in dry.output
+    result = cli("run", config)
+    assert result.exit_code == 1 and "in this pipeline: set overwrite = true in [embed]" in result.output
+    assert f"restore {path} as it was" in result.output and "give the inputs it was read from" not in result.output
+
+
 def test_a_changed_stage_whose_output_an_earlier_rerun_removes_is_not_refused(folder):
     """neighbors reruns (overwrite = true) and so removes the map, which is then made anew with its new
     parameters: it needs no overwrite of its own."""
