@@ -66,6 +66,10 @@ class EmbedOptions:
             if not kind.has_fit(self.fit_from):
                 raise CorpusmapError(f"--fit-from {self.fit_from}: no {kind.name} fit there "
                                      f"(embeddings/{kind.name}); embed that run with --model {kind.name} first")
+            problem = fit_problem(Run(self.fit_from))
+            if problem:
+                raise CorpusmapError(f"--fit-from {self.fit_from}: {problem}; run `corpusmap embed` for that run "
+                                     "again (it fits anew with the same seed and checks the result)")
 
     def _check_applicable(self) -> None:
         """An option of another kind of encoder, changed from its default, is refused (it would have no effect)."""
@@ -465,8 +469,27 @@ def start_manifest(run: Run, plan: ShardPlan, encoder) -> None:
             return  # another worker of this plan started it
         params = dict(encoder.describe(), store_dtype=plan.request["store_dtype"], shard_rows=plan.shard_rows,
                       n=plan.n, n_shards=plan.n_shards, corpus_sha256=plan.request["corpus_sha256"])
+        kind = encoder_kind(params.get("model", ""))
+        if kind.fitted:  # the fit the vectors are made with, so that a damaged or lost fit is found
+            params["fit_sha256"] = kind.fit_fingerprint(run.path)
         with writing(run.embeddings_manifest_path):
             write_json(run.embeddings_manifest_path, _manifest(plan.request, params, [], complete=False))
+
+
+def fit_problem(run: Run) -> Optional[str]:
+    """What is wrong with the fit of a fitted encoder's vectors in ``run`` (``RUN/embeddings/tfidf``): missing, or
+    other bytes than its vectors were made with (the manifest's ``fit_sha256``); ``None`` when it is fine or the
+    vectors need none (or are older than that record)."""
+    params = (try_read_manifest(run.embeddings_manifest_path) or {}).get("params") or {}
+    recorded = params.get("fit_sha256")
+    if not recorded:
+        return None
+    kind = encoder_kind(params.get("model", ""))
+    if kind.fit_fingerprint(run.path) == recorded:
+        return None
+    folder = kind.fit_folder(run.path)
+    what = "is missing" if not kind.has_fit(run.path) else "differs from the one its vectors were made with (damaged)"
+    return f"the {kind.name} fit in {folder} {what}"
 
 
 def _fit(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None:
@@ -475,6 +498,10 @@ def _fit(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None
     kind = encoder_kind(encoder.describe()["model"])
     folder = kind.fit_folder(run)
     with run.lock("embeddings/fit"):
+        damaged = fit_problem(run)
+        if damaged:  # fitted anew below: the same seed gives the same fit, checked against the record after
+            progress.info(f"embed: {damaged}; fitting it again")
+            shutil.rmtree(folder, ignore_errors=True)
         if encoder.load(folder):
             return
         if fit_from:
@@ -496,6 +523,9 @@ def _fit(run: Run, encoder, n_rows: int, fit_from: Optional[str] = None) -> None
         encoder.fit(texts)
         with writing(folder):
             encoder.save(folder)
+        if damaged and fit_problem(run):
+            raise CorpusmapError(f"{folder}: fitted again, it differs from the fit the stored vectors were made with; "
+                                 f"re-encode them with `corpusmap embed ... -o {run.path} --overwrite`")
 
 
 class ImportedVectors:
@@ -613,7 +643,8 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     """
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan, worker)
-    if not pending and (try_read_manifest(run.embeddings_manifest_path) or {}).get("params"):
+    if not pending and (try_read_manifest(run.embeddings_manifest_path) or {}).get("params") \
+            and not fit_problem(run):
         return finalize(run)  # (a claim without params, e.g. one replacing a damaged manifest, records them first)
     try:
         encoder = encoder or prepare_encoder(run, plan, options, device)
@@ -836,6 +867,9 @@ class EmbedStage(Stage):
             return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
         if not manifest.get("complete"):
             return Status(False, f"{len(manifest.get('shards', []))} of {manifest.get('n_shards')} shards done")
+        problem = fit_problem(run)
+        if problem:
+            return Status(False, problem)
         for shard in manifest["shards"]:
             try:
                 run.verify(run.embeddings_dir / shard["file"], shard["sha256"], "encoding it again")

@@ -250,6 +250,31 @@ def test_fit_from_errors(small_corpus, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything is written
 
 
+def test_a_lost_or_damaged_tfidf_fit_is_found(small_corpus, tmp_path):
+    """The vectors record their fit's checksums: a lost fit makes them not current and embed fits it again (the
+    same bytes, the shards kept); a damaged one is refused by --fit-from before it gives other vectors."""
+    run, fit = tmp_path / "run", tmp_path / "run" / "embeddings" / "tfidf"
+    cli("embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20", "-q", ok=True)
+    stored = {p.name: p.read_bytes() for p in fit.iterdir()}
+    shard = run / "embeddings" / "shard-00000.npy"
+    written = shard.stat().st_mtime_ns
+    (fit / "idf.npy").unlink()
+    from corpusmap.embed import EmbedOptions, EmbedParams, EmbedStage
+    from corpusmap.run import Run
+
+    params = EmbedParams(inputs=(str(small_corpus),), options=EmbedOptions(model="tfidf", dim=20))
+    assert EmbedStage().status(Run(run), params).reason.endswith("embeddings/tfidf is missing")
+    assert cli("embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "20", "-q").exit_code == 0
+    assert {p.name: p.read_bytes() for p in fit.iterdir()} == stored
+    assert shard.stat().st_mtime_ns == written and EmbedStage().status(Run(run), params).current
+    components = np.load(fit / "components.npy")
+    components[0] = 0
+    np.save(fit / "components.npy", components)
+    refused = cli("embed", small_corpus, "-o", tmp_path / "other", "--model", "tfidf", "--fit-from", run)
+    assert refused.exit_code == 1 and "differs from the one its vectors were made with (damaged)" in refused.output
+    assert not (tmp_path / "other").exists()
+
+
 def test_every_command_has_help():
     result = cli("--help")
     assert result.exit_code == 0
