@@ -255,7 +255,14 @@ class Run:
             raise CorpusmapError(f"{self.corpus_path} is damaged ({exc}); {self.rebuild_corpus_hint}") from None
 
     def read_corpus(self, columns: Optional[list[str]] = None) -> pa.Table:
-        """The normalised corpus (memory-mapped), optionally only some columns."""
+        """The normalised corpus (memory-mapped), optionally only some columns (an unknown one is an error listing
+        the corpus's columns: pyarrow would leave it out without a word)."""
+        from corpusmap.errors import UsageProblem
+
+        unknown = [c for c in columns or () if c not in self.corpus_columns()]
+        if unknown:
+            raise UsageProblem(f"{self.corpus_path} has no column {', '.join(map(repr, unknown))}; columns: "
+                               f"{', '.join(self.corpus_columns())}")
         try:
             return self._corpus_file.read(columns=columns)
         except (pa.ArrowException, OSError) as exc:

@@ -56,6 +56,8 @@ def test_embed_writes_vectors_equal_to_the_encoder_and_load_run_reads_them(small
     assert vectors.shape == (240, 384)
     assert isinstance(vectors.shard_array(vectors.shards[0]), np.memmap)
     texts = loaded.read_corpus(["text"]).column("text").to_pylist()
+    with pytest.raises(corpusmap.errors.CorpusmapError, match="has no column 'nosuch'; columns: id, text"):
+        loaded.read_corpus(["id", "nosuch"])  # (pyarrow alone returns the id column without a word)
     direct = TransformerEncoder("all-MiniLM-L6-v2", max_length=64, batch_size=8, device="cpu").encode(texts)
     np.testing.assert_allclose(vectors.to_numpy(), direct.vectors, atol=2e-5)
     np.testing.assert_array_equal(vectors.take(np.array([239, 0, 100])), vectors.to_numpy()[[239, 0, 100]])
