@@ -24,7 +24,7 @@ from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.progress import info
 from corpusmap.regions import WEIGHTS, hdbscan_levels, leiden_levels, parents
 from corpusmap.run import Run, check_name
-from corpusmap.stage import Stage
+from corpusmap.stage import Stage, check_numbers
 
 
 
@@ -53,6 +53,7 @@ class ClustersParams:
     min_df: int = 5
 
     def __post_init__(self):
+        check_numbers(self)
         object.__setattr__(self, "name", check_name(self.name or ("hdbscan" if self.on else "leiden"),
                                                     "clustering name"))
         object.__setattr__(self, "resolutions", tuple(sorted(float(r) for r in self.resolutions)))

@@ -28,7 +28,8 @@ from corpusmap.encoders import encoder_kind
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import MANIFEST_FORMAT, canonical_hash, timestamp, try_read_manifest, versions
 from corpusmap.run import Run, writing
-from corpusmap.stage import Result, Stage, Status, changed_flags, describe_changes, params_dict, refuse_unused
+from corpusmap.stage import (Result, Stage, Status, changed_flags, check_numbers, describe_changes, params_dict,
+                             refuse_unused)
 
 log = logging.getLogger("corpusmap")
 STORE_DTYPES = ("float32", "float16")
@@ -55,6 +56,7 @@ class EmbedOptions:
     vectors: Optional[str] = None  # vectors made elsewhere (FILE.npy or FILE.parquet:COLUMN), stored as they are
 
     def __post_init__(self):
+        check_numbers(self)
         if self.shard_rows < 1:
             raise UsageProblem("--shard-rows must be at least 1")
         self._check_applicable()
@@ -111,6 +113,8 @@ class EmbedParams:
     options: EmbedOptions = EmbedOptions()
 
     def __post_init__(self):
+        if isinstance(self.inputs, (str, Path)):  # one input, not its characters
+            object.__setattr__(self, "inputs", (self.inputs,))
         if not self.inputs:
             raise UsageProblem("give at least one INPUT file, folder or glob")
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))

@@ -18,7 +18,7 @@ from corpusmap.manifests import try_read_manifest
 from corpusmap.maps import read_map
 from corpusmap.progress import info, warn
 from corpusmap.run import Run
-from corpusmap.stage import Stage
+from corpusmap.stage import Stage, check_numbers
 
 PCA_NAME = "pca"
 
@@ -39,6 +39,7 @@ class EvaluateParams:
     clusters: tuple = ()  # clusterings whose agreement with the labels is measured (default: every one)
 
     def __post_init__(self):
+        check_numbers(self)
         object.__setattr__(self, "maps", tuple(dict.fromkeys(self.maps)))
         object.__setattr__(self, "clusters", tuple(dict.fromkeys(self.clusters)))
         if self.k < 1:

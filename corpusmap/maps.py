@@ -23,7 +23,7 @@ from corpusmap import layouts, resources
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import Progress, info
 from corpusmap.run import Run, check_name, file_fingerprint, read_map_stage
-from corpusmap.stage import Stage, params_dict
+from corpusmap.stage import Stage, check_numbers, params_dict
 
 META_KEY = b"corpusmap"
 FORMAT = 2
@@ -228,6 +228,8 @@ class MapParams:
     device: str = "cpu"  # cuda: cuML on a GPU (another implementation, so another map)
 
     def __post_init__(self):
+        for params in (self, self.tsne, self.umap):
+            check_numbers(params)
         if self.method not in layouts.METHODS:
             raise UsageProblem(f"--method must be one of {', '.join(layouts.METHODS)}, not {self.method!r}")
         if self.device not in ("cpu", "cuda"):

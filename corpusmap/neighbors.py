@@ -19,7 +19,7 @@ from corpusmap.knn import INDEXES, METRICS, KnnGraph, _check_metric, build_knn_g
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.progress import Progress
 from corpusmap.run import Run
-from corpusmap.stage import Stage, changed_flags, refuse_unused
+from corpusmap.stage import Stage, changed_flags, check_numbers, refuse_unused
 from corpusmap.vectors import as_vectors, iter_float32_blocks, take_float32
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class NeighborsParams:
     from_distances: Optional[str] = None
 
     def __post_init__(self):
+        check_numbers(self)
         if self.k < 1:
             raise UsageProblem(f"-k must be at least 1, got {self.k}")
         if self.metric not in METRICS:

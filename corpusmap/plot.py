@@ -16,7 +16,7 @@ from corpusmap.atomic import read_json, write_json
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import info, log
 from corpusmap.run import Run, check_name
-from corpusmap.stage import Stage
+from corpusmap.stage import Stage, check_numbers
 from corpusmap.values import year_colour_range
 
 FORMATS = ("png", "svg", "pdf")
@@ -53,6 +53,7 @@ class PlotParams:
     raster: Optional[bool] = None
 
     def __post_init__(self):
+        check_numbers(self)
         check_name(self.map, "--map")
         for name, most in (("width", MAX_PIXELS), ("height", MAX_PIXELS), ("dpi", 2400)):
             value = getattr(self, name)

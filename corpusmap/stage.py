@@ -53,6 +53,25 @@ class Result:
     where: Optional[Path] = None  # the output's path
 
 
+_NUMBER_TYPES = {"int": "an integer", "Optional[int]": "an integer", "float": "a number", "Optional[float]": "a number"}
+
+
+def check_numbers(params) -> None:
+    """Refuse what the command line would: a parameters dataclass's integer field holding 15.5 or '15', a number
+    field holding text, a negative seed (a library caller gets one clear line, not a TypeError hours in)."""
+    import numbers
+
+    for f in dataclasses.fields(params):
+        kind, value = _NUMBER_TYPES.get(str(f.type)), getattr(params, f.name)
+        if kind is None or (value is None and str(f.type).startswith("Optional")):
+            continue
+        wanted = numbers.Integral if kind == "an integer" else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise UsageProblem(f"{type(params).__name__}.{f.name} must be {kind}, got {value!r}")
+        if f.name == "seed" and value < 0:
+            raise UsageProblem(f"{type(params).__name__}.seed must be 0 or more, got {value}")
+
+
 def params_dict(params) -> dict:
     """Parameters as plain JSON values (tuples become lists), for storing and comparing."""
     from corpusmap.atomic import json_default

@@ -22,7 +22,7 @@ from corpusmap.excess.words import _TOKEN_FULL
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.progress import warn
 from corpusmap.run import Run
-from corpusmap.stage import Stage, changed_flags, params_dict
+from corpusmap.stage import Stage, changed_flags, check_numbers, params_dict
 
 GROUP_KINDS = ("excess", "style")
 SUBGROUP_DELTAS = ("study", "group")
@@ -63,6 +63,7 @@ class ExcessParams:
     csv: bool = True
 
     def __post_init__(self):
+        check_numbers(self)
         object.__setattr__(self, "source", tuple(str(s) for s in self.source))
         object.__setattr__(self, "targets", tuple(str(t).strip() for t in self.targets))
         if not self.source and not self.counts:

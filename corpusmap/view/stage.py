@@ -13,7 +13,7 @@ from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import try_read_manifest
 from corpusmap.progress import info
 from corpusmap.run import Run, check_name
-from corpusmap.stage import Stage
+from corpusmap.stage import Stage, check_numbers
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ViewParams:
     inline_max_points: int = 20_000
 
     def __post_init__(self):
+        check_numbers(self)
         check_name(self.map, "--map")
         if self.output is not None and Path(self.output).suffix.lower() != ".html":
             raise UsageProblem(f"-o {self.output}: the page must end in .html")
