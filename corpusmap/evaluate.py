@@ -292,7 +292,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
     from corpusmap import __version__
 
     result = {
-        "run": str(run.path), "n": n, "dim": dim, "k": int(k), "queries": int(queries), "seed": int(seed),
+        "run": str(run.path), "n": n, "dim": dim, "k": int(k), "queries": len(rows_all), "seed": int(seed),
         "metric": metric, "label_col": label_col if labels is not None else None,
         "year_col": year_col if years is not None else None, "maps_found": found, "maps_evaluated": selected,
         "definitions": {

@@ -324,7 +324,8 @@ def test_hdbscan_of_the_map_is_named_and_nested(run):
     # two clusterings and no leiden: no default, and every command that would take one says how to name it
     for path in (run / "clusters").glob("leiden.*"):
         path.unlink()
-    for args, flag in ((["view", run], "--clusters NAME"), (["plot", run, "--color", "cluster"], "--color cluster:NAME"),
+    for args, flag in ((["view", run], "--clusters NAME"),
+                       (["plot", run, "--color", "cluster"], "--color cluster:NAME"),
                        (["excess", run, "--by", "cluster", "--target", "2015"], "--by cluster:NAME")):
         refused = cli(*args)
         assert refused.exit_code == 2 and "holds the clusterings fine, hdbscan" in refused.output, refused.output

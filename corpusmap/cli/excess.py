@@ -10,7 +10,7 @@ import click
 from corpusmap import progress
 from corpusmap.cli.common import THREADS, default, overwrite_option, quiet_option, run_command, with_jobs
 from corpusmap.excess.analysis import Criteria
-from corpusmap.excess.stage import ExcessParams
+from corpusmap.excess.stage import ExcessParams, ExcessStage
 from corpusmap.pipeline import Job
 
 C = Criteria
@@ -141,18 +141,18 @@ def report(result) -> None:
 @click.option("--counts", "counts_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Analyse a count table made elsewhere: our counts.parquet, or a CSV (.gz) with a word column, "
                    "one column per period and a last row of totals with an empty word (the study's shape).")
-@click.option("--period", type=click.Choice(["year", "month"]), default="year", show_default=True,
+@click.option("--period", type=click.Choice(["year", "month"]), default=default(P, "period"), show_default=True,
               help="Count per year (year column) or per month (YYYY-MM from a date column).")
 @click.option("--year-col", default=None,
               help="Year column (files: the source column, else auto; RUN: a column of corpus.parquet, default "
                    "year).")
-@click.option("--date-col", default="auto", show_default=True,
+@click.option("--date-col", default=default(P, "date_col"), show_default=True,
               help="Date column for --period month (auto: date, listing_date, pub_date, publication_date, ...).")
 @click.option("--text-col", default=None, help="Text column (files: default auto; RUN: text).")
 @click.option("--with-titles", is_flag=True,
               help="Count words on title + ' ' + abstract. A RUN embedded with --title-col already has the title "
                    "in its text: do not add it twice.")
-@click.option("--title-col", default="title", show_default=True,
+@click.option("--title-col", default=default(P, "title_col"), show_default=True,
               help="Title column, for --with-titles and for the errata filter of --clean.")
 @click.option("--target", "targets", multiple=True, metavar="PERIOD",
               help="Target period, repeatable (default: every period with three earlier ones).")
@@ -213,12 +213,14 @@ def report(result) -> None:
               help="Words per table in the report.")
 @click.option("--threads", "--workers", "threads", type=THREADS, default=None,
               help="CPU threads/processes for counting (default: all cores). Results do not depend on it.")
-@click.option("--engine", type=click.Choice(["auto", "polars", "python"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(["auto", "polars", "python"]), default=default(ExcessStage, "engine"),
+              show_default=True,
               help="polars: Rust tokeniser, exact to CountVectorizer; python: re in worker processes.")
-@click.option("--batch-rows", type=click.IntRange(min=1), default=16384, show_default=True,
+@click.option("--batch-rows", type=click.IntRange(min=1), default=default(ExcessStage, "batch_rows"),
+              show_default=True,
               help="Rows per batch read from a RUN.")
-@click.option("--figures/--no-figures", default=True, show_default=True, help="Write PNG figures.")
-@click.option("--csv/--no-csv", default=True, show_default=True,
+@click.option("--figures/--no-figures", default=default(P, "figures"), show_default=True, help="Write PNG figures.")
+@click.option("--csv/--no-csv", default=default(P, "csv"), show_default=True,
               help="Write CSV copies of the tables (counts.csv can be large).")
 @overwrite_option
 @quiet_option

@@ -169,7 +169,7 @@ def report_plot(result) -> None:
 @click.option("--umap-parallel", is_flag=True,
               help="UMAP: ignore --seed and use all --threads (faster, not reproducible). With a seed umap-learn "
                    "runs single-threaded.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=default(MapParams, "device"), show_default=True,
               help="cuda: t-SNE or UMAP on a GPU with RAPIDS cuML (pip install 'corpusmap[gpu]'), fed the stored "
                    "graph; cuML's t-SNE is perplexity-based and not bit-reproducible.")
 @click.option("--plot/--no-plot", default=True, show_default=True,
@@ -208,9 +208,9 @@ def plot_jobs(o: dict) -> list[Job]:
                    "colouring].")
 @click.option("--max-categories", type=click.IntRange(1, 20), default=default(PlotParams, "max_categories"),
               help="Categories with their own colour and a legend; the rest are grey 'other' [default: 10; with "
-                   "region names on the map (--color cluster --labels keywords|label): every region coloured, the "
-                   "palette repeating, no legend].")
-@click.option("--reference/--no-reference", default=True, show_default=True,
+                   "region names on the map (--color cluster --labels keywords|label): every region coloured, touching "
+                   "regions differently, no legend].")
+@click.option("--reference/--no-reference", default=default(PlotParams, "reference"), show_default=True,
               help="For points added with `map --add`: draw the reference map in grey underneath.")
 @click.option("--raster/--no-raster", default=None,
               help="Force or forbid pixel rasterisation [default: above 100,000 points]; --no-raster also "

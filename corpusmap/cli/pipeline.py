@@ -31,6 +31,7 @@ from typing import Any, Callable
 import click
 
 from corpusmap import progress
+from corpusmap.cli.common import quiet_option
 from corpusmap.errors import UsageProblem
 from corpusmap.pipeline import Job, plan, refused, run_jobs
 from corpusmap.run import Run
@@ -204,7 +205,7 @@ def _ordinal(i: int) -> str:
 @click.option("--overwrite", is_flag=True,
               help="Let every stage replace an output computed with other parameters (as each table's "
                    "overwrite = true does for its stage).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@quiet_option
 @click.pass_context
 def run(ctx, config, dry_run, overwrite, quiet):
     """Run the whole pipeline (embed, neighbors, maps, clusters, evaluate, excess, plots, pages) from a TOML

@@ -55,7 +55,7 @@ def serve(path: Path) -> None:
               help="Clustering whose regions are named on the page [default: the run's only one, or leiden; none "
                    "without clusters].")
 @click.option("--title", default=None, help="Page title.")
-@click.option("--search/--no-search", default=True, show_default=True,
+@click.option("--search/--no-search", default=default(V, "search"), show_default=True,
               help="Build the word index for search and the word overlay.")
 @click.option("--max-points", type=click.IntRange(min=1), default=default(V, "max_points"), show_default=True,
               help="Above this many points the page draws a random sample over a density image of all.")
@@ -91,8 +91,10 @@ def report_export(result) -> None:
 @with_jobs(export_jobs)
 @click.command()
 @run_argument
-@click.option("--map", "name", default="tsne", show_default=True, help="Which map: RUN/maps/NAME.parquet.")
-@click.option("--format", "format", type=click.Choice(FORMATS), default="atlas", show_default=True,
+@click.option("--map", "name", default=default(ExportParams, "map"), show_default=True,
+              help="Which map: RUN/maps/NAME.parquet.")
+@click.option("--format", "format", type=click.Choice(FORMATS), default=default(ExportParams, "format"),
+              show_default=True,
               help="atlas: a parquet that embedding-atlas opens as is (x, y, text, neighbours).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="The file [default: RUN/exports/NAME.FORMAT.parquet].")
