@@ -29,8 +29,8 @@ def region_colours(codes: np.ndarray, x: np.ndarray, y: np.ndarray, k: int, colo
     for c in np.argsort(-sizes, kind="stable"):
         if sizes[c] == 0:
             break
-        row = weights.getrow(c)
-        neighbours, weight = row.indices, row.data
+        lo, hi = weights.indptr[c], weights.indptr[c + 1]
+        neighbours, weight = weights.indices[lo:hi], weights.data[lo:hi]
         conflict = np.zeros(colours)
         coloured = done[neighbours]
         np.add.at(conflict, out[neighbours[coloured]], weight[coloured])

@@ -345,7 +345,6 @@ def colouring(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray) -> Col
     from corpusmap import render
 
     n = len(x)
-
     mode, detail = parse_color(params.color)
     if mode == "none":
         return Colouring()
