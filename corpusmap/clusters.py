@@ -26,6 +26,8 @@ from corpusmap.regions import WEIGHTS, hdbscan_levels, leiden_levels, parents
 from corpusmap.run import Run, check_name
 from corpusmap.stage import Stage, check_numbers
 
+# neighbours per point: Leiden's graph when -k is not given, and the knn_within purity of HDBSCAN clusters
+DEFAULT_K = 15
 
 
 def level_column(level: int) -> str:
@@ -105,14 +107,14 @@ class ClustersStage(Stage):
     definitions = 3
 
     def resolved(self, run: Run, params: ClustersParams) -> ClustersParams:
-        """``k`` (default 15, at most the graph's) and HDBSCAN's default sizes (n/50, n/500) as values."""
+        """``k`` (default ``DEFAULT_K``, at most the graph's) and HDBSCAN's default sizes (n/50, n/500) as values."""
         import dataclasses
 
         from corpusmap.neighbors import stored_k
 
         if params.on is None:
             graph_k = stored_k(run)
-            return dataclasses.replace(params, k=min(params.k or 15, graph_k or 15))
+            return dataclasses.replace(params, k=min(params.k or DEFAULT_K, graph_k or DEFAULT_K))
         if not params.min_cluster_size and run.has_corpus():
             return dataclasses.replace(params, min_cluster_size=default_min_sizes(run.n_rows))
         return params
@@ -194,7 +196,7 @@ class ClustersStage(Stage):
         t1 = time.monotonic()
         words = keywords_per_level(run.iter_corpus_batches(["text"]), levels, params.top_words, params.min_df)
         seconds["keywords"] = round(time.monotonic() - t1, 3)
-        summary = summarise(run, levels, words, graph.indices[:, :params.k or 15])
+        summary = summarise(run, levels, words, graph.indices[:, :params.k or DEFAULT_K])
         paths = {key: staging / path.name for key, path in run.cluster_paths(params.name).items()}
         write_tables(run, levels, summary, paths)
         files = {paths[key].name: file_record(paths[key]) for key in ("clusters", "summary")}

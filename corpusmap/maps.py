@@ -30,7 +30,10 @@ FORMAT = 2
 _NOT_METADATA = ("text",)
 # embedding-manifest keys that must agree for two runs' vectors to live in one space
 _COMPATIBLE_KEYS = ("model", "dim", "pooling", "max_length", "normalize")
-LAYOUT_PACKAGES = ("openTSNE", "umap-learn", "faiss-cpu", "scikit-learn", "numba", "pynndescent")
+# the packages that compute each kind of map (their versions go into its manifest); --add also searches with FAISS
+METHOD_PACKAGES = {"tsne": ("openTSNE", "scipy"), "umap": ("umap-learn", "numba", "pynndescent", "scipy"),
+                   "pca": (), "cuda": ("cuml", "cupy")}
+LAYOUT_PACKAGES = ("openTSNE", "umap-learn", "numba", "pynndescent", "scipy", "faiss-cpu")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -267,11 +270,13 @@ class MapStage(Stage):
 
     name = "map"
     what = "a map"
-    packages = LAYOUT_PACKAGES
     elsewhere = "another --name"
 
     def __init__(self, threads: Optional[int] = None):
         self.threads = threads
+
+    def packages_for(self, params: MapParams) -> tuple:
+        return METHOD_PACKAGES[params.method] + (METHOD_PACKAGES["cuda"] if params.device == "cuda" else ())
 
     def key(self, params: MapParams) -> str:
         return f"maps/{params.name}"

@@ -84,10 +84,12 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
         if state is not None and state.path.is_dir():
             from corpusmap.atomic import write_json
 
+            record = {"ended": timestamp(), "jobs": log, "complete": len(log) == len(jobs)}
+            if not record["complete"]:  # stopped by an error or an interruption
+                record["stopped_at"] = jobs[len(log)].label
             try:
                 with writing(state.pipeline_state_path):
-                    write_json(state.pipeline_state_path, {"finished": timestamp(), "jobs": log,
-                                                           "complete": len(log) == len(jobs)})
+                    write_json(state.pipeline_state_path, record)
             except CorpusmapError as exc:  # a read-only run: the stages' own outcome (or error) is what counts
                 logging.getLogger("corpusmap").warning("warning: %s not written: %s", state.pipeline_state_path, exc)
     return results

@@ -173,6 +173,10 @@ class Stage:
         """The parameters as stored in the manifest and compared to decide whether an output is current."""
         return params_dict(params)
 
+    def packages_for(self, params) -> tuple:
+        """The packages whose versions the manifest records for ``params`` (by default ``packages``)."""
+        return self.packages
+
     def resolved(self, run: Run, params):
         """``params`` with defaults that depend on the run filled in (e.g. clusters' ``k`` from the graph), so
         that a value given explicitly and the default it equals are the same parameters."""
@@ -284,7 +288,7 @@ class Stage:
         """The ``stage`` block for a new output (``fingerprint`` is added by :meth:`compute`)."""
         out = {"name": self.name, "output": self.key(params), "params": self.record(params),
                "inputs": self.inputs(run, params), "sources": self._sources(run, params),
-               "created": timestamp(), "versions": versions(*self.packages)}
+               "created": timestamp(), "versions": versions(*self.packages_for(params))}
         if self.definitions > 1:
             out["definitions"] = self.definitions
         return out

@@ -62,6 +62,7 @@ def test_tsne_map_parquet_and_png(run, tsne_map):
     assert [p["n_iter"] for p in meta["schedule"]] == [100, 100]
     assert meta["knn"]["k"] == 15 and meta["knn"]["metric"] == "euclidean"
     assert {"openTSNE", "numpy", "corpusmap"} <= set(meta["stage"]["versions"])
+    assert "umap-learn" not in meta["stage"]["versions"]  # the packages that made this map, not every layout's
     png = run / "maps" / "tsne.png"
     pixels = read_png(png)
     assert pixels.shape == (500, 600, 3)
@@ -88,6 +89,7 @@ def test_pca_and_umap_maps(run):
         "-q", ok=True)
     meta = json.loads(pq.read_schema(run / "maps" / "umap10.parquet").metadata[b"corpusmap"])
     assert meta["parameters"]["n_neighbors"] == 10 and meta["parameters"]["deterministic"] is True
+    assert {"umap-learn", "numba", "pynndescent"} <= set(meta["stage"]["versions"])
     spectral = pq.read_table(run / "maps" / "umap10.parquet").select(["x", "y"]).to_pandas().to_numpy()
     cli("map", run, "--method", "umap", "--n-neighbors", "10", "--n-epochs", "50", "--umap-init", "pca",
         "--name", "umap10tsw", "--no-plot", "-q", ok=True)

@@ -85,6 +85,8 @@ def test_run_makes_every_output_and_then_has_nothing_to_do(done):
     for path in ("maps/tsne.parquet", "maps/tsne.png", "maps/pca.parquet", "maps/tsne.year.png",
                  "eval/metrics.json", "excess/report.md", "pipeline.json"):
         assert (out / path).is_file(), path
+    state = json.loads((out / "pipeline.json").read_text())
+    assert state["complete"] is True and "stopped_at" not in state and len(state["jobs"]) == 8
     before = fingerprints(out)
     again = cli("run", folder / "pipeline.toml")
     assert again.exit_code == 0, again.output
@@ -228,6 +230,8 @@ def test_an_input_edited_to_the_same_size_is_read_again_and_refused_in_the_confi
     result = cli("run", config)
     assert result.exit_code == 1 and "in this pipeline: set overwrite = true in [embed]" in result.output
     assert f"restore {path} as it was" in result.output and "give the inputs it was read from" not in result.output
+    state = json.loads((folder / "out" / "pipeline.json").read_text())
+    assert state["complete"] is False and state["stopped_at"].startswith("embed: ") and state["jobs"] == []
 
 
 def test_a_changed_stage_whose_output_an_earlier_rerun_removes_is_not_refused(folder):
