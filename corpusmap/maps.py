@@ -31,8 +31,8 @@ _NOT_METADATA = ("text",)
 # embedding-manifest keys that must agree for two runs' vectors to live in one space
 _COMPATIBLE_KEYS = ("model", "dim", "pooling", "max_length", "normalize")
 # the packages that compute each kind of map (their versions go into its manifest); --add also searches with FAISS
-METHOD_PACKAGES = {"tsne": ("openTSNE", "scipy"), "umap": ("umap-learn", "numba", "pynndescent", "scipy"),
-                   "pca": (), "cuda": ("cuml", "cupy")}
+METHOD_PACKAGES = {"tsne": ("openTSNE", "scipy"), "umap": ("umap-learn", "numba", "pynndescent", "scipy"), "pca": ()}
+CUDA_PACKAGES = ("cuml", "cupy")
 LAYOUT_PACKAGES = ("openTSNE", "umap-learn", "numba", "pynndescent", "scipy", "faiss-cpu")
 
 
@@ -276,7 +276,7 @@ class MapStage(Stage):
         self.threads = threads
 
     def packages_for(self, params: MapParams) -> tuple:
-        return METHOD_PACKAGES[params.method] + (METHOD_PACKAGES["cuda"] if params.device == "cuda" else ())
+        return METHOD_PACKAGES[params.method] + (CUDA_PACKAGES if params.device == "cuda" else ())
 
     def key(self, params: MapParams) -> str:
         return f"maps/{params.name}"
