@@ -868,3 +868,125 @@ def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_sta
             "window.corpusmap.n")
     finally:
         page.close()
+
+
+def _box(page, selector: str) -> list[float]:
+    return page.js(f"(() => {{ const r = document.querySelector('{selector}').getBoundingClientRect();"
+                   " return [r.left, r.top, r.right, r.bottom]; })()")
+
+
+def _in_the_free_part(page, row: int) -> bool:
+    """Row's point is on screen, right of the (unfolded) controls and left of the open details."""
+    x, y = page.js(f"window.corpusmap.screenPosition({row})")
+    controls, details = _box(page, "#cm-controls"), _box(page, "#cm-details")
+    return controls[2] < x < details[0] and 0 < y < page.js("window.innerHeight")
+
+
+def test_an_opened_paper_is_brought_into_the_free_part_of_a_small_window(browser, pages, acl):
+    """At 800 x 600 a clicked point at the right edge lands between the two panels (not under the controls), and
+    a neighbour opened from the list while zoomed in, off screen, is brought into view."""
+    size = {"width": 800, "height": 600}
+    page = Opened(browser, pages["single"].html, viewport=size)
+    try:
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
+        page.page.mouse.click(*pos[right])
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
+        page.page.wait_for_timeout(800)  # the 300 ms pan
+        assert _in_the_free_part(page, right), (page.js(f"window.corpusmap.screenPosition({right})"),
+                                                _box(page, "#cm-controls"), _box(page, "#cm-details"))
+        # zoomed in on the paper, a neighbour far from it on the map is off screen; opened from the list, it shows
+        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [page.js(f"window.corpusmap.dataPosition({right})"), 0.02])
+        page.page.wait_for_timeout(300)
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        off = [int(r) for r in acl.neighbors[right]
+               if not (0 < pos[r, 0] < size["width"] and 0 < pos[r, 1] < size["height"])]
+        assert off, "zoomed in this far, some neighbour is off screen"
+        page.page.click(f"#cm-neighbours li[data-row='{off[0]}'] button")
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{off[0]}'")
+        page.page.wait_for_timeout(800)
+        assert _in_the_free_part(page, off[0]), page.js(f"window.corpusmap.screenPosition({off[0]})")
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+def test_years_outside_the_data_resizing_keys_and_zooming_out(browser, tmp_path):
+    """A year typed beyond the data applies the clamped range the boxes show; regions without a point in the year
+    range lose their names; a window made narrow folds the controls (and unfolds them when it grows back); a
+    keyboard pan hides the hovered point's tooltip; Escape from inside the details gives the focus to the map;
+    zooming out stops at four times the whole-map view."""
+    rng = np.random.default_rng(6)
+    n = 3000
+    xy = rng.uniform(-1, 1, size=(n, 2))
+    region = (xy[:, 0] > 0).astype(int) + 2 * (xy[:, 1] > 0)
+    years = (2010 + 2 * region + rng.integers(0, 2, n)).astype(float)  # region r: years 2010 + 2r and the next
+    names = ["south west", "south east", "north west", "north east"]
+    data = PageData(x=xy[:, 0], y=xy[:, 1], titles=[f"paper {i}" for i in range(n)], years=years,
+                    neighbors=rng.integers(0, n, size=(n, 5)), clusters=[ClusterLevel("quarters", region, names)])
+    page = Opened(browser, write_page(tmp_path / "years.html", data).html, viewport={"width": 1200, "height": 800})
+    shown = "[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]"
+    names_shown = ("Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')"
+                   ".map(n => n.textContent).sort()")
+    try:
+        assert page.js(names_shown) == sorted(names)
+        page.page.fill("#cm-year-from", "2030")
+        page.page.press("#cm-year-from", "Enter")
+        assert page.js(shown) == ["2017", "2017"]
+        assert page.page.text_content("#cm-year-count") == f"{int((years == 2017).sum()):,} points"
+        def names_become(expected):
+            wanted = json.dumps(json.dumps(expected, separators=(",", ":")))
+            page.page.wait_for_function(f"JSON.stringify({names_shown}) === {wanted}")
+
+        names_become(["north east"])  # only its region has papers of 2017
+        page.page.fill("#cm-year-from", "2011")
+        page.page.press("#cm-year-from", "Enter")
+        page.page.fill("#cm-year-to", "2012")
+        page.page.press("#cm-year-to", "Enter")
+        names_become(["south east", "south west"])
+        page.page.click(".cm-years button")  # "all"
+        names_become(sorted(names))
+
+        folded = "document.getElementById('cm-controls').classList.contains('cm-folded')"
+        assert not page.js(folded)
+        page.page.set_viewport_size({"width": 600, "height": 450})
+        page.page.wait_for_function(folded)
+        page.page.set_viewport_size({"width": 1200, "height": 800})
+        page.page.wait_for_function(f"!{folded}")
+        page.page.wait_for_timeout(300)
+
+        # hover a point, then pan with the keyboard: its tooltip goes
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        row = int(np.argmin(np.hypot(pos[:, 0] - 800, pos[:, 1] - 400)))
+        page.page.mouse.move(*pos[row])
+        page.page.wait_for_function(f"document.getElementById('cm-tooltip').dataset.row === '{row}'"
+                                    " && !document.getElementById('cm-tooltip').hidden")
+        page.js("document.getElementById('cm-canvas').focus()")
+        page.page.keyboard.press("ArrowRight")
+        assert not page.page.is_visible("#cm-tooltip")
+
+        # Escape with the focus on a neighbour in the details: the focus goes to the map
+        page.js("window.corpusmap.pick(0)")
+        page.page.wait_for_selector("#cm-neighbours button")
+        page.page.focus("#cm-neighbours button")
+        page.page.keyboard.press("Escape")
+        assert not page.page.is_visible("#cm-details")
+        assert page.js("document.activeElement.id") == "cm-canvas"
+
+        # zooming out: by wheel and by key, never beyond four times the whole-map view
+        page.page.keyboard.press("0")
+        page.page.wait_for_timeout(800)
+        home = page.js("window.corpusmap.scatter().get('cameraDistance')")
+        page.page.mouse.move(600, 400)
+        for _ in range(12):
+            page.page.mouse.wheel(0, 400)
+            page.page.wait_for_timeout(50)
+        page.page.wait_for_timeout(300)
+        wheel = page.js("window.corpusmap.scatter().get('cameraDistance')")
+        for _ in range(12):
+            page.page.keyboard.press("-")
+        keys = page.js("window.corpusmap.scatter().get('cameraDistance')")
+        assert 3 * home < wheel <= 4 * home * 1.001 and 3 * home < keys <= 4 * home * 1.001, (home, wheel, keys)
+        assert page.errors == []
+    finally:
+        page.close()

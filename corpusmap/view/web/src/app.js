@@ -20,7 +20,9 @@ import { Texts } from './texts.js';
 import { distinctTokens } from './tokens.js';
 
 const DIM = 0.08;
-const NARROW = { width: 720, height: 520 };  // a window smaller than this opens with the controls folded
+const NARROW = { width: 720, height: 520 };  // in a window smaller than this the controls start folded
+const ZOOM_OUT_LIMIT = 4;
+const isNarrow = () => window.innerWidth < NARROW.width || window.innerHeight < NARROW.height;
 
 export async function boot() {
   const t0 = performance.now();
@@ -81,9 +83,14 @@ class App {
         this.labels.enabled = on;
         this.onView();
       },
-      fold: () => this.scatter && this.onResize(),  // the panel's new size: refit the whole-map view, move names
+      fold: () => {  // the panel's new size: refit the whole-map view, move names
+        this.autoFolded = false;
+        if (this.scatter) this.refit();
+      },
     });
-    if (window.innerWidth < NARROW.width || window.innerHeight < NARROW.height) setFolded(this.controls, true);
+    this.narrow = isNarrow();
+    this.autoFolded = this.narrow;  // folded by the page, not by the reader: unfolded again when the window grows
+    if (this.narrow) setFolded(this.controls, true);
     this.detailsNode = el('aside', { class: 'cm-panel cm-details', id: 'cm-details', hidden: true });
     this.details = new DetailsPanel(this.detailsNode, { onPick: (row) => this.pick(row), onClose: () => this.unpick() });
     this.infoNode = this.buildInfo();
@@ -152,6 +159,7 @@ class App {
     });
     this.homeZoom = this.zoom();  // the whole-map view: zoom 1 for the cluster names
     this.homeDistance = camera.distance;
+    this.limitZoomOut();
     this.atHome = true;  // the camera shows the whole map, as at load or after "Reset view"
     this.scatter.subscribe('view', () => this.onView());
     this.scatter.subscribe('pointover', (i) => this.hover(i));
@@ -217,16 +225,38 @@ class App {
     this.height = r.height;
   }
 
-  /** A new window size: the whole-map view is fitted again (and refitted when the user has not moved away). */
-  async onResize() {
+  /** A new window size: the controls fold when the window becomes narrow (and unfold when it grows again, if
+   * the page folded them), and the whole-map view is fitted again. */
+  onResize() {
+    const narrow = isNarrow();
+    const folded = this.controls.panel.classList.contains('cm-folded');
+    if (narrow && !this.narrow && !folded) {
+      setFolded(this.controls, true);
+      this.autoFolded = true;
+    } else if (!narrow && this.narrow && folded && this.autoFolded) {
+      setFolded(this.controls, false);
+      this.autoFolded = false;
+    }
+    this.narrow = narrow;
+    return this.refit();
+  }
+
+  /** The whole-map view fitted again (and the camera moved there when the user has not moved away). */
+  async refit() {
     await this.moving;  // a "Reset view" still under way would end at the old window's view
     this.resize();
     const cam = this.initialCamera();
     this.homeZoom *= this.homeDistance / cam.distance;
     this.homeDistance = cam.distance;
+    this.limitZoomOut();
     if (this.atHome) await this.scatter.zoomToLocation(cam.target, cam.distance);
     if (this.picked !== null) this.keepClear(this.picked);  // the panels' new places may cover it
     this.onView();
+  }
+
+  /** Zooming out stops at ZOOM_OUT_LIMIT times the whole-map view (farther, the map is a speck under its names). */
+  limitZoomOut() {
+    this.scatter.get('camera').setScaleBounds([this.homeZoom / ZOOM_OUT_LIMIT, Infinity]);
   }
 
   /** Screen position (in the map's CSS pixels) of a point in the writer's normalised coordinates. */
@@ -302,7 +332,9 @@ class App {
       const d = this.scatter.get('cameraDistance');
       const step = 0.4 * d;
       this.atHome = false;
-      this.scatter.zoomToLocation(pan ? [tx + pan[0] * step, ty + pan[1] * step] : [tx, ty], zoom ? d * zoom : d);
+      this.unhover();  // the point under the cursor moves away
+      const to = zoom ? Math.min(d * zoom, ZOOM_OUT_LIMIT * this.homeDistance) : d;
+      this.scatter.zoomToLocation(pan ? [tx + pan[0] * step, ty + pan[1] * step] : [tx, ty], to);
     } else {
       return;
     }
@@ -505,18 +537,21 @@ class App {
     this.unhover();  // the hovered point may leave the range
     const { min, max } = this.m.years;
     if (!(from <= to)) [from, to] = [to, from];
-    const shown = (year) => String(Math.min(Math.max(year, Math.floor(min)), Math.ceil(max)));
-    [this.controls.yearFrom.value, this.controls.yearTo.value] = [shown(from), shown(to)];  // as applied
+    const clamp = (year) => Math.min(Math.max(year, Math.floor(min)), Math.ceil(max));  // the boxes show what applies
+    [from, to] = [clamp(from), clamp(to)];
+    [this.controls.yearFrom.value, this.controls.yearTo.value] = [String(from), String(to)];
     this.yearRange = [from, to];
     this.saveState();
     if (from <= min && to >= max) {
       this.filter = null;
       this.keep = null;
       this.controls.yearCount.textContent = '';
+      this.labels.present = null;
       this.status.textContent = this.statusText();
       this.renderLegend();
       this.showSearchCount();
       this.scatter.unfilter({ preventEvent: true });
+      this.onView();  // the names of regions outside the range
       this.repick();
       return;
     }
@@ -530,12 +565,18 @@ class App {
     }
     this.filter = filter;
     this.keep = keep;
+    this.labels.present = this.clusterCodes.map((codes, i) => {  // regions with a point in the range keep their name
+      const present = new Uint8Array(this.m.clusters[i].names.length);
+      for (const row of filter) present[codes[row]] = 1;
+      return present;
+    });
     this.controls.yearCount.textContent = plural(filter.length, 'point');
     this.status.textContent = this.statusText();
     this.renderLegend();
     this.showSearchCount();
     await this.drawing;
     await this.scatter.filter(filter, { preventEvent: true });
+    this.onView();  // the names of regions outside the range
     this.repick();
   }
 
@@ -634,21 +675,33 @@ class App {
     this.keepClear(row);
   }
 
-  /** A picked point that the details panel covers: the map pans it to the middle of the free part between the
-   * panels (or left of the details panel, where the controls leave too little room). */
+  /** A picked point that is off screen or under a panel: the map pans it to the middle of the free part between
+   * the panels (or left of the details panel, where the controls leave too little room), and into view
+   * vertically where it is above or below the window. */
   keepClear(row) {
-    const panel = this.detailsNode.getBoundingClientRect();
     const origin = this.mapNode.getBoundingClientRect();
-    const left = panel.left - origin.left;
+    const box = (node) => {
+      const r = node.getBoundingClientRect();
+      return [r.left - origin.left, r.top - origin.top, r.right - origin.left, r.bottom - origin.top];
+    };
+    const folded = this.controls.panel.classList.contains('cm-folded');  // a title bar over the map's top
+    const controls = box(this.controls.panel);
+    const details = this.detailsNode.hidden ? null : box(this.detailsNode);
     const [sx, sy] = this.project(this.x[row], this.y[row]);
-    if (left < 160 || sx < left - 12 || sy < panel.top - origin.top || sy > panel.bottom - origin.top) return;
-    const controls = this.controls.panel.getBoundingClientRect().right - origin.left;
-    const goal = left - controls >= 240 ? (controls + left) / 2 : left / 2;
+    const m = 12;
+    const under = (b) => b !== null && sx > b[0] - m && sx < b[2] + m && sy > b[1] - m && sy < b[3] + m;
+    const top = folded ? controls[3] : 0;
+    const offX = sx < m || sx > this.width - m || under(details) || (!folded && under(controls));
+    const offY = sy < top + m || sy > this.height - m;
+    if (!offX && !offY) return;
+    const [left, right] = [folded ? 0 : controls[2], details ? details[0] : this.width];
+    const goalX = right - left >= 60 ? (left + right) / 2 : right / 2;
+    const goalY = (top + this.height) / 2;
     const [tx, ty] = this.scatter.get('cameraTarget');
     const d = this.scatter.get('cameraDistance');
+    const unit = (2 * d) / this.height;  // the map moves 2 d / height data units per pixel
     this.atHome = false;
-    // the map moves 2 d / height data units per pixel
-    this.scatter.zoomToLocation([tx + ((sx - goal) * 2 * d) / this.height, ty], d,
+    this.scatter.zoomToLocation([tx + (offX ? sx - goalX : 0) * unit, ty + (offY ? goalY - sy : 0) * unit], d,
       { transition: true, transitionDuration: 300 });
   }
 
@@ -657,7 +710,9 @@ class App {
     this.saveState();
     if (!this.selected) return;
     this.selected = null;
+    const focused = this.detailsNode.contains(document.activeElement);
     this.details.hide();
+    if (focused) this.canvas.focus({ preventScroll: true });  // a keyboard reader goes on from the map, not from the page's top
     this.scatter.deselect({ preventEvent: true });
     this.scatter.clearAnnotations();
     this.onView();

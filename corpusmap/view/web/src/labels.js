@@ -24,6 +24,7 @@ export class ClusterLabels {
     this.shownLevel = -1;
     this.enabled = true;
     this.minLevel = 0;  // colouring by a cluster level: names of that level or finer, never coarser
+    this.present = null;  // per level, 1 for the clusters with a point in the year range (null: no filter)
   }
 
   /** Index of the level to show at zoom factor z (1 = the whole-map view). */
@@ -88,8 +89,13 @@ export class ClusterLabels {
     const nodes = this.nodesOf(i);
     const sizes = this.sizes[i];
     const placed = [];
+    const present = this.present && this.present[i];
     for (const c of level.order) {
       const node = nodes[c];
+      if (present && !present[c]) {
+        node.style.display = 'none';
+        continue;
+      }
       const [w, h] = sizes[c];
       const [ax, ay] = this.anchor(level, c, width, height);
       const onScreen = ax >= 0 && ax <= width && ay >= 0 && ay <= height;
