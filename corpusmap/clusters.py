@@ -300,8 +300,8 @@ def default_clustering(run: Run) -> str:
         return have[0]
     if have and "leiden" not in have:
         raise UsageProblem(f"{run.path} holds the clusterings {', '.join(have)}, none of them the default (leiden): "
-                           "name one (view, export: --clusters NAME or none; plot: --color cluster:NAME; excess: "
-                           "--by cluster:NAME)")
+                           "name one (view, export: --clusters NAME or none; plot: --color cluster:NAME[:LEVEL]; "
+                           "excess: --by cluster:NAME[:LEVEL])")
     return "leiden"
 
 
@@ -355,10 +355,13 @@ def read_clustering(run: Run, name: Optional[str] = None) -> Clustering:
 
 
 def parse_cluster_spec(spec: str) -> tuple[Optional[str], Optional[str]]:
-    """``cluster``, ``cluster:LEVEL`` or ``cluster:NAME:LEVEL`` -> (name or None, level text or None)."""
+    """``cluster``, ``cluster:LEVEL``, ``cluster:NAME`` or ``cluster:NAME:LEVEL`` -> (name or None, level text or
+    None). A second part that is a number is a level (of the default clustering), anything else a name."""
     parts = spec.split(":")
     if parts[0] != "cluster" or len(parts) > 3:
-        raise UsageProblem(f"{spec!r}: write cluster, cluster:LEVEL or cluster:NAME:LEVEL")
+        raise UsageProblem(f"{spec!r}: write cluster, cluster:LEVEL, cluster:NAME or cluster:NAME:LEVEL")
     if len(parts) == 3:
         return parts[1] or None, parts[2]
+    if len(parts) == 2 and parts[1] and not parts[1].lstrip("-").isdigit():
+        return parts[1], None
     return None, parts[1] if len(parts) == 2 else None

@@ -183,7 +183,9 @@ def _replace_advice(run: Run, existing: dict, wanted: dict) -> str:
     shown = " ".join(stored[:3]) + (" ..." if len(stored) > 3 else "")
     shards = len(list(run.embeddings_dir.glob("shard-*.npy"))) if run.embeddings_dir.is_dir() else 0
     lost = f"its {shards:,} finished vector shard(s)" if shards else "its vectors"
-    if sorted(stored) == sorted(i["path"] for i in wanted["inputs"]):
+    if existing.get("inputs") == wanted["inputs"]:  # the same files: only reader options changed
+        resume = "; to keep it instead, give the reader options it was read with (corpus.json's columns and filters)"
+    elif sorted(stored) == sorted(i["path"] for i in wanted["inputs"]):
         resume = f"; to keep it instead, restore {shown} as it was when it was read"
     else:
         resume = f"; to resume it instead, give the inputs it was read from (`corpusmap embed {shown} -o " \
@@ -198,8 +200,10 @@ def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
         return Status(False, "no corpus yet")
     wanted = _corpus_wanted(params, paths)
     if {k: existing.get(k) for k in wanted} == wanted:
-        if run.corpus_path.stat().st_size != existing.get("bytes", run.corpus_path.stat().st_size):
-            return Status(False, f"{run.corpus_path} was changed since it was written")
+        try:
+            run.verify(run.corpus_path, existing.get("sha256"), run.rebuild_corpus_hint)
+        except CorpusmapError:  # read again: the same corpus keeps everything computed from it
+            return Status(False, f"{run.corpus_path} was damaged or changed since it was written")
         return Status(True, "current")
     # inputs only moved or touched may give the same corpus (decided once read); other changes are known now
     if _maybe_same_corpus(existing, wanted):
@@ -253,7 +257,6 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
         status = corpus_status(run, params, paths)
         if status.current:
             existing = read_json(run.corpus_manifest_path)
-            run.verify(run.corpus_path, existing.get("sha256"), run.rebuild_corpus_hint)
             progress.info(f"corpus: reusing {run.corpus_path} ({existing['stats']['rows_kept']:,} abstracts)")
             return existing
         existing = try_read_manifest(run.corpus_manifest_path) if run.corpus_path.is_file() else None
@@ -602,12 +605,13 @@ def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, 
 
 
 @contextlib.contextmanager
-def _claim(run: Run, index: int):
-    """Yield True if this process may encode shard ``index`` now (no other process holds it), else False; an
-    error inside the block is the block's own (never taken for a lock held elsewhere)."""
+def _claim(run: Run, index: int, wait: bool):
+    """Yield True if this process may encode shard ``index`` now, else False (another process holds it: with
+    ``wait``, once that one is done, True); an error inside the block is the block's own (never taken for a lock
+    held elsewhere)."""
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(run.lock(f"embeddings/shard-{index}", wait=False))
+            held.enter_context(run.lock(f"embeddings/shard-{index}", wait=wait))
         except CorpusmapError:
             yield False
             return
@@ -647,6 +651,7 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     """
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan, worker)
+    wait = worker[1] == 1  # a worker of every shard waits for one another process holds; an array worker goes on
     if not pending and (try_read_manifest(run.embeddings_manifest_path) or {}).get("params") \
             and not fit_problem(run):
         return finalize(run)  # (a claim without params, e.g. one replacing a damaged manifest, records them first)
@@ -660,7 +665,7 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     if isinstance(encoder, ImportedVectors):
         with progress.Progress("storing vectors", total=rows_pending, unit="vectors") as bar:
             for index in pending:
-                with _claim(run, index) as mine:
+                with _claim(run, index, wait) as mine:
                     if mine and not _shard_done(run, index, plan.request_id):
                         write_shard(run, plan, index, encoder.rows(*plan.bounds(index)), 0.0, "file")
                 bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
@@ -671,7 +676,7 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar:
         began = time.perf_counter()
         for index, prepared in zip(pending, _prepared(run, plan, pending, encoder, tokenizer_workers)):
-            with _claim(run, index) as mine:
+            with _claim(run, index, wait) as mine:
                 if mine and not _shard_done(run, index, plan.request_id):  # another process may have done it
                     encoded = compute(prepared)
                     write_shard(run, plan, index, encoded, time.perf_counter() - began,

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from corpusmap.errors import CorpusmapError, UsageProblem
+from corpusmap.progress import warn
 
 POOLINGS = ("auto", "mean", "cls", "sep")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -348,6 +349,10 @@ class TfidfEncoder:
         if dim < 1:
             raise CorpusmapError(f"too few texts or words to fit TF-IDF + SVD ({matrix.shape[0]:,} abstract(s) with "
                                  f"{matrix.shape[1]:,} distinct word(s)): it needs at least 2 abstracts and 2 words")
+        if dim < self.requested_dim:
+            few = "abstracts" if matrix.shape[0] <= matrix.shape[1] else "distinct words"
+            warn(f"--dim {self.requested_dim:,} reduced to {dim:,}: too few {few} to fit more ({matrix.shape[0]:,} "
+                 f"abstracts with {matrix.shape[1]:,} distinct words; SVD gives one dimension fewer than either)")
         from threadpoolctl import threadpool_limits
 
         svd = TruncatedSVD(n_components=dim, random_state=self.seed, algorithm="randomized", n_iter=5)

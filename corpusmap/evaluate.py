@@ -103,6 +103,12 @@ class EvaluateStage(Stage):
         self.selected(run, params)
         self.clusterings(run, params)
 
+    def will_read(self, run: Run, params: EvaluateParams, planned: set) -> set:
+        """Also every map and clustering the run will hold, where none are named."""
+        every = {k for k in planned if (k.startswith("maps/") and not params.maps)
+                 or (k.startswith("clusters/") and not params.clusters)}
+        return super().will_read(run, params, planned) | every
+
     def inputs(self, run: Run, params: EvaluateParams) -> dict:
         from corpusmap.clusters import clustering_fingerprint
         from corpusmap.maps import map_fingerprint

@@ -234,6 +234,14 @@ class TsneParams:
                                                  and self.learning_rate > 0)):
             raise UsageProblem("--learning-rate must be 'auto' or a positive number")
 
+    def settings(self) -> dict:
+        """The parameters that shaped the map, for its metadata (perplexity affinities use no ``k`` and no
+        ``symmetrize``: those are the uniform affinities' own)."""
+        out = asdict(self)
+        if self.perplexity is not None:
+            del out["k"], out["symmetrize"]
+        return out
+
     def neighbours_needed(self) -> int:
         """Columns of the stored graph the affinities use."""
         if self.perplexity is not None:
@@ -411,7 +419,7 @@ def tsne_layout(indices: np.ndarray, distances: np.ndarray, vectors=None, *, par
     stored_k = indices.shape[1]
     info = {
         "method": "tsne",
-        "parameters": {**asdict(params), "threads": threads, "seed": seed, "metric": metric,
+        "parameters": {**params.settings(), "threads": threads, "seed": seed, "metric": metric,
                        "initialization": init_name,
                        "affinities": ("perplexity" if params.perplexity is not None else "uniform"),
                        "neighbours_used": params.neighbours_needed(), "stored_k": stored_k},
@@ -628,6 +636,12 @@ def knn_with_self(indices: np.ndarray, distances: np.ndarray, n_neighbors: int) 
     return idx, dist
 
 
+def umap_default_epochs(n: int) -> int:
+    """The epochs umap-learn runs when ``n_epochs`` is not given (its ``simplicial_set_embedding``: 500 up to
+    10,000 points, else 200)."""
+    return 500 if n <= 10_000 else 200
+
+
 def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: UmapParams = UmapParams(),
                 metric: str = "euclidean", threads: Optional[int] = None, seed: Optional[int] = 42) -> Layout:
     """UMAP with umap-learn from the stored kNN graph (``precomputed_knn``; no second neighbour search).
@@ -664,7 +678,8 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, params: 
         "method": "umap",
         "parameters": {**asdict(params), "metric": metric, "seed": seed,
                        "threads": 1 if seed is not None else threads, "stored_k": stored_k,
-                       "n_epochs_used": int(reducer.n_epochs) if getattr(reducer, "n_epochs", None) else None,
+                       "n_epochs_used": int(reducer.n_epochs) if getattr(reducer, "n_epochs", None) else
+                       umap_default_epochs(len(coords)),
                        "deterministic": seed is not None},
         "seconds": {"layout": round(time.perf_counter() - t0, 3)},
     }
@@ -715,7 +730,7 @@ def cuml_tsne_layout(indices: np.ndarray, distances: np.ndarray, vectors, *, par
                                random_state=seed, init="pca", verbose=False)
     coords = model.fit_transform(X, knn_graph=_knn_csr(indices, distances, k))
     coords = np.asarray(getattr(coords, "get", lambda: coords)(), dtype=np.float32)
-    return Layout(coords, {"method": "tsne", "parameters": {**asdict(params), "device": "cuda", "seed": seed,
+    return Layout(coords, {"method": "tsne", "parameters": {**params.settings(), "device": "cuda", "seed": seed,
                                                              "perplexity_used": perplexity, "stored_k": k,
                                                              "deterministic": False},
                            "seconds": {"layout": round(time.perf_counter() - t0, 3)}})

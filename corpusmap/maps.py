@@ -149,8 +149,8 @@ def _in_corpus_order(run: Run, name: str, coords: np.ndarray, table, remake: str
         position = {v: i for i, v in enumerate(ids)}
         return coords[[position[v] for v in corpus_ids]]
     bad = int(np.flatnonzero(ids != corpus_ids)[0])
-    raise CorpusmapError(f"map {name!r} does not match the corpus of {run.path}: row {bad} has id {ids[bad]!r}, "
-                         f"the corpus {corpus_ids[bad]!r}; {remake}")
+    raise CorpusmapError(f"map {name!r} does not match the corpus of {run.path}: row {bad} has id "
+                         f"{str(ids[bad])!r}, the corpus {str(corpus_ids[bad])!r}; {remake}")
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -381,7 +381,8 @@ class MapStage(Stage):
         return manifest
 
     def commit(self, run: Run, params, staging: Path) -> None:
-        run.commit_files(staging, run.maps_dir)
+        for path in run.commit_files(staging, run.maps_dir):
+            run.remember_checksum(path)
 
 
 # ---------------------------------------------------------------------------------------------- adding points
@@ -489,16 +490,20 @@ class AddStage(Stage):
         return manifest
 
     def commit(self, run: Run, params, staging: Path) -> None:
-        run.commit_files(staging, run.maps_dir)
+        for path in run.commit_files(staging, run.maps_dir):
+            run.remember_checksum(path)
 
 
 def _damaged(run: Run, name: str) -> Optional[str]:
-    """Why the stored map cannot be used (unreadable, or other coordinates than its checksum), or None: such a map
-    is computed again. Its ids are not read (the corpus's fingerprint already says whether it is the same)."""
+    """Why the stored map cannot be used (unreadable, other coordinates than its checksum, or other bytes than
+    were written, in any column), or None: such a map is computed again. Its ids are not matched with the corpus
+    (the corpus's fingerprint already says whether it is the same)."""
     try:
         read_map(run, name, check_ids=False)
     except CorpusmapError as exc:
         return str(exc).split("; remake it")[0]
+    if run.changed_since_written(run.map_path(name)):
+        return f"map {run.map_path(name)} was damaged or changed since it was written"
     return None
 
 

@@ -55,15 +55,16 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     job stops the pipeline, and one that would replace an output computed with other parameters without leave
     (``allow``: how to give it, in the caller's words) stops it before any job runs. ``state``: the run whose
     ``pipeline.json`` records what happened."""
-    for job, status in plan(jobs):
-        if refused(job, status):
-            why = (f"from {status.reason}" if status.reason.startswith("other inputs") else  # (embed's own words)
-                   f"computed with other parameters ({describe_changes(status.changed)})")
-            raise CorpusmapError(
-                f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} {why}; "
-                f"nothing was run. To replace it (and what was computed from it) {allow(job)}")
-    results, log = [], []
+    results, log, refusal = [], [], None
     try:
+        for job, status in plan(jobs):
+            if refused(job, status):
+                refusal = job
+                why = (f"from {status.reason}" if status.reason.startswith("other inputs") else  # (embed's words)
+                       f"computed with other parameters ({describe_changes(status.changed)})")
+                raise CorpusmapError(
+                    f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} "
+                    f"{why}; nothing was run. To replace it (and what was computed from it) {allow(job)}")
         for job in jobs:
             job.run.refresh()  # a job before it may have rewritten the corpus or the vectors this object read
             status = job.status()
@@ -85,7 +86,9 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
             from corpusmap.atomic import write_json
 
             record = {"ended": timestamp(), "jobs": log, "complete": len(log) == len(jobs)}
-            if not record["complete"]:  # stopped by an error or an interruption
+            if refusal is not None:  # nothing ran: the plan would have replaced an output without leave
+                record["refused"] = refusal.label
+            elif not record["complete"]:  # stopped by an error or an interruption
                 record["stopped_at"] = jobs[len(log)].label
             try:
                 with writing(state.pipeline_state_path):
@@ -150,8 +153,8 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
         if status.changed and gone and len(gone) == len(writes):  # an earlier job removes it: it is made anew
             status = Status(False, f"its stored output goes when {gone[0]} runs")
         if status.current:
-            upstream = sorted({rewritten[(where, key)] for key in job.stage.reads(job.run, job.params)
-                               if (where, key) in rewritten})
+            reads = job.stage.will_read(job.run, job.params, set(outputs))
+            upstream = sorted({rewritten[(where, key)] for key in reads if (where, key) in rewritten})
             if upstream:
                 status = Status(False, f"computed from the output of {'; '.join(upstream)}, which runs before it")
         if not status.current and not refused(job, status):  # (a refused job stops the run: nothing after it)

@@ -16,7 +16,7 @@ from corpusmap.atomic import read_json, write_json
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import info, log
 from corpusmap.run import Run, check_name
-from corpusmap.stage import Stage, check_numbers
+from corpusmap.stage import Stage, check_numbers, refuse_unused
 from corpusmap.values import year_colour_range
 
 FORMATS = ("png", "svg", "pdf")
@@ -29,12 +29,13 @@ MAX_REGION_NAMES = 40  # names on one figure at most (largest regions first)
 
 
 MAX_PIXELS = 20_000  # per side: beyond, a figure is gigabytes in memory
+MAX_DPI = 2400
 
 
 @dataclass(frozen=True)
 class PlotParams:
     """A figure of map ``map``. ``color``: ``auto`` (label, else year), ``none``, a column, ``words:w1,w2``
-    (abstracts containing any of the words, as whole tokens), ``cluster[:LEVEL]`` or ``cluster:NAME:LEVEL``
+    (abstracts containing any of the words, as whole tokens), ``cluster[:LEVEL]`` or ``cluster:NAME[:LEVEL]``
     (regions of ``corpusmap clusters``, level 0 the coarsest), or ``excess:GROUP:TARGET`` (each region coloured by
     the gap δ of a word group, from ``corpusmap excess --by cluster[:LEVEL]``). ``labels``: ``auto`` (the names of
     the colour's largest categories), ``keywords`` (each region's top words) or ``label`` (each region's dominant
@@ -55,7 +56,7 @@ class PlotParams:
     def __post_init__(self):
         check_numbers(self)
         check_name(self.map, "--map")
-        for name, most in (("width", MAX_PIXELS), ("height", MAX_PIXELS), ("dpi", 2400)):
+        for name, most in (("width", MAX_PIXELS), ("height", MAX_PIXELS), ("dpi", MAX_DPI)):
             value = getattr(self, name)
             if value is not None and not 16 <= value <= most:
                 raise UsageProblem(f"--{name} must be between 16 and {most:,}, not {value:,}")
@@ -145,14 +146,14 @@ class PlotStage(Stage):
         path = params.out_path(run)
         if not path.is_file():
             return f"{path} is missing"
-        if path.stat().st_size != manifest["stage"].get("bytes"):
+        if path.stat().st_size != manifest["stage"].get("bytes") or run.changed_since_written(path):
             return f"{path} was changed since it was drawn"
         return None
 
     def prepare(self, run: Run, params: PlotParams) -> None:
         from corpusmap.maps import need_map
 
-        run.refuse_own_file(params.out_path(run), params.output)
+        run.refuse_own_file(params.out_path(run), params.output, params.map)
         run.need_corpus()
         need_map(run, params.map)
         mode, detail = parse_color(params.color)
@@ -213,8 +214,8 @@ class PlotStage(Stage):
             block["regions_not_named"] = placed.unnamed
             if placed.unnamed:
                 log.warning("warning: %s: %d region(s) not named: only the %d largest with at least 0.2%% of the "
-                            "points are; a coarser level (--color cluster:LEVEL) has fewer", out, placed.unnamed,
-                            MAX_REGION_NAMES)
+                            "points are; a coarser level (a lower LEVEL in --color cluster:[NAME:]LEVEL) has "
+                            "fewer", out, placed.unnamed, MAX_REGION_NAMES)
             if placed.skipped:
                 log.warning("warning: %s: %d region name(s) found no free place and were left out (%s); a larger "
                             "--width and --height make room", out, len(placed.skipped), "; ".join(placed.skipped[:3]))
@@ -229,6 +230,7 @@ class PlotStage(Stage):
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             (staging / out.name).replace(out)
+        run.remember_checksum(out)
         run.record_render(params.map, out, read_json(staging / RECEIPT))
 
 
@@ -442,9 +444,14 @@ def draw(run: Run, params: PlotParams, out: Path):
     t0 = time.perf_counter()
     data = read_map(run, params.map)
     x, y = data.coords[:, 0], data.coords[:, 1]
-    colours = colouring(run, params, x, y)
-    background = None
     ref = data.manifest.get("reference")
+    if not params.reference and not ref:
+        refuse_unused(["--no-reference"], f"the map {params.map!r} has no points added with `corpusmap map --add`, "
+                                          "so no reference map to leave out")
+    colours = colouring(run, params, x, y)
+    if params.max_categories is not None and colours.categories is None:
+        refuse_unused(["--max-categories"], f"--color {params.color} draws no categories to limit")
+    background = None
     if params.reference and ref:
         ref_file = Run(ref.get("run", "")).map_path(ref.get("map"))
         if ref_file.is_file():

@@ -53,13 +53,15 @@ CATEGORICAL = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 
 
 def qualitative_palette(n: int) -> list:
-    """``n`` distinct colours: :data:`CATEGORICAL`, or evenly spaced hues for more."""
+    """``n`` distinct colours: :data:`CATEGORICAL` (the page's colours, in its order), then evenly spaced hues for
+    the categories beyond it (so that the first ones keep their colours whatever ``n`` is)."""
     if n <= len(CATEGORICAL):
         return list(CATEGORICAL[:n])
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    return [to_hex(c) for c in colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))]
+    more = n - len(CATEGORICAL)
+    return list(CATEGORICAL) + [to_hex(c) for c in colormaps["hsv"](np.linspace(0, 1, more, endpoint=False))]
 
 
 def _as_arrow_strings(values):
@@ -333,6 +335,11 @@ def render_map(x, y, out, *, categories: Optional[Categories] = None, values=Non
                                                          legend_title, legend)
     if ax_rect[2] < 0.2:
         raise UsageProblem(f"the image is too narrow for the map and its legend at --dpi {dpi}; use a larger --width "
+                           "or a lower --dpi")
+    legend_px = legend_box.get_window_extent(renderer).height if legend_box is not None else \
+        4 * fs * px_per_pt / 0.6 if values is not None and legend else 0  # the colour bar: 60% high, 4 lines
+    if ax_rect[3] < 0.2 or legend_px > (1 - 2 * MARGIN) * height:
+        raise UsageProblem(f"the image is too short for the map and its legend at --dpi {dpi}; use a larger --height "
                            "or a lower --dpi")
     ax = fig.add_axes(ax_rect)
     ax.set_axis_off()

@@ -199,13 +199,22 @@ class Run:
             return True
         return path.parent == self.maps_dir.resolve() and path.suffix in (".parquet", ".json")
 
-    def refuse_own_file(self, path: str | os.PathLike, given) -> None:
-        """A usage error when ``-o given`` (resolved: ``path``) is a file of the run's own stages (:meth:`owns`)."""
+    def refuse_own_file(self, path: str | os.PathLike, given, map_name: Optional[str] = None) -> None:
+        """A usage error when ``-o given`` (resolved: ``path``) is a file of the run's own stages (:meth:`owns`),
+        or, for a render of map ``map_name``, a figure or page named after another map of the run (``maps/tsne.png``
+        drawn from the umap map would stand for the tsne map's)."""
         from corpusmap.errors import UsageProblem
 
-        if given is not None and self.owns(path):
+        if given is None:
+            return
+        if self.owns(path):
             raise UsageProblem(f"-o {given}: a file of the run's own stages ({self.path}); write it elsewhere, e.g. "
                                f"under {self.exports_dir}")
+        path = Path(path).resolve()
+        other = path.name.split(".")[0]
+        if map_name and path.parent == self.maps_dir.resolve() and other != map_name and other in self.list_maps():
+            raise UsageProblem(f"-o {given}: named after map {other!r} of {self.path}, not {map_name!r}; name it "
+                               f"{map_name}.* or write it elsewhere")
 
     def list_maps(self) -> list[str]:
         return sorted(p.stem for p in self.maps_dir.glob("*.parquet")) if self.maps_dir.is_dir() else []
@@ -399,6 +408,27 @@ class Run:
         cache[key] = stamp
         with contextlib.suppress(OSError):  # a read-only run still reads; it just verifies again next time
             write_json(self._verified_path, cache)
+
+    def remember_checksum(self, path: Path) -> None:
+        """Record the checksum of a file this process has just written (for outputs whose manifest cannot hold
+        their own checksum, e.g. a map parquet): :meth:`changed_since_written` compares with it later."""
+        from corpusmap.atomic import sha256_file, write_json
+
+        st = path.stat()
+        key = os.path.relpath(path, self.path)
+        cache = try_read_manifest(self._verified_path) or {}
+        cache[key] = {"sha256": sha256_file(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        with contextlib.suppress(OSError):
+            write_json(self._verified_path, cache)
+
+    def changed_since_written(self, path: Path) -> bool:
+        """Whether ``path`` no longer has the checksum :meth:`remember_checksum` recorded (False when none is)."""
+        recorded = (try_read_manifest(self._verified_path) or {}).get(os.path.relpath(path, self.path)) or {}
+        try:
+            self.verify(path, recorded.get("sha256"), "")
+        except CorpusmapError:
+            return True
+        return False
 
     # ----------------------------------------------------------------------------------------------- writers
     def _lock_file(self, key: str):

@@ -235,6 +235,12 @@ class Stage:
         block = (self.stored(run, params) or {}).get("stage") or {}
         return set(block.get("inputs") or {})
 
+    def will_read(self, run: Run, params, planned: set) -> set:
+        """The run outputs (keys) this stage will read when its turn in a pipeline comes, the run then holding
+        ``planned``: those its stored output was computed from and those it needs (stages that read every map, or
+        an output when present, add those)."""
+        return self.reads(run, params) | self.needs(params)
+
     def writes(self, run: Run, params) -> set:
         """The run outputs (keys) that running this stage now rewrites."""
         return {self.key(params)}
@@ -276,6 +282,9 @@ class Stage:
         except CorpusmapError as exc:
             return Status(False, str(exc))
         recorded = {**(block.get("inputs") or {}), **(block.get("sources") or {})}
+        new = sorted(k for k in now if k not in recorded)  # e.g. an evaluation of every map, a map added since
+        if new:
+            return Status(False, f"not computed from {', '.join(new)}, which the run now holds")
         stale = sorted(k for k in now if recorded.get(k) != now[k])
         if stale:
             return Status(False, f"computed from an earlier {', '.join(stale)}")
@@ -310,8 +319,8 @@ class Stage:
             if status.changed and not (overwrite or self.redrawn):
                 raise CorpusmapError(
                     f"{self.where(run, params)} holds {self.what} computed with other parameters "
-                    f"({describe_changes(status.changed)}); add --overwrite to replace it (what was computed "
-                    f"from it is removed too), or choose {self.elsewhere}")
+                    f"({describe_changes(status.changed)}); add --overwrite (from Python: overwrite=True) to "
+                    f"replace it (what was computed from it is removed too), or choose {self.elsewhere}")
             block = self.block(run, params)
             with run.staging(key) as staging:
                 manifest = self.compute(run, params, staging, block)

@@ -331,6 +331,13 @@ def test_hdbscan_of_the_map_is_named_and_nested(run):
         assert refused.exit_code == 2 and "holds the clusterings fine, hdbscan" in refused.output, refused.output
         assert flag in refused.output and "Traceback" not in refused.output
     assert cli("view", run, "--clusters", "fine", "-q").exit_code == 0
+    # and the way the message names works: cluster:NAME (its default level), as cluster:NAME:LEVEL
+    for color in ("cluster:fine", "cluster:fine:1"):
+        drawn = cli("plot", run, "--color", color, "-o", run / f"{color.replace(':', '-')}.png", "-q")
+        assert drawn.exit_code == 0, (color, drawn.output)
+    deltas = cli("excess", run, "-o", run / "by-fine", "--by", "cluster:fine", "--target", "2015", "--group-words",
+                 "cells,protein", "--min-group-size", "3", "--no-figures", "-q")
+    assert deltas.exit_code == 0, deltas.output
 
 
 def test_hdbscan_min_samples_is_scikit_learns(run):
@@ -366,7 +373,7 @@ def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
                                                                           "Leiden's", None),
         (["clusters", run, "--on", "tsne", "-k", "5"], 2, "leave them out or drop --on", None),
         (["plot", run, "-o", tmp_path / "x.jpg"], 2, "must end in .png, .svg or .pdf", None),
-        (["plot", run, "--width", "100000", "-o", tmp_path / "w.png"], 2, "--width must be between 16 and 20,000",
+        (["plot", run, "--width", "100000", "-o", tmp_path / "w.png"], 2, "16<=x<=20000",
          None),
         (["clusters", run, "--resolution", ""], 2, "--resolution takes comma-separated numbers", None),
         (["plot", run, "--color", "year", "--labels", "-o", tmp_path / "y.png"], 2,

@@ -131,6 +131,19 @@ def test_orphans_of_killed_writers_are_removed_by_the_next_run_of_that_stage(run
     assert not half.exists() and Run(run).has_vectors()
 
 
+def test_two_identical_embeds_at_once_both_end_with_every_shard(tmp_path):
+    """Without --shard, a second `corpusmap embed` into the same run waits for the shards the first holds
+    (instead of ending with them missing, as a job-array worker does)."""
+    run = tmp_path / "run"
+    command = CORPUSMAP + [str(a) for a in EMBED[:-1]] + ["-o", str(run), "--shard-rows", "400"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert not any("this worker is done" in out for _, out in outcomes), outcomes
+    assert Run(run).has_vectors()
+
+
 def test_checksums_are_verified_where_the_data_is_used(run):
     # a shard changed in place (same size) is refused by neighbors and evaluate
     shard = run / "embeddings" / "shard-00000.npy"
@@ -168,6 +181,14 @@ def test_a_truncated_corpus_is_read_again_not_reused(run):
     corpus.write_bytes(good[: len(good) // 2])
     result = cli("map", run, "--method", "pca", "--name", "pca2")
     assert result.exit_code == 1 and "corpus.parquet" in result.output and "corpusmap embed" in result.output
+    # damaged in place (one byte, same size): the command named is what repairs it, keeping everything else
+    damaged = bytearray(good)
+    damaged[len(good) // 2] ^= 0xFF
+    corpus.write_bytes(bytes(damaged))
+    graph = (run / "knn" / "indices.npy").read_bytes()
+    result = cli(*EMBED, "-o", run)
+    assert result.exit_code == 0, result.output
+    assert corpus.read_bytes() == good and (run / "knn" / "indices.npy").read_bytes() == graph
 
 
 def test_flags_named_in_messages_exist():
@@ -251,3 +272,49 @@ def test_an_input_missing_by_hand_removes_nothing_computed_from_it(run, damage):
     assert "maps/pca.png" in json.loads(after["pca.renders.json"])["renders"]  # the figure's record kept
     assert cli("neighbors", run, "-k", "12", "--overwrite", "-q").exit_code == 0  # a new graph
     assert not list((run / "clusters").glob("*.parquet")) and (run / "maps" / "pca.parquet").is_file()
+
+
+def _readable_damage(good: bytes, start: int, stop: int) -> bytes:
+    """``good`` (a parquet file) with one byte in ``start..stop`` flipped such that it still reads, with other
+    values: damage that only a checksum of the whole file finds."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    original = pq.read_table(pa.BufferReader(good))
+    for offset in range(start, stop):
+        damaged = bytearray(good)
+        damaged[offset] ^= 0xFF
+        try:
+            table = pq.read_table(pa.BufferReader(bytes(damaged)))
+        except (pa.ArrowException, OSError):
+            continue
+        if not table.equals(original):
+            return bytes(damaged)
+    raise AssertionError("no readable one-byte damage found")
+
+
+def test_a_map_or_figure_damaged_in_place_is_made_again(run):
+    """One byte of the map parquet's id or title column, or of its figure, changed in place (same size, still
+    readable): the command that made it remakes it (the same bytes), instead of calling the damaged file current."""
+    import pyarrow.parquet as pq
+
+    path, figure = run / "maps" / "pca.parquet", run / "maps" / "pca.png"
+    good, good_figure = path.read_bytes(), figure.read_bytes()
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    for column in (group.column(i) for i in range(group.num_columns)):
+        if column.path_in_schema in ("id", "title"):
+            path.write_bytes(_readable_damage(good, column.data_page_offset,
+                                              column.data_page_offset + column.total_compressed_size))
+            result = cli("map", run, "--method", "pca")
+            assert result.exit_code == 0 and path.read_bytes() == good, (column.path_in_schema, result.output)
+    damaged = bytearray(good_figure)
+    damaged[len(good_figure) // 2] ^= 0x01
+    figure.write_bytes(bytes(damaged))
+    result = cli("plot", run, "--map", "pca")
+    assert result.exit_code == 0 and figure.read_bytes() == good_figure, result.output
+
+
+def test_other_reader_options_are_refused_with_the_way_back(run):
+    result = cli(*EMBED, "-o", run, "--min-chars", "500")
+    assert result.exit_code == 1 and "filters min_chars" in result.output, result.output
+    assert "give the reader options it was read with" in result.output and "restore" not in result.output

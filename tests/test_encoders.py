@@ -192,3 +192,11 @@ def test_tfidf_matches_scikit_learn(elife_texts, tmp_path):
     reloaded = TfidfEncoder(dim=50, seed=3)
     assert reloaded.load(tmp_path / "fit")
     np.testing.assert_array_equal(reloaded.encode(texts[:10]).vectors, ours[:10])
+
+
+def test_tfidf_dim_above_what_the_fit_allows_is_reduced_with_a_warning(elife_texts, caplog):
+    encoder = TfidfEncoder(dim=2000).fit(elife_texts[:150])
+    assert encoder.dim == 149
+    warning = next(r for r in caplog.records if "reduced" in r.getMessage())
+    assert warning.levelname == "WARNING"
+    assert warning.getMessage().startswith("warning: --dim 2,000 reduced to 149: too few abstracts")

@@ -199,6 +199,9 @@ def test_bad_inputs(tmp_path, example_run):
     res = cli("excess", "--counts", csv, "-o", tmp_path / "o3", "--engine", "python", "--batch-rows", "10")
     assert res.exit_code == 2 and "--engine, --batch-rows: for counting words" in res.output
     assert not (tmp_path / "o3").exists()
+    res = cli("excess", EXAMPLE_CORPUS, "-o", tmp_path / "o3", "--batch-rows", "10")  # files: not read by it
+    assert res.exit_code == 2 and "--batch-rows: it sets the rows per batch read from a RUN" in res.output
+    assert not (tmp_path / "o3").exists()
     # abstracts beside a count table are read only for word groups: without one they would be ignored
     res = cli("excess", EXAMPLE_CORPUS, "--counts", csv, "-o", tmp_path / "o3")
     assert res.exit_code == 2 and "--counts gives the word counts, and INPUT would be read only" in res.output
@@ -247,6 +250,8 @@ def test_bad_inputs(tmp_path, example_run):
     for flag, value in (("--min-delta", "nan"), ("--min-freq", "nan"), ("--min-ratio", "inf")):
         res = cli("excess", example_run, "-o", tmp_path / "o7", flag, value)
         assert res.exit_code == 2 and f"{flag} must be a finite number" in res.output, res.output
+    res = cli("excess", example_run, "-o", tmp_path / "o7", "--min-freq", "1.5")  # a share of the abstracts
+    assert res.exit_code == 2 and "'--min-freq': 1.5 is not in the range 0<=x<=1" in res.output, res.output
     res = cli("excess", example_run, "-o", tmp_path / "o7", "--group", "excess", "--group-max-freq", "nan")
     assert res.exit_code == 2 and "--group-max-freq must be a frequency" in res.output
     res = cli("excess", example_run, "-o", tmp_path / "o7", "--group-words", "")
@@ -344,6 +349,14 @@ def test_a_group_whose_words_never_occur_is_named(example_run, tmp_path, caplog)
     groups = pd.read_parquet(tmp_path / "z" / "groups.parquet").set_index("group")
     assert groups.loc["ghost", "p"] == pytest.approx(p) and groups.loc["ghost", "n_with"] == 0
     assert "group ghost: none of its words occurs" in (tmp_path / "z" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("flag,value", [("--min-freq", "1"), ("--min-letters", "100")])
+def test_filters_that_leave_no_word_are_a_warning(example_run, tmp_path, caplog, flag, value):
+    cli("-q", "excess", example_run, "-o", tmp_path / "z", "--target", "2015", flag, value, "--no-figures", ok=True)
+    warned = [r.getMessage() for r in caplog.records if "nothing to analyse" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("warning: 2015: no word passes --min-freq ")
+    assert f"{flag} {value}" in warned[0] and warned[0].split(": ", 1)[1] in (tmp_path / "z" / "report.md").read_text()
 
 
 def test_excess_words_absent_from_a_small_target_are_counted(example_report):

@@ -161,6 +161,18 @@ def test_umap_from_stored_graph_matches_plain_umap(elife):
         layouts.umap_layout(indices, distances, vectors, params=layouts.UmapParams(n_neighbors=17))
 
 
+def test_umap_records_the_epochs_umap_learn_ran(elife):
+    """Without --n-epochs the map records the epochs umap-learn chose: those that give its very coordinates."""
+    umap = pytest.importorskip("umap")
+    vectors = elife[0][:300]
+    indices, distances = exact_graph(vectors, K)
+    used = layouts.umap_layout(indices, distances, vectors, params=layouts.UmapParams(n_neighbors=10),
+                               seed=3).info["parameters"]["n_epochs_used"]
+    assert isinstance(used, int)
+    chosen = umap.UMAP(n_neighbors=10, random_state=3).fit_transform(vectors)
+    assert np.array_equal(umap.UMAP(n_neighbors=10, n_epochs=used, random_state=3).fit_transform(vectors), chosen)
+
+
 def test_knn_with_self_puts_the_point_first():
     indices = np.array([[1, 2, 3], [0, 2, 3], [3, 1, 0], [2, 1, 0]])
     distances = np.arange(12, dtype=np.float32).reshape(4, 3) + 1

@@ -167,6 +167,17 @@ def test_unknown_colour_column(run, tsne_map):
     assert sorted(p.name for p in (run / "maps").iterdir()) == before
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--color", "year", "--max-categories", "5"], "--max-categories: --color year draws no categories to limit"),
+    (["--no-reference"], "--no-reference: the map 'tsne' has no points added with `corpusmap map --add`"),
+    (["--height", "100", "--width", "400", "--dpi", "100"], "too short for the map and its legend at --dpi 100"),
+])
+def test_plot_options_without_effect_or_room_are_refused(run, tsne_map, tmp_path, args, message):
+    result = cli("plot", run, "--map", "tsne", "-o", tmp_path / "f.png", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "f.png").exists()
+
+
 def test_unknown_map(run):
     result = cli("plot", run, "--map", "nothere")
     assert result.exit_code != 0 and "no map 'nothere'" in result.output
@@ -193,6 +204,9 @@ def test_no_knn_graph_names_the_next_step(tmp_path):
     (["--method", "pca", "--umap-init", "pca"], "--umap-init only applies to --method umap"),
     (["--name", "../escape"], "map name"),
     (["--learning-rate", "fast"], "--learning-rate"),
+    (["--method", "pca", "--no-plot", "--width", "500"], "Error: --width: --no-plot draws no figure; drop it"),
+    (["--method", "pca", "--no-plot", "--title", "t", "--labels", "--dpi", "100", "--height", "300"],
+     "--height, --dpi, --labels, --title: --no-plot draws no figure; drop them"),
 ])
 def test_bad_parameters_fail_cleanly(run, args, message):
     before = sorted(p.name for p in (run / "maps").iterdir()) if (run / "maps").exists() else []
@@ -241,6 +255,17 @@ def test_every_command_has_help():
     for command in ("map", "plot"):
         result = cli(command, "--help", ok=True)
         assert "Usage:" in result.output and len(result.output) > 300
+        # the ranges in the help are the ones refused: a figure of at most 20,000 px a side, at most 2,400 dpi
+        text = " ".join(result.output.split())
+        assert "16<=x<=20000" in text and "16<=x<=2400]" in text
+    assert "0<=x<=1.0]" in " ".join(cli("map", "--help").output.split())  # --min-dist: at most the spread
+
+
+def test_values_beyond_the_help_ranges_are_refused(tmp_path):
+    for args in (["map", tmp_path, "--min-dist", "1.5"], ["plot", tmp_path, "--dpi", "3000"],
+                 ["plot", tmp_path, "--width", "20001"]):
+        result = cli(*args)
+        assert result.exit_code == 2 and "is not in the range" in result.output, result.output
 
 
 @pytest.mark.parametrize("method", ["tsne", "pca"])

@@ -128,6 +128,20 @@ def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
     assert {key for key in after if after[key] != before[key]} == rerun
 
 
+def test_a_new_map_is_planned_into_the_evaluation_of_every_map(folder):
+    """A [[map]] added to a finished pipeline: the dry run says the evaluation (which reads every map) runs
+    again, as the run then does."""
+    config = write_config(folder)
+    config.write_text(config.read_text() + '[[map]]\nmethod = "pca"\nname = "pca2"\nseed = 3\nplot = false\n')
+    dry = cli("run", config, "--dry-run")
+    result = cli("run", config)
+    assert result.exit_code == 0, result.output
+    planned = [line.split(" (")[0] for line in dry.output.splitlines() if line.startswith("run: ")]
+    ran = [line.split(" (")[0] for line in result.output.splitlines() if line.startswith("run: ")]
+    assert planned == ran and any(line.startswith("run: evaluate") for line in ran), (dry.output, result.output)
+    assert "pca2" in json.loads((folder / "out" / "eval" / "metrics.json").read_text())["maps_evaluated"]
+
+
 def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert cli("run", write_config(folder)).exit_code == 0  # (embed records the copied folder's inputs)
     config = write_config(folder, k=12)
@@ -140,6 +154,8 @@ def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert result.exit_code == 1 and "computed with other parameters (k 10 -> 12); nothing was run" in result.output
     assert "set overwrite = true in [neighbors]" in result.output and "run:" not in result.output
     assert fingerprints(folder / "out") == before
+    state = json.loads((folder / "out" / "pipeline.json").read_text())  # says this run did nothing, and why
+    assert state["complete"] is False and state["jobs"] == [] and state["refused"].startswith("neighbors")
     # other vectors of the same corpus: refused in the plan as in the run
     config = write_config(folder, dim=30)
     dry = cli("run", config, "--dry-run")
@@ -381,7 +397,8 @@ def test_lists_for_options_of_comma_separated_values(folder):
     config.write_text(config.read_text().replace("resolution = [0.5, 2]", 'resolution = [0.5, "x"]'))
     res = cli("run", config, "--dry-run")
     assert res.exit_code == 2, res.output
-    assert "--resolution takes comma-separated numbers, e.g. 0.2,1,5: 'x' is not one" in res.output
+    assert f"Error: {config}: [clusters]: --resolution takes comma-separated numbers, e.g. 0.2,1,5: 'x' is not " \
+           "one" in res.output
 
 
 def test_inputs_and_paths_resolve_against_the_config_folder(folder, tmp_path, monkeypatch):

@@ -79,6 +79,7 @@ def test_figures_and_the_page_share_one_palette_without_grey():
     assert tuple(page) == render.CATEGORICAL
     assert render.qualitative_palette(10) == list(render.CATEGORICAL[:10])
     assert len(set(render.qualitative_palette(20))) == 20
+    assert render.qualitative_palette(30)[:len(render.CATEGORICAL)] == list(render.CATEGORICAL)  # theirs kept
     for colour in render.CATEGORICAL:
         r, g, b = to_rgb(colour)
         assert max(r, g, b) - min(r, g, b) > 0.1, colour  # not a grey
@@ -192,6 +193,16 @@ def test_bad_sizes_are_usage_errors(tmp_path, points):
         render.render_map(x, y, tmp_path / "a.png", categories=render.categorize([str(i) for i in range(len(x))]),
                           width=40, height=400, dpi=100)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind,height", [("categories", 16), ("categories", 100), ("values", 16)])
+def test_too_short_for_the_legend_is_a_usage_error(tmp_path, points, kind, height):
+    x, y, subjects, years = points
+    colour = {"categories": render.categorize(subjects)} if kind == "categories" else {"values": years}
+    with pytest.raises(UsageProblem, match="too short for the map and its legend at --dpi 100; use a larger --height"):
+        render.render_map(x, y, tmp_path / "a.png", width=400, height=height, dpi=100, **colour)
+    assert not list(tmp_path.iterdir())
+    render.render_map(x, y, tmp_path / "a.png", width=400, height=200, dpi=100, **colour)  # room enough
 
 
 def test_svg_points_are_one_bitmap_unless_raster_is_forbidden(tmp_path, points):

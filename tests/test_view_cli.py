@@ -157,7 +157,11 @@ def test_bad_inputs(run, tmp_path):
         (["export", run, "-o", run / "corpus.parquet"], 2, "a file of the run's own stages", None),
         (["plot", run, "--map", "tsne", "-o", run / "eval" / "fig.png"], 2, "a file of the run's own stages", None),
         (["view", run, "-o", run / "knn" / "page.html"], 2, "a file of the run's own stages", None),
+        # a render named after another map would stand for that map's
+        (["plot", run, "--map", "pca", "-o", run / "maps" / "tsne.png"], 2, "named after map 'tsne'", None),
+        (["view", run, "--map", "pca", "-o", run / "maps" / "tsne.html"], 2, "named after map 'tsne'", None),
     ]
+    assert cli("map", run, "--method", "pca", "--no-plot", "-q").exit_code == 0
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and ".corpusmap" not in p.parts}
     for args, code, message, command in cases:
         result = cli(*args)

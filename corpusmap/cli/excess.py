@@ -156,7 +156,7 @@ def report(result) -> None:
               help="Title column, for --with-titles and for the errata filter of --clean.")
 @click.option("--target", "targets", multiple=True, metavar="PERIOD",
               help="Target period, repeatable (default: every period with three earlier ones).")
-@click.option("--min-freq", type=click.FloatRange(min=0), default=default(C, "min_freq"), show_default=True,
+@click.option("--min-freq", type=click.FloatRange(0, 1), default=default(C, "min_freq"), show_default=True,
               help="Analysed words have at least this frequency in t and t-1.")
 @click.option("--min-letters", type=click.IntRange(min=1), default=default(C, "min_letters"), show_default=True,
               help="Analysed words have at least this many characters.")
@@ -193,7 +193,7 @@ def report(result) -> None:
               help="With --group excess: only excess words with frequency below this in the target period.")
 @click.option("--by", default=None, metavar="COLUMN",
               help="Gap of each word group per value of this column (label, journal, venue, ...; lists count "
-                   "in each of their values), or cluster[:LEVEL] for the map's regions.")
+                   "in each of their values), or cluster[:LEVEL] (cluster:NAME[:LEVEL]) for the map's regions.")
 @click.option("--min-group-size", type=click.IntRange(min=1), default=default(P, "min_group_size"),
               show_default=True, help="--by: subgroups need this many abstracts in each period of --size-window.")
 @click.option("--size-window", default=default(P, "size_window"), show_default=True, metavar="FIRST:LAST",

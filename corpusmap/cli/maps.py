@@ -9,8 +9,9 @@ from corpusmap.cli.common import (default, overwrite_option, quiet_option, run_a
 from corpusmap.errors import UsageProblem
 from corpusmap.maps import AddParams, AddStage, MapParams, MapStage
 from corpusmap.pipeline import Job
-from corpusmap.plot import LABEL_KINDS, PlotParams, PlotStage
+from corpusmap.plot import LABEL_KINDS, MAX_DPI, MAX_PIXELS, PlotParams, PlotStage
 from corpusmap.run import Run
+from corpusmap.stage import refuse_unused
 
 T, U = layouts.TsneParams, layouts.UmapParams
 TSNE_FLAGS = ("k", "perplexity", "exaggeration", "early_exaggeration", "early_exaggeration_iter", "n_iter",
@@ -21,12 +22,12 @@ PLOT_FLAGS = ("width", "height", "dpi", "labels", "title")
 def _plot_options(func):
     """--width/--height/--dpi/--labels/--title, shared by `map` (its default PNG) and `plot`."""
     for option in reversed([
-        click.option("--width", type=click.IntRange(min=16), default=default(PlotParams, "width"), show_default=True,
-                     help="Figure width in pixels."),
-        click.option("--height", type=click.IntRange(min=16), default=default(PlotParams, "height"),
+        click.option("--width", type=click.IntRange(16, MAX_PIXELS), default=default(PlotParams, "width"),
+                     show_default=True, help="Figure width in pixels."),
+        click.option("--height", type=click.IntRange(16, MAX_PIXELS), default=default(PlotParams, "height"),
                      help="Figure height in pixels [default: what the map's shape needs at this width, from half "
                           "to twice the width]."),
-        click.option("--dpi", type=click.IntRange(min=16), default=default(PlotParams, "dpi"), show_default=True,
+        click.option("--dpi", type=click.IntRange(16, MAX_DPI), default=default(PlotParams, "dpi"), show_default=True,
                      help="Resolution: font and marker sizes follow it."),
         click.option("--labels", type=click.Choice(LABEL_KINDS), is_flag=False, flag_value="auto", default=None,
                      help="Names on the map, never overlapping: --labels alone names the colour's largest "
@@ -52,6 +53,9 @@ def _umap_flags_given(o: dict) -> list[str]:
 
 
 def map_jobs(o: dict) -> list[Job]:
+    if not o["plot"]:
+        refuse_unused([f"--{k}" for k in PLOT_FLAGS if o[k] != default(PlotParams, k)],
+                      "--no-plot draws no figure")
     given = [("-k" if key == "k" else f"--{key.replace('_', '-')}") for key in TSNE_FLAGS if o[key] is not None]
     umap_given = _umap_flags_given(o)
     if o["add_run"]:
@@ -159,8 +163,8 @@ def report_plot(result) -> None:
 @click.option("--n-neighbors", type=click.IntRange(min=2), default=None,
               help=f"UMAP: neighbours including the point itself, at most the stored k + 1 [default: "
                    f"{default(U, 'n_neighbors')}; landscape: 10].")
-@click.option("--min-dist", type=click.FloatRange(min=0), default=default(U, "min_dist"), show_default=True,
-              help="UMAP: minimum distance between points in the map.")
+@click.option("--min-dist", type=click.FloatRange(0, default(U, "spread")), default=default(U, "min_dist"),
+              show_default=True, help="UMAP: minimum distance between points in the map, at most UMAP's spread.")
 @click.option("--n-epochs", type=click.IntRange(min=1), default=None, help="UMAP: epochs [default: umap-learn's].")
 @click.option("--umap-init", type=click.Choice(layouts.UMAP_INITS), default=default(U, "init"), show_default=True,
               help="UMAP: initialisation. spectral (umap-learn's default) solves an eigenproblem of the graph, "
@@ -198,10 +202,10 @@ def plot_jobs(o: dict) -> list[Job]:
 @click.option("--map", "name", default=default(PlotParams, "map"), show_default=True,
               help="Which map: RUN/maps/NAME.parquet.")
 @click.option("--color", "--colour", "color", default=default(PlotParams, "color"), show_default=True,
-              metavar="auto|none|COLUMN|words:W1,W2|cluster[:LEVEL]|cluster:NAME:LEVEL|excess:GROUP:TARGET",
+              metavar="auto|none|COLUMN|words:W1,W2|cluster[:LEVEL]|cluster:NAME[:LEVEL]|excess:GROUP:TARGET",
               help="Colour by a column (numbers: colour bar; text: categories), by whether the abstract contains "
                    "any of some words, by region (corpusmap clusters; level 0 = coarsest; the run's only "
-                   "clustering, else leiden, or cluster:NAME:LEVEL, e.g. cluster:hdbscan:1), by each region's "
+                   "clustering, else leiden, or cluster:NAME[:LEVEL], e.g. cluster:hdbscan:1), by each region's "
                    "excess gap (corpusmap excess --by cluster), or auto (label, else year).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Figure file, .png, .svg or .pdf [default: RUN/maps/NAME.png, or NAME.COLOR.png for another "

@@ -179,6 +179,8 @@ def load_jobs(config_path: Path, get_command: Callable[[str], click.Command]) ->
                     made = command.jobs(ctx.params)
             except click.UsageError as exc:
                 raise UsageProblem(f"{config_path}: [{name}]: {exc.format_message()}") from None
+            except UsageProblem as exc:  # a value the command's own checks refuse (e.g. a list of numbers)
+                raise UsageProblem(f"{config_path}: [{name}]: {exc}") from None
             line = shlex.join(["corpusmap", name, *args])
             where = f"[{name}]" if len(tables) == 1 else f"the {_ordinal(number)} [[{name}]]"
             for job in made:

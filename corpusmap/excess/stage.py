@@ -212,6 +212,9 @@ class ExcessStage(Stage):
         source = params.run_dir
         counting = [flag for flag, changed in (("--engine", self.engine != "auto"), ("--threads", self.threads),
                                                ("--batch-rows", self.batch_rows != ExcessStage.batch_rows)) if changed]
+        if self.batch_rows != ExcessStage.batch_rows and params.source and source is None:
+            raise UsageProblem("--batch-rows: it sets the rows per batch read from a RUN, and INPUT files are read "
+                               "in batches of their own; drop it")
         if counting and not params.source:
             raise UsageProblem(f"{', '.join(counting)}: for counting words in abstracts, which --counts alone does "
                                "not do; leave them out, or give INPUT or RUN too")
@@ -347,7 +350,8 @@ def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
 
 
 def by_region(by: Optional[str]) -> bool:
-    """``--by cluster``, ``cluster:LEVEL`` or ``cluster:NAME:LEVEL``: subgroups are the regions of the map."""
+    """``--by cluster``, ``cluster:LEVEL``, ``cluster:NAME`` or ``cluster:NAME:LEVEL``: subgroups are the regions
+    of the map."""
     return bool(by) and (by == "cluster" or by.startswith("cluster:"))
 
 
@@ -470,7 +474,7 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
     # 2. analysis
     analysis = analyse(table, params.targets or None, criteria)
     targets = analysis.targets
-    small = _small_period_notes(table, targets, criteria)
+    small = _no_word_notes(analysis) + _small_period_notes(table, targets, criteria)
     for note in small:  # the report says it, and so does the console: these targets' numbers are of few papers
         warn(note)
     notes += small
@@ -696,6 +700,16 @@ def _scan_groups(open_batches, need: dict, by, scan_options: dict):
     groups = {name: sorted({w.lower() for w in need[name]}) for name in need}
     result.presence = PresenceTable(frame, groups, pres.by, pres.period_kind)
     return result
+
+
+def _no_word_notes(analysis) -> list[str]:
+    """Targets whose filters leave no word to analyse: no excess words there, whatever the counts say."""
+    empty = [t for t in analysis.targets if analysis.words[t].empty]
+    if not empty:
+        return []
+    c = analysis.params
+    return [f"{', '.join(empty)}: no word passes --min-freq {c.min_freq:g} (in t and t-1) and --min-letters "
+            f"{c.min_letters}{' (of the letters a-z)' if c.letters_only else ''}: nothing to analyse; lower them."]
 
 
 def _small_period_notes(table: CountTable, targets: list, criteria: Criteria) -> list[str]:

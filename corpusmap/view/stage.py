@@ -67,14 +67,14 @@ class ViewStage(Stage):
         path = params.out_path(run)
         if not path.is_file():
             return f"{path} is missing"
-        if path.stat().st_size != manifest["stage"].get("bytes"):
+        if path.stat().st_size != manifest["stage"].get("bytes") or run.changed_since_written(path):
             return f"{path} was changed since it was written"
         return None
 
     def prepare(self, run: Run, params: ViewParams) -> None:
         from corpusmap.maps import read_map
 
-        run.refuse_own_file(params.out_path(run), params.output)
+        run.refuse_own_file(params.out_path(run), params.output, params.map)
         run.need_corpus()
         read_map(run, params.map)  # present, and made from this corpus
         run.corpus_column(params.label_col, "--label-col")
@@ -84,6 +84,17 @@ class ViewStage(Stage):
         from corpusmap.clusters import chosen_clustering
 
         return chosen_clustering(run, params.clusters)
+
+    def will_read(self, run: Run, params: ViewParams, planned: set) -> set:
+        """Also the graph, the evaluation and the excess report when the run will hold them, and the clustering
+        named (or the default: the only one, else leiden)."""
+        present = {"knn", "eval", "excess"} & planned
+        clusterings = sorted(k for k in planned if k.startswith("clusters/"))
+        if params.clusters is None and clusterings:
+            present.add(clusterings[0] if len(clusterings) == 1 else "clusters/leiden")
+        elif params.clusters not in (None, "none"):
+            present.add(f"clusters/{params.clusters}")
+        return super().will_read(run, params, planned) | present
 
     def inputs(self, run: Run, params: ViewParams) -> dict:
         from corpusmap.maps import map_fingerprint
@@ -121,6 +132,7 @@ class ViewStage(Stage):
     def commit(self, run: Run, params: ViewParams, staging: Path) -> None:
         from corpusmap.atomic import read_json
 
+        run.remember_checksum(params.out_path(run))
         run.record_render(params.map, params.out_path(run), read_json(staging / "receipt.json"))
 
 
