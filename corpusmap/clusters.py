@@ -305,6 +305,17 @@ def default_clustering(run: Run) -> str:
     return "leiden"
 
 
+def planned_clustering(planned: set, name: Optional[str]) -> set:
+    """The clustering (as a set of at most one run output key) that a stage given ``name`` will read when the run
+    holds the outputs ``planned``: that name, none for ``none``, else the default (the only one, else leiden)."""
+    if name == "none":
+        return set()
+    if name:
+        return {f"clusters/{name}"}
+    held = sorted(k for k in planned if k.startswith("clusters/"))
+    return set(held[:1]) if len(held) == 1 else ({"clusters/leiden"} if held else set())
+
+
 def clustering_fingerprint(run: Run, name: str) -> str:
     from corpusmap.manifests import read_manifest
 

@@ -1294,21 +1294,22 @@ def _json_string_lists(column: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise("[", joined, "]", "")
 
 
-def _texts_column(column, n: int) -> tuple[pa.Array, np.ndarray]:
-    """(:func:`text_value` of each value as strings, null for empty; mask of the values that are not text)."""
-    not_text = np.zeros(n, dtype=bool)
+def _texts_column(column, n: int) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(:func:`text_value` of each value as strings, null for empty; mask of the values that are not text; mask
+    of the lists and objects whose strings were joined)."""
+    not_text, joined = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     if column is None:
-        return pa.nulls(n, pa.string()), not_text
+        return pa.nulls(n, pa.string()), not_text, joined
     column = _plain(column)
     if isinstance(column, pa.Array):
         dtype = column.type
         if pa.types.is_string(dtype):
-            return pc.utf8_trim(column, characters=_PY_WHITESPACE), not_text
+            return pc.utf8_trim(column, characters=_PY_WHITESPACE), not_text, joined
         if pa.types.is_null(dtype):
-            return pa.nulls(n, pa.string()), not_text
+            return pa.nulls(n, pa.string()), not_text, joined
         if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype) \
                 or pa.types.is_decimal(dtype):
-            return pa.nulls(n, pa.string()), column.is_valid().to_numpy(zero_copy_only=False)
+            return pa.nulls(n, pa.string()), column.is_valid().to_numpy(zero_copy_only=False), joined
     out = []
     for i, value in enumerate(_pylist(column)):
         text = text_value(value)
@@ -1316,8 +1317,9 @@ def _texts_column(column, n: int) -> tuple[pa.Array, np.ndarray]:
             not_text[i] = True
             out.append(None)
         else:
+            joined[i] = isinstance(value, (list, tuple, dict))
             out.append(text)
-    return pa.array(out, type=pa.string()), not_text
+    return pa.array(out, type=pa.string()), not_text, joined
 
 
 def _years_column(column, n: int) -> tuple[pa.Array, np.ndarray]:
@@ -1486,18 +1488,24 @@ class _Normaliser:
         self._year_raw_seen = 0
         self.file: Optional[_FileColumns] = None
         self._dropped_keys: dict[str, str] = {}
+        self._odd_texts: dict[str, tuple[int, Optional[str]]] = {}  # joined / not_text -> (count, first place)
         self.rows = np.zeros(0, dtype=np.int64)  # the source rows of the last batch
         self.generated_ids = 0  # rows without an id, given their row number as id
 
     def begin_file(self, path: Path, fmt: str) -> None:
         self.file = _FileColumns(path, fmt, self.columns)
-        self._dropped_keys = {}
+        self._dropped_keys, self._odd_texts = {}, {}
 
     def end_file(self) -> None:
         self.file.finish()
         path = self.file.path
         for note in self.file.notes:
             self.stats.warn(f"{path}: {note}")
+        for kind, what in (("joined", "lists or objects, their strings joined by spaces"),
+                           ("not_text", "numbers or booleans, not text: skipped")):
+            if kind in self._odd_texts:
+                count, first = self._odd_texts[kind]
+                self.stats.warn(f"{path}: {count:,} abstract(s) given as {what} (first at {first})")
         if self._dropped_keys:
             keys = list(self._dropped_keys.items())
             shown = ", ".join(f"{k!r} (first at {w})" for k, w in keys[:3]) + \
@@ -1550,7 +1558,12 @@ class _Normaliser:
                     self._dropped_keys[name] = where(name)
         col = lambda key: chunk.column(mapping.get(key))  # noqa: E731
         f = self.filters
-        texts, not_text = _texts_column(col("text"), n)
+        texts, not_text, joined = _texts_column(col("text"), n)
+        for mask, kind in ((joined, "joined"), (not_text, "not_text")):
+            if mask.any():
+                count, first = self._odd_texts.get(kind, (0, None))
+                self._odd_texts[kind] = (count + int(mask.sum()),
+                                         first or f"{chunk.unit} {chunk.line(int(np.argmax(mask))):,}")
         lengths = pc.utf8_length(texts).fill_null(0).to_numpy(zero_copy_only=False)
         keep = (lengths > 0) & ~not_text
         self.stats.skipped_not_text += int(not_text.sum())

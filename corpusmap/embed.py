@@ -605,13 +605,12 @@ def write_shard(run: Run, plan: ShardPlan, index: int, encoded, seconds: float, 
 
 
 @contextlib.contextmanager
-def _claim(run: Run, index: int, wait: bool):
-    """Yield True if this process may encode shard ``index`` now, else False (another process holds it: with
-    ``wait``, once that one is done, True); an error inside the block is the block's own (never taken for a lock
-    held elsewhere)."""
+def _claim(run: Run, index: int):
+    """Yield True if this process may encode shard ``index`` now (no other process holds it), else False; an
+    error inside the block is the block's own (never taken for a lock held elsewhere)."""
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(run.lock(f"embeddings/shard-{index}", wait=wait))
+            held.enter_context(run.lock(f"embeddings/shard-{index}", wait=False))
         except CorpusmapError:
             yield False
             return
@@ -651,7 +650,6 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
     """
     plan = plan_shards(run, options, overwrite)
     pending = pending_shards(run, plan, worker)
-    wait = worker[1] == 1  # a worker of every shard waits for one another process holds; an array worker goes on
     if not pending and (try_read_manifest(run.embeddings_manifest_path) or {}).get("params") \
             and not fit_problem(run):
         return finalize(run)  # (a claim without params, e.g. one replacing a damaged manifest, records them first)
@@ -661,29 +659,47 @@ def encode_shards(run: Run, options: EmbedOptions, device: str = "auto", worker:
         _drop_bare_claim(run, plan)  # a model that does not load leaves no trace
         raise
     start_manifest(run, plan, encoder)
-    rows_pending = sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
-    if isinstance(encoder, ImportedVectors):
-        with progress.Progress("storing vectors", total=rows_pending, unit="vectors") as bar:
-            for index in pending:
-                with _claim(run, index, wait) as mine:
-                    if mine and not _shard_done(run, index, plan.request_id):
-                        write_shard(run, plan, index, encoder.rows(*plan.bounds(index)), 0.0, "file")
-                bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
-        return finalize(run)
-    compute = getattr(encoder, "compute", None) or encoder.encode
     if tokenizer_workers is None:
         tokenizer_workers = auto_tokenizer_workers(getattr(encoder, "device", "cpu"))
-    with progress.Progress("embedding", total=rows_pending, unit="abstracts") as bar:
+    while pending:
+        held = _encode_pass(run, plan, pending, encoder, tokenizer_workers)
+        if worker[1] > 1 or not held:  # an array worker leaves the shards other workers hold to them
+            break
+        # a worker of every shard waits for those another process holds, and encodes any it left undone
+        progress.info(f"embed: waiting for another corpusmap process that is encoding {len(held)} shard(s) of "
+                      f"{run.path}")
+        for index in held:
+            with run.lock(f"embeddings/shard-{index}", say=False):
+                pass
+        pending = [i for i in held if not _shard_done(run, i, plan.request_id)]
+    return finalize(run)
+
+
+def _encode_pass(run: Run, plan: ShardPlan, pending: list[int], encoder, tokenizer_workers: int) -> list[int]:
+    """Encode (or store) each of ``pending`` that no other process holds and none has finished; returns those
+    another process held."""
+    held = []
+    rows = sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
+    imported = isinstance(encoder, ImportedVectors)
+    compute = None if imported else (getattr(encoder, "compute", None) or encoder.encode)
+    inputs = ((i, None) for i in pending) if imported else \
+        zip(pending, _prepared(run, plan, pending, encoder, tokenizer_workers))
+    with progress.Progress("storing vectors" if imported else "embedding", total=rows,
+                           unit="vectors" if imported else "abstracts") as bar:
         began = time.perf_counter()
-        for index, prepared in zip(pending, _prepared(run, plan, pending, encoder, tokenizer_workers)):
-            with _claim(run, index, wait) as mine:
-                if mine and not _shard_done(run, index, plan.request_id):  # another process may have done it
-                    encoded = compute(prepared)
-                    write_shard(run, plan, index, encoded, time.perf_counter() - began,
-                                getattr(encoder, "device", "cpu"))
+        for index, prepared in inputs:
+            with _claim(run, index) as mine:
+                if not mine:
+                    held.append(index)
+                elif not _shard_done(run, index, plan.request_id):  # another process may have done it
+                    if imported:
+                        write_shard(run, plan, index, encoder.rows(*plan.bounds(index)), 0.0, "file")
+                    else:
+                        write_shard(run, plan, index, compute(prepared), time.perf_counter() - began,
+                                    getattr(encoder, "device", "cpu"))
             bar.update(plan.bounds(index)[1] - plan.bounds(index)[0])
             began = time.perf_counter()
-    return finalize(run)
+    return held
 
 
 def auto_tokenizer_workers(device: str) -> int:

@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from corpusmap.atomic import sha256_file
 from corpusmap.clusters import chosen_clustering
 from corpusmap.errors import UsageProblem
 from corpusmap.run import Run, check_name
@@ -63,10 +64,7 @@ class ExportStage(Stage):
         return {"stage": block} if block is not None else None
 
     def check_files(self, run: Run, params: ExportParams, manifest: dict) -> Optional[str]:
-        path = params.out_path(run)
-        if not path.is_file() or path.stat().st_size != manifest["stage"].get("bytes"):
-            return f"{path} is missing or changed"
-        return None
+        return run.render_problem(params.out_path(run), manifest["stage"])
 
     def prepare(self, run: Run, params: ExportParams) -> None:
         from corpusmap.maps import read_map
@@ -77,6 +75,12 @@ class ExportStage(Stage):
         read_map(run, params.map)
         load_knn_graph(run)
         chosen_clustering(run, params.clusters)
+
+    def will_read(self, run: Run, params: ExportParams, planned: set) -> set:
+        """Also the clustering named (or the default) as the run will hold it."""
+        from corpusmap.clusters import planned_clustering
+
+        return super().will_read(run, params, planned) | planned_clustering(planned, params.clusters)
 
     def inputs(self, run: Run, params: ExportParams) -> dict:
         from corpusmap.maps import map_fingerprint
@@ -94,7 +98,8 @@ class ExportStage(Stage):
 
         staged = staging / params.out_path(run).name
         rows = write_atlas(run, params.map, staged, chosen_clustering(run, params.clusters))
-        block.update(output=run.relative(params.out_path(run)), bytes=staged.stat().st_size, rows=rows,
+        block.update(output=run.relative(params.out_path(run)), bytes=staged.stat().st_size,
+                     sha256=sha256_file(staged), rows=rows,
                      fingerprint=f"{run.relative(params.out_path(run))}@{block['created']}")
         write_json(staging / "receipt.json", block)
         return {"stage": block}

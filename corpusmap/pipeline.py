@@ -55,16 +55,17 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
     job stops the pipeline, and one that would replace an output computed with other parameters without leave
     (``allow``: how to give it, in the caller's words) stops it before any job runs. ``state``: the run whose
     ``pipeline.json`` records what happened."""
-    results, log, refusal = [], [], None
+    planned = plan(jobs)  # a plan that cannot work stops before anything runs (pipeline.json left as it was)
+    refusal = next(((job, status) for job, status in planned if refused(job, status)), None)
+    results, log = [], []
     try:
-        for job, status in plan(jobs):
-            if refused(job, status):
-                refusal = job
-                why = (f"from {status.reason}" if status.reason.startswith("other inputs") else  # (embed's words)
-                       f"computed with other parameters ({describe_changes(status.changed)})")
-                raise CorpusmapError(
-                    f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} "
-                    f"{why}; nothing was run. To replace it (and what was computed from it) {allow(job)}")
+        if refusal is not None:  # recorded in pipeline.json: this run did nothing, and why
+            job, status = refusal
+            why = (f"from {status.reason}" if status.reason.startswith("other inputs") else  # (embed's own words)
+                   f"computed with other parameters ({describe_changes(status.changed)})")
+            raise CorpusmapError(
+                f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} {why}; "
+                f"nothing was run. To replace it (and what was computed from it) {allow(job)}")
         for job in jobs:
             job.run.refresh()  # a job before it may have rewritten the corpus or the vectors this object read
             status = job.status()
@@ -87,7 +88,7 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
 
             record = {"ended": timestamp(), "jobs": log, "complete": len(log) == len(jobs)}
             if refusal is not None:  # nothing ran: the plan would have replaced an output without leave
-                record["refused"] = refusal.label
+                record["refused"] = refusal[0].label
             elif not record["complete"]:  # stopped by an error or an interruption
                 record["stopped_at"] = jobs[len(log)].label
             try:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from corpusmap.atomic import read_json, write_json
+from corpusmap.atomic import read_json, sha256_file, write_json
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import info, log
 from corpusmap.run import Run, check_name
@@ -66,7 +66,8 @@ class PlotParams:
             raise UsageProblem(f"-o {self.output}: the figure must end in .png, .svg or .pdf")
         if self.labels is not None and self.labels not in LABEL_KINDS:
             raise UsageProblem(f"--labels takes {', '.join(LABEL_KINDS)} (or nothing: auto), not {self.labels!r}")
-        parse_color(self.color)
+        if self.max_categories is not None and parse_color(self.color)[0] in ("none", "excess"):
+            refuse_unused(["--max-categories"], f"--color {self.color} draws no categories to limit")
 
     def out_path(self, run: Run) -> Path:
         if self.output is not None:
@@ -143,12 +144,7 @@ class PlotStage(Stage):
         return {"stage": block} if block is not None else None
 
     def check_files(self, run: Run, params: PlotParams, manifest: dict) -> Optional[str]:
-        path = params.out_path(run)
-        if not path.is_file():
-            return f"{path} is missing"
-        if path.stat().st_size != manifest["stage"].get("bytes") or run.changed_since_written(path):
-            return f"{path} was changed since it was drawn"
-        return None
+        return run.render_problem(params.out_path(run), manifest["stage"])
 
     def prepare(self, run: Run, params: PlotParams) -> None:
         from corpusmap.maps import need_map
@@ -175,7 +171,15 @@ class PlotStage(Stage):
 
     def check_plan(self, run: Run, params: PlotParams, earlier: list) -> None:
         from corpusmap.clusters import ClustersStage, default_clustering
+        from corpusmap.maps import AddStage, MapStage
 
+        mine = [stage for stage, r, p in earlier if isinstance(stage, (MapStage, AddStage))
+                and r.path.resolve() == run.path.resolve() and p.name == params.map]
+        if not params.reference and not any(isinstance(stage, AddStage) for stage in mine):
+            if mine or not run.map_path(params.map).is_file():  # made by a [[map]] job: never with added points
+                _refuse_no_reference(run, params, {})
+            else:
+                _refuse_no_reference(run, params)
         mode, detail = parse_color(params.color)
         if mode == "excess" or not (mode == "cluster" or params.labels in ("keywords", "label")):
             return
@@ -188,6 +192,15 @@ class PlotStage(Stage):
             what = f"--color {params.color}" if mode == "cluster" else f"--labels {params.labels}"
             raise UsageProblem(f"a [[plot]] of {params.map} with {what} needs the clustering {name!r}, which the run "
                                "does not hold and no job before it makes: add a [clusters] table")
+
+    def will_read(self, run: Run, params: PlotParams, planned: set) -> set:
+        """Also the clustering of --color cluster[:NAME] or --labels (the default one as the run will hold it)."""
+        from corpusmap.clusters import planned_clustering
+
+        mode, detail = parse_color(params.color)
+        regions = mode == "cluster" or (mode != "excess" and params.labels in ("keywords", "label"))
+        chosen = planned_clustering(planned, detail[0] if mode == "cluster" else None) if regions else set()
+        return super().will_read(run, params, planned) | chosen
 
     def inputs(self, run: Run, params: PlotParams) -> dict:
         from corpusmap.clusters import clustering_fingerprint
@@ -206,7 +219,8 @@ class PlotStage(Stage):
         out = params.out_path(run)
         staged = staging / out.name
         placed = draw(run, params, staged)
-        block.update(output=run.relative(out), bytes=staged.stat().st_size, size=list(figure_size(staged, params.dpi)))
+        block.update(output=run.relative(out), bytes=staged.stat().st_size, sha256=sha256_file(staged),
+                     size=list(figure_size(staged, params.dpi)))
         if placed is not None:
             block["labels"] = [{"text": t, "anchor": a, "box": b, "moved": m}
                                for t, a, b, m in zip(placed.texts, placed.anchors, placed.boxes, placed.moved)]
@@ -230,7 +244,6 @@ class PlotStage(Stage):
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             (staging / out.name).replace(out)
-        run.remember_checksum(out)
         run.record_render(params.map, out, read_json(staging / RECEIPT))
 
 
@@ -433,6 +446,15 @@ def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray,
     return out, len(texts) - len(out)
 
 
+def _refuse_no_reference(run: Run, params: PlotParams, manifest: Optional[dict] = None) -> None:
+    """--no-reference on a map without points added to another run's map: an option with no effect."""
+    from corpusmap.run import read_map_stage
+
+    if not (manifest if manifest is not None else read_map_stage(run.map_path(params.map))).get("reference"):
+        refuse_unused(["--no-reference"], f"the map {params.map!r} has no points added with `corpusmap map --add`, "
+                                          "so no reference map to leave out")
+
+
 def draw(run: Run, params: PlotParams, out: Path):
     """Draw the figure of ``params`` to ``out`` (its suffix decides the format); returns the names placed
     (:class:`corpusmap.labels.Placed`) or ``None``."""
@@ -445,9 +467,8 @@ def draw(run: Run, params: PlotParams, out: Path):
     data = read_map(run, params.map)
     x, y = data.coords[:, 0], data.coords[:, 1]
     ref = data.manifest.get("reference")
-    if not params.reference and not ref:
-        refuse_unused(["--no-reference"], f"the map {params.map!r} has no points added with `corpusmap map --add`, "
-                                          "so no reference map to leave out")
+    if not params.reference:
+        _refuse_no_reference(run, params, data.manifest)
     colours = colouring(run, params, x, y)
     if params.max_categories is not None and colours.categories is None:
         refuse_unused(["--max-categories"], f"--color {params.color} draws no categories to limit")

@@ -211,8 +211,11 @@ class Run:
             raise UsageProblem(f"-o {given}: a file of the run's own stages ({self.path}); write it elsewhere, e.g. "
                                f"under {self.exports_dir}")
         path = Path(path).resolve()
-        other = path.name.split(".")[0]
-        if map_name and path.parent == self.maps_dir.resolve() and other != map_name and other in self.list_maps():
+        if not map_name or path.parent != self.maps_dir.resolve():
+            return
+        named = [m for m in self.list_maps() if path.name.startswith(m + ".")]  # names may hold dots: the longest
+        other = max(named, key=len) if named else None
+        if other is not None and other != map_name:
             raise UsageProblem(f"-o {given}: named after map {other!r} of {self.path}, not {map_name!r}; name it "
                                f"{map_name}.* or write it elsewhere")
 
@@ -391,7 +394,7 @@ class Run:
         it had when it last passed is not read again."""
         if not sha256:
             return
-        from corpusmap.atomic import sha256_file, write_json
+        from corpusmap.atomic import sha256_file
 
         try:
             st = path.stat()
@@ -404,31 +407,52 @@ class Run:
             return
         if sha256_file(path) != sha256:
             raise CorpusmapError(f"{path} fails its checksum (damaged or changed since it was written); {rebuild}")
-        cache = try_read_manifest(self._verified_path) or {}
-        cache[key] = stamp
-        with contextlib.suppress(OSError):  # a read-only run still reads; it just verifies again next time
+        self._record_verified(key, stamp)
+
+    def _record_verified(self, key: str, stamp: dict) -> None:
+        """One entry of ``verified.json``, written under an OS lock so that concurrent writers of one run keep each
+        other's entries; a read-only run still reads (it just verifies again next time)."""
+        import fcntl
+
+        from corpusmap.atomic import write_json
+
+        with contextlib.suppress(OSError, CorpusmapError), self._lock_file("verified.json") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            cache = try_read_manifest(self._verified_path) or {}
+            cache[key] = stamp
             write_json(self._verified_path, cache)
 
     def remember_checksum(self, path: Path) -> None:
-        """Record the checksum of a file this process has just written (for outputs whose manifest cannot hold
-        their own checksum, e.g. a map parquet): :meth:`changed_since_written` compares with it later."""
-        from corpusmap.atomic import sha256_file, write_json
+        """Record the checksum of a file this process has just written, for an output whose manifest cannot hold
+        its own file's checksum (a map parquet, whose manifest is inside it): :meth:`changed_since_written`
+        compares with it later. (Lost with ``.corpusmap``, e.g. in a copy without it: then only the map's
+        coordinates are checked.)"""
+        from corpusmap.atomic import sha256_file
 
+        sha = sha256_file(path)
         st = path.stat()
-        key = os.path.relpath(path, self.path)
-        cache = try_read_manifest(self._verified_path) or {}
-        cache[key] = {"sha256": sha256_file(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-        with contextlib.suppress(OSError):
-            write_json(self._verified_path, cache)
+        self._record_verified(os.path.relpath(path, self.path),
+                              {"sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
 
-    def changed_since_written(self, path: Path) -> bool:
-        """Whether ``path`` no longer has the checksum :meth:`remember_checksum` recorded (False when none is)."""
-        recorded = (try_read_manifest(self._verified_path) or {}).get(os.path.relpath(path, self.path)) or {}
+    def changed_since_written(self, path: Path, sha256: Optional[str] = None) -> bool:
+        """Whether ``path`` no longer has its checksum: ``sha256`` (recorded by its writer), else the one
+        :meth:`remember_checksum` recorded (False when there is none)."""
+        if sha256 is None:
+            recorded = (try_read_manifest(self._verified_path) or {}).get(os.path.relpath(path, self.path)) or {}
+            sha256 = recorded.get("sha256")
         try:
-            self.verify(path, recorded.get("sha256"), "")
+            self.verify(path, sha256, "")
         except CorpusmapError:
             return True
         return False
+
+    def render_problem(self, path: Path, block: dict) -> Optional[str]:
+        """Why a figure, page or export (``block``: its render record) is not the file that was written, or None."""
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != block.get("bytes") or self.changed_since_written(path, block.get("sha256", "")):
+            return f"{path} was changed since it was written"
+        return None
 
     # ----------------------------------------------------------------------------------------------- writers
     def _lock_file(self, key: str):
@@ -468,10 +492,11 @@ class Run:
             handle.close()
 
     @contextlib.contextmanager
-    def lock(self, key: str, wait: bool = True) -> Iterator[None]:
+    def lock(self, key: str, wait: bool = True, say: bool = True) -> Iterator[None]:
         """An exclusive OS lock on one output of the run (released when the block ends or the process dies).
 
-        A second writer of the same output waits (``wait``) or fails with a line that says who holds it.
+        A second writer of the same output waits (``wait``; saying so unless not ``say``) or fails with a line
+        that says who holds it.
         """
         import fcntl
 
@@ -483,7 +508,8 @@ class Run:
                 if not wait:
                     raise CorpusmapError(f"another corpusmap process is writing {key} in {self.path}; wait for it "
                                          "to finish") from None
-                info(f"waiting for another corpusmap process that is writing {key} in {self.path}")
+                if say:
+                    info(f"waiting for another corpusmap process that is writing {key} in {self.path}")
                 fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         finally:

@@ -601,6 +601,10 @@ def test_non_string_abstracts_are_stored_as_text_or_skipped(tmp_path):
     assert table.column("id").to_pylist() == ["b", "c", "e"]
     assert table.column("text").to_pylist() == ["Background text. Results text.", "Why. How.", "A plain abstract."]
     assert stats["skipped_not_text"] == 2
+    assert f"{path}: 2 abstract(s) given as lists or objects, their strings joined by spaces (first at line 2)" \
+        in stats["warnings"]
+    assert f"{path}: 2 abstract(s) given as numbers or booleans, not text: skipped (first at line 1)" \
+        in stats["warnings"]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])

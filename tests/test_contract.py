@@ -131,16 +131,23 @@ def test_orphans_of_killed_writers_are_removed_by_the_next_run_of_that_stage(run
     assert not half.exists() and Run(run).has_vectors()
 
 
-def test_two_identical_embeds_at_once_both_end_with_every_shard(tmp_path):
-    """Without --shard, a second `corpusmap embed` into the same run waits for the shards the first holds
-    (instead of ending with them missing, as a job-array worker does)."""
+def test_an_embed_waits_for_a_shard_another_process_holds(tmp_path):
+    """Without --shard, `corpusmap embed` encodes the shards no other process holds, then waits for the one another
+    holds (here this test), and encodes it when that process let it go undone: it never ends with a shard missing,
+    as a job-array worker may."""
     run = tmp_path / "run"
-    command = CORPUSMAP + [str(a) for a in EMBED[:-1]] + ["-o", str(run), "--shard-rows", "400"]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-    outcomes = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
-    assert [code for code, _ in outcomes] == [0, 0], outcomes
-    assert not any("this worker is done" in out for _, out in outcomes), outcomes
+    args = [str(a) for a in EMBED[:-1]] + ["-o", str(run), "--shard-rows", "400"]
+    assert cli(*args, "--prepare-only", "-q").exit_code == 0
+    receipts = [run / "embeddings" / f"shard-{i:05d}.json" for i in (0, 2, 3, 4)]
+    with Run(run).lock("embeddings/shard-1"):
+        proc = subprocess.Popen(CORPUSMAP + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and not all(p.is_file() for p in receipts) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.stdout.read()  # still waiting for shard 1
+    code, out = proc.wait(timeout=240), proc.stdout.read()
+    assert code == 0 and "waiting for another corpusmap process that is encoding 1 shard(s)" in out, out
     assert Run(run).has_vectors()
 
 

@@ -169,6 +169,7 @@ def test_unknown_colour_column(run, tsne_map):
 
 @pytest.mark.parametrize("args,message", [
     (["--color", "year", "--max-categories", "5"], "--max-categories: --color year draws no categories to limit"),
+    (["--color", "none", "--max-categories", "5"], "--max-categories: --color none draws no categories to limit"),
     (["--no-reference"], "--no-reference: the map 'tsne' has no points added with `corpusmap map --add`"),
     (["--height", "100", "--width", "400", "--dpi", "100"], "too short for the map and its legend at --dpi 100"),
 ])

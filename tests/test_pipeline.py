@@ -142,6 +142,31 @@ def test_a_new_map_is_planned_into_the_evaluation_of_every_map(folder):
     assert "pca2" in json.loads((folder / "out" / "eval" / "metrics.json").read_text())["maps_evaluated"]
 
 
+def test_a_default_clustering_made_in_the_pipeline_is_planned_into_its_readers(folder):
+    """The run holds only an HDBSCAN clustering, drawn by a figure and a page; a [clusters] table adds leiden,
+    which becomes the default: the dry run plans the figure and the page again, as the run then does."""
+    out = folder / "out"
+    assert cli("clusters", out, "--on", "tsne", "-q").exit_code == 0
+    config = write_config(folder)
+    config.write_text(config.read_text() + '[[plot]]\nmap = "tsne"\ncolor = "cluster"\n[view]\nmap = "tsne"\n')
+    assert cli("run", config, "-q").exit_code == 0
+    config.write_text(config.read_text() + "[clusters]\n")
+    dry = cli("run", config, "--dry-run")
+    result = cli("run", config)
+    assert result.exit_code == 0, result.output
+    planned = [line.split(" (")[0] for line in dry.output.splitlines() if line.startswith("run: ")]
+    ran = [line.split(" (")[0] for line in result.output.splitlines() if line.startswith("run: ")]
+    assert planned == ran and any(line.startswith("run: view") for line in ran), (dry.output, result.output)
+    assert any(line.startswith("run: plot tsne cluster") for line in ran), ran
+
+
+def test_an_option_without_effect_on_a_held_map_is_refused_by_the_plan(folder):
+    config = write_config(folder)
+    config.write_text(config.read_text() + '[[plot]]\nmap = "tsne"\ncolor = "label"\nreference = false\n')
+    dry = cli("run", config, "--dry-run")
+    assert dry.exit_code == 2 and "--no-reference: the map 'tsne' has no points added" in dry.output, dry.output
+
+
 def test_a_changed_stage_is_refused_without_overwrite(folder):
     assert cli("run", write_config(folder)).exit_code == 0  # (embed records the copied folder's inputs)
     config = write_config(folder, k=12)

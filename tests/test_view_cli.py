@@ -160,8 +160,10 @@ def test_bad_inputs(run, tmp_path):
         # a render named after another map would stand for that map's
         (["plot", run, "--map", "pca", "-o", run / "maps" / "tsne.png"], 2, "named after map 'tsne'", None),
         (["view", run, "--map", "pca", "-o", run / "maps" / "tsne.html"], 2, "named after map 'tsne'", None),
+        (["plot", run, "--map", "pca", "-o", run / "maps" / "pca.v2.year.png"], 2, "named after map 'pca.v2'", None),
     ]
     assert cli("map", run, "--method", "pca", "--no-plot", "-q").exit_code == 0
+    assert cli("map", run, "--method", "pca", "--name", "pca.v2", "--no-plot", "-q").exit_code == 0
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and ".corpusmap" not in p.parts}
     for args, code, message, command in cases:
         result = cli(*args)
@@ -170,6 +172,7 @@ def test_bad_inputs(run, tmp_path):
         if command:
             assert command in result.output
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and ".corpusmap" not in p.parts} == before
+    assert cli("plot", run, "--map", "pca.v2", "-o", run / "maps" / "pca.v2.png", "-q").exit_code == 0  # its own
     # a map made from another run's corpus is refused
     other = tmp_path / "other"
     assert cli("embed", EXAMPLE_CORPUS, "-o", other, "--model", "tfidf", "--dim", "20", "--max-chars", "1200",

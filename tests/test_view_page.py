@@ -875,11 +875,27 @@ def _box(page, selector: str) -> list[float]:
                    " return [r.left, r.top, r.right, r.bottom]; })()")
 
 
-def _in_the_free_part(page, row: int) -> bool:
-    """Row's point is on screen, right of the (unfolded) controls and left of the open details."""
-    x, y = page.js(f"window.corpusmap.screenPosition({row})")
-    controls, details = _box(page, "#cm-controls"), _box(page, "#cm-details")
-    return controls[2] < x < details[0] and 0 < y < page.js("window.innerHeight")
+IN_THE_FREE_PART = """row => { const [x, y] = window.corpusmap.screenPosition(row);
+    const c = document.getElementById('cm-controls').getBoundingClientRect();
+    const d = document.getElementById('cm-details').getBoundingClientRect();
+    return c.right < x && x < d.left && 0 < y && y < window.innerHeight; }"""
+
+
+def _wait_until_in_the_free_part(page, row: int) -> None:
+    """Row's point comes to rest on screen, right of the (unfolded) controls and left of the open details (the
+    300 ms pan, however slow the frames come)."""
+    page.page.wait_for_function(f"({IN_THE_FREE_PART})({row})", timeout=10_000)
+    _wait_until_still(page)
+    assert page.js(f"({IN_THE_FREE_PART})({row})"), (page.js(f"window.corpusmap.screenPosition({row})"),
+                                                      _box(page, "#cm-controls"), _box(page, "#cm-details"))
+
+
+def _wait_until_still(page) -> None:
+    """The camera has stopped: the same in two looks 200 ms apart."""
+    page.page.wait_for_function("""() => { const s = window.corpusmap.scatter();
+        const now = JSON.stringify([...s.get('cameraTarget'), s.get('cameraDistance')]);
+        const still = window.__camera === now; window.__camera = now; return still; }""", polling=200,
+                                timeout=10_000)
 
 
 def test_an_opened_paper_is_brought_into_the_free_part_of_a_small_window(browser, pages, acl):
@@ -892,9 +908,7 @@ def test_an_opened_paper_is_brought_into_the_free_part_of_a_small_window(browser
         right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
         page.page.mouse.click(*pos[right])
         page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
-        page.page.wait_for_timeout(800)  # the 300 ms pan
-        assert _in_the_free_part(page, right), (page.js(f"window.corpusmap.screenPosition({right})"),
-                                                _box(page, "#cm-controls"), _box(page, "#cm-details"))
+        _wait_until_in_the_free_part(page, right)
         # zoomed in on the paper, a neighbour far from it on the map is off screen; opened from the list, it shows
         page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [page.js(f"window.corpusmap.dataPosition({right})"), 0.02])
         page.page.wait_for_timeout(300)
@@ -904,8 +918,7 @@ def test_an_opened_paper_is_brought_into_the_free_part_of_a_small_window(browser
         assert off, "zoomed in this far, some neighbour is off screen"
         page.page.click(f"#cm-neighbours li[data-row='{off[0]}'] button")
         page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{off[0]}'")
-        page.page.wait_for_timeout(800)
-        assert _in_the_free_part(page, off[0]), page.js(f"window.corpusmap.screenPosition({off[0]})")
+        _wait_until_in_the_free_part(page, off[0])
         assert page.errors == []
     finally:
         page.close()
@@ -929,6 +942,7 @@ def test_years_outside_the_data_resizing_keys_and_zooming_out(browser, tmp_path)
     names_shown = ("Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')"
                    ".map(n => n.textContent).sort()")
     try:
+        home = page.js("window.corpusmap.scatter().get('cameraDistance')")
         assert page.js(names_shown) == sorted(names)
         page.page.fill("#cm-year-from", "2030")
         page.page.press("#cm-year-from", "Enter")
@@ -974,18 +988,18 @@ def test_years_outside_the_data_resizing_keys_and_zooming_out(browser, tmp_path)
         assert page.js("document.activeElement.id") == "cm-canvas"
 
         # zooming out: by wheel and by key, never beyond four times the whole-map view
+        distance = "window.corpusmap.scatter().get('cameraDistance')"
         page.page.keyboard.press("0")
-        page.page.wait_for_timeout(800)
-        home = page.js("window.corpusmap.scatter().get('cameraDistance')")
+        page.page.wait_for_function(f"Math.abs({distance} - {home}) < 1e-9 * {home}", timeout=10_000)
         page.page.mouse.move(600, 400)
         for _ in range(12):
             page.page.mouse.wheel(0, 400)
-            page.page.wait_for_timeout(50)
-        page.page.wait_for_timeout(300)
-        wheel = page.js("window.corpusmap.scatter().get('cameraDistance')")
+        page.page.wait_for_function(f"{distance} > 3 * {home}", timeout=10_000)
+        page.page.wait_for_timeout(300)  # (any wheel steps still to come may not take it farther)
+        wheel = page.js(distance)
         for _ in range(12):
             page.page.keyboard.press("-")
-        keys = page.js("window.corpusmap.scatter().get('cameraDistance')")
+        keys = page.js(distance)
         assert 3 * home < wheel <= 4 * home * 1.001 and 3 * home < keys <= 4 * home * 1.001, (home, wheel, keys)
         assert page.errors == []
     finally:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from corpusmap.atomic import sha256_file
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import try_read_manifest
 from corpusmap.progress import info
@@ -64,12 +65,7 @@ class ViewStage(Stage):
         return {"stage": block} if block is not None else None
 
     def check_files(self, run: Run, params: ViewParams, manifest: dict) -> Optional[str]:
-        path = params.out_path(run)
-        if not path.is_file():
-            return f"{path} is missing"
-        if path.stat().st_size != manifest["stage"].get("bytes") or run.changed_since_written(path):
-            return f"{path} was changed since it was written"
-        return None
+        return run.render_problem(params.out_path(run), manifest["stage"])
 
     def prepare(self, run: Run, params: ViewParams) -> None:
         from corpusmap.maps import read_map
@@ -88,12 +84,9 @@ class ViewStage(Stage):
     def will_read(self, run: Run, params: ViewParams, planned: set) -> set:
         """Also the graph, the evaluation and the excess report when the run will hold them, and the clustering
         named (or the default: the only one, else leiden)."""
-        present = {"knn", "eval", "excess"} & planned
-        clusterings = sorted(k for k in planned if k.startswith("clusters/"))
-        if params.clusters is None and clusterings:
-            present.add(clusterings[0] if len(clusterings) == 1 else "clusters/leiden")
-        elif params.clusters not in (None, "none"):
-            present.add(f"clusters/{params.clusters}")
+        from corpusmap.clusters import planned_clustering
+
+        present = ({"knn", "eval", "excess"} & planned) | planned_clustering(planned, params.clusters)
         return super().will_read(run, params, planned) | present
 
     def inputs(self, run: Run, params: ViewParams) -> dict:
@@ -120,7 +113,8 @@ class ViewStage(Stage):
         result = write_page(out, data, title=params.title or f"{run.path.name} · {params.map}",
                             max_points=params.max_points, inline_max_points=params.inline_max_points,
                             search=params.search, label_title=run.source_column(params.label_col), log=info)
-        block.update(output=run.relative(out), bytes=out.stat().st_size, points=result.n_points,
+        block.update(output=run.relative(out), bytes=out.stat().st_size, sha256=sha256_file(out),
+                     points=result.n_points,
                      total_points=result.n_total, sampled=result.sampled, search=result.search, files=result.files,
                      bytes_per_point={k: round(v, 2) for k, v in result.bytes_per_point().items()},
                      fingerprint=f"{run.relative(out)}@{block['created']}")
@@ -132,7 +126,6 @@ class ViewStage(Stage):
     def commit(self, run: Run, params: ViewParams, staging: Path) -> None:
         from corpusmap.atomic import read_json
 
-        run.remember_checksum(params.out_path(run))
         run.record_render(params.map, params.out_path(run), read_json(staging / "receipt.json"))
 
 
