@@ -61,6 +61,16 @@ def fingerprints(out) -> dict:
     return {o.key: o.block.get("created") or written(o) or o.fingerprint for o in Run(out).outputs()}
 
 
+def planned_and_ran(config, *args):
+    """``corpusmap run CONFIG --dry-run`` then ``corpusmap run CONFIG`` (which must succeed): both results and
+    the jobs each said run."""
+    dry, result = cli("run", config, *args, "--dry-run"), cli("run", config, *args)
+    assert result.exit_code == 0, result.output
+    planned, ran = ([line.split(" (")[0] for line in r.output.splitlines() if line.startswith("run: ")]
+                    for r in (dry, result))
+    return dry, result, planned, ran
+
+
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     """A finished pipeline on the bundled example corpus (copied per test)."""
@@ -116,12 +126,8 @@ def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
     changes, rerun = DOWNSTREAM[stage]
     before = fingerprints(folder / "out")
     config = write_config(folder, **changes)
-    dry = cli("run", config, "--overwrite", "--dry-run")
-    result = cli("run", config, "--overwrite")
-    assert result.exit_code == 0, result.output
     # --dry-run said which jobs would run, those downstream of the changed one included
-    planned = [line.split(" (")[0] for line in dry.output.splitlines() if line.startswith("run: ")]
-    ran = [line.split(" (")[0] for line in result.output.splitlines() if line.startswith("run: ")]
+    dry, result, planned, ran = planned_and_ran(config, "--overwrite")
     assert planned == ran and ran, dry.output
     after = fingerprints(folder / "out")
     assert set(after) == set(before)  # everything is there again
@@ -133,11 +139,7 @@ def test_a_new_map_is_planned_into_the_evaluation_of_every_map(folder):
     again, as the run then does."""
     config = write_config(folder)
     config.write_text(config.read_text() + '[[map]]\nmethod = "pca"\nname = "pca2"\nseed = 3\nplot = false\n')
-    dry = cli("run", config, "--dry-run")
-    result = cli("run", config)
-    assert result.exit_code == 0, result.output
-    planned = [line.split(" (")[0] for line in dry.output.splitlines() if line.startswith("run: ")]
-    ran = [line.split(" (")[0] for line in result.output.splitlines() if line.startswith("run: ")]
+    dry, result, planned, ran = planned_and_ran(config)
     assert planned == ran and any(line.startswith("run: evaluate") for line in ran), (dry.output, result.output)
     assert "pca2" in json.loads((folder / "out" / "eval" / "metrics.json").read_text())["maps_evaluated"]
 
@@ -151,11 +153,7 @@ def test_a_default_clustering_made_in_the_pipeline_is_planned_into_its_readers(f
     config.write_text(config.read_text() + '[[plot]]\nmap = "tsne"\ncolor = "cluster"\n[view]\nmap = "tsne"\n')
     assert cli("run", config, "-q").exit_code == 0
     config.write_text(config.read_text() + "[clusters]\n")
-    dry = cli("run", config, "--dry-run")
-    result = cli("run", config)
-    assert result.exit_code == 0, result.output
-    planned = [line.split(" (")[0] for line in dry.output.splitlines() if line.startswith("run: ")]
-    ran = [line.split(" (")[0] for line in result.output.splitlines() if line.startswith("run: ")]
+    dry, result, planned, ran = planned_and_ran(config)
     assert planned == ran and any(line.startswith("run: view") for line in ran), (dry.output, result.output)
     assert any(line.startswith("run: plot tsne cluster") for line in ran), ran
 
