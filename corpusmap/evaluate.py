@@ -20,7 +20,6 @@ from corpusmap.progress import info, warn
 from corpusmap.run import Run
 from corpusmap.stage import Stage, check_numbers
 
-PCA_NAME = "pca"
 
 
 @dataclass(frozen=True)
@@ -255,12 +254,13 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
     found = run.list_maps()  # (the report names them)
     spaces_in: list[tuple[str, str, object]] = []
     for name in selected:  # read every map before the (slow) metrics, so a bad map fails fast
-        spaces_in.append((name, "map", read_map(run, name).coords))
+        data = read_map(run, name)  # a PCA map (whatever its name) is the baseline
+        spaces_in.append((name, "baseline" if data.manifest.get("method") == "pca" else "map", data.coords))
     rows_all = M.sample_queries(n, queries, seed)
     _note_graph_metric(run, notes, metric, rows_all)
     info(f"evaluate: exact high-D neighbours of {len(rows_all):,} queries ({dim} dims, {metric})")
     high_nb = M.exact_neighbors(vectors, rows_all, k, metric)
-    if params.pca and PCA_NAME not in selected:
+    if params.pca and not any(kind == "baseline" for _, kind, _ in spaces_in):
         from corpusmap.layouts import pca_2d
 
         info("evaluate: PCA-2D baseline: exact PCA of the vectors")
@@ -282,7 +282,7 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
     for name, kind, coords in spaces_in:
         info(f"evaluate: {name}")
         low_nb = M.exact_neighbors(coords, rows_all, k, "euclidean")
-        spaces.append({"space": name, "kind": "baseline" if name == PCA_NAME else kind,
+        spaces.append({"space": name, "kind": kind,
                        "knn_recall": M.recall_from_neighbors(high_nb, low_nb), **score(coords, "euclidean")})
 
     agreement = []

@@ -214,3 +214,14 @@ def test_a_graph_of_the_other_distance_is_noted(run):
     noted = [n for n in evaluate_run(run, queries=200, pca=False)["notes"] if "used cosine distance" in n]
     assert noted and "--metric cosine" in noted[0]
     assert not [n for n in evaluate_run(run, queries=200, pca=False, metric="cosine")["notes"] if "used" in n]
+
+
+def test_the_baseline_is_the_pca_map_whatever_its_name(run, data):
+    """A map made by --method pca under another name is the PCA baseline (no second one is computed); a map named
+    pca that another method made is not."""
+    X, Y, corpus = data
+    write_map(run, "pca", corpus["id"], Y[:, ::-1])  # made elsewhere: not known to be a PCA
+    assert cli("map", run, "--method", "pca", "--name", "lin", "--no-plot", "-q").exit_code == 0
+    result = evaluate_run(run, k=10, queries=Q, seed=5)
+    kinds = {s["space"]: s["kind"] for s in result["spaces"]}
+    assert kinds == {high_d(run): "vectors", "lin": "baseline", "pca": "map"}, kinds
