@@ -290,6 +290,10 @@ class MapStage(Stage):
     def record(self, params: MapParams) -> dict:
         return params.record()
 
+    def comparable(self, run: Run, recorded: dict) -> dict:
+        """A PCA map has no seed (it is the same map whatever the seed)."""
+        return {k: v for k, v in recorded.items() if k != "seed"} if recorded.get("method") == "pca" else recorded
+
     def resolved(self, run: Run, params: MapParams) -> MapParams:
         """UMAP's ``init="auto"`` as the start it takes for this run's size (recorded so), or as the spectral start
         of a stored map of that name made when spectral was the default (which ``auto`` keeps)."""

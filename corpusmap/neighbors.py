@@ -66,6 +66,19 @@ class NeighborsStage(Stage):
     def __init__(self, device: str = "auto", threads: Optional[int] = None):
         self.device, self.threads = device, threads
 
+    def comparable(self, run: Run, recorded: dict) -> dict:
+        """``auto`` below the exact threshold is ``exact``, and an exact graph has no recall target, recall queries
+        or seed (it is the same graph whatever they are)."""
+        out = dict(recorded)
+        if out.get("from_indices"):
+            return out
+        if out.get("index") == "auto" and run.has_corpus() and run.n_rows < out.get("exact_threshold", 0):
+            out["index"] = "exact"
+        if out.get("index") == "exact":
+            for key in ("target_recall", "recall_queries", "exact_threshold", "seed"):
+                out.pop(key, None)
+        return out
+
     def key(self, params) -> str:
         return "knn"
 

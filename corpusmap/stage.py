@@ -173,6 +173,12 @@ class Stage:
         """The parameters as stored in the manifest and compared to decide whether an output is current."""
         return params_dict(params)
 
+    def comparable(self, run: Run, recorded: dict) -> dict:
+        """A recorded parameter set as compared (stored with the output, and wanted now): parameters that make no
+        difference here (e.g. the recall target of an exact graph) are left out, so that they never call for
+        --overwrite."""
+        return recorded
+
     def packages_for(self, params) -> tuple:
         """The packages whose versions the manifest records for ``params`` (by default ``packages``)."""
         return self.packages
@@ -271,7 +277,7 @@ class Stage:
         if earlier != self.definitions:
             return Status(False, f"computed by a corpusmap with other definitions of {self.what} "
                                  f"({earlier} -> {self.definitions})")
-        changed = _diff(block.get("params") or {}, self.record(params))
+        changed = _diff(self.comparable(run, block.get("params") or {}), self.comparable(run, self.record(params)))
         if changed:
             return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
         problem = self.check_files(run, params, manifest)

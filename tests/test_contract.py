@@ -325,3 +325,17 @@ def test_other_reader_options_are_refused_with_the_way_back(run):
     result = cli(*EMBED, "-o", run, "--min-chars", "500")
     assert result.exit_code == 1 and "filters min_chars" in result.output, result.output
     assert "give the reader options it was read with" in result.output and "restore" not in result.output
+
+
+def test_parameters_that_make_no_difference_never_call_for_overwrite(run):
+    """Below the exact threshold `auto` is the exact graph, and an exact graph has no recall target; a PCA map has
+    no seed: asking for them so keeps the stored output (no refusal, no recomputation)."""
+    before = tree(run)
+    for args in (["neighbors", run, "-k", "10", "--index", "exact"],
+                 ["neighbors", run, "-k", "10", "--target-recall", "0.5", "--recall-queries", "50", "--seed", "3"],
+                 ["map", run, "--method", "pca", "--seed", "7"]):
+        result = cli(*args)
+        assert result.exit_code == 0 and "current" in result.output, (args, result.output)
+    assert tree(run) == before
+    result = cli("neighbors", run, "-k", "11")  # one that does make a difference is refused as before
+    assert result.exit_code == 1 and "(k 10 -> 11)" in result.output
