@@ -307,8 +307,8 @@ def evaluate_run(run: Run, params: EvaluateParams, selected: Sequence[str], clus
             "knn_accuracy": "majority vote of the k nearest labelled training points (test: a seeded sample of "
                             "at most half the labelled points; training: every other labelled point; ties go to "
                             "the class that sorts first); chance = expected accuracy of stratified guessing, "
-                            "sum_c p_train(c) p_test(c) (the landscape paper's); chance_majority = share of "
-                            "the most common class",
+                            "sum_c p_train(c) p_test(c) (the landscape paper's); chance_majority = accuracy "
+                            "of always predicting the most common training class (its share of the test points)",
             "year_rmse": "RMSE of the mean year of the k nearest dated training points; chance = RMSE of the "
                          "mean year of k random training papers (the landscape paper's); chance_mean = RMSE of "
                          "the mean year",

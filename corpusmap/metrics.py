@@ -7,8 +7,8 @@
   vote of its k nearest training points; unlabelled points take no part. Ties go to the class that sorts first, as
   in scikit-learn's ``KNeighborsClassifier``. Chance level, as in the landscape paper: the expected accuracy of
   guessing by the training class frequencies (scikit-learn's ``DummyClassifier(strategy="stratified")``),
-  Σ_c p_train(c) · p_test(c) ≈ Σ p_c² (4.3% there); the share of the most common class is reported beside it as
-  ``chance_majority``.
+  Σ_c p_train(c) · p_test(c) ≈ Σ p_c² (4.3% there); the accuracy of always predicting the most common training class
+  (its share of the test points) is reported beside it as ``chance_majority``.
 * :func:`year_rmse` — a random sample of dated points, the training pool every other dated point; each year is
   predicted as the mean year of its k nearest dated training points; RMSE against the true year. Chance level, as
   in the paper: the RMSE of predicting each test year as the mean year of k random training papers (a seeded
