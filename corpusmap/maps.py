@@ -81,8 +81,12 @@ def _check_placement(run: Run, name: str, manifest: dict) -> None:
     if not reference or not placed_on:
         return
     path = Run(reference).map_path(name)
-    if not path.is_file():  # moved with the runs, or deleted: nothing to compare with
-        return
+    if not path.is_file():
+        if not Path(reference).is_dir():  # the runs moved (or the reference was deleted): nothing to compare with
+            return
+        raise CorpusmapError(f"map {name!r} of {run.path} holds points placed on map {name!r} of {reference}, which "
+                             f"that run no longer holds; make it there again (`corpusmap map {reference}`), then "
+                             f"place them again with `corpusmap map {reference} --add {run.path} --name {name}`")
     now = (read_map_stage(path).get("stage") or {}).get("fingerprint") or file_fingerprint(path)
     if now != placed_on:
         raise CorpusmapError(f"map {name!r} of {run.path} holds points placed on map {name!r} of {reference}, which "

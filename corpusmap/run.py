@@ -376,7 +376,7 @@ class Run:
         if manifest.get("n") is not None and self.has_corpus() and int(manifest["n"]) != self.n_rows:
             raise CorpusmapError(f"{self.path}: {manifest['n']:,} vectors but {self.n_rows:,} corpus rows; "
                                  f"{self.rebuild_vectors_hint}")
-        hint = f"delete it and re-run `corpusmap embed` for {self.path} to re-encode it"
+        hint = f"re-run `corpusmap embed` for {self.path}: it encodes it again"
         return ShardedVectors(shards, int(manifest["dim"]), manifest["store_dtype"],
                               verify=lambda shard: self.verify(shard.path, shard.sha256, hint))
 

@@ -122,15 +122,15 @@ def describe_changes(changed: tuple, limit: int = 6) -> str:
     return ", ".join(parts) + more
 
 
-def _short(value: Any) -> str:
-    """A stored parameter value as the user would write it: lists comma-joined, none for empty or unset."""
+def _short(value: Any, width: int = 40) -> str:
+    """A stored parameter value as the user would write it: lists comma-joined (each part shortened, so that the
+    one that differs shows), none for empty or unset."""
     if value is None or value in ("", [], {}):
         return "none"
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-        text = ",".join(str(v) for v in value)
-    else:
-        text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 40 else text[:37] + "..."
+        return ",".join(_short(v, 16) for v in value)
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 @functools.lru_cache(maxsize=None)

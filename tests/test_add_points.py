@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -127,9 +128,15 @@ def test_points_placed_on_a_map_that_changed_are_placed_again_before_use(runs, t
                f"`corpusmap map {ref} --add {new} --name t5`" in result.output
     cli("map", ref, "--add", new, "--name", "t5", "--no-plot", "-q", ok=True)
     cli("plot", new, "--map", "t5", "-q", ok=True)
+    # the reference map removed from its run (e.g. by a new graph there): refused as well, naming both commands
+    kept = tmp_path / "t5.parquet"
+    shutil.copy(Run(ref).map_path("t5"), kept)
+    Run(ref).map_path("t5").unlink()
+    result = cli("plot", new, "--map", "t5")
+    assert result.exit_code == 1 and "which that run no longer holds" in result.output, result.output
+    assert f"`corpusmap map {ref} --add {new} --name t5`" in result.output
+    shutil.copy(kept, Run(ref).map_path("t5"))
     # both runs moved together: the reference is not where it was, and the placed map is still of use
-    import shutil
-
     moved = tmp_path / "moved"
     shutil.copytree(new, moved / "new")
     cli("plot", moved / "new", "--map", "t5", "-o", tmp_path / "moved.png", "-q", ok=True)

@@ -230,7 +230,8 @@ def merge(run, quiet):
         missing = manifest.get("missing", [])
         raise click.ClickException(
             f"{len(missing)} of {manifest['n_shards']} shards missing in {run}/embeddings "
-            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); run the embed tasks that make them")
+            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); run the embed tasks that make them "
+            "(their `corpusmap embed ... --shard I/N`, or the same command without --shard for all), then merge")
     r.invalidate()
     progress.info(f"embed: {manifest['n']:,} vectors of {manifest['dim']} dims ({manifest['store_dtype']}) "
                   f"-> {run}/embeddings")
