@@ -189,7 +189,7 @@ def _truncated_pubmed_of_example(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["missing", "format", "column", "no-text", "xml", "pubmed-cut", "model-name",
-                                  "model-dir", "shard-flag", "chars-flag", "pooling-flag"])
+                                  "model-dir", "shard-flag", "chars-flag", "pooling-flag", "prepare-shard"])
 def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
     run = tmp_path / "run"
     inputs, extra, code, message = {
@@ -204,6 +204,8 @@ def test_bad_inputs_exit_with_one_line(case, small_corpus, request, tmp_path):
         "shard-flag": (lambda: [small_corpus], ["--shard", "3/2"], 2, "--shard takes I/N"),
         "chars-flag": (lambda: [small_corpus], ["--min-chars", "10", "--max-chars", "5"], 2, "--max-chars"),
         "pooling-flag": (lambda: [small_corpus], ["--pooling", "max"], 2, "--pooling"),
+        "prepare-shard": (lambda: [small_corpus], ["--prepare-only", "--shard", "1/3"], 2,
+                          "--shard: --prepare-only only reads the inputs"),
     }[case]
     inputs = inputs()  # only the "xml" case needs ../shared/data
     (tmp_path / "a.docx").write_text("x")

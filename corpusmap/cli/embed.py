@@ -35,6 +35,9 @@ def jobs(o: dict) -> list[Job]:
                            vectors=o["vectors"])
     params = EmbedParams(inputs=tuple(o["inputs"]), columns=columns, filters=filters,
                          section_labels=o["section_labels"], options=options)
+    if o["prepare_only"]:
+        refuse_unused([flag for flag, on in (("--shard", o["worker"] is not None), ("--engine", o["engine"] != "local"))
+                       if on], "--prepare-only only reads the inputs into RUN/corpus.parquet (it encodes no shard)")
     tokenizer_workers = parse_tokenizer_workers(o["tokenizer_workers"])
     if o["vectors"] or encoder_kind(o["model"]).fitted:  # no model on a device, no tokenizer
         off = [flag for flag, on in (("--device", o["device"] not in ("auto", "cpu")), ("--devices", o["devices"]),
