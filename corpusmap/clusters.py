@@ -296,13 +296,16 @@ def default_clustering(run: Run) -> str:
     """The clustering used when none is named: the run's only one, else ``leiden``; a run holding several, none of
     them ``leiden``, has no default (a usage error saying how to name one)."""
     have = run.list_clusterings()
-    if len(have) == 1:
-        return have[0]
-    if have and "leiden" not in have:
+    if len(have) > 1 and "leiden" not in have:
         raise UsageProblem(f"{run.path} holds the clusterings {', '.join(have)}, none of them the default (leiden): "
                            "name one (view, export: --clusters NAME or none; plot: --color cluster:NAME[:LEVEL]; "
                            "excess: --by cluster:NAME[:LEVEL])")
-    return "leiden"
+    return default_of(have) or "leiden"
+
+
+def default_of(names: list[str]) -> Optional[str]:
+    """The default among clusterings ``names``: the only one, else leiden (None when there are none)."""
+    return names[0] if len(names) == 1 else ("leiden" if names else None)
 
 
 def planned_clustering(planned: set, name: Optional[str]) -> set:
@@ -312,8 +315,8 @@ def planned_clustering(planned: set, name: Optional[str]) -> set:
         return set()
     if name:
         return {f"clusters/{name}"}
-    held = sorted(k for k in planned if k.startswith("clusters/"))
-    return set(held[:1]) if len(held) == 1 else ({"clusters/leiden"} if held else set())
+    name = default_of(sorted(k[len("clusters/"):] for k in planned if k.startswith("clusters/")))
+    return {f"clusters/{name}"} if name else set()
 
 
 def clustering_fingerprint(run: Run, name: str) -> str:

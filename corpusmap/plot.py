@@ -15,7 +15,7 @@ import numpy as np
 from corpusmap.atomic import read_json, sha256_file, write_json
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import info, log
-from corpusmap.run import Run, check_name
+from corpusmap.run import Run, check_name, read_map_stage
 from corpusmap.stage import Stage, check_numbers, refuse_unused
 from corpusmap.values import year_colour_range
 
@@ -152,6 +152,8 @@ class PlotStage(Stage):
         run.refuse_own_file(params.out_path(run), params.output, params.map)
         run.need_corpus()
         need_map(run, params.map)
+        if not params.reference:
+            _refuse_no_reference(params, read_map_stage(run.map_path(params.map)))
         mode, detail = parse_color(params.color)
         if mode == "column" and params.color not in colour_columns(run, params.map):
             raise UsageProblem(f"--color {params.color!r}: no such column{run.read_as_hint(params.color, '--color')}; "
@@ -170,16 +172,14 @@ class PlotStage(Stage):
             _clustering(run, name).level(level, "--color")
 
     def check_plan(self, run: Run, params: PlotParams, earlier: list) -> None:
-        from corpusmap.clusters import ClustersStage, default_clustering
+        from corpusmap.clusters import ClustersStage, default_clustering, default_of
         from corpusmap.maps import AddStage, MapStage
 
         mine = [stage for stage, r, p in earlier if isinstance(stage, (MapStage, AddStage))
                 and r.path.resolve() == run.path.resolve() and p.name == params.map]
         if not params.reference and not any(isinstance(stage, AddStage) for stage in mine):
-            if mine or not run.map_path(params.map).is_file():  # made by a [[map]] job: never with added points
-                _refuse_no_reference(run, params, {})
-            else:
-                _refuse_no_reference(run, params)
+            held = run.map_path(params.map)  # (a map a [[map]] job makes never has added points)
+            _refuse_no_reference(params, read_map_stage(held) if held.is_file() and not mine else {})
         mode, detail = parse_color(params.color)
         if mode == "excess" or not (mode == "cluster" or params.labels in ("keywords", "label")):
             return
@@ -187,7 +187,7 @@ class PlotStage(Stage):
                 and r.path.resolve() == run.path.resolve()]
         held = run.list_clusterings() if run.path.is_dir() else []
         name = detail[0] if mode == "cluster" and detail[0] else (
-            default_clustering(run) if held or not made else (made[0] if len(set(made)) == 1 else "leiden"))
+            default_clustering(run) if held or not made else default_of(sorted(set(made))))
         if name not in held and name not in made:
             what = f"--color {params.color}" if mode == "cluster" else f"--labels {params.labels}"
             raise UsageProblem(f"a [[plot]] of {params.map} with {what} needs the clustering {name!r}, which the run "
@@ -446,11 +446,10 @@ def region_labels(run: Run, params: PlotParams, x: np.ndarray, y: np.ndarray,
     return out, len(texts) - len(out)
 
 
-def _refuse_no_reference(run: Run, params: PlotParams, manifest: Optional[dict] = None) -> None:
-    """--no-reference on a map without points added to another run's map: an option with no effect."""
-    from corpusmap.run import read_map_stage
-
-    if not (manifest if manifest is not None else read_map_stage(run.map_path(params.map))).get("reference"):
+def _refuse_no_reference(params: PlotParams, manifest: dict) -> None:
+    """--no-reference on a map (``manifest``) without points added to another run's map: an option with no
+    effect."""
+    if not manifest.get("reference"):
         refuse_unused(["--no-reference"], f"the map {params.map!r} has no points added with `corpusmap map --add`, "
                                           "so no reference map to leave out")
 
@@ -467,8 +466,6 @@ def draw(run: Run, params: PlotParams, out: Path):
     data = read_map(run, params.map)
     x, y = data.coords[:, 0], data.coords[:, 1]
     ref = data.manifest.get("reference")
-    if not params.reference:
-        _refuse_no_reference(run, params, data.manifest)
     colours = colouring(run, params, x, y)
     if params.max_categories is not None and colours.categories is None:
         refuse_unused(["--max-categories"], f"--color {params.color} draws no categories to limit")

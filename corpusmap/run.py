@@ -435,8 +435,8 @@ class Run:
                               {"sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
 
     def changed_since_written(self, path: Path, sha256: Optional[str] = None) -> bool:
-        """Whether ``path`` no longer has its checksum: ``sha256`` (recorded by its writer), else the one
-        :meth:`remember_checksum` recorded (False when there is none)."""
+        """Whether ``path`` no longer has the checksum ``sha256``, by default the one :meth:`remember_checksum`
+        recorded (False when there is none)."""
         if sha256 is None:
             recorded = (try_read_manifest(self._verified_path) or {}).get(os.path.relpath(path, self.path)) or {}
             sha256 = recorded.get("sha256")
@@ -447,10 +447,11 @@ class Run:
         return False
 
     def render_problem(self, path: Path, block: dict) -> Optional[str]:
-        """Why a figure, page or export (``block``: its render record) is not the file that was written, or None."""
+        """Why a figure, page or export (``block``: its render record, with the file's size and checksum) is not
+        the file that was written, or None."""
         if not path.is_file():
             return f"{path} is missing"
-        if path.stat().st_size != block.get("bytes") or self.changed_since_written(path, block.get("sha256", "")):
+        if path.stat().st_size != block.get("bytes") or self.changed_since_written(path, block.get("sha256") or ""):
             return f"{path} was changed since it was written"
         return None
 
