@@ -435,7 +435,10 @@ class AddStage(Stage):
         return _damaged(run, params.name)
 
     def record(self, params: AddParams) -> dict:
-        return dict(params_dict(params), reference=str(Path(params.reference).resolve()))
+        recorded = dict(params_dict(params), reference=str(Path(params.reference).resolve()))
+        if _reference_method(params) == "umap":
+            del recorded["transform"]  # umap-learn's transform has no such parameters: they were not used
+        return recorded
 
     def prepare(self, run: Run, params: AddParams) -> None:
         reference = _reference(run, params)
@@ -518,6 +521,12 @@ def _damaged(run: Run, name: str) -> Optional[str]:
 def _stored(run: Run, name: str) -> Optional[dict]:
     path = run.map_path(name)
     return (read_map_stage(path) or {"stage": {}}) if path.is_file() else None
+
+
+def _reference_method(params: AddParams) -> Optional[str]:
+    """The method of the reference map (None while it cannot be read: ``prepare`` says why)."""
+    path = Run(params.reference).map_path(params.name)
+    return read_map_stage(path).get("method") if path.is_file() else None
 
 
 def _reference(run: Run, params: AddParams) -> Run:
