@@ -128,6 +128,19 @@ def read_map(run: Run, name: str, check_ids: bool = True) -> MapData:
     return MapData(name, path, coords, names, manifest)
 
 
+def reference_coords(data: MapData) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """x and y of the map that ``data``'s points were placed into with ``map --add``; None for other maps, and
+    when that run is no longer where it was (a moved pair of runs)."""
+    import pyarrow.parquet as pq
+
+    ref = data.manifest.get("reference") or {}
+    path = Run(ref["run"]).map_path(ref.get("map") or data.name) if ref.get("run") else None
+    if path is None or not path.is_file():
+        return None
+    table = pq.read_table(path, columns=["x", "y"])
+    return (table.column("x").to_numpy().astype(np.float64), table.column("y").to_numpy().astype(np.float64))
+
+
 def _remake(run: Run, name: str, path: Path) -> str:
     """How to make a damaged map again: the command that made it (a damaged map is not current, so it runs)."""
     params = ((read_map_stage(path) or {}).get("stage") or {}).get("params") or {}
@@ -563,4 +576,4 @@ def _check_compatible(run: Run, new_run: Run) -> None:
 
 
 __all__ = ["MapParams", "MapStage", "AddParams", "AddStage", "MapData", "read_map", "need_map", "map_fingerprint",
-           "coords_fingerprint", "META_KEY"]
+           "coords_fingerprint", "reference_coords", "META_KEY"]

@@ -457,24 +457,16 @@ def _refuse_no_reference(params: PlotParams, manifest: dict) -> None:
 def draw(run: Run, params: PlotParams, out: Path):
     """Draw the figure of ``params`` to ``out`` (its suffix decides the format); returns the names placed
     (:class:`corpusmap.labels.Placed`) or ``None``."""
-    import pyarrow.parquet as pq
-
     from corpusmap import render
-    from corpusmap.maps import read_map
+    from corpusmap.maps import read_map, reference_coords
 
     t0 = time.perf_counter()
     data = read_map(run, params.map)
     x, y = data.coords[:, 0], data.coords[:, 1]
-    ref = data.manifest.get("reference")
     colours = colouring(run, params, x, y)
     if params.max_categories is not None and colours.categories is None:
         refuse_unused(["--max-categories"], f"--color {params.color} draws no categories to limit")
-    background = None
-    if params.reference and ref:
-        ref_file = Run(ref.get("run", "")).map_path(ref.get("map"))
-        if ref_file.is_file():
-            table = pq.read_table(ref_file, columns=["x", "y"])
-            background = (table.column("x").to_numpy(), table.column("y").to_numpy())
+    background = reference_coords(data) if params.reference else None
     labels, unnamed = region_labels(run, params, x, y) if params.labels in ("keywords", "label") \
         else (params.labels == "auto", 0)
     if labels is True and (colours.categories is None or not colours.categories.labelled):

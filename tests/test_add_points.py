@@ -142,3 +142,59 @@ def test_points_placed_on_a_map_that_changed_are_placed_again_before_use(runs, t
     moved = tmp_path / "moved"
     shutil.copytree(new, moved / "new")
     cli("plot", moved / "new", "--map", "t5", "-o", tmp_path / "moved.png", "-q", ok=True)
+
+
+def test_the_page_of_a_grown_map_draws_its_reference_map_in_grey_underneath(runs, browser):
+    """The added points are the page's points; the reference map's lie under them as a grey density image that
+    the page's frame holds whole, listed in the legend with its size."""
+    from browsing import Opened
+    from scipy.spatial import cKDTree
+
+    from corpusmap.view.points import normalise
+
+    ref, new = runs
+    if not (new / "maps" / "tsne.parquet").exists():
+        assert cli("map", ref, "--add", new, "--name", "tsne", "--no-plot", "-q").exit_code == 0
+    for run in (ref, new):
+        assert cli("view", run, "--map", "tsne", "-q").exit_code == 0
+    xy = {run: np.column_stack([pq.read_table(run / "maps" / "tsne.parquet").column(c).to_numpy() for c in "xy"])
+          for run in (ref, new)}
+    xn, yn, transform = normalise(xy[new][:, 0], xy[new][:, 1], (xy[ref][:, 0], xy[ref][:, 1]))
+    page = Opened(browser, new / "maps" / "tsne.html")
+    try:
+        assert page.errors == [] and page.js("window.corpusmap.error") is None
+        assert page.js("window.corpusmap.n") == 381
+        assert np.allclose(page.js("window.corpusmap.dataPosition(5)"), [xn[5], yn[5]], atol=1e-6)
+        legend = page.js("Array.from(document.querySelectorAll('#cm-legend .cm-legend-item')).map(e => e.textContent)")
+        assert legend[-1] == "reference map (ref · tsne)1,500"
+        # reference points at least 12 px from every added point show grey; places 40 px from all points, white
+        ref_n = ((xy[ref] - transform["center"]) * transform["scale"]).tolist()
+        screen_ref = np.array([page.js("([x, y]) => window.corpusmap.screenOf(x, y)", p) for p in ref_n])
+        screen_new = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        box = page.page.locator("#cm-canvas").bounding_box()
+        inside = ((screen_ref[:, 0] > box["x"]) & (screen_ref[:, 0] < box["x"] + box["width"])
+                  & (screen_ref[:, 1] > box["y"]) & (screen_ref[:, 1] < box["y"] + box["height"]))
+        assert inside.all()  # the frame holds the reference map whole
+        pixels = page.canvas_pixels()
+        alone = screen_ref[cKDTree(screen_new).query(screen_ref)[0] > 12][:200]
+        assert len(alone) > 20
+        at = [pixels[int(y - box["y"]), int(x - box["x"])] for x, y in alone]
+        grey = [p for p in at if p.max() - p.min() < 12 and p.mean() < 245]
+        assert len(grey) > 0.8 * len(at)
+        everything = cKDTree(np.vstack([screen_ref, screen_new]))
+        gx, gy = np.meshgrid(np.linspace(box["x"] + 5, box["x"] + box["width"] - 5, 40),
+                             np.linspace(box["y"] + 5, box["y"] + box["height"] - 5, 40))
+        empty = np.column_stack([gx.ravel(), gy.ravel()])
+        empty = empty[everything.query(empty)[0] > 40]
+        hit = [page.js("([x, y]) => document.elementFromPoint(x, y).id", p.tolist()) for p in empty]
+        empty = empty[np.array(hit) == "cm-canvas"]
+        assert len(empty) > 5
+        assert all(pixels[int(y - box["y"]), int(x - box["x"])].min() > 245 for x, y in empty)
+    finally:
+        page.close()
+    plain = Opened(browser, ref / "maps" / "tsne.html")
+    try:
+        assert "reference map" not in plain.js("document.getElementById('cm-legend').textContent")
+        assert plain.js("window.corpusmap.n") == 1500
+    finally:
+        plain.close()

@@ -126,7 +126,7 @@ def test_single_file_and_chunked_layouts(pages, acl):
     assert sum(n.startswith("index/") for n in names) == 8
     assert chunked.files == len(names) + 1
     per_point = chunked.bytes_per_point()
-    assert set(per_point) == {"page", "points", "titles", "texts", "index", "density"}
+    assert set(per_point) == {"page", "points", "titles", "texts", "index", "density", "background"}
     assert 10 < per_point["points"] < 40  # x, y, year as float32, label and two cluster codes as uint16, base64
 
 

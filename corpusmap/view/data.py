@@ -30,7 +30,9 @@ class PageData:
     ``neighbors`` holds the high-D kNN rows (self excluded; negative = none). ``clusters`` go from coarse to
     fine. ``info`` may hold ``parameters`` and ``evaluation`` dicts and other scalars for the info panel;
     ``excess`` maps a target (e.g. a year) to its top excess words, offered as quick picks. ``pmids``: bare
-    numbers in ``ids`` are PMIDs, linked to PubMed (``PMID:123`` always is).
+    numbers in ``ids`` are PMIDs, linked to PubMed (``PMID:123`` always is). ``background``: (x, y) of other
+    points drawn in grey underneath, not clickable (the reference map that ``map --add`` placed these points
+    into), described in the legend by ``background_name``.
     """
 
     x: np.ndarray
@@ -45,6 +47,8 @@ class PageData:
     info: dict = field(default_factory=dict)
     excess: Optional[Mapping[Any, Sequence[str]]] = None
     pmids: bool = False  # ids that are bare numbers are PMIDs (linked to PubMed); else they may be row numbers
+    background: Optional[tuple] = None
+    background_name: str = "reference map"
 
     @property
     def n(self) -> int:
@@ -77,5 +81,9 @@ class PageData:
                 raise ValueError(f"cluster level {level.name!r} has codes of shape {codes.shape}, expected ({n},)")
             if codes.size and codes.max() >= len(level.names):
                 raise ValueError(f"cluster level {level.name!r} has codes without a name")
+        if self.background is not None:
+            bx, by = (np.asarray(v) for v in self.background)
+            if bx.ndim != 1 or by.shape != bx.shape or not (np.isfinite(bx).all() and np.isfinite(by).all()):
+                raise ValueError("background must be (x, y): finite 1-D arrays of one length")
         if self.abstracts is not None and not callable(self.abstracts):
             raise ValueError("abstracts must be a callable read_rows(start, stop)")

@@ -20,7 +20,8 @@ Numeric columns are ``{"dtype", "b64"}`` little-endian typed arrays. Keys:
 * ``texts/I``: abstracts, ids and the neighbour rows (int32, ``k`` per row) of rows ``I*text_rows ..`` (click);
 * ``index/B``: the tokens whose CRC-32 modulo ``buckets`` is B, with document counts and posting lists
   (:mod:`corpusmap.view.search_index`), loaded by a search or a word overlay that needs them;
-* ``density``: a PNG of all points (sampled pages only).
+* ``density``: a PNG of all points (sampled pages only);
+* ``background``: a grey PNG of the points of ``PageData.background`` (a reference map), drawn underneath.
 """
 from __future__ import annotations
 
@@ -33,17 +34,17 @@ import numpy as np
 
 from corpusmap.view.chunks import TextChunks, TitleChunks, iter_blocks
 from corpusmap.view.data import PageData
-from corpusmap.view.density import density_payload
+from corpusmap.view.density import BACKGROUND_RGB, density_payload, dot_radius
 from corpusmap.view.encoding import typed_array
 from corpusmap.view.info import info_sections
 from corpusmap.view.output import PageOutput
 from corpusmap.view.points import (COLOURED_LABELS, cluster_columns, label_column, normalise, point_style, sample_rows,
-                                    take, year_column)
+                                    scaled, take, year_column)
 from corpusmap.view.search_index import SearchIndexBuilder, choose_buckets, search_text
 from corpusmap.view.template import page_head, page_tail
 
 FORMAT = "corpusmap-view/1"
-PARTS = ("page", "points", "titles", "texts", "index", "density")
+PARTS = ("page", "points", "titles", "texts", "index", "density", "background")
 
 
 @dataclass
@@ -87,7 +88,7 @@ def write_page(out_html: Path, data: PageData, *, title: Optional[str] = None, i
     rows = sample_rows(n, max_points, seed)
     m = n if rows is None else len(rows)
     indexed = bool(search) and m <= search_max_points
-    xn_all, yn_all, transform = normalise(data.x, data.y)
+    xn_all, yn_all, transform = normalise(data.x, data.y, data.background)
     output = PageOutput(out_html, with_folder=m > inline_max_points)
     fh = output.open()
     index = None
@@ -99,6 +100,10 @@ def write_page(out_html: Path, data: PageData, *, title: Optional[str] = None, i
         if rows is not None:
             say(f"view: drawing a sample of {m:,} of {n:,} points over a density image of all")
             sink.put("density", density_payload(xn_all, yn_all, density_size), "density")
+        if data.background is not None:
+            nb = len(data.background[0])
+            sink.put("background", density_payload(*scaled(*data.background, transform), density_size,
+                                                    BACKGROUND_RGB, dot_radius(nb)), "background")
         titles = TitleChunks(title_chunk_rows, m, sink.put)
         texts = TextChunks(text_chunk_rows, m, sink.put, data, rows, xn_all, yn_all)
         buckets = choose_buckets(m, bucket_bytes) if indexed else 0
@@ -180,6 +185,9 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
     summary = [["abstracts", f"{n:,}"]]
     if rows is not None:
         summary.append(["points drawn", f"{m:,} (uniform random sample; density of all {n:,} underneath)"])
+    background = None if data.background is None else {"n": len(data.background[0]), "name": data.background_name}
+    if background:
+        summary.append([data.background_name, f"{background['n']:,} points, in grey underneath"])
     hubs = _hubs(data, rows)
     if k:
         summary.append(["neighbours listed", f"{k} nearest in the high-D space (self excluded)"])
@@ -198,6 +206,7 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
         "n_total": n,
         "sampled": rows is not None,
         "density": rows is not None,
+        "background": background,
         "folder": folder_url,
         "k": k,
         "hubs": hubs,

@@ -13,17 +13,24 @@ from corpusmap.view.encoding import typed_array
 COLOURED_LABELS = 18  # the page's categorical palette
 
 
-def normalise(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Coordinates scaled into [-1, 1] (aspect kept, centred): the space regl-scatterplot draws in."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    cx = (x.min() + x.max()) / 2
-    cy = (y.min() + y.max()) / 2
-    half = max(x.max() - x.min(), y.max() - y.min()) / 2 or 1.0
-    scale = 1.0 / half
-    xn = ((x - cx) * scale).astype(np.float32)
-    yn = ((y - cy) * scale).astype(np.float32)
-    return xn, yn, {"center": [float(cx), float(cy)], "scale": float(scale)}
+def normalise(x: np.ndarray, y: np.ndarray, frame: Optional[tuple] = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Coordinates scaled into [-1, 1] (aspect kept, centred): the space regl-scatterplot draws in. ``frame``:
+    other points (x, y) that the square must hold as well (a reference map drawn underneath)."""
+    fx, fy = (x, y) if frame is None else (np.concatenate([x, frame[0]]), np.concatenate([y, frame[1]]))
+    fx = np.asarray(fx, dtype=np.float64)
+    fy = np.asarray(fy, dtype=np.float64)
+    cx = (fx.min() + fx.max()) / 2
+    cy = (fy.min() + fy.max()) / 2
+    half = max(fx.max() - fx.min(), fy.max() - fy.min()) / 2 or 1.0
+    transform = {"center": [float(cx), float(cy)], "scale": float(1.0 / half)}
+    return (*scaled(x, y, transform), transform)
+
+
+def scaled(x: np.ndarray, y: np.ndarray, transform: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``x``, ``y`` in the page's normalised space of :func:`normalise`."""
+    (cx, cy), scale = transform["center"], transform["scale"]
+    return (((np.asarray(x, dtype=np.float64) - cx) * scale).astype(np.float32),
+            ((np.asarray(y, dtype=np.float64) - cy) * scale).astype(np.float32))
 
 
 def sample_rows(n: int, max_points: int, seed: int) -> Optional[np.ndarray]:

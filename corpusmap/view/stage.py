@@ -131,12 +131,13 @@ class ViewStage(Stage):
 
 def page_data(run: Run, params: ViewParams, clustering):
     """The :class:`corpusmap.view.PageData` of a run's map."""
-    from corpusmap.maps import read_map
+    from corpusmap.maps import read_map, reference_coords
     from corpusmap.neighbors import has_knn_graph, load_knn_graph
     from corpusmap.values import year_array
     from corpusmap.view import ClusterLevel, PageData
 
     stored = read_map(run, params.map)
+    reference = stored.manifest.get("reference") or {}
     columns = run.corpus_columns()
     corpus = run.read_corpus([c for c in ("id", "title", "year") if c in columns] + [params.label_col])
     neighbors = np.asarray(load_knn_graph(run).indices) if has_knn_graph(run) else None
@@ -159,7 +160,9 @@ def page_data(run: Run, params: ViewParams, clustering):
         titles=corpus.column("title").to_pylist() if "title" in columns else None, abstracts=read_rows,
         years=year_array(corpus.column("year")) if "year" in columns else None,
         labels=[None if v is None else str(v) for v in labels], neighbors=neighbors, clusters=levels,
-        info=_info(run, params, stored), excess=_excess_words(run), pmids=ids_are_pmids(run))
+        info=_info(run, params, stored), excess=_excess_words(run), pmids=ids_are_pmids(run),
+        background=reference_coords(stored),
+        background_name=f"reference map ({Path(reference.get('run', '')).name} · {reference.get('map')})")
 
 
 PMID_COLUMNS = ("pmid", "pubmed_id", "pubmedid")

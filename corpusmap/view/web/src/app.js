@@ -190,9 +190,10 @@ class App {
     });
     this.canvas.addEventListener('keydown', (e) => this.onKey(e));
     window.addEventListener('resize', () => this.onResize());
-    if (this.m.density) {
-      const d = await load('density');
-      this.density = new DensityLayer(this.densityCanvas, `data:image/png;base64,${d.png}`, () => this.onView());
+    const layers = ['background', 'density'].filter((key) => this.m[key]);  // (the reference map lowest)
+    if (layers.length) {
+      this.density = new DensityLayer(this.densityCanvas, () => this.onView());
+      for (const key of layers) this.density.add(`data:image/png;base64,${(await load(key)).png}`);
     }
     this.defaultMode = this.controls.color.value;
     await this.setColor(this.defaultMode, { draw: false });
@@ -441,7 +442,7 @@ class App {
     const counted = spec.legend && spec.legend.kind !== 'bar' && spec.legend.items;  // (a bar counts nothing)
     const where = [this.keep && 'in the year range', this.m.sampled && 'of the drawn sample'].filter(Boolean);
     const title = counted && where.length ? `${this.legendTitle} (${where.join(', ')})` : this.legendTitle;
-    renderLegend(this.controls.legend, spec.legend, title);
+    renderLegend(this.controls.legend, spec.legend, title, this.m.background);
   }
 
   /** Colour by the words now in the words box (switching to that mode). */
@@ -795,6 +796,12 @@ class App {
           out[2 * i + 1] = r.top + sy;
         }
         return out;
+      },
+      /** Client coordinates of writer coordinates (x, y), e.g. of a reference map's points. */
+      screenOf(x, y) {
+        const r = app.canvas.getBoundingClientRect();
+        const [sx, sy] = app.project(x, y);
+        return [r.left + sx, r.top + sy];
       },
       /** Writer coordinates (normalised to [-1, 1]) of point i. */
       dataPosition: (i) => [app.x[i], app.y[i]],

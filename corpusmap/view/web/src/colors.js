@@ -14,6 +14,7 @@ export const VIRIDIS = [
 ];
 export const OTHER = '#a9a9a9';
 export const NONE = '#dcdcdc';
+export const BACKGROUND = '#b4b4b4';  // a reference map under the points (density.py's grey as it shows over white)
 export const PLAIN = '#3b6ea8';
 export const HIT = '#d62728';
 

@@ -1,17 +1,24 @@
-// Density of all points as an image under the scatter plot, for maps too big to draw every point (the writer
-// then draws a random sample on top). The image covers the writer's normalised square [-1, 1]^2.
+// Images under the scatter plot, each covering the writer's normalised square [-1, 1]^2: the grey density of a
+// reference map that the points were placed into, and the density of all points for maps too big to draw every
+// point (the writer then draws a random sample on top).
 
 export class DensityLayer {
-  constructor(canvas, dataUrl, onReady) {
+  constructor(canvas, onReady) {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
-    this.image = new Image();
-    this.ready = false;
-    this.image.onload = () => {
-      this.ready = true;
-      onReady();
+    this.images = [];
+    this.onReady = onReady;
+  }
+
+  /** Add an image (a PNG data URL) above those added before. */
+  add(dataUrl) {
+    const image = new Image();
+    image.onload = () => {
+      image.ready = true;
+      this.onReady();
     };
-    this.image.src = dataUrl;
+    image.src = dataUrl;
+    this.images.push(image);
   }
 
   /** Draw with project(x, y) -> [screenX, screenY] for the current camera. */
@@ -24,11 +31,10 @@ export class DensityLayer {
     const ctx = this.ctx;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    if (!this.ready) return;
     const [x0, y0] = project(-1, 1);
     const [x1, y1] = project(1, -1);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.imageSmoothingEnabled = true;
-    ctx.drawImage(this.image, x0, y0, x1 - x0, y1 - y0);
+    for (const image of this.images) if (image.ready) ctx.drawImage(image, x0, y0, x1 - x0, y1 - y0);
   }
 }

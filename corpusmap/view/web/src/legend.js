@@ -1,10 +1,16 @@
 // The legend of the current colour mode: a colour bar for years, swatches with counts for categories.
 
+import { BACKGROUND } from './colors.js';
 import { clear, el, fmt } from './dom.js';
 
-export function renderLegend(node, legend, title) {
+/** background: {n, name} of a reference map drawn in grey under the points, listed after the colours. */
+export function renderLegend(node, legend, title, background) {
   clear(node);
-  if (!legend) return;
+  if (legend) renderColours(node, legend, title);
+  if (background) node.appendChild(item(BACKGROUND, background.name, background.n));
+}
+
+function renderColours(node, legend, title) {
   node.appendChild(el('div', { class: 'cm-legend-title' }, title));
   if (legend.kind === 'bar') {
     const stops = legend.colors.map((c, i) => `${c} ${((i / (legend.colors.length - 1)) * 100).toFixed(1)}%`);
