@@ -83,9 +83,12 @@ class EmbedOptions:
         elif encoder_kind(self.model).fitted:
             refuse_unused(changed_flags(self, *model_options),
                           f"for transformer models, which --model {self.model} is not")
-            if self.fit_from:
-                refuse_unused(changed_flags(self, *fit_options),
-                              "--fit-from reuses the other run's fit, with its own dimension and seed")
+            if self.fit_from:  # (given as that fit has them, they are welcome)
+                fit = (try_read_manifest(Run(self.fit_from).embeddings_manifest_path) or {}).get("params") or {}
+                fit["dim"] = fit.get("requested_dim", fit.get("dim"))
+                refuse_unused(changed_flags(self, *[n for n in fit_options if getattr(self, n) != fit.get(n)]),
+                              "--fit-from reuses the other run's fit, with its own dimension and seed "
+                              f"({', '.join(f'{n} {fit.get(n)}' for n in fit_options if fit.get(n) is not None)})")
         else:
             refuse_unused(changed_flags(self, *fit_options),
                           "for --model tfidf (a fitted encoder); a transformer model has its own dimension")

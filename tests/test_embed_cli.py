@@ -254,6 +254,21 @@ def test_fit_from_errors(small_corpus, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything is written
 
 
+def test_fit_from_accepts_the_fits_own_settings_and_refuses_others(small_corpus, tmp_path):
+    """--dim, --seed and --fit-rows cannot change a reused fit: given as that fit has them they are accepted (a
+    script may pass them to every run), given otherwise refused with the fit's values."""
+    base = tmp_path / "base"
+    assert cli("embed", small_corpus, "-o", base, "--model", "tfidf", "--dim", "20", "--seed", "3", "-q").exit_code == 0
+    same = cli("embed", small_corpus, "-o", tmp_path / "same", "--model", "tfidf", "--fit-from", base,
+               "--dim", "20", "--seed", "3", "-q")
+    assert same.exit_code == 0, same.output
+    assert corpusmap.load_run(tmp_path / "same").vectors.shape[1] == 20
+    other = cli("embed", small_corpus, "-o", tmp_path / "other", "--model", "tfidf", "--fit-from", base,
+                "--dim", "30", "--seed", "3")
+    assert other.exit_code == 2 and "--dim: --fit-from reuses" in other.output and "(dim 20, seed 3" in other.output
+    assert not (tmp_path / "other").exists()
+
+
 def test_a_lost_or_damaged_tfidf_fit_is_found(small_corpus, tmp_path):
     """The vectors record their fit's checksums: a lost fit makes them not current and embed fits it again (the
     same bytes, the shards kept); a damaged one is refused by --fit-from before it gives other vectors."""
