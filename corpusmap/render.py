@@ -53,15 +53,43 @@ CATEGORICAL = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 
 
 def qualitative_palette(n: int) -> list:
-    """``n`` distinct colours: :data:`CATEGORICAL` (the page's colours, in its order), then evenly spaced hues for
-    the categories beyond it (so that the first ones keep their colours whatever ``n`` is)."""
+    """``n`` distinct colours: :data:`CATEGORICAL` (the page's colours, in its order), then, for the categories
+    beyond it, colours each as far as can be (CIELAB distance, greedily) from every colour before it, from the
+    greys of "other" and "no value" and from the white background (so that the first ones keep their colours
+    whatever ``n`` is)."""
     if n <= len(CATEGORICAL):
         return list(CATEGORICAL[:n])
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
+    return list(CATEGORICAL) + _farthest_colours(n - len(CATEGORICAL))
 
-    more = n - len(CATEGORICAL)
-    return list(CATEGORICAL) + [to_hex(c) for c in colormaps["hsv"](np.linspace(0, 1, more, endpoint=False))]
+
+def _farthest_colours(more: int) -> list:
+    levels = np.linspace(0, 1, 18)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    lab = _cielab(grid)
+    keep = (np.hypot(lab[:, 1], lab[:, 2]) > 20) & (lab[:, 0] > 25) & (lab[:, 0] < 90)  # no greys, not near black
+    grid, lab = grid[keep], lab[keep]
+    taken = _cielab(np.array([_rgb(c) for c in (*CATEGORICAL, OTHER_COLOR, MISSING_COLOR, "#ffffff")]))
+    nearest = np.min(np.linalg.norm(lab[:, None] - taken[None], axis=2), axis=1)
+    out = []
+    for _ in range(more):
+        i = int(np.argmax(nearest))  # (ties: the first in the grid's order, so the palette is fixed)
+        out.append("#" + "".join(f"{round(v * 255):02x}" for v in grid[i]))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[i], axis=1))
+    return out
+
+
+def _rgb(hex_colour: str) -> tuple:
+    return tuple(int(hex_colour[k:k + 2], 16) / 255 for k in (1, 3, 5))
+
+
+def _cielab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (0..1) to CIELAB (D65)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                                [0.0193339, 0.1191920, 0.9503041]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.column_stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])])
 
 
 def _as_arrow_strings(values):

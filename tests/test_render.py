@@ -80,6 +80,14 @@ def test_figures_and_the_page_share_one_palette_without_grey():
     assert render.qualitative_palette(10) == list(render.CATEGORICAL[:10])
     assert len(set(render.qualitative_palette(20))) == 20
     assert render.qualitative_palette(30)[:len(render.CATEGORICAL)] == list(render.CATEGORICAL)  # theirs kept
+    # beyond the 18, each colour far from all before it and from the greys (CIELAB ΔE; 50 colours: 27 here)
+    lab = render._cielab(np.array([to_rgb(c) for c in render.qualitative_palette(50)]))
+    np.testing.assert_allclose(render._cielab(np.array([[1.0, 1, 1], [1, 0, 0]])),  # published sRGB D65 values
+                               [[100, 0, 0], [53.24, 80.09, 67.20]], atol=0.02)
+    greys = render._cielab(np.array([to_rgb(c) for c in (render.OTHER_COLOR, render.MISSING_COLOR)]))
+    for i in range(len(render.CATEGORICAL), 50):
+        assert np.linalg.norm(lab[:i] - lab[i], axis=1).min() > 20
+        assert np.linalg.norm(greys - lab[i], axis=1).min() > 20
     for colour in render.CATEGORICAL:
         r, g, b = to_rgb(colour)
         assert max(r, g, b) - min(r, g, b) > 0.1, colour  # not a grey
