@@ -23,7 +23,7 @@ from corpusmap import layouts, resources
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.progress import Progress, info
 from corpusmap.run import Run, check_name, file_fingerprint, read_map_stage
-from corpusmap.stage import Stage, check_numbers, params_dict
+from corpusmap.stage import Stage, changed_flags, check_numbers, params_dict, refuse_unused
 
 META_KEY = b"corpusmap"
 FORMAT = 2
@@ -254,6 +254,8 @@ class MapParams:
             raise UsageProblem(f"--method must be one of {', '.join(layouts.METHODS)}, not {self.method!r}")
         if self.device not in ("cpu", "cuda"):
             raise UsageProblem(f"--device must be cpu or cuda, not {self.device!r}")
+        if self.method == "pca":
+            refuse_unused(changed_flags(self, "seed"), "the PCA map is exact (no random start)")
         if self.device == "cuda" and self.method == "pca":
             raise UsageProblem("--device cuda lays out t-SNE and UMAP maps; the PCA baseline runs on the CPU")
         object.__setattr__(self, "name", check_name(self.name or self.method, "map name"))

@@ -54,6 +54,13 @@ class NeighborsParams:
             refuse_unused(changed_flags(self, "k", "index", "target_recall", "recall_queries", "exact_threshold",
                                         "seed", flags={"k": "-k"}),
                           "--from stores the given graph as it is (its own k neighbours, no search)")
+        elif self.index == "exact":
+            refuse_unused(changed_flags(self, "target_recall", "recall_queries", "exact_threshold", "seed"),
+                          "--index exact compares every pair (no recall to tune, no sample, no threshold)")
+        elif self.index != "auto":
+            refuse_unused(changed_flags(self, "exact_threshold"),
+                          f"it chooses between exact and approximate search under --index auto, not --index "
+                          f"{self.index}")
 
 
 class NeighborsStage(Stage):

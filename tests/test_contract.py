@@ -328,14 +328,19 @@ def test_other_reader_options_are_refused_with_the_way_back(run):
 
 
 def test_parameters_that_make_no_difference_never_call_for_overwrite(run):
-    """Below the exact threshold `auto` is the exact graph, and an exact graph has no recall target; a PCA map has
-    no seed: asking for them so keeps the stored output (no refusal, no recomputation)."""
+    """Below the exact threshold `auto` is the exact graph, and an exact graph has no recall target: asking for
+    them so keeps the stored output (no refusal, no recomputation). Asked for where they can never matter (an
+    exact index, a PCA map's seed) they are refused as options with no effect."""
     before = tree(run)
     for args in (["neighbors", run, "-k", "10", "--index", "exact"],
-                 ["neighbors", run, "-k", "10", "--target-recall", "0.5", "--recall-queries", "50", "--seed", "3"],
-                 ["map", run, "--method", "pca", "--seed", "7"]):
+                 ["neighbors", run, "-k", "10", "--target-recall", "0.5", "--recall-queries", "50", "--seed", "3"]):
         result = cli(*args)
         assert result.exit_code == 0 and "current" in result.output, (args, result.output)
+    for args, flags in ((["neighbors", run, "--index", "exact", "--target-recall", "0.5"], "--target-recall"),
+                        (["neighbors", run, "--index", "hnsw", "--exact-threshold", "100"], "--exact-threshold"),
+                        (["map", run, "--method", "pca", "--seed", "7"], "--seed")):
+        result = cli(*args)
+        assert result.exit_code == 2 and f"Error: {flags}: " in result.output and "drop it" in result.output, args
     assert tree(run) == before
     result = cli("neighbors", run, "-k", "11")  # one that does make a difference is refused as before
     assert result.exit_code == 1 and "(k 10 -> 11)" in result.output

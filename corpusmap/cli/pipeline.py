@@ -116,7 +116,8 @@ def command_args(command: click.Command, stage: str, table: dict, base: Path) ->
     for key, value in table.items():
         param = by_flag.get(key) or by_flag.get(key.replace("_", "-"))
         if param is None:
-            known = sorted(max(p.opts, key=len).lstrip("-") for p in options.values())
+            known = sorted({next((o for o in p.opts if o.startswith("--")), p.opts[0]).lstrip("-")
+                            for p in options.values()})
             raise UsageProblem(f"[{stage}] has no option {key!r}; its options: {', '.join(known)}")
         flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
         is_path = isinstance(param.type, click.Path)
@@ -210,7 +211,7 @@ def _ordinal(i: int) -> str:
 @quiet_option
 @click.pass_context
 def run(ctx, config, dry_run, overwrite, quiet):
-    """Run the whole pipeline (embed, neighbors, maps, clusters, evaluate, excess, plots, pages) from a TOML
+    """Run the whole pipeline (embed, neighbors, maps, clusters, evaluate, excess, plots, pages, exports) from a TOML
     file; a stage whose stored output is current is skipped. Each table holds one command's long options; see
     examples/demo.toml."""
     if quiet:
