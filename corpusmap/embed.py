@@ -200,7 +200,10 @@ def _replace_advice(run: Run, existing: dict, wanted: dict) -> str:
 def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
     existing = try_read_manifest(run.corpus_manifest_path) if run.corpus_path.is_file() else None
     if existing is None:
-        return Status(False, "no corpus yet")
+        if run.corpus_path.is_file():
+            return Status(False, f"{run.corpus_manifest_path} is damaged or missing: read again")
+        return Status(False, f"{run.corpus_path} is missing: read again" if run.corpus_manifest_path.is_file()
+                      else "no corpus yet")
     wanted = _corpus_wanted(params, paths)
     if {k: existing.get(k) for k in wanted} == wanted:
         try:

@@ -277,7 +277,11 @@ class Stage:
         if earlier != self.definitions:
             return Status(False, f"computed by a corpusmap with other definitions of {self.what} "
                                  f"({earlier} -> {self.definitions})")
-        changed = _diff(self.comparable(run, block.get("params") or {}), self.comparable(run, self.record(params)))
+        try:  # (comparing may read the corpus: a damaged one makes the output not current, as its embed mends it)
+            changed = _diff(self.comparable(run, block.get("params") or {}),
+                            self.comparable(run, self.record(params)))
+        except CorpusmapError as exc:
+            return Status(False, str(exc))
         if changed:
             return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
         problem = self.check_files(run, params, manifest)

@@ -372,6 +372,25 @@ def test_a_deleted_or_damaged_output_is_rerun(folder, damage):
     assert target.stat().st_size == 10 * 1881 * 8 + 128
 
 
+@pytest.mark.parametrize("name", ["corpus.json", "corpus.parquet"])
+def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
+    """The corpus and its manifest are embed's outputs: damaged, they are read again from the inputs (the same
+    corpus, so everything computed from it is kept), not an error that stops the plan."""
+    out = folder / "out"
+    before = fingerprints(out)
+    target = out / name
+    target.write_bytes(target.read_bytes()[:100])
+    dry = cli("run", folder / "pipeline.toml", "--dry-run")
+    assert dry.exit_code == 0 and "run: embed" in dry.output and "damaged" in dry.output, dry.output
+    result = cli("run", folder / "pipeline.toml")
+    assert result.exit_code == 0, result.output
+    assert target.stat().st_size > 1000  # read again
+    after = fingerprints(out)
+    assert set(after) == set(before) and {k for k in after if after[k] != before[k]} <= {"corpus"}
+    again = cli("run", folder / "pipeline.toml", "--dry-run")
+    assert "run:" not in again.output, again.output
+
+
 @pytest.mark.parametrize("text, message", [
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\nbatchsize = 3\n', "[embed] has no option 'batchsize'"),
     ('run = "x"\n[mapz]\n', "unknown table(s) mapz"),
