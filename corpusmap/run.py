@@ -590,9 +590,11 @@ class Run:
         for renders_file in sorted(self.maps_dir.glob("*.renders.json")) if self.maps_dir.is_dir() else []:
             map_name = renders_file.name[:-len(".renders.json")]
             for rel, entry in ((try_read_manifest(renders_file) or {}).get("renders") or {}).items():
-                path = Path(rel) if Path(rel).is_absolute() else self.path / rel
+                path = self.resolve(rel)
                 inside = path.resolve().is_relative_to(self.path.resolve())  # never delete the user's own files
-                found.append(Output(f"render:{rel}", entry, [path] if inside else [],
+                folder = (entry.get("folder") or {}).get("path")  # a page's NAME_files/<version>/: all of NAME_files
+                paths = [path] + ([self.resolve(folder).parent] if folder else []) if inside else []
+                found.append(Output(f"render:{rel}", entry, paths,
                                     forget=lambda m=map_name, r=rel: self.forget_render(m, r)))
         add("eval", try_read_manifest(self.eval_manifest_path), [self.eval_dir])
         add("excess", try_read_manifest(self.excess_dir / self.MANIFEST), [self.excess_dir])
@@ -630,6 +632,10 @@ class Run:
                 path.unlink(missing_ok=True)
         if output.forget is not None:
             output.forget()
+
+    def resolve(self, rel: str) -> Path:
+        """The path that :meth:`relative` gave ``rel``."""
+        return Path(rel) if Path(rel).is_absolute() else self.path / rel
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the run if it lies inside it, else absolute: how renders are keyed."""

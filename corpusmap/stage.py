@@ -124,8 +124,10 @@ def describe_changes(changed: tuple, limit: int = 6) -> str:
 
 def _short(value: Any, width: int = 40) -> str:
     """A stored parameter value as the user would write it: lists comma-joined (each part shortened, so that the
-    one that differs shows), none for empty or unset."""
-    if value is None or value in ("", [], {}):
+    one that differs shows), none for empty, default for unset (``--clusters`` unset is not ``--clusters none``)."""
+    if value is None:
+        return "default"
+    if value in ("", [], {}):
         return "none"
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return ",".join(_short(v, 16) for v in value)

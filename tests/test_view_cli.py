@@ -33,6 +33,33 @@ def run(base, tmp_path):
     return copy_run(base, tmp_path)
 
 
+def test_a_pages_data_folder_is_part_of_the_page(run):
+    """A page of more than inline_max_points points keeps its data in NAME_files/<version>/: a file of it lost or
+    cut short makes the page not current (drawn again, whole), and a map made again removes the folder with the
+    page."""
+    from corpusmap.maps import MapParams, MapStage
+    from corpusmap.view.stage import ViewParams, ViewStage
+
+    params = ViewParams(map="tsne", inline_max_points=100)
+    r = Run(run)
+    ViewStage().run(r, params)
+    folder = run / "maps" / "tsne_files"
+    (version,) = list(folder.iterdir())
+    files = sorted(p.relative_to(version) for p in version.rglob("*.js"))
+    assert len(files) >= 5 and ViewStage().status(Run(run), params).current
+    for damage in (lambda: (version / "points.js").unlink(), lambda: (version / files[-1]).write_text("cut"),
+                   lambda: shutil.rmtree(folder)):
+        damage()
+        status = ViewStage().status(Run(run), params)
+        assert not status.current and "the page's data" in status.reason, status.reason
+        ViewStage().run(Run(run), params)
+        (version,) = list(folder.iterdir())
+        assert sorted(p.relative_to(version) for p in version.rglob("*.js")) == files
+        assert ViewStage().status(Run(run), params).current
+    MapStage().run(Run(run), MapParams(method="pca", name="tsne"), overwrite=True)
+    assert not (run / "maps" / "tsne.html").exists() and not folder.exists()
+
+
 def test_view_writes_a_page_of_the_run_and_keeps_it_current(run):
     result = cli("view", run)
     assert result.exit_code == 0, result.output

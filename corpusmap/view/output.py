@@ -6,6 +6,7 @@ disk is whole (old or new), and a failed write leaves the old page untouched.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -121,3 +122,12 @@ class PageOutput:
                 shutil.rmtree(entry, ignore_errors=True)
         if not any(self.root.iterdir()):
             self.root.rmdir()
+
+
+def folder_listing(folder: Path) -> dict:
+    """The files of a page's data folder, their bytes and a digest of their names and sizes: what tells a later
+    run that a file was deleted, cut short or added, without reading any."""
+    entries = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in Path(folder).rglob("*")
+                     if p.is_file())
+    digest = hashlib.sha256("\n".join(f"{name}\t{size}" for name, size in entries).encode()).hexdigest()
+    return {"files": len(entries), "bytes": sum(size for _, size in entries), "digest": digest}

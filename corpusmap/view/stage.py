@@ -65,7 +65,21 @@ class ViewStage(Stage):
         return {"stage": block} if block is not None else None
 
     def check_files(self, run: Run, params: ViewParams, manifest: dict) -> Optional[str]:
-        return run.render_problem(params.out_path(run), manifest["stage"])
+        """The page and its data folder (``NAME_files/<version>/``, for pages of more than
+        ``inline_max_points``), each as it was written."""
+        from corpusmap.view.output import folder_listing
+
+        block = manifest["stage"]
+        problem = run.render_problem(params.out_path(run), block)
+        folder = block.get("folder")
+        if problem or not folder:
+            return problem
+        path = run.resolve(folder["path"])
+        if not path.is_dir():
+            return f"{path} (the page's data) is missing"
+        if folder_listing(path) != {k: folder.get(k) for k in ("files", "bytes", "digest")}:
+            return f"{path} (the page's data) was changed since it was written"
+        return None
 
     def prepare(self, run: Run, params: ViewParams) -> None:
         from corpusmap.maps import read_map
@@ -113,7 +127,10 @@ class ViewStage(Stage):
         result = write_page(out, data, title=params.title or f"{run.path.name} · {params.map}",
                             max_points=params.max_points, inline_max_points=params.inline_max_points,
                             search=params.search, label_title=run.source_column(params.label_col), log=info)
-        block.update(output=run.relative(out), bytes=out.stat().st_size, sha256=sha256_file(out),
+        from corpusmap.view.output import folder_listing
+
+        folder = result.folder and {"path": run.relative(result.folder), **folder_listing(result.folder)}
+        block.update(output=run.relative(out), bytes=out.stat().st_size, sha256=sha256_file(out), folder=folder,
                      points=result.n_points,
                      total_points=result.n_total, sampled=result.sampled, search=result.search, files=result.files,
                      bytes_per_point={k: round(v, 2) for k, v in result.bytes_per_point().items()},
