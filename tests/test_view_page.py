@@ -734,6 +734,93 @@ def test_sampled_page_draws_a_sample_with_full_neighbour_rows(browser, pages, ac
         page.close()
 
 
+def test_undrawn_neighbours_outside_the_year_range_are_marked_and_get_no_line(browser, pages, acl):
+    """On a sampled page the neighbours that are not drawn carry their years: with a year range set, those
+    outside it are listed as such and get no line, like the drawn ones."""
+    rows = sample_rows(len(acl.titles), SAMPLED_POINTS, seed=0)
+    drawn = set(rows.tolist())
+    p = next(i for i, r in enumerate(rows) if acl.years[r] == 2019 and sum(
+        nb not in drawn and acl.years[nb] != 2019 for nb in acl.neighbors[r]) >= 2
+        and any(nb not in drawn and acl.years[nb] == 2019 for nb in acl.neighbors[r]))
+    page = Opened(browser, pages["sampled"].html)
+    try:
+        page.js("window.corpusmap.years(2019, 2019)")
+        page.js("i => window.corpusmap.pick(i)", p)
+        page.page.wait_for_function("document.querySelectorAll('#cm-neighbours li').length > 0")
+        shown = page.js("Array.from(document.querySelectorAll('#cm-neighbours li.cm-outside'))"
+                        ".map(li => li.lastChild.textContent)")
+        undrawn = [nb for nb in acl.neighbors[rows[p]] if nb not in drawn]
+        assert shown == [" (not drawn; outside the year range)" if acl.years[nb] != 2019 else " (not drawn)"
+                         for nb in undrawn]
+        in_range = [nb for nb in acl.neighbors[rows[p]] if acl.years[nb] == 2019]
+        assert len(page.js("window.corpusmap.lines()")) == len(in_range)
+    finally:
+        page.close()
+
+
+def test_a_narrow_window_keeps_the_fold_button_free_and_escape_closes_the_top_panel(browser, pages):
+    """At 600 x 700 an open paper sits below the folded controls, not over their fold button; unfolded, the
+    controls stay usable over it. Escape closes the About panel first, then the paper."""
+    page = Opened(browser, pages["single"].html, viewport={"width": 600, "height": 700})
+    fold_is_reachable = """() => { const r = document.getElementById('cm-fold').getBoundingClientRect();
+        return document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2).id === 'cm-fold'; }"""
+    try:
+        page.js("window.corpusmap.pick(5)")
+        page.page.wait_for_function("!document.getElementById('cm-details').hidden")
+        assert page.js(fold_is_reachable)
+        assert not _overlap(_box(page, "#cm-controls"), _box(page, "#cm-details"))
+        page.page.click("#cm-fold")  # unfolded: over the details where there is no room below them
+        page.page.wait_for_timeout(300)
+        assert page.page.is_visible("#cm-legend") and page.js(fold_is_reachable)
+        page.page.click("#cm-fold")
+        page.page.wait_for_timeout(300)
+        assert not _overlap(_box(page, "#cm-controls"), _box(page, "#cm-details"))
+        page.js("document.getElementById('cm-about').click()")  # (its button is in the folded controls)
+        assert page.page.is_visible("#cm-info")
+        page.page.keyboard.press("Escape")
+        assert not page.page.is_visible("#cm-info") and page.page.is_visible("#cm-details")
+        assert "p=5" in page.js("location.hash")
+        page.page.keyboard.press("Escape")
+        assert not page.page.is_visible("#cm-details")
+    finally:
+        page.close()
+
+
+def test_a_window_resized_after_the_page_panned_to_a_paper_fits_the_whole_map_again(browser, pages):
+    """The pan that brings a clicked paper out from under its panel is the page's own: the reader has not moved
+    the map, so a new window size still fits the whole map."""
+    page = Opened(browser, pages["single"].html)
+    try:
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
+        page.page.mouse.click(*pos[right])
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
+        _wait_until_in_the_free_part(page, right)
+        page.page.keyboard.press("Escape")
+        page.page.set_viewport_size({"width": 700, "height": 450})
+        page.page.wait_for_timeout(300)
+        _wait_until_still(page)
+        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+        assert pos[:, 0].min() >= 0 and pos[:, 0].max() <= 700 and pos[:, 1].min() >= 0 and pos[:, 1].max() <= 450
+    finally:
+        page.close()
+
+
+def test_quick_picks_follow_the_words_as_the_overlay_reads_them(browser, pages):
+    """The words box is read as tokens (any separator, any case): a quick pick shows pressed when its word is
+    there however written, and a click takes it out rather than adding it twice."""
+    page = Opened(browser, pages["single"].html)
+    pressed = "w => document.querySelector(`#cm-picks [data-word='${w}']`).getAttribute('aria-pressed')"
+    try:
+        page.js("window.corpusmap.words('BERT; neural')")
+        assert page.js(pressed, "bert") == "true" and page.js(pressed, "pretrained") == "false"
+        page.page.click("#cm-picks [data-word='bert']")
+        assert page.js("document.getElementById('cm-words').value") == "neural"
+        assert page.js(pressed, "bert") == "false"
+    finally:
+        page.close()
+
+
 def test_the_map_answers_the_keyboard(browser, pages):
     """The canvas is the first stop of Tab; arrows pan a fifth of the view, + and - zoom by 1.25, 0 shows the
     whole map again, Enter opens the paper nearest the middle."""
@@ -839,6 +926,19 @@ def test_a_link_shows_only_what_it_can_and_says_so(browser, pages, acl):
         assert not page.page.is_visible("#cm-details")
     finally:
         page.close()
+    # a camera far off the map or zoomed in a billion times is brought back within the page's limits
+    camera = "[...window.corpusmap.scatter().get('cameraTarget'), window.corpusmap.scatter().get('cameraDistance')]"
+    page = Opened(browser, html)
+    try:
+        home = page.js(camera)[2]
+    finally:
+        page.close()
+    for fragment, expected in (("#v=1e9,-1e9,0.5", [1.5, -1.5, 0.5]), ("#v=0.1,0.2,1e-9", [0.1, 0.2, home / 1e4])):
+        page = Opened(browser, html, fragment)
+        try:
+            assert np.allclose(page.js(camera), expected, rtol=1e-4), (fragment, page.js(camera))
+        finally:
+            page.close()
 
 
 def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_stay_on_top(browser, pages):

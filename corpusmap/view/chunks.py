@@ -98,7 +98,7 @@ class TextChunks:
     """Abstracts, ids (and DOIs where the data has them) and neighbour rows in chunks of ``rows`` page rows.
 
     Neighbours are stored as page rows; -2 is no neighbour; in a sampled page -1 is a neighbour that is not
-    drawn, whose [title, id, x, y] follows in ``out`` (so the list stays the full high-D neighbour row).
+    drawn, whose [title, id, x, y, year] follows in ``out`` (so the list stays the full high-D neighbour row).
     """
 
     def __init__(self, rows: int, total: int, emit: Emit, data: PageData, page_rows: Optional[np.ndarray],
@@ -150,8 +150,11 @@ class TextChunks:
         outside = nb[mapped == -1]
         titles = take(self.data.titles, outside) if self.data.titles is not None else [None] * len(outside)
         ids = take(self.data.ids, outside) if self.data.ids is not None else [None] * len(outside)
-        entries = iter([[_text(t), _text(i), round(float(self.xn_all[r]), 5), round(float(self.yn_all[r]), 5)]
-                        for t, i, r in zip(titles, ids, outside)])
+        years = np.full(len(outside), np.nan) if self.data.years is None else \
+            np.asarray(self.data.years, dtype=np.float64)[outside]
+        entries = iter([[_text(t), _text(i), round(float(self.xn_all[r]), 5), round(float(self.yn_all[r]), 5),
+                         None if math.isnan(y) else float(y)]
+                        for t, i, r, y in zip(titles, ids, outside, years)])
         out = [[next(entries) for _ in range(int(c))] for c in (mapped == -1).sum(axis=1)]
         return {"nbr": typed_array(mapped.ravel()), "out": out}
 

@@ -22,6 +22,7 @@ import { distinctTokens } from './tokens.js';
 const DIM = 0.08;
 const NARROW = { width: 720, height: 520 };  // in a window smaller than this the controls start folded
 const ZOOM_OUT_LIMIT = 4;
+const ZOOM_IN_LIMIT = 10000;  // times the whole-map view (float32 coordinates in [-1, 1]: still pixels apart)
 const isNarrow = () => window.innerWidth < NARROW.width || window.innerHeight < NARROW.height;
 
 export async function boot() {
@@ -97,10 +98,9 @@ class App {
     clear(this.root).append(this.mapNode, this.controls.panel, this.detailsNode, this.infoNode, this.tooltip, this.status);
     this.labels = new ClusterLabels(this.mapNode, this.m.clusters, (x, y) => this.project(x, y));
     document.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') {
-        this.toggleInfo(false);
-        this.unpick();
-      }
+      if (e.key !== 'Escape') return;
+      if (!this.infoNode.hidden) this.toggleInfo(false);  // the top-most panel first: the paper stays open
+      else this.unpick();
     });
   }
 
@@ -251,13 +251,15 @@ class App {
     this.homeDistance = cam.distance;
     this.limitZoomOut();
     if (this.atHome) await this.scatter.zoomToLocation(cam.target, cam.distance);
+    this.placeDetails();
     if (this.picked !== null) this.keepClear(this.picked);  // the panels' new places may cover it
     this.onView();
   }
 
-  /** Zooming out stops at ZOOM_OUT_LIMIT times the whole-map view (farther, the map is a speck under its names). */
+  /** Zooming out stops at ZOOM_OUT_LIMIT times the whole-map view (farther, the map is a speck under its names),
+   * zooming in at ZOOM_IN_LIMIT times. */
   limitZoomOut() {
-    this.scatter.get('camera').setScaleBounds([this.homeZoom / ZOOM_OUT_LIMIT, Infinity]);
+    this.scatter.get('camera').setScaleBounds([this.homeZoom / ZOOM_OUT_LIMIT, this.homeZoom * ZOOM_IN_LIMIT]);
   }
 
   /** Screen position (in the map's CSS pixels) of a point in the writer's normalised coordinates. */
@@ -334,7 +336,7 @@ class App {
       const step = 0.4 * d;
       this.atHome = false;
       this.unhover();  // the point under the cursor moves away
-      const to = zoom ? Math.min(d * zoom, ZOOM_OUT_LIMIT * this.homeDistance) : d;
+      const to = zoom ? Math.min(Math.max(d * zoom, this.homeDistance / ZOOM_IN_LIMIT), ZOOM_OUT_LIMIT * this.homeDistance) : d;
       this.scatter.zoomToLocation(pan ? [tx + pan[0] * step, ty + pan[1] * step] : [tx, ty], to);
     } else {
       return;
@@ -646,16 +648,18 @@ class App {
     this.unhover();  // the details take its place (a tooltip would cover them)
     const [record, title] = await Promise.all([this.texts.record(row), this.texts.title(row)]);
     if (this.picked !== row) return;
-    const hidden = (r) => r >= 0 && this.keep !== null && !this.keep[r];  // outside the year range
-    const drawn = record.neighbours.filter((nb) => nb.row >= 0 && !hidden(nb.row)).map((nb) => nb.row);
+    const hidden = (nb) => this.keep !== null && (nb.row >= 0 ? !this.keep[nb.row]  // outside the year range
+      : !(nb.year >= this.yearRange[0] && nb.year <= this.yearRange[1]));  // (an undrawn one: by its own year)
+    const drawn = record.neighbours.filter((nb) => nb.row >= 0 && !hidden(nb)).map((nb) => nb.row);
     this.selected = [row, ...drawn];
     this.scatter.select(this.selected, { preventEvent: true });
     const x0 = this.x[row];
     const y0 = this.y[row];
-    const lines = record.neighbours.filter((nb) => !hidden(nb.row)).map((nb) => {
+    const lines = record.neighbours.filter((nb) => !hidden(nb)).map((nb) => {
       const [x1, y1] = nb.row >= 0 ? [this.x[nb.row], this.y[nb.row]] : [nb.x, nb.y];
       return { vertices: [[x0, y0], [x1, y1]] };
     });
+    this.lines = lines;
     this.scatter.drawAnnotations(lines);
     const clusters = this.m.clusters
       .map((level, i) => [level.name, level.names[this.clusterCodes[i][row]]])
@@ -672,8 +676,29 @@ class App {
       hubs: this.m.hubs || {},
     });
     this.detailsNode.dataset.row = String(row);
+    this.placeDetails();
     this.onView();
     this.keepClear(row);
+  }
+
+  /** Where the controls and the details would overlap (a narrow window), the details go below the controls, or,
+   * with too little room left there, under them, so that neither hides the other's buttons. */
+  placeDetails() {
+    const node = this.detailsNode;
+    node.style.top = '';
+    node.style.maxHeight = '';
+    this.controls.panel.classList.remove('cm-above');
+    if (node.hidden) return;
+    const c = this.controls.panel.getBoundingClientRect();
+    if (node.getBoundingClientRect().left >= c.right + 8) return;
+    const root = this.root.getBoundingClientRect();
+    const top = c.bottom - root.top + 8;
+    if (root.height - top >= 160) {
+      node.style.top = `${top}px`;
+      node.style.maxHeight = `${root.height - top - 48}px`;
+    } else {
+      this.controls.panel.classList.add('cm-above');
+    }
   }
 
   /** A picked point that is off screen or under a panel: the map pans it to the middle of the free part between
@@ -701,7 +726,7 @@ class App {
     const [tx, ty] = this.scatter.get('cameraTarget');
     const d = this.scatter.get('cameraDistance');
     const unit = (2 * d) / this.height;  // the map moves 2 d / height data units per pixel
-    this.atHome = false;
+    // (the page's own move: atHome stays, so that a new window size still fits the whole map, then pans again)
     this.scatter.zoomToLocation([tx + (offX ? sx - goalX : 0) * unit, ty + (offY ? goalY - sy : 0) * unit], d,
       { transition: true, transitionDuration: 300 });
   }
@@ -716,6 +741,7 @@ class App {
     if (focused) this.canvas.focus({ preventScroll: true });  // a keyboard reader goes on from the map, not from the page's top
     this.scatter.deselect({ preventEvent: true });
     this.scatter.clearAnnotations();
+    this.lines = [];
     this.onView();
   }
 
@@ -756,9 +782,11 @@ class App {
       [c.yearFrom.value, c.yearTo.value] = [String(s.y[0]), String(s.y[1])];
       await this.setYears(s.y[0], s.y[1]);
     }
-    if (s.v) {
+    if (s.v) {  // (a crafted link cannot look far off the map, or closer than the zoom-in limit)
       this.atHome = false;
-      this.scatter.zoomToLocation([s.v[0], s.v[1]], s.v[2]);
+      const d = Math.min(Math.max(s.v[2], this.homeDistance / ZOOM_IN_LIMIT), ZOOM_OUT_LIMIT * this.homeDistance);
+      const clamp = (v) => Math.min(Math.max(v, -1 - d), 1 + d);  // the map fills [-1, 1]^2
+      this.scatter.zoomToLocation([clamp(s.v[0]), clamp(s.v[1])], d);
     }
     if (s.p !== undefined && s.p < this.n && !(this.keep && !this.keep[s.p])) await this.pick(s.p);
   }
@@ -803,6 +831,8 @@ class App {
         const [sx, sy] = app.project(x, y);
         return [r.left + sx, r.top + sy];
       },
+      /** The lines drawn from the open paper to its neighbours, as [[x0, y0], [x1, y1]] in writer coordinates. */
+      lines: () => (app.lines || []).map((line) => line.vertices),
       /** Writer coordinates (normalised to [-1, 1]) of point i. */
       dataPosition: (i) => [app.x[i], app.y[i]],
       zoom: () => app.zoom(),

@@ -2,6 +2,7 @@
 // and the button for the map's parameters and evaluation.
 
 import { el } from './dom.js';
+import { distinctTokens } from './tokens.js';
 
 export function buildControls(manifest, handlers) {
   const c = {};
@@ -112,9 +113,10 @@ export function setFolded(c, folded) {
   c.fold.textContent = folded ? '▸' : '▾';
 }
 
+/** The words box as the overlay reads it (its tokens), with word taken out if there, else added. */
 function toggleWord(c, word, handlers) {
-  const words = c.words.value.split(/[\s,]+/).filter(Boolean);
-  const i = words.findIndex((w) => w.toLowerCase() === word.toLowerCase());
+  const words = distinctTokens(c.words.value);
+  const i = words.indexOf(word.toLowerCase());
   if (i >= 0) words.splice(i, 1);
   else words.push(word);
   c.words.value = words.join(', ');
@@ -124,7 +126,7 @@ function toggleWord(c, word, handlers) {
 
 /** Each quick-pick word shows whether it is in the words box now. */
 export function syncPicks(c) {
-  const words = new Set(c.words.value.toLowerCase().split(/[\s,]+/).filter(Boolean));
+  const words = new Set(distinctTokens(c.words.value));
   for (const chip of c.picks.children) chip.setAttribute('aria-pressed', String(words.has(chip.dataset.word)));
 }
 

@@ -17,7 +17,7 @@ export class DetailsPanel {
   }
 
   /** Show a point; info = {row, title, meta: [..strings], clusters: [[level, name]], record, pmids (bare
-   * numeric ids are PMIDs), hidden(row) (a neighbour the year filter hides), nbrTitle(row), hubs (page row ->
+   * numeric ids are PMIDs), hidden(nb) (a neighbour the year filter hides), nbrTitle(row), hubs (page row ->
    * the share of all papers whose neighbours it is among, for hubs)}. */
   show(info) {
     const keyboard = this.node.contains(document.activeElement);  // a neighbour picked from the keyboard
@@ -56,11 +56,12 @@ export class DetailsPanel {
 
   neighbour(nb, nbrTitle, hidden = () => false, hubs = {}) {
     if (nb.row < 0) {
+      const why = hidden(nb) ? ' (not drawn; outside the year range)' : ' (not drawn)';
       return el('li', { dataset: { row: '-1' }, class: 'cm-outside', title: 'not among the drawn sample' },
-        nb.title || String(nb.id ?? ''), el('span', { class: 'cm-muted' }, ' (not drawn)'));
+        nb.title || String(nb.id ?? ''), el('span', { class: 'cm-muted' }, why));
     }
     // a real button: Enter and Space pick it, and it is in the tab order (not for a paper the year filter hides)
-    const label = el('button', { class: 'cm-link', type: 'button', disabled: hidden(nb.row),
+    const label = el('button', { class: 'cm-link', type: 'button', disabled: hidden(nb),
       onclick: () => this.onPick(nb.row) }, '…');
     nbrTitle(nb.row).then((t) => {
       label.textContent = t || '(no title)';

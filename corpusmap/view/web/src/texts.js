@@ -76,8 +76,8 @@ export class Texts {
   }
 
   /**
-   * {abstract, id, doi, neighbours: [{row, title, id, x, y}]} of row. In the stored rows -1 is a neighbour outside the
-   * drawn sample (its title, id and position follow in `out`) and -2 no neighbour.
+   * {abstract, id, doi, neighbours: [{row, title, id, x, y, year}]} of row. In the stored rows -1 is a neighbour outside
+   * the drawn sample (its title, id, position and year follow in `out`) and -2 no neighbour.
    */
   async record(row) {
     const chunk = await this.records.get(row);
@@ -90,8 +90,8 @@ export class Texts {
         const r = chunk.nbr[j * this.k + m];
         if (r >= 0) neighbours.push({ row: r });
         else if (r === -1 && outside && o < outside.length) {
-          const [title, id, x, y] = outside[o++];
-          neighbours.push({ row: -1, title, id, x, y });
+          const [title, id, x, y, year] = outside[o++];
+          neighbours.push({ row: -1, title, id, x, y, year });
         }
       }
     }
