@@ -135,6 +135,21 @@ def test_the_page_opens_offline_with_the_runs_regions_and_neighbours(run, browse
         page.close()
 
 
+def test_a_map_made_after_the_evaluation_says_so_in_its_panel(run):
+    """The panel shows the vectors' evaluation beside a map made since, and says the map itself was not
+    evaluated (naming the command), rather than leaving its rows out silently."""
+    from corpusmap.view.info import info_sections
+    from corpusmap.view.stage import ViewParams, page_data
+
+    assert cli("map", run, "--method", "pca", "--name", "late", "--no-plot", "-q").exit_code == 0
+    late = page_data(Run(run), ViewParams(map="late"), None).info["evaluation"]
+    assert late["this map"] == f"not evaluated yet: run `corpusmap evaluate {run}`"
+    assert [s["kind"] for s in late["spaces"]] == ["vectors"]
+    rows = [row for section in info_sections({"evaluation": late}, []) for row in section["rows"]]
+    assert ["this map", late["this map"]] in rows
+    assert "this map" not in page_data(Run(run), ViewParams(map="tsne"), None).info["evaluation"]
+
+
 def test_export_for_embedding_atlas(run):
     result = cli("export", run, "--map", "tsne")
     assert result.exit_code == 0, result.output

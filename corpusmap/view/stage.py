@@ -210,6 +210,8 @@ def _info(run: Run, params: ViewParams, stored) -> dict:
         spaces = [s for s in result.get("spaces", []) if s["space"] == params.map or s["kind"] == "vectors"]
         if spaces:
             info_["evaluation"] = {"spaces": spaces, "k": result.get("k")}
+            if not any(s["space"] == params.map for s in spaces):  # (a map made after the evaluation)
+                info_["evaluation"]["this map"] = f"not evaluated yet: run `corpusmap evaluate {run.path}`"
             accuracy = next((s["knn_accuracy"] for s in spaces if s.get("knn_accuracy")), None)
             if accuracy and result.get("label_col"):
                 column, source = result["label_col"], run.source_column(result["label_col"])
