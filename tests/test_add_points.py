@@ -175,6 +175,9 @@ def test_the_page_of_a_grown_map_draws_its_reference_map_in_grey_underneath(runs
         inside = ((screen_ref[:, 0] > box["x"]) & (screen_ref[:, 0] < box["x"] + box["width"])
                   & (screen_ref[:, 1] > box["y"]) & (screen_ref[:, 1] < box["y"] + box["height"]))
         assert inside.all()  # the frame holds the reference map whole
+        page.page.wait_for_function("""() => { const c = document.querySelector('.cm-density');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }""")  # (images load async)
         pixels = page.canvas_pixels()
         alone = screen_ref[cKDTree(screen_new).query(screen_ref)[0] > 12][:200]
         assert len(alone) > 20

@@ -770,11 +770,13 @@ def test_a_narrow_window_keeps_the_fold_button_free_and_escape_closes_the_top_pa
         assert page.js(fold_is_reachable)
         assert not _overlap(_box(page, "#cm-controls"), _box(page, "#cm-details"))
         page.page.click("#cm-fold")  # unfolded: over the details where there is no room below them
-        page.page.wait_for_timeout(300)
-        assert page.page.is_visible("#cm-legend") and page.js(fold_is_reachable)
+        assert page.page.is_visible("#cm-legend")
+        page.page.wait_for_function(fold_is_reachable, timeout=10_000)  # (once the page has refitted)
         page.page.click("#cm-fold")
-        page.page.wait_for_timeout(300)
-        assert not _overlap(_box(page, "#cm-controls"), _box(page, "#cm-details"))
+        page.page.wait_for_function("""() => { const c = document.getElementById('cm-controls').getBoundingClientRect();
+            const d = document.getElementById('cm-details').getBoundingClientRect();
+            return c.right <= d.left || d.right <= c.left || c.bottom <= d.top || d.bottom <= c.top; }""",
+                                    timeout=10_000)
         page.js("document.getElementById('cm-about').click()")  # (its button is in the folded controls)
         assert page.page.is_visible("#cm-info")
         page.page.keyboard.press("Escape")
@@ -791,17 +793,13 @@ def test_a_window_resized_after_the_page_panned_to_a_paper_fits_the_whole_map_ag
     the map, so a new window size still fits the whole map."""
     page = Opened(browser, pages["single"].html)
     try:
-        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
-        right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
-        page.page.mouse.click(*pos[right])
-        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
-        _wait_until_in_the_free_part(page, right)
+        _click_the_rightmost_point(page)
         page.page.keyboard.press("Escape")
         page.page.set_viewport_size({"width": 700, "height": 450})
-        page.page.wait_for_timeout(300)
-        _wait_until_still(page)
-        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
-        assert pos[:, 0].min() >= 0 and pos[:, 0].max() <= 700 and pos[:, 1].min() >= 0 and pos[:, 1].max() <= 450
+        fits = """() => { const p = window.corpusmap.screenPositions(); let ok = true;
+            for (let i = 0; i < p.length; i += 2) ok = ok && p[i] >= 0 && p[i] <= 700 && p[i + 1] >= 0 && p[i + 1] <= 450;
+            return ok; }"""
+        page.page.wait_for_function(fits, timeout=10_000)  # (however slow the resize event comes)
     finally:
         page.close()
 
@@ -990,6 +988,17 @@ def _wait_until_in_the_free_part(page, row: int) -> None:
                                                       _box(page, "#cm-controls"), _box(page, "#cm-details"))
 
 
+def _click_the_rightmost_point(page) -> int:
+    """Click the right-most isolated point (under the details panel once they open) and wait until the page has
+    brought it into the free part; returns its row."""
+    pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
+    right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
+    page.page.mouse.click(*pos[right])
+    page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
+    _wait_until_in_the_free_part(page, right)
+    return right
+
+
 def _wait_until_still(page) -> None:
     """The camera has stopped: the same in two looks 200 ms apart."""
     page.page.wait_for_function("""() => { const s = window.corpusmap.scatter();
@@ -1004,11 +1013,7 @@ def test_an_opened_paper_is_brought_into_the_free_part_of_a_small_window(browser
     size = {"width": 800, "height": 600}
     page = Opened(browser, pages["single"].html, viewport=size)
     try:
-        pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
-        right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
-        page.page.mouse.click(*pos[right])
-        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
-        _wait_until_in_the_free_part(page, right)
+        right = _click_the_rightmost_point(page)
         # zoomed in on the paper, a neighbour far from it on the map is off screen; opened from the list, it shows
         page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [page.js(f"window.corpusmap.dataPosition({right})"), 0.02])
         page.page.wait_for_timeout(300)
