@@ -295,6 +295,51 @@ def test_search_count_equals_an_independent_python_count(opened, acl, query):
     opened.js("window.corpusmap.search('')")
 
 
+def python_phrase_rows(acl, query: str) -> list[int]:
+    """Independent: rows whose title + abstract tokens hold every token of the query, and each quoted phrase as
+    consecutive tokens."""
+    import re
+
+    phrases = [tokenize(p) for p in re.findall(r'"([^"]*)"', query)]
+    phrases = [p for p in phrases if len(p) > 1]
+    words = set(tokenize(query))
+    out = []
+    for row, (t, a) in enumerate(zip(acl.titles, acl.abstracts)):
+        tokens = tokenize(f"{t or ''}\n{a or ''}")
+        if words <= set(tokens) and all(any(tokens[i:i + len(p)] == p for i in range(len(tokens))) for p in phrases):
+            out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("query", ['"machine translation"', '"neural machine translation" "low resource"',
+                                   '"translation machine"', '"in this paper" parsing'])
+def test_a_quoted_phrase_matches_consecutive_words(opened, acl, query):
+    expected = python_phrase_rows(acl, query)
+    assert 0 < len(expected) < python_count(acl.token_sets, query) or query == '"translation machine"'
+    assert opened.js("q => window.corpusmap.search(q)", query) == len(expected)
+    assert opened.js("document.getElementById('cm-search-count').dataset.phrases") == "checked"
+    shown = opened.page.text_content("#cm-search-count")
+    assert (f"{len(expected):,} abstract" in shown and '"' in shown) if expected else shown.startswith("No abstract")
+    opened.js("window.corpusmap.search('')")
+
+
+def test_a_phrase_over_too_many_text_chunks_is_not_checked_and_says_so(browser, acl, tmp_path):
+    """Where the abstracts with all the words lie in more text chunks than a search reads, the count is that of
+    the words, and the line says the phrase was not checked."""
+    result = write_page(tmp_path / "tiny_chunks.html", acl.data, inline_max_points=0, text_chunk_rows=10)
+    page = Opened(browser, result.html)
+    try:
+        query = '"in this paper"'
+        assert page.js("q => window.corpusmap.search(q)", query) == python_count(acl.token_sets, query)
+        assert page.js("document.getElementById('cm-search-count').dataset.phrases") == "unchecked"
+        assert "the phrase is checked only where" in page.page.text_content("#cm-search-count")
+        rare = '"dependency parsing" treebank low-resource'  # few abstracts: checked
+        assert page.js("q => window.corpusmap.search(q)", rare) == len(python_phrase_rows(acl, rare)) > 0
+        assert page.js("document.getElementById('cm-search-count').dataset.phrases") == "checked"
+    finally:
+        page.close()
+
+
 def test_year_filter_and_word_overlay_counts(opened, acl):
     opened.js("window.corpusmap.years(2018, 2019)")
     in_range = int(((acl.years >= 2018) & (acl.years <= 2019)).sum())

@@ -17,11 +17,12 @@ import { idLink } from './links.js';
 import { SearchIndex } from './search.js';
 import { load, setFolder } from './store.js';
 import { Texts } from './texts.js';
-import { distinctTokens } from './tokens.js';
+import { distinctTokens, parseQuery } from './tokens.js';
 
 const DIM = 0.08;
 const NARROW = { width: 720, height: 520 };  // in a window smaller than this the controls start folded
 const ZOOM_OUT_LIMIT = 4;
+const PHRASE_CHUNKS = 200;  // text chunks (1,000 abstracts each) a phrase search reads at most
 const ZOOM_IN_LIMIT = 10000;  // times the whole-map view (float32 coordinates in [-1, 1]: still pixels apart)
 const isNarrow = () => window.innerWidth < NARROW.width || window.innerHeight < NARROW.height;
 
@@ -482,15 +483,16 @@ class App {
     this.saveState();
     const out = this.controls.searchCount;
     if (!this.index) return null;
-    const tokens = distinctTokens(query);
+    const { tokens, phrases } = parseQuery(query);
     const rows = this.rows;
     delete out.dataset.count;
+    delete out.dataset.phrases;
     if (!tokens.length) {
       this.searchSeq = (this.searchSeq || 0) + 1;
       this.hits = null;
       this.hitMask = null;
       for (let i = 0; i < this.n; i++) rows[i][3] = 1;
-      out.textContent = query.trim() ? 'Type words of two or more letters.' : 'Whole words; all must occur.';
+      out.textContent = query.trim() ? 'Type words of two or more letters.' : 'Whole words, all must occur; "quotes" for a phrase.';
       this.setOrder();
       await this.redraw();
       return null;
@@ -499,15 +501,27 @@ class App {
     const seq = (this.searchSeq = (this.searchSeq || 0) + 1);
     const result = await this.index.all(query);
     if (seq !== this.searchSeq) return null;
+    let hits = result.rows;
+    let checked = phrases.length === 0;  // quoted phrases are checked in the texts of the abstracts with all words
+    if (!checked && hits.length && this.texts.chunksOf(hits) <= PHRASE_CHUNKS) {
+      out.textContent = `Checking the phrase in ${plural(hits.length, 'abstract')}…`;
+      hits = await this.texts.withPhrases(hits, phrases, (done) => {
+        if (seq === this.searchSeq) out.textContent = `Checking the phrase: ${fmt.format(done)} of ${fmt.format(result.rows.length)}…`;
+      });
+      if (seq !== this.searchSeq) return null;
+      checked = true;
+    }
     const mask = new Uint8Array(this.n);
-    for (let j = 0; j < result.rows.length; j++) mask[result.rows[j]] = 1;
+    for (let j = 0; j < hits.length; j++) mask[hits[j]] = 1;
     for (let i = 0; i < this.n; i++) rows[i][3] = mask[i];
-    this.hits = result.rows;
+    this.hits = hits;
     this.hitMask = mask;
     this.hitTokens = tokens;
-    const count = result.rows.length;
+    this.hitPhrases = { phrases, checked: checked || hits.length === 0 };
+    const count = hits.length;
     this.showSearchCount();
     out.dataset.count = String(count);
+    if (phrases.length) out.dataset.phrases = this.hitPhrases.checked ? 'checked' : 'unchecked';
     this.setOrder();
     await this.redraw();
     return count;
@@ -516,10 +530,14 @@ class App {
   /** The search's count line: matches, and how many of them are in the year range. */
   showSearchCount() {
     if (!this.hits) return;
-    const tokens = this.hitTokens;
     const count = this.hits.length;
-    const words = `${tokens.length > 1 ? 'all of ' : ''}${tokens.join(', ')}`;
+    const { phrases, checked } = this.hitPhrases;
+    const inPhrase = new Set(checked ? phrases.flat() : []);
+    const parts = [...phrases.filter(() => checked).map((p) => `"${p.join(' ')}"`),
+      ...this.hitTokens.filter((t) => !inPhrase.has(t))];
+    const words = `${parts.length > 1 ? 'all of ' : ''}${parts.join(', ')}`;
     let text = count ? `${plural(count, 'abstract')} ${count === 1 ? 'contains' : 'contain'} ${words}` : `No abstract contains ${words}`;
+    if (!checked) text += ` (the phrase is checked only where they lie in at most ${PHRASE_CHUNKS} text chunks: add words to narrow it)`;
     if (this.m.sampled) text += ' (in the drawn sample)';
     if (this.keep && count) {
       const inRange = this.hits.filter((r) => this.keep[r]).length;

@@ -11,7 +11,7 @@ export function buildControls(manifest, handlers) {
     disabled: !manifest.index, autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Search words',
   });
   c.searchCount = el('div', { class: 'cm-count', id: 'cm-search-count', 'aria-live': 'polite' },
-    manifest.index ? 'Whole words; all must occur.' : manifest.index_note || '');
+    manifest.index ? 'Whole words, all must occur; "quotes" for a phrase.' : manifest.index_note || '');
   let timer = null;
   c.search.addEventListener('input', () => {
     clearTimeout(timer);

@@ -3,6 +3,7 @@
 
 import { typed } from './decode.js';
 import { forget, load, peek } from './store.js';
+import { hasPhrase, tokenize } from './tokens.js';
 
 const KEEP = 48;
 
@@ -73,6 +74,28 @@ export class Texts {
   async title(row) {
     const chunk = await this.titles.get(row);
     return chunk.title[row - chunk.start];
+  }
+
+  /** The text chunks that hold rows (sorted): the cost of reading their texts. */
+  chunksOf(rows) {
+    const keys = new Set();
+    for (let j = 0; j < rows.length; j++) keys.add(Math.floor(rows[j] / this.records.rows));
+    return keys.size;
+  }
+
+  /** Of rows (sorted), those whose title and abstract hold every phrase, as the search index tokenised them
+   * (title, a line break, abstract). onProgress(done) is told every 500 rows. */
+  async withPhrases(rows, phrases, onProgress = () => {}) {
+    const out = [];
+    for (let j = 0; j < rows.length; j++) {
+      const row = rows[j];
+      const [title, chunk] = await Promise.all([this.title(row), this.records.get(row)]);
+      const abstract = chunk.abstract ? chunk.abstract[row - chunk.start] : null;
+      const tokens = tokenize(`${title ?? ''}\n${abstract ?? ''}`);
+      if (phrases.every((phrase) => hasPhrase(tokens, phrase))) out.push(row);
+      if (j % 500 === 499) onProgress(j + 1);
+    }
+    return Uint32Array.from(out);
   }
 
   /**

@@ -17,6 +17,27 @@ export function distinctTokens(text) {
   return [...new Set(tokenize(text))];
 }
 
+/** A search query: its distinct tokens (every one must occur) and its quoted phrases as token lists of two or
+ * more (each must occur as consecutive tokens), e.g. `"machine translation" low-resource`. */
+export function parseQuery(query) {
+  const phrases = [];
+  for (const match of String(query).matchAll(/"([^"]*)"/g)) {
+    const words = tokenize(match[1]);
+    if (words.length > 1 && !phrases.some((p) => p.join(' ') === words.join(' '))) phrases.push(words);
+  }
+  return { tokens: distinctTokens(query), phrases };
+}
+
+/** Whether the token list holds phrase (a token list) as consecutive tokens. */
+export function hasPhrase(tokens, phrase) {
+  for (let i = 0; i + phrase.length <= tokens.length; i++) {
+    let j = 0;
+    while (j < phrase.length && tokens[i + j] === phrase[j]) j++;
+    if (j === phrase.length) return true;
+  }
+  return false;
+}
+
 let table = null;
 
 /** CRC-32 (zlib's) of the UTF-8 bytes of s: the bucket hash shared with the Python writer. */
