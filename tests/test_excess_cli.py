@@ -314,6 +314,23 @@ def test_by_a_list_column_that_also_feeds_the_label_counts_every_value(tmp_path)
     assert expected["Cell biology"] == 212 and sub["n_docs"].sum() > 866   # abstracts with several subjects
 
 
+def test_the_group_tables_have_one_schema_whether_or_not_subgroups_are_kept(tmp_path):
+    """No subgroup large enough: subgroups.parquet still has its columns' types (not parquet's null type), so
+    that the tables of several runs concatenate; whole groups' subgroup column is text."""
+    import pyarrow.parquet as pq
+
+    schemas = {}
+    for size in (5, 100_000):
+        out = tmp_path / f"min{size}"
+        cli("excess", EXAMPLE_CORPUS, "-o", out, "--target", "2015", "--group-words", STYLE, "--by", "subjects",
+            "--min-group-size", size, "--no-figures", "--no-csv", "-q", ok=True)
+        schemas[size] = pq.read_schema(out / "subgroups.parquet").remove_metadata()
+        assert (pq.read_table(out / "subgroups.parquet").num_rows == 0) == (size > 5)
+        groups = pq.read_schema(out / "groups.parquet")
+        assert str(groups.field("subgroup").type) == "string"
+    assert schemas[5] == schemas[100_000] and not any(str(f.type) == "null" for f in schemas[5])
+
+
 def test_counts_with_the_abstracts_of_another_corpus(example_report, tmp_path):
     """Word groups are measured on the abstracts given beside --counts: abstracts that lack the table's target
     periods are refused in one line (the same abstracts are fine)."""

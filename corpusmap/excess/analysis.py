@@ -247,6 +247,10 @@ def group_frequency_series(presence: PresenceTable, group: str, subgroup: Option
     return pd.Series(smoothed_frequency(n_with, n_docs), index=periods)
 
 
+#: the numeric columns of a group's or subgroup's δ (:func:`group_excess`), typed even in an empty table
+GROUP_NUMBERS = ("n_words", "n_with", "n_docs", "min_docs", "p", "p_prev1", "p_prev2", "p_prev3", "q", "delta", "ratio")
+
+
 def subgroup_table(presence: PresenceTable, group: str, target: str, min_group_size: int = 300,
                    params: Criteria = Criteria(), window: tuple = (-6, -1)) -> pd.DataFrame:
     """δ of ``group`` in ``target`` (the one-group δ) for every subgroup with at least ``min_group_size``
@@ -263,8 +267,8 @@ def subgroup_table(presence: PresenceTable, group: str, target: str, min_group_s
         row = group_excess(presence, group, target, s, params)
         row["min_docs"] = size["min_docs"][s]
         rows.append(row)
-    out = pd.DataFrame(rows, columns=["group", "subgroup", "target", "n_words", "n_with", "n_docs", "min_docs",
-                                      "p", "p_prev1", "p_prev2", "p_prev3", "q", "delta", "ratio"])
+    out = pd.DataFrame(rows, columns=["group", "subgroup", "target", *GROUP_NUMBERS])
+    out = out.astype({c: "int64" if c.startswith(("n_", "min_")) else "float64" for c in GROUP_NUMBERS})
     out.insert(3, "delta_rule", "group")
     out = out.sort_values(["delta", "subgroup"], ascending=[False, True], kind="stable").reset_index(drop=True)
     out.attrs.update(skipped=size["skipped"], unmeasurable=size["unmeasurable"], min_group_size=int(min_group_size),

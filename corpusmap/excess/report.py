@@ -37,10 +37,19 @@ PROJECTION_COLOR = "#555555"
 
 
 def write_table(df: pd.DataFrame, base: Path, csv: bool = True) -> list[Path]:
-    """``base.parquet`` and ``base.csv``, atomically."""
+    """``base.parquet`` and ``base.csv``, atomically. Text is parquet's ``string`` (as in ``corpus.parquet``), also
+    in a column without values (no subgroups kept; ``subgroup`` of whole groups) rather than the null type, so
+    that the schema is the same in every run and tables concatenate in polars and duckdb."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type) or pa.types.is_large_string(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
     paths = [base.with_suffix(".parquet")]
     with atomic_path(paths[0]) as tmp:
-        df.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
     if csv:
         paths.append(base.with_suffix(".csv"))
         with atomic_path(paths[1]) as tmp:
