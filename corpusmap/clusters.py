@@ -24,7 +24,7 @@ from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.progress import info
 from corpusmap.regions import WEIGHTS, hdbscan_levels, leiden_levels, parents
 from corpusmap.run import Run, check_name
-from corpusmap.stage import Stage, check_numbers
+from corpusmap.stage import Stage, check_numbers, items
 
 # neighbours per point: Leiden's graph when -k is not given, and the knn_within purity of HDBSCAN clusters
 DEFAULT_K = 15
@@ -58,8 +58,8 @@ class ClustersParams:
         check_numbers(self)
         object.__setattr__(self, "name", check_name(self.name or ("hdbscan" if self.on else "leiden"),
                                                     "clustering name"))
-        object.__setattr__(self, "resolutions", tuple(sorted(float(r) for r in self.resolutions)))
-        object.__setattr__(self, "min_cluster_size", tuple(sorted({int(m) for m in self.min_cluster_size},
+        object.__setattr__(self, "resolutions", tuple(sorted(float(r) for r in items(self.resolutions))))
+        object.__setattr__(self, "min_cluster_size", tuple(sorted({int(m) for m in items(self.min_cluster_size)},
                                                                   reverse=True)))
         if any(r <= 0 for r in self.resolutions) or len(set(self.resolutions)) != len(self.resolutions):
             raise UsageProblem("--resolution takes distinct positive numbers, e.g. 0.2,1,5")

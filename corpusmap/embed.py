@@ -28,8 +28,8 @@ from corpusmap.encoders import encoder_kind
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.manifests import MANIFEST_FORMAT, canonical_hash, timestamp, try_read_manifest, versions
 from corpusmap.run import Run, writing
-from corpusmap.stage import (Result, Stage, Status, changed_flags, check_numbers, describe_changes, params_dict,
-                             refuse_unused)
+from corpusmap.stage import (Result, Stage, Status, changed_flags, check_numbers, describe_changes, items,
+                             params_dict, refuse_unused)
 
 log = logging.getLogger("corpusmap")
 STORE_DTYPES = ("float32", "float16")
@@ -116,11 +116,9 @@ class EmbedParams:
     options: EmbedOptions = EmbedOptions()
 
     def __post_init__(self):
-        if isinstance(self.inputs, (str, Path)):  # one input, not its characters
-            object.__setattr__(self, "inputs", (self.inputs,))
+        object.__setattr__(self, "inputs", tuple(str(p) for p in items(self.inputs)))
         if not self.inputs:
             raise UsageProblem("give at least one INPUT file, folder or glob")
-        object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
         if self.filters.max_chars is not None and self.filters.max_chars < self.filters.min_chars:
             raise UsageProblem("--max-chars must be at least --min-chars")
 

@@ -18,7 +18,7 @@ from corpusmap.manifests import try_read_manifest
 from corpusmap.maps import read_map
 from corpusmap.progress import info, warn
 from corpusmap.run import Run
-from corpusmap.stage import Stage, check_numbers
+from corpusmap.stage import Stage, check_numbers, items
 
 
 
@@ -39,8 +39,8 @@ class EvaluateParams:
 
     def __post_init__(self):
         check_numbers(self)
-        object.__setattr__(self, "maps", tuple(dict.fromkeys(self.maps)))
-        object.__setattr__(self, "clusters", tuple(dict.fromkeys(self.clusters)))
+        object.__setattr__(self, "maps", tuple(dict.fromkeys(items(self.maps))))
+        object.__setattr__(self, "clusters", tuple(dict.fromkeys(items(self.clusters))))
         if self.k < 1:
             raise UsageProblem(f"-k must be at least 1, got {self.k}")
         if self.queries < 1:

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -54,6 +55,16 @@ class Result:
 
 
 _NUMBER_TYPES = {"int": "an integer", "Optional[int]": "an integer", "float": "a number", "Optional[float]": "a number"}
+
+
+def items(value) -> tuple:
+    """A parameter of several values as a tuple; one value (a string, a path, a number) is one item, not its
+    characters (``ExcessParams(source="run")`` as ``("run",)``)."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, int, float, os.PathLike)):
+        return (value,)
+    return tuple(value)
 
 
 def check_numbers(params) -> None:

@@ -344,3 +344,21 @@ def test_parameters_that_make_no_difference_never_call_for_overwrite(run):
     assert tree(run) == before
     result = cli("neighbors", run, "-k", "11")  # one that does make a difference is refused as before
     assert result.exit_code == 1 and "(k 10 -> 11)" in result.output
+
+
+def test_a_parameter_of_several_values_takes_one_value_as_one_item():
+    """A library user may pass one string or number where a list is expected: one item, never its characters
+    (ExcessParams(source="run") once read the folder "/" letter by letter)."""
+    from corpusmap.clusters import ClustersParams
+    from corpusmap.embed import EmbedParams
+    from corpusmap.evaluate import EvaluateParams
+    from corpusmap.excess.stage import ExcessParams
+
+    assert ExcessParams(source="/data/run").source == ("/data/run",)
+    assert ExcessParams(source="/data/run", targets=2024).targets == ("2024",)
+    assert ExcessParams(source="/data/run", group="style", cutoffs=0.01).cutoffs == (0.01,)
+    assert EvaluateParams(maps="tsne", clusters="leiden").maps == ("tsne",)
+    assert EvaluateParams(maps="tsne", clusters="leiden").clusters == ("leiden",)
+    assert ClustersParams(resolutions=0.5, levels=1).resolutions == (0.5,)
+    assert EmbedParams(inputs="a.jsonl").inputs == ("a.jsonl",)
+

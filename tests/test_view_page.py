@@ -841,9 +841,8 @@ def test_a_window_resized_after_the_page_panned_to_a_paper_fits_the_whole_map_ag
         _click_the_rightmost_point(page)
         page.page.keyboard.press("Escape")
         page.page.set_viewport_size({"width": 700, "height": 450})
-        fits = """() => { const p = window.corpusmap.screenPositions(); let ok = true;
-            for (let i = 0; i < p.length; i += 2) ok = ok && p[i] >= 0 && p[i] <= 700 && p[i + 1] >= 0 && p[i + 1] <= 450;
-            return ok; }"""
+        fits = """() => window.corpusmap.screenPositions()
+            .every((v, i) => v >= 0 && v <= (i % 2 ? 450 : 700))"""
         page.page.wait_for_function(fits, timeout=10_000)  # (however slow the resize event comes)
     finally:
         page.close()

@@ -22,7 +22,7 @@ from corpusmap.excess.words import _TOKEN_FULL
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
 from corpusmap.progress import warn
 from corpusmap.run import Run
-from corpusmap.stage import Stage, changed_flags, check_numbers, params_dict
+from corpusmap.stage import Stage, changed_flags, check_numbers, items, params_dict
 
 GROUP_KINDS = ("excess", "style")
 SUBGROUP_DELTAS = ("study", "group")
@@ -64,8 +64,8 @@ class ExcessParams:
 
     def __post_init__(self):
         check_numbers(self)
-        object.__setattr__(self, "source", tuple(str(s) for s in self.source))
-        object.__setattr__(self, "targets", tuple(str(t).strip() for t in self.targets))
+        object.__setattr__(self, "source", tuple(str(s) for s in items(self.source)))
+        object.__setattr__(self, "targets", tuple(str(t).strip() for t in items(self.targets)))
         if not self.source and not self.counts:
             raise UsageProblem("give INPUT files, a RUN directory, or --counts TABLE")
         if self.period not in PERIOD_KINDS:
@@ -80,13 +80,13 @@ class ExcessParams:
             raise UsageProblem("--min-group-size and --top must be at least 1")
         if self.style_words is not None and self.group != "style":
             raise UsageProblem("--style-words applies to --group style (the annotation of the target's excess words)")
-        object.__setattr__(self, "style_groups", tuple(dict.fromkeys(str(g) for g in self.style_groups)))
+        object.__setattr__(self, "style_groups", tuple(dict.fromkeys(str(g) for g in items(self.style_groups))))
         for g in self.style_groups:
             if g not in self.group_words:
                 raise UsageProblem(f"--style-group {g}: no --group-words group is named {g!r}"
                                    + (f" (the groups: {', '.join(self.group_words)})" if self.group_words else ""))
         try:
-            cutoffs = tuple(float(c) for c in self.cutoffs)
+            cutoffs = tuple(float(c) for c in items(self.cutoffs))
         except (TypeError, ValueError):
             raise UsageProblem(f"--cutoffs must be numbers, not {self.cutoffs!r}") from None
         if not cutoffs or any(not 0 < c <= 1 for c in cutoffs):
@@ -96,7 +96,7 @@ class ExcessParams:
         if not 0 < float(self.rare_max_freq) <= 1:
             raise UsageProblem("--rare-max-freq must be a frequency in (0, 1]")
         object.__setattr__(self, "rare_max_freq", float(self.rare_max_freq))
-        common = tuple(dict.fromkeys(str(w).strip().lower() for w in self.common_words if str(w).strip()))
+        common = tuple(dict.fromkeys(str(w).strip().lower() for w in items(self.common_words) if str(w).strip()))
         if not common:
             raise UsageProblem("--common-words needs at least one word")
         object.__setattr__(self, "common_words", common)
