@@ -402,7 +402,8 @@ def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> Sha
     request = vector_request(options, corpus)
     with run.lock("embeddings"):
         current = try_read_manifest(run.embeddings_manifest_path) if run.embeddings_manifest_path.is_file() else None
-        existing = None if current is None or _bare_claim(run, current) else current.get("request")
+        bare = current is not None and _bare_claim(run, current)
+        existing = None if current is None or bare else current.get("request")
         if existing is not None and existing != request:
             changed = tuple((k, existing.get(k), request.get(k)) for k in sorted(set(existing) | set(request))
                             if existing.get(k) != request.get(k))
@@ -420,8 +421,9 @@ def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> Sha
         if existing is None:  # claim the run for this request before anything is encoded: one set of vectors
             with writing(run.embeddings_dir):
                 run.embeddings_dir.mkdir(parents=True, exist_ok=True)
+                kept = bare and current.get("request") == request  # (an array task before this one fitted it)
                 for leftover in run.embeddings_dir.iterdir():  # a fit of no recorded request
-                    if leftover.is_dir():
+                    if leftover.is_dir() and not kept:
                         shutil.rmtree(leftover)
                 write_json(run.embeddings_manifest_path, {"format": MANIFEST_FORMAT, "complete": False,
                                                           "request": request, "n": plan.n,

@@ -154,6 +154,26 @@ def test_job_array_workers_fill_one_run(small_corpus, tmp_path):
     assert shard_bytes(run) == shard_bytes(single)
 
 
+def test_array_tasks_without_shards_fit_once_and_the_others_load_it(small_corpus, tmp_path, caplog):
+    """More tasks than shards: the first task to run fits the TF-IDF model, every later one (with or without a
+    shard) loads that fit instead of removing and fitting it again."""
+    import logging
+
+    run = tmp_path / "run"
+    common = ["embed", small_corpus, "-o", run, "--model", "tfidf", "--dim", "16"]
+    assert cli("-q", *common, "--prepare-only").exit_code == 0
+    fits = []
+    for task in (2, 1, 0):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="corpusmap"):
+            assert cli(*common, "--shard", f"{task}/3").exit_code == 0
+        fits.append(any("fitting on" in r.getMessage() for r in caplog.records))
+    assert fits == [True, False, False]
+    single = tmp_path / "single"
+    assert cli("-q", "embed", small_corpus, "-o", single, "--model", "tfidf", "--dim", "16").exit_code == 0
+    assert shard_bytes(run) == shard_bytes(single)
+
+
 def _truncated_xml(tmp: Path, request) -> Path:
     """The real MEDLINE sample (../shared/data) cut in the middle of a record."""
     pubmed_dir = request.getfixturevalue("pubmed_dir")
