@@ -13,6 +13,8 @@ By default the regions are Leiden communities of the stored high-D kNN graph (:f
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -61,7 +63,7 @@ class ClustersParams:
         object.__setattr__(self, "resolutions", tuple(sorted(float(r) for r in items(self.resolutions))))
         object.__setattr__(self, "min_cluster_size", tuple(sorted({int(m) for m in items(self.min_cluster_size)},
                                                                   reverse=True)))
-        if any(r <= 0 for r in self.resolutions) or len(set(self.resolutions)) != len(self.resolutions):
+        if any(not 0 < r < math.inf for r in self.resolutions) or len(set(self.resolutions)) != len(self.resolutions):
             raise UsageProblem("--resolution takes distinct positive numbers, e.g. 0.2,1,5")
         if not 1 <= self.levels <= 8:
             raise UsageProblem("--levels must be between 1 and 8")

@@ -172,6 +172,14 @@ def pca_initialization(vectors, seed: int = 42, target_std: float = 1e-4,
 # ---------------------------------------------------------------------------------------------- t-SNE
 
 
+# Bounds far beyond any useful map, below the values that overflow openTSNE's optimiser (a crash, not an error):
+# the automatic learning rate is n / 12 (1.75M at 21M points).
+TSNE_MAX_EXAGGERATION = 1e4
+TSNE_MAX_DOF = 1e3
+TSNE_MAX_LEARNING_RATE = 1e9
+UMAP_MAX_EPOCHS = 100_000
+
+
 @dataclass(frozen=True)
 class TsneParams:
     """t-SNE settings. The default schedule is openTSNE's (250 iterations at exaggeration 12, then ``n_iter``
@@ -217,22 +225,23 @@ class TsneParams:
     def validate(self) -> None:
         if self.k < 1:
             raise UsageProblem("-k must be at least 1")
-        if self.perplexity is not None and self.perplexity <= 0:
-            raise UsageProblem("--perplexity must be positive")
+        if self.perplexity is not None and not 1 <= self.perplexity <= 1e6:  # (below 1 openTSNE crashes)
+            raise UsageProblem("--perplexity must lie in [1, 1e6] (about the number of neighbours that count)")
         for name in ("early_exaggeration_iter", "anneal_iter", "n_iter"):
             if getattr(self, name) < 0:
                 raise UsageProblem(f"--{name.replace('_', '-')} cannot be negative")
-        if self.exaggeration <= 0 or self.early_exaggeration <= 0:
-            raise UsageProblem("exaggeration must be positive")
-        if self.dof <= 0:
-            raise UsageProblem("--dof must be positive")
+        for name, top in (("exaggeration", TSNE_MAX_EXAGGERATION), ("early_exaggeration", TSNE_MAX_EXAGGERATION),
+                          ("dof", TSNE_MAX_DOF)):
+            if not 0 < getattr(self, name) <= top:
+                raise UsageProblem(f"--{name.replace('_', '-')} must be positive and at most {top:g}")
         if self.gradient not in ("fft", "bh"):
             raise UsageProblem("--gradient must be fft or bh")
         if self.symmetrize not in SYMMETRIZE:
             raise UsageProblem(f"--symmetrize must be one of {', '.join(SYMMETRIZE)}")
         if not (self.learning_rate == "auto" or (isinstance(self.learning_rate, (int, float))
-                                                 and self.learning_rate > 0)):
-            raise UsageProblem("--learning-rate must be 'auto' or a positive number")
+                                                 and 0 < self.learning_rate <= TSNE_MAX_LEARNING_RATE)):
+            raise UsageProblem(f"--learning-rate must be 'auto' or a positive number of at most "
+                               f"{TSNE_MAX_LEARNING_RATE:g}")
 
     def settings(self) -> dict:
         """The parameters that shaped the map, for its metadata (perplexity affinities use no ``k`` and no
@@ -592,8 +601,8 @@ class UmapParams:
             raise UsageProblem("--n-neighbors must be at least 2")
         if not 0 <= self.min_dist <= self.spread:
             raise UsageProblem("--min-dist must be between 0 and the spread (1)")
-        if self.n_epochs is not None and self.n_epochs < 1:
-            raise UsageProblem("--n-epochs must be positive")
+        if self.n_epochs is not None and not 1 <= self.n_epochs <= UMAP_MAX_EPOCHS:
+            raise UsageProblem(f"--n-epochs must be between 1 and {UMAP_MAX_EPOCHS:,}")
         if self.init not in UMAP_INITS:
             raise UsageProblem(f"--umap-init {self.init!r}: choose from {', '.join(UMAP_INITS)}")
 

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,7 @@ def items(value) -> tuple:
 
 def check_numbers(params) -> None:
     """Refuse what the command line would: a parameters dataclass's integer field holding 15.5 or '15', a number
-    field holding text, a negative seed (a library caller gets one clear line, not a TypeError hours in)."""
+    field holding text or NaN or infinity, a negative seed (a library caller gets one clear line, not a TypeError hours in)."""
     import numbers
 
     for f in dataclasses.fields(params):
@@ -79,6 +80,8 @@ def check_numbers(params) -> None:
         wanted = numbers.Integral if kind == "an integer" else numbers.Real
         if isinstance(value, bool) or not isinstance(value, wanted):
             raise UsageProblem(f"{type(params).__name__}.{f.name} must be {kind}, got {value!r}")
+        if not math.isfinite(value):  # (NaN passes every comparison: a crash or a hang in the libraries)
+            raise UsageProblem(f"--{f.name.replace('_', '-')} must be a finite number, not {value}")
         if f.name == "seed" and value < 0:
             raise UsageProblem(f"{type(params).__name__}.seed must be 0 or more, got {value}")
 

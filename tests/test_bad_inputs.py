@@ -354,6 +354,13 @@ def _c8_excess_flag(args, code, *parts):
     return case
 
 
+def _c8_run_flag(command, args, *parts):
+    """``corpusmap COMMAND RUN ARGS`` refused as a usage error (exit 2) naming ``parts``."""
+    def case(w):
+        return Case([command, w.run, *args], 2, parts)
+    return case
+
+
 def _c8_excess_long_word_list(w):
     """A long --group-words list is words, not a file name too long for the file system."""
     words = ",".join(f"notaword{i}" for i in range(60))
@@ -447,6 +454,15 @@ ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("flags", "excess --by ''"): _c8_excess_flag(["--by", ""], 2, "--by needs a column name"),
     ("flags", "excess --group-words FOLDER"): _c8_excess_flag(["--group-words", "/tmp"], 2, "/tmp is a folder"),
     ("flags", "excess --group-words, a long list"): _c8_excess_long_word_list,
+    # NaN, infinity and absurd sizes once crashed openTSNE (a segfault), overflowed OpenMP or hung a pool
+    ("flags", "map --exaggeration nan"): _c8_run_flag("map", ["--exaggeration", "nan"], "--exaggeration", "finite"),
+    ("flags", "map --dof inf"): _c8_run_flag("map", ["--dof", "inf"], "--dof", "finite"),
+    ("flags", "map --learning-rate 1e308"): _c8_run_flag("map", ["--learning-rate", "1e308"], "--learning-rate"),
+    ("flags", "map --perplexity 1e-300"): _c8_run_flag("map", ["--perplexity", "1e-300"], "--perplexity"),
+    ("flags", "map --n-epochs 2**63"): _c8_run_flag("map", ["--method", "umap", "--n-epochs", str(2 ** 63)],
+                                                     "--n-epochs"),
+    ("flags", "neighbors --threads 10**12"): _c8_run_flag("neighbors", ["--threads", str(10 ** 12)], "--threads"),
+    ("flags", "clusters --resolution nan"): _c8_run_flag("clusters", ["--resolution", "nan"], "--resolution"),
 }
 
 

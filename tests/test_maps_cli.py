@@ -279,8 +279,8 @@ def test_the_same_map_is_the_same_bytes_whatever_the_thread_count(run, tmp_path,
     for threads in ("1", "2"):
         copy = tmp_path / f"copy{threads}"
         shutil.copytree(run, copy, ignore=shutil.ignore_patterns("maps"))
-        tsne = [*FAST_TSNE[:-1], threads] if method == "tsne" else ["--threads", threads]
-        cli("map", copy, "--method", method, "--name", "m", "--seed", "5", *tsne, "--no-plot", "-q", ok=True)
+        tsne = [*FAST_TSNE[:-1], threads, "--seed", "5"] if method == "tsne" else ["--threads", threads]
+        cli("map", copy, "--method", method, "--name", "m", *tsne, "--no-plot", "-q", ok=True)
         files.append((copy / "maps" / "m.parquet").read_bytes())
     assert files[0] == files[1]
 

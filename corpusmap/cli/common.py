@@ -21,20 +21,23 @@ device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda
                              show_default=True, help="Where to compute; auto picks CUDA when present.")
 
 
+MAX_THREADS = 4096  # more than any node has (OpenMP and the process pools fail or hang on absurd counts)
+
+
 class ThreadCount(click.IntRange):
-    """``--threads N``, the same in every command: N >= 1; leaving it out means all cores (0 and below are
-    refused, exit 2)."""
+    """``--threads N``, the same in every command: 1 <= N <= MAX_THREADS; leaving it out means all cores (others
+    are refused, exit 2)."""
 
     name = "threads"
 
     def __init__(self) -> None:
-        super().__init__(min=1)
+        super().__init__(min=1, max=MAX_THREADS)
 
     def convert(self, value, param, ctx):
         number = click.INT.convert(value, param, ctx)
-        if number < 1:
-            self.fail(f"{number} is not a number of threads; give 1 or more, or leave the option out to use all "
-                      "cores", param, ctx)
+        if not 1 <= number <= MAX_THREADS:
+            self.fail(f"{number} is not a number of threads; give 1 to {MAX_THREADS:,}, or leave the option out to "
+                      "use all cores", param, ctx)
         return number
 
 
