@@ -364,7 +364,7 @@ def _c8_run_flag(command, args, *parts):
 def _c8_excess_long_word_list(w):
     """A long --group-words list is words, not a file name too long for the file system."""
     words = ",".join(f"notaword{i}" for i in range(60))
-    return Case(["excess", w.run, "--group-words", f"x={words}", "--by", ""], 2, ("--by needs a column name",))
+    return Case(["excess", w.run, "--group-words", f"x={words}", "--by", ""], 2, ("'--by': an empty value",))
 
 
 def _study_counts(rows: list[str], totals: Optional[str]) -> str:
@@ -451,7 +451,9 @@ ERRORS: dict[tuple[str, str], Callable[[Work], Case]] = {
     ("flags", "--section-labels without PubMed XML"): _c8_section_labels_not_xml,
     ("flags", "excess --group twice"): _c8_excess_flag(["--group", "style", "--group", "excess"], 2,
                                                        "--group takes one kind", "style and excess"),
-    ("flags", "excess --by ''"): _c8_excess_flag(["--by", ""], 2, "--by needs a column name"),
+    ("flags", "excess --by ''"): _c8_excess_flag(["--by", ""], 2, "'--by': an empty value"),
+    ("flags", "map --add ''"): _c8_run_flag("map", ["--add", ""], "'--add': an empty value"),
+    ("flags", "view --clusters ''"): _c8_run_flag("view", ["--clusters", ""], "'--clusters': an empty value"),
     ("flags", "excess --group-words FOLDER"): _c8_excess_flag(["--group-words", "/tmp"], 2, "/tmp is a folder"),
     ("flags", "excess --group-words, a long list"): _c8_excess_long_word_list,
     # NaN, infinity and absurd sizes once crashed openTSNE (a segfault), overflowed OpenMP or hung a pool

@@ -375,7 +375,7 @@ def test_bad_inputs_give_one_line_and_write_nothing(run, tmp_path):
         (["plot", run, "-o", tmp_path / "x.jpg"], 2, "must end in .png, .svg or .pdf", None),
         (["plot", run, "--width", "100000", "-o", tmp_path / "w.png"], 2, "16<=x<=20000",
          None),
-        (["clusters", run, "--resolution", ""], 2, "--resolution takes comma-separated numbers", None),
+        (["clusters", run, "--resolution", ""], 2, "'--resolution': an empty value", None),
         (["plot", run, "--color", "year", "--labels", "-o", tmp_path / "y.png"], 2,
          "--labels alone names the colour's categories, and --color year has none", None),
         (["excess", run, "--by", "cluster"], 1, "no clustering", "corpusmap clusters"),

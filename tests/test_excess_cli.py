@@ -253,9 +253,9 @@ def test_bad_inputs(tmp_path, example_run):
     res = cli("excess", example_run, "-o", tmp_path / "o7", "--min-freq", "1.5")  # a share of the abstracts
     assert res.exit_code == 2 and "'--min-freq': 1.5 is not in the range 0<=x<=1" in res.output, res.output
     res = cli("excess", example_run, "-o", tmp_path / "o7", "--group", "excess", "--group-max-freq", "nan")
-    assert res.exit_code == 2 and "--group-max-freq must be a frequency" in res.output
+    assert res.exit_code == 2 and "--group-max-freq must be a finite number" in res.output
     res = cli("excess", example_run, "-o", tmp_path / "o7", "--group-words", "")
-    assert res.exit_code == 2 and "--group-words : no words" in res.output
+    assert res.exit_code == 2 and "'--group-words': an empty value" in res.output
     # a damaged count table is named with where it breaks
     damaged = tmp_path / "damaged.csv.gz"
     packed = gzip.compress(csv.read_bytes())

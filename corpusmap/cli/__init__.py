@@ -40,6 +40,24 @@ def _debug() -> bool:
     return os.environ.get("CORPUSMAP_DEBUG", "") not in ("", "0")
 
 
+def _not_empty(ctx, param, value):
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, str) and not v.strip():
+            raise click.BadParameter("an empty value; give one, or leave the option out for its default",
+                                     ctx, param)
+    return value
+
+
+def _refusing_empty_values(command: click.Command) -> click.Command:
+    """An option of text or a path given as '' (``--add ''``, ``name = ""`` in a config) is refused, not taken for
+    the option left out (an empty title is a title: none)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.callback is None and not param.is_flag \
+                and param.name != "title" and isinstance(param.type, (click.types.StringParamType, click.Path)):
+            param.callback = _not_empty
+    return command
+
+
 class CorpusmapGroup(click.Group):
     """Lazy command loading, and library errors turned into click errors (no tracebacks)."""
 
@@ -52,7 +70,7 @@ class CorpusmapGroup(click.Group):
         module, attr = COMMANDS[name]
         if importlib.util.find_spec(module) is None:
             return None
-        return getattr(importlib.import_module(module), attr)
+        return _refusing_empty_values(getattr(importlib.import_module(module), attr))
 
     def invoke(self, ctx):
         try:
