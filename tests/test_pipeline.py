@@ -419,6 +419,11 @@ def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
      'color = "cluster:topics:0"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
      'color = "excess:style:2024"\n', "which the run does not hold and no job before it makes: add [excess] before it"),
+    # what a table cannot say: another run directory, opening a page, one option twice, a date for a text
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\noutput = "elsewhere"\n', "[embed] output: not in a config"),
+    ('run = "x"\n[view]\nopen = true\n', "[view] open: not in a config; open the page afterwards"),
+    ('run = "x"\n[[plot]]\ncolor = "year"\ncolour = "label"\n', "[plot] color and colour set one option"),
+    ('run = "x"\n[excess]\nyear-col = 1979-05-27\n', "year-col = datetime.date(1979, 5, 27): expected a string"),
 ])
 def test_config_errors(tmp_path, text, message):
     (tmp_path / "a.jsonl").write_text('{"abstract": "A text about cells."}\n')
@@ -427,6 +432,16 @@ def test_config_errors(tmp_path, text, message):
     result = cli("run", path, "--dry-run")
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_negated_flag_in_a_table_means_what_it_says(tmp_path):
+    """``no-normalize = true`` is --no-normalize, ``no-normalize = false`` --normalize (as on the command line)."""
+    for value, flag in (("true", "--no-normalize"), ("false", "--normalize")):
+        config = tmp_path / "c.toml"
+        config.write_text(f'run = "out"\n[embed]\ninputs = ["a.jsonl"]\nmodel = "tfidf"\nno-normalize = {value}\n')
+        (tmp_path / "a.jsonl").write_text('{"abstract": "a b c"}\n')
+        dry = cli("run", config, "--dry-run")
+        assert dry.exit_code == 0 and f" {flag} " in dry.output, dry.output
 
 
 def test_lists_for_options_of_comma_separated_values(folder):

@@ -147,7 +147,8 @@ def report(result) -> None:
               help="Year column (files: the source column, else auto; RUN: a column of corpus.parquet, default "
                    "year).")
 @click.option("--date-col", default=default(P, "date_col"), show_default=True,
-              help="Date column for --period month (auto: date, listing_date, pub_date, publication_date, ...).")
+              help="Date column for --period month, and, named, the years' source instead of the year column "
+                   "(auto: date, listing_date, pub_date, publication_date, ...).")
 @click.option("--text-col", default=None, help="Text column (files: default auto; RUN: text).")
 @click.option("--with-titles", is_flag=True,
               help="Count words on title + ' ' + abstract. A RUN embedded with --title-col already has the title "

@@ -23,6 +23,8 @@ stored output is not current (:mod:`corpusmap.pipeline`). ``[[map]]``, ``[[clust
 """
 from __future__ import annotations
 
+import datetime
+
 import shlex
 import sys
 from pathlib import Path
@@ -42,6 +44,10 @@ POSITIONAL = {"embed": "inputs", "excess": "inputs"}  # tables name the position
 # options that take a name or a path (a hub model or a local folder; words or a file of words, NAME= before
 # either): a value is a path relative to the file where one is there
 NAME_OR_PATH = {("embed", "model"), ("excess", "group_words")}
+# options of the command line that a table cannot have: the run names the output, a pipeline opens nothing
+NOT_IN_TABLES = {("embed", "run_dir"): "the run directory is the config's run = ...",
+                 ("view", "open_page"): "open the page afterwards with `corpusmap view RUN --open`",
+                 ("view", "serve_page"): "serve the page afterwards with `corpusmap view RUN --serve`"}
 
 
 def load_config(path: Path) -> dict:
@@ -73,7 +79,7 @@ def _name_or_path(value: str, base: Path) -> str:
 def _scalar(stage: str, key: str, value: Any, param: click.Parameter) -> str:
     """One TOML value as a command-line word, refusing values of the wrong type."""
     kind = param.type
-    wrong = isinstance(value, (dict, list)) or isinstance(value, bool)
+    wrong = isinstance(value, (dict, list, bool, datetime.date, datetime.time))  # (a TOML date is not text)
     if isinstance(kind, (click.types.IntParamType, click.IntRange)):
         wrong = wrong or not isinstance(value, int)
     elif isinstance(kind, (click.types.FloatParamType, click.FloatRange)):
@@ -113,8 +119,16 @@ def command_args(command: click.Command, stage: str, table: dict, base: Path) ->
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise UsageProblem(f"[{stage}] {POSITIONAL[stage]} must be a list of paths (strings)")
         args += [_resolve(v, base) for v in values]
+    seen: dict = {}
     for key, value in table.items():
-        param = by_flag.get(key) or by_flag.get(key.replace("_", "-"))
+        name = key if key in by_flag else key.replace("_", "-")
+        param = by_flag.get(name)
+        if param is not None and (stage, param.name) in NOT_IN_TABLES:
+            raise UsageProblem(f"[{stage}] {key}: not in a config; {NOT_IN_TABLES[stage, param.name]}")
+        if param is not None and param.name in seen:
+            raise UsageProblem(f"[{stage}] {seen[param.name]} and {key} set one option; keep one")
+        if param is not None:
+            seen[param.name] = key
         if param is None:
             known = sorted({next((o for o in p.opts if o.startswith("--")), p.opts[0]).lstrip("-")
                             for p in options.values()})
@@ -125,7 +139,8 @@ def command_args(command: click.Command, stage: str, table: dict, base: Path) ->
             if not isinstance(value, bool):
                 raise UsageProblem(f"[{stage}] {key} = {value!r}: expected true or false")
             if param.secondary_opts:
-                args.append(flag if value else param.secondary_opts[0])
+                negated = name in (o.lstrip("-") for o in param.secondary_opts)  # no-normalize = true
+                args.append(flag if value != negated else param.secondary_opts[0])
             elif value:
                 args.append(flag)
             continue
