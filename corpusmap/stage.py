@@ -70,7 +70,8 @@ def items(value) -> tuple:
 
 def check_numbers(params) -> None:
     """Refuse what the command line would: a parameters dataclass's integer field holding 15.5 or '15', a number
-    field holding text or NaN or infinity, a negative seed (a library caller gets one clear line, not a TypeError hours in)."""
+    field holding text or NaN or infinity, a negative seed (a library caller gets one clear line, not a TypeError
+    hours in)."""
     import numbers
 
     for f in dataclasses.fields(params):
