@@ -86,9 +86,10 @@ class EmbedOptions:
             if self.fit_from:  # (given as that fit has them, they are welcome)
                 fit = (try_read_manifest(Run(self.fit_from).embeddings_manifest_path) or {}).get("params") or {}
                 fit["dim"] = fit.get("requested_dim", fit.get("dim"))
+                own = ", ".join(f"{n} {fit[n]}" for n in fit_options if fit.get(n) is not None)
                 refuse_unused(changed_flags(self, *[n for n in fit_options if getattr(self, n) != fit.get(n)]),
-                              "--fit-from reuses the other run's fit, with its own dimension and seed "
-                              f"({', '.join(f'{n} {fit.get(n)}' for n in fit_options if fit.get(n) is not None)})")
+                              "--fit-from reuses the other run's fit, with its own dimension and seed"
+                              + (f" ({own})" if own else ""))
         else:
             refuse_unused(changed_flags(self, *fit_options),
                           "for --model tfidf (a fitted encoder); a transformer model has its own dimension")
