@@ -451,8 +451,15 @@ class AddStage(Stage):
 
     def record(self, params: AddParams) -> dict:
         recorded = dict(params_dict(params), reference=str(Path(params.reference).resolve()))
-        if _reference_method(params) == "umap":
+        if _reference_method(params.reference, params.name) == "umap":
             del recorded["transform"]  # umap-learn's transform has no such parameters: they were not used
+        return recorded
+
+    def comparable(self, run: Run, recorded: dict) -> dict:
+        """A UMAP placement has no transform parameters (those recorded by an earlier corpusmap are not
+        compared)."""
+        if _reference_method(recorded.get("reference") or "", recorded.get("name") or "tsne") == "umap":
+            return {k: v for k, v in recorded.items() if k != "transform"}
         return recorded
 
     def prepare(self, run: Run, params: AddParams) -> None:
@@ -538,10 +545,10 @@ def _stored(run: Run, name: str) -> Optional[dict]:
     return (read_map_stage(path) or {"stage": {}}) if path.is_file() else None
 
 
-def _reference_method(params: AddParams) -> Optional[str]:
-    """The method of the reference map (None while it cannot be read: ``prepare`` says why)."""
-    path = Run(params.reference).map_path(params.name)
-    return read_map_stage(path).get("method") if path.is_file() else None
+def _reference_method(reference: str, name: str) -> Optional[str]:
+    """The method of map ``name`` of run ``reference`` (None while it cannot be read: ``prepare`` says why)."""
+    path = Run(reference).map_path(name) if reference else None
+    return read_map_stage(path).get("method") if path is not None and path.is_file() else None
 
 
 def _reference(run: Run, params: AddParams) -> Run:

@@ -11,6 +11,8 @@ colour bar, e.g. for years) and none (one colour, density by opacity).
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -59,10 +61,13 @@ def qualitative_palette(n: int) -> list:
     whatever ``n`` is)."""
     if n <= len(CATEGORICAL):
         return list(CATEGORICAL[:n])
-    return list(CATEGORICAL) + _farthest_colours(n - len(CATEGORICAL))
+    extra = _farthest_colours()
+    return list(CATEGORICAL) + [extra[i % len(extra)] for i in range(n - len(CATEGORICAL))]
 
 
-def _farthest_colours(more: int) -> list:
+@functools.lru_cache(maxsize=1)
+def _farthest_colours(more: int = 256) -> tuple:
+    """(Beyond a few hundred categories no colour tells one from another: the 256 are repeated.)"""
     levels = np.linspace(0, 1, 18)
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
     lab = _cielab(grid)
@@ -75,7 +80,7 @@ def _farthest_colours(more: int) -> list:
         i = int(np.argmax(nearest))  # (ties: the first in the grid's order, so the palette is fixed)
         out.append("#" + "".join(f"{round(v * 255):02x}" for v in grid[i]))
         nearest = np.minimum(nearest, np.linalg.norm(lab - lab[i], axis=1))
-    return out
+    return tuple(out)
 
 
 def _rgb(hex_colour: str) -> tuple:

@@ -81,7 +81,7 @@ def check_numbers(params) -> None:
         wanted = numbers.Integral if kind == "an integer" else numbers.Real
         if isinstance(value, bool) or not isinstance(value, wanted):
             raise UsageProblem(f"{type(params).__name__}.{f.name} must be {kind}, got {value!r}")
-        if not math.isfinite(value):  # (NaN passes every comparison: a crash or a hang in the libraries)
+        if not isinstance(value, numbers.Integral) and not math.isfinite(value):  # (NaN passes every comparison)
             raise UsageProblem(f"--{f.name.replace('_', '-')} must be a finite number, not {value}")
         if f.name == "seed" and value < 0:
             raise UsageProblem(f"{type(params).__name__}.seed must be 0 or more, got {value}")

@@ -42,8 +42,14 @@ def test_added_points_leave_the_map_alone_and_sit_near_their_high_d_neighbours(r
     table = pq.read_table(new / "maps" / f"{method}.parquet")
     meta = json.loads(table.schema.metadata[b"corpusmap"])
     assert meta["method"] == f"{method}-transform" and table.num_rows == 381
-    # openTSNE's transform parameters are recorded where they were used, and only there
-    assert ("transform" in meta["stage"]["params"]) == (method == "tsne")
+    # openTSNE's transform parameters are recorded where they were used, and only there; a UMAP placement
+    # recorded with them (by an earlier corpusmap) is still current
+    params = meta["stage"]["params"]
+    assert ("transform" in params) == (method == "tsne")
+    from corpusmap.maps import AddStage
+
+    older = {**params, "transform": {"n_iter": 250}}
+    assert (AddStage().comparable(Run(new), older) == AddStage().comparable(Run(new), params)) == (method == "umap")
     recall = meta["placement"]["knn_recall"]
     assert recall > 10 * (10 / 1500)  # ten times placing them at random
     # the same definition recomputed here

@@ -362,3 +362,16 @@ def test_a_parameter_of_several_values_takes_one_value_as_one_item():
     assert ClustersParams(resolutions=0.5, levels=1).resolutions == (0.5,)
     assert EmbedParams(inputs="a.jsonl").inputs == ("a.jsonl",)
 
+
+def test_numbers_beyond_floats_and_not_finite_are_refused_in_one_line():
+    """An integer too large for a float is judged by its own range (not an OverflowError of the finiteness
+    check); NaN and infinity are refused by name."""
+    from corpusmap.clusters import ClustersParams
+    from corpusmap.errors import UsageProblem
+    from corpusmap.neighbors import NeighborsParams
+
+    with pytest.raises(UsageProblem, match="--levels must be between 1 and 8"):
+        ClustersParams(levels=10 ** 400)
+    with pytest.raises(UsageProblem, match="--target-recall must be a finite number, not nan"):
+        NeighborsParams(target_recall=float("nan"))
+

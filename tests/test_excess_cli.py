@@ -256,6 +256,8 @@ def test_bad_inputs(tmp_path, example_run):
     assert res.exit_code == 2 and "--group-max-freq must be a finite number" in res.output
     res = cli("excess", example_run, "-o", tmp_path / "o7", "--group-words", "")
     assert res.exit_code == 2 and "'--group-words': an empty value" in res.output
+    res = cli("excess", example_run, "-o", tmp_path / "nodate", "--date-col", "", "--no-figures", "-q")
+    assert res.exit_code == 0, res.output  # '' is a value here: no date column (as none)
     # a damaged count table is named with where it breaks
     damaged = tmp_path / "damaged.csv.gz"
     packed = gzip.compress(csv.read_bytes())

@@ -48,12 +48,17 @@ def _not_empty(ctx, param, value):
     return value
 
 
+# options where '' is a value: no title above a figure, no date column
+EMPTY_IS_A_VALUE = {("plot", "title"), ("map", "title"), ("excess", "date_col")}
+
+
 def _refusing_empty_values(command: click.Command) -> click.Command:
     """An option of text or a path given as '' (``--add ''``, ``name = ""`` in a config) is refused, not taken for
-    the option left out (an empty title is a title: none)."""
+    the option left out (except where '' means something: :data:`EMPTY_IS_A_VALUE`)."""
     for param in command.params:
         if isinstance(param, click.Option) and param.callback is None and not param.is_flag \
-                and param.name != "title" and isinstance(param.type, (click.types.StringParamType, click.Path)):
+                and (command.name, param.name) not in EMPTY_IS_A_VALUE \
+                and isinstance(param.type, (click.types.StringParamType, click.Path)):
             param.callback = _not_empty
     return command
 
