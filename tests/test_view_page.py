@@ -456,6 +456,28 @@ def test_colouring_by_year_changes_the_pixels(opened):
     opened.js("window.corpusmap.colorBy('label')")
 
 
+def test_an_opened_paper_marks_the_searched_words_and_stays_text(opened, acl):
+    """With a search on, the paper's title and abstract mark each whole token searched (any case), as text:
+    markup around them never runs."""
+    import re
+
+    opened.js("window.corpusmap.search('Translation script')")
+    rows = [r for r, tokens in enumerate(acl.token_sets) if {"translation", "script"} <= tokens][:3]
+    for row in rows + ([HOSTILE_ABSTRACT_ROW] if {"script"} <= acl.token_sets[HOSTILE_ABSTRACT_ROW] else []):
+        opened.js("i => window.corpusmap.pick(i)", row)
+        marks = opened.js("Array.from(document.querySelectorAll('#cm-details .cm-abstract mark'))"
+                          ".map(m => m.textContent)")
+        words = [w for w in re.findall(r"\w+", acl.abstracts[row] or "") if w.lower() in ("translation", "script")]
+        assert marks == words
+        assert opened.page.text_content("#cm-details .cm-abstract") == acl.abstracts[row]
+    assert rows and opened.js("typeof window.__pwned") == "undefined"
+    opened.page.keyboard.press("Escape")
+    opened.js("window.corpusmap.search('')")
+    opened.js("i => window.corpusmap.pick(i)", rows[0])
+    assert opened.js("document.querySelectorAll('#cm-details mark').length") == 0
+    opened.page.keyboard.press("Escape")
+
+
 def test_markup_in_texts_shows_as_text_and_never_runs(opened):
     for row, selector, text in ((HOSTILE_TITLE_ROW, ".cm-details-title", HOSTILE_TITLE),
                                 (HOSTILE_ABSTRACT_ROW, ".cm-abstract", HOSTILE_ABSTRACT)):

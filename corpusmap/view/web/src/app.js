@@ -692,6 +692,8 @@ class App {
       hidden,
       nbrTitle: (r) => this.texts.title(r),
       hubs: this.m.hubs || {},
+      marks: new Set([...(this.hits ? this.hitTokens : []),
+        ...(this.mode === 'words' ? distinctTokens(this.controls.words.value) : [])]),
     });
     this.detailsNode.dataset.row = String(row);
     this.placeDetails();

@@ -3,6 +3,7 @@
 
 import { clear, el } from './dom.js';
 import { idLink } from './links.js';
+import { markWords } from './tokens.js';
 
 export class DetailsPanel {
   constructor(node, { onPick, onClose }) {
@@ -18,7 +19,8 @@ export class DetailsPanel {
 
   /** Show a point; info = {row, title, meta: [..strings], clusters: [[level, name]], record, pmids (bare
    * numeric ids are PMIDs), hidden(nb) (a neighbour the year filter hides), nbrTitle(row), hubs (page row ->
-   * the share of all papers whose neighbours it is among, for hubs)}. */
+   * the share of all papers whose neighbours it is among, for hubs), marks (a Set of tokens marked in the title
+   * and abstract: the searched words and the overlay's)}. */
   show(info) {
     const keyboard = this.node.contains(document.activeElement);  // a neighbour picked from the keyboard
     const node = clear(this.node);
@@ -26,7 +28,8 @@ export class DetailsPanel {
     node.appendChild(
       el('button', { class: 'cm-close', type: 'button', title: 'Close (Esc)', 'aria-label': 'Close', onclick: () => this.onClose() }, '×'),
     );
-    const heading = el('h2', { class: 'cm-details-title', tabindex: '-1' }, info.title || '(no title)');
+    const marked = (text) => markWords(text, info.marks, (word) => el('mark', {}, word));  // searched words
+    const heading = el('h2', { class: 'cm-details-title', tabindex: '-1' }, info.title ? marked(info.title) : '(no title)');
     node.appendChild(heading);
     if (info.meta.length) node.appendChild(el('div', { class: 'cm-details-meta' }, info.meta.join(' · ')));
     const rec = info.record;
@@ -44,7 +47,7 @@ export class DetailsPanel {
     for (const [level, name] of info.clusters) {
       node.appendChild(el('div', { class: 'cm-details-cluster' }, el('span', { class: 'cm-muted' }, `${level}: `), name));
     }
-    if (rec.abstract) node.appendChild(el('p', { class: 'cm-abstract' }, rec.abstract));
+    if (rec.abstract) node.appendChild(el('p', { class: 'cm-abstract' }, marked(rec.abstract)));
     if (rec.neighbours.length) {
       node.appendChild(el('h3', {}, `${rec.neighbours.length} nearest neighbours (high-D)`));
       const list = el('ol', { class: 'cm-neighbours', id: 'cm-neighbours' });

@@ -12,6 +12,20 @@ export function tokenize(text) {
   return out;
 }
 
+/** text as parts for el(): the whole tokens among words (a Set of tokens) as <mark> elements, the rest text. */
+export function markWords(text, words, mark) {
+  if (!words || !words.size) return [text];
+  const parts = [];
+  let last = 0;
+  for (const match of String(text).matchAll(WORD)) {
+    if (!words.has(match[0].toLowerCase())) continue;
+    parts.push(text.slice(last, match.index), mark(match[0]));
+    last = match.index + match[0].length;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
+
 /** Distinct tokens in first-seen order. */
 export function distinctTokens(text) {
   return [...new Set(tokenize(text))];
