@@ -495,6 +495,7 @@ class App {
       out.textContent = query.trim() ? 'Type words of two or more letters.' : 'Whole words, all must occur; "quotes" for a phrase.';
       this.setOrder();
       await this.redraw();
+      if (this.picked !== null) await this.pick(this.picked);  // its words no longer marked
       return null;
     }
     out.textContent = 'Searching…';
@@ -524,6 +525,7 @@ class App {
     if (phrases.length) out.dataset.phrases = this.hitPhrases.checked ? 'checked' : 'unchecked';
     this.setOrder();
     await this.redraw();
+    if (this.picked !== null && seq === this.searchSeq) await this.pick(this.picked);  // the new words marked
     return count;
   }
 
