@@ -131,6 +131,14 @@ def _corpus_wanted(params: EmbedParams, paths: list[Path]) -> dict:
             "filters": params.filters.record(), "pubmed_labels": params.section_labels}
 
 
+def _comparable(record: Optional[dict]) -> Optional[dict]:
+    """A corpus record as compared: a preset's name is left out (``--preset landscape`` reads what its filters
+    given one by one read)."""
+    if record is None or not isinstance(record.get("filters"), dict):
+        return record
+    return dict(record, filters={k: v for k, v in record["filters"].items() if k != "preset"})
+
+
 def _same_files_elsewhere(old: list, new: list) -> bool:
     """Only paths or modification times differ (moved or touched files): the corpus may well be the same."""
     return len(old) == len(new) and [o.get("bytes") for o in old] == [n["bytes"] for n in new]
@@ -139,11 +147,13 @@ def _same_files_elsewhere(old: list, new: list) -> bool:
 def _maybe_same_corpus(existing: Optional[dict], wanted: dict) -> bool:
     """The same options, and inputs that were only moved or touched: reading them may well give the same corpus
     (kept, with everything computed from it, when its checksum is the same)."""
+    existing, wanted = _comparable(existing), _comparable(wanted)
     return existing is not None and all(existing.get(k) == wanted[k] for k in wanted if k != "inputs") \
         and _same_files_elsewhere(existing.get("inputs") or [], wanted["inputs"])
 
 
 def _what_changed(existing: dict, wanted: dict) -> str:
+    existing, wanted = _comparable(existing), _comparable(wanted)
     parts = []
     for key in ("columns", "filters", "pubmed_labels"):
         stored, given = existing.get(key), wanted[key]
@@ -203,8 +213,8 @@ def corpus_status(run: Run, params: EmbedParams, paths: list[Path]) -> Status:
             return Status(False, f"{run.corpus_manifest_path} is damaged or missing: read again")
         return Status(False, f"{run.corpus_path} is missing: read again" if run.corpus_manifest_path.is_file()
                       else "no corpus yet")
-    wanted = _corpus_wanted(params, paths)
-    if {k: existing.get(k) for k in wanted} == wanted:
+    wanted = _comparable(_corpus_wanted(params, paths))
+    if _comparable({k: existing.get(k) for k in wanted}) == wanted:
         try:
             run.verify(run.corpus_path, existing.get("sha256"), run.rebuild_corpus_hint)
         except CorpusmapError:  # read again: the same corpus keeps everything computed from it
@@ -243,6 +253,18 @@ def _remove_if_only_bookkeeping(path: Path) -> None:
     """Remove a run folder that holds nothing but corpusmap's own ``.corpusmap`` bookkeeping."""
     if path.is_dir() and all(p.name == ".corpusmap" for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _refuse_replacing_unrecorded(run: Run, sha: str) -> None:
+    """A corpus whose record (corpus.json) is missing or damaged is replaced by another only with --overwrite when
+    outputs were computed from it: what they were computed from is known only from their own manifests."""
+    used = {o.inputs.get("corpus") for o in run.outputs() if o.key != "corpus"} - {None}
+    if used and sha not in used:
+        raise CorpusmapError(
+            f"{run.corpus_manifest_path} is missing or damaged, and the inputs give another corpus than the one "
+            f"the outputs in {run.path} were computed from; give the inputs and reader options it was read with "
+            "(that rebuilds the record and keeps everything), or add --overwrite to replace it (this deletes "
+            "everything computed from it)")
 
 
 def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> dict:
@@ -287,6 +309,8 @@ def prepare_corpus(run: Run, params: EmbedParams, overwrite: bool = False) -> di
                 progress.info(f"corpus: the inputs give the same corpus as before ({status.reason}); keeping "
                               "everything computed from it")
                 return manifest
+            if existing is None and not overwrite:
+                _refuse_replacing_unrecorded(run, sha)
             if status.changed and not overwrite:
                 raise CorpusmapError(
                     f"{run.path} already holds a corpus that differs from what the inputs give now "
@@ -415,6 +439,7 @@ def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> Sha
                     "choose another -o directory")
             with writing(run.embeddings_dir):
                 shutil.rmtree(run.embeddings_dir)
+            run.removed.append("embeddings")
             removed = ["embeddings"] + run.invalidate(gone=["embeddings"])
             progress.info(f"--overwrite: removed {', '.join(removed)} from {run.path}")
             existing = None
@@ -919,6 +944,7 @@ class EmbedStage(Stage):
             raise UsageProblem("--engine ray places work itself; drop --shard, --devices and --device")
         if len(self.devices) > 1 and self.worker != (0, 1):
             raise UsageProblem("--devices and --shard do not combine; use one per job")
+        start = len(run.removed)
         before = self.status(run, params) if run.path.is_dir() else Status(False, "not computed yet")
         if before.current:
             return Result(self.name, "embeddings", False, "current", read_json(run.embeddings_manifest_path),
@@ -946,7 +972,8 @@ class EmbedStage(Stage):
                                          overwrite=overwrite, tokenizer_workers=self.tokenizer_workers)
         finally:
             run.release(ENCODING)
-        return Result(self.name, "embeddings", True, before.reason, manifest, run.invalidate(), run.embeddings_dir)
+        run.invalidate()
+        return Result(self.name, "embeddings", True, before.reason, manifest, run.removed[start:], run.embeddings_dir)
 
 
 def embed(params: EmbedParams, run_dir: str | Path, overwrite: bool = False, **execution) -> dict:

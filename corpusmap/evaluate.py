@@ -56,6 +56,7 @@ class EvaluateStage(Stage):
     what = "an evaluation"
     packages = ("faiss-cpu", "scikit-learn")
     definitions = 2  # 2: stratified kNN-accuracy chance, training pool without test points, year chance of k papers
+    unset = {"maps": "every map", "clusters": "every clustering"}
 
     def __init__(self, threads: Optional[int] = None):
         self.threads = threads  # where it is computed, not what: the metrics do not depend on it
@@ -64,7 +65,7 @@ class EvaluateStage(Stage):
         return "eval"
 
     def needs(self, params: EvaluateParams) -> set:
-        return {"embeddings"} | {f"maps/{m}" for m in params.maps}
+        return {"embeddings"} | {f"maps/{m}" for m in params.maps} | {f"clusters/{c}" for c in params.clusters}
 
     def stored(self, run: Run, params) -> Optional[dict]:
         return try_read_manifest(run.eval_manifest_path)

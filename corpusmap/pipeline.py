@@ -21,7 +21,7 @@ from corpusmap import progress
 from corpusmap.manifests import timestamp
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.run import Run, writing
-from corpusmap.stage import Result, Stage, Status, describe_changes
+from corpusmap.stage import Result, Stage, Status
 
 
 @dataclass
@@ -62,7 +62,7 @@ def run_jobs(jobs: list[Job], echo: Callable[[str], None] = lambda line: None,
         if refusal is not None:  # recorded in pipeline.json: this run did nothing, and why
             job, status = refusal
             why = (f"from {status.reason}" if status.reason.startswith("other inputs") else  # (embed's own words)
-                   f"computed with other parameters ({describe_changes(status.changed)})")
+                   f"computed with other parameters ({job.stage.shown_changes(status.changed)})")
             raise CorpusmapError(
                 f"{job.label.split(': ')[0]}: {job.stage.where(job.run, job.params)} holds {job.stage.what} {why}; "
                 f"nothing was run. To replace it (and what was computed from it) {allow(job)}")

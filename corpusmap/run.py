@@ -130,6 +130,7 @@ class Run:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.removed: list[str] = []  # what :meth:`invalidate` removed through this object, in order
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -524,7 +525,7 @@ class Run:
         prefix = f"{_slug(key)}-"
         with writing(root):
             root.mkdir(parents=True, exist_ok=True)
-            for orphan in root.glob(prefix + "*"):
+            for orphan in _left_by_writers(root, prefix):
                 shutil.rmtree(orphan, ignore_errors=True)
             folder = root / f"{prefix}{os.getpid()}"
             folder.mkdir()
@@ -541,7 +542,10 @@ class Run:
 
     def commit_folder(self, staged: Path, target: Path) -> None:
         """Replace folder ``target`` by ``staged`` in two renames (never a mix of old and new files)."""
-        old = self.meta_dir / "tmp" / f"old-{target.name}-{os.getpid()}"
+        prefix = f"old-{target.name}-"
+        for orphan in _left_by_writers(self.meta_dir / "tmp", prefix):  # by a writer killed between the renames
+            shutil.rmtree(orphan, ignore_errors=True)
+        old = self.meta_dir / "tmp" / f"{prefix}{os.getpid()}"
         with writing(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
@@ -605,24 +609,34 @@ class Run:
 
     def invalidate(self, gone: Iterable[str] = ()) -> list[str]:
         """Remove every output computed from an earlier version of what the run holds now (another corpus, other
-        vectors, an earlier graph, map or clustering) or from an output in ``gone`` (removed on purpose), then
-        their own dependents; returns the keys removed. An input that is merely missing (deleted or moved by
-        hand, or its manifest damaged) removes nothing: what was computed from it is still what it was."""
-        removed: list[str] = []
-        gone = set(gone)
-        while True:
-            outputs = self.outputs()
-            current = {o.key: o.fingerprint for o in outputs}
-            stale = [o for o in outputs
-                     if any(k in gone or (k in current and current[k] != fp) for k, fp in o.inputs.items())]
-            if not stale:
-                return removed
-            for output in stale:
-                self._remove(output)
-                kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
-                removed.append(f"the record of {output.key[len('render:'):]} (a file outside the run: kept, out of "
-                               "date)" if kept else output.key)
-                gone.add(output.key)
+        vectors, an earlier graph, map or clustering) or from an output in ``gone`` (removed on purpose), and
+        everything computed from those; returns the keys removed (also added to :attr:`removed`). An input that
+        is merely missing (deleted or moved by hand, or its manifest damaged) removes nothing: what was computed
+        from it is still what it was. The most derived outputs go first, so that a process killed midway leaves
+        the rest still recognisably stale (the next stage run finishes the work)."""
+        outputs = self.outputs()
+        current = {o.key: o.fingerprint for o in outputs if o.fingerprint is not None}
+        gone, depth = set(gone), {}
+        while True:  # depth: 0 for an output whose own input changed, 1 + the deepest stale input otherwise
+            grown = False
+            for o in outputs:
+                below = [depth.get(k, -1) for k, fp in o.inputs.items()
+                         if k in depth or k in gone or (k in current and current[k] != fp)]
+                if below and depth.get(o.key) != 1 + max(below):
+                    depth[o.key], grown = 1 + max(below), True
+                    if depth[o.key] > len(outputs):  # (a cycle of recorded inputs cannot grow forever)
+                        grown = False
+                        break
+            if not grown:
+                break
+        removed = []
+        for output in sorted((o for o in outputs if o.key in depth), key=lambda o: (-depth[o.key], o.key)):
+            self._remove(output)
+            kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
+            removed.append(f"the record of {output.key[len('render:'):]} (a file outside the run: kept, out of "
+                           "date)" if kept else output.key)
+        self.removed += removed
+        return removed
 
     def _remove(self, output: Output) -> None:
         for path in output.paths:
@@ -684,6 +698,13 @@ def file_fingerprint(path: Path) -> str:
     """A cheap fingerprint of a file corpusmap did not write (a map made elsewhere): its size and mtime."""
     st = path.stat()
     return f"file:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _left_by_writers(root: Path, prefix: str) -> list[Path]:
+    """The folders ``PREFIX<pid>`` in ``root``: those of writers of one output (``maps_tsne-123``), not of another
+    output whose name merely begins alike (``maps_tsne-2-123``, map ``tsne-2``)."""
+    pattern = re.compile(re.escape(prefix) + r"\d+")
+    return [p for p in root.glob(prefix + "*") if pattern.fullmatch(p.name)] if root.is_dir() else []
 
 
 def _slug(key: str) -> str:

@@ -184,6 +184,8 @@ class Stage:
     definitions: ClassVar[int] = 1
     # modules whose code draws the output (renders): one drawn by other code is not current and is drawn again
     drawn_by: ClassVar[tuple] = ()
+    # parameter -> what it means when left unset, for messages (evaluate's maps: "every map", not "none")
+    unset: ClassVar[dict] = {}
 
     # ------------------------------------------------------------------------------------------ per stage
     def record(self, params) -> dict:
@@ -195,6 +197,16 @@ class Stage:
         difference here (e.g. the recall target of an exact graph) are left out, so that they never call for
         --overwrite."""
         return recorded
+
+    def shown_changes(self, changed: tuple) -> str:
+        """Parameter changes as messages show them: a changed method alone (the parameters that differ with it are
+        the other method's), an unset parameter as what it means."""
+        methods = tuple(c for c in changed if c[0] == "method")
+        return describe_changes(tuple((k, self._meaning(k, old), self._meaning(k, new))
+                                      for k, old, new in methods or changed))
+
+    def _meaning(self, name: str, value):
+        return self.unset[name] if name in self.unset and value in (None, "", []) else value
 
     def packages_for(self, params) -> tuple:
         """The packages whose versions the manifest records for ``params`` (by default ``packages``)."""
@@ -300,7 +312,7 @@ class Stage:
         except CorpusmapError as exc:
             return Status(False, str(exc))
         if changed:
-            return Status(False, f"computed with other parameters ({describe_changes(changed)})", changed)
+            return Status(False, f"computed with other parameters ({self.shown_changes(changed)})", changed)
         problem = self.check_files(run, params, manifest)
         if problem:
             return Status(False, problem)
@@ -332,21 +344,23 @@ class Stage:
     def run(self, run: Run, params, overwrite: bool = False) -> Result:
         """Keep a current output, else compute it (see the module docstring for the rule)."""
         key = self.key(params)
+        start = len(run.removed)
         self.prepare(run, params)
+        self._finish_invalidation(run)
         params = self.resolved(run, params)
         status = self.status(run, params)
         if status.current:  # nothing to write: no lock needed (a read-only run can still be used)
             return Result(self.name, key, False, status.reason, self.stored(run, params) or {},
-                          where=self.where(run, params))
+                          run.removed[start:], self.where(run, params))
         with run.lock(key):
             status = self.status(run, params)
             if status.current:
                 return Result(self.name, key, False, status.reason, self.stored(run, params) or {},
-                              where=self.where(run, params))
+                              run.removed[start:], self.where(run, params))
             if status.changed and not (overwrite or self.redrawn):
                 raise CorpusmapError(
                     f"{self.where(run, params)} holds {self.what} computed with other parameters "
-                    f"({describe_changes(status.changed)}); add --overwrite (from Python: overwrite=True) to "
+                    f"({self.shown_changes(status.changed)}); add --overwrite (from Python: overwrite=True) to "
                     f"replace it (what was computed from it is removed too), or choose {self.elsewhere}")
             block = self.block(run, params)
             with run.staging(key) as staging:
@@ -358,6 +372,21 @@ class Stage:
                                          f"command again")
                 self.commit(run, params, staging)
         removed = run.invalidate()
+        if key in removed:  # its input was replaced between the check above and the commit
+            raise CorpusmapError(f"an input of {self.what} in {run.path} was replaced by another command while it "
+                                 "was computed; the output was removed as stale, run the command again")
         if removed:
             info(f"{self.name}: removed {', '.join(removed)} (computed from the {key} it replaced)")
-        return Result(self.name, key, True, status.reason, manifest, removed, self.where(run, params))
+        return Result(self.name, key, True, status.reason, manifest, run.removed[start:], self.where(run, params))
+
+    def _finish_invalidation(self, run: Run) -> None:
+        """Remove what is stale before reading anything: the rest of a removal a killed process left unfinished,
+        or outputs copied in from another run."""
+        if not run.path.is_dir():
+            return
+        try:
+            removed = run.invalidate()
+        except OSError:  # a read-only run: it is only read, and what is stale is refused as such where it is read
+            return
+        if removed:
+            info(f"{self.name}: removed {', '.join(removed)} (computed from outputs that have been replaced since)")

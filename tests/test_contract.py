@@ -327,7 +327,7 @@ def test_other_reader_options_are_refused_with_the_way_back(run):
     assert "give the reader options it was read with" in result.output and "restore" not in result.output
 
 
-def test_parameters_that_make_no_difference_never_call_for_overwrite(run):
+def test_parameters_that_make_no_difference_never_call_for_overwrite(run, caplog):
     """Below the exact threshold `auto` is the exact graph, and an exact graph has no recall target: asking for
     them so keeps the stored output (no refusal, no recomputation). Asked for where they can never matter (an
     exact index, a PCA map's seed) they are refused as options with no effect."""
@@ -336,6 +336,8 @@ def test_parameters_that_make_no_difference_never_call_for_overwrite(run):
                  ["neighbors", run, "-k", "10", "--target-recall", "0.5", "--recall-queries", "50", "--seed", "3"]):
         result = cli(*args)
         assert result.exit_code == 0 and "current" in result.output, (args, result.output)
+    assert "--target-recall, --recall-queries, --seed: 1,881 vectors are fewer than --exact-threshold 20,000, so " \
+        "--index auto compares every pair" in caplog.text, caplog.text
     for args, flags in ((["neighbors", run, "--index", "exact", "--target-recall", "0.5"], "--target-recall"),
                         (["neighbors", run, "--index", "hnsw", "--exact-threshold", "100"], "--exact-threshold"),
                         (["map", run, "--method", "pca", "--seed", "7"], "--seed")):
@@ -375,3 +377,85 @@ def test_numbers_beyond_floats_and_not_finite_are_refused_in_one_line():
     with pytest.raises(UsageProblem, match="--target-recall must be a finite number, not nan"):
         NeighborsParams(target_recall=float("nan"))
 
+
+
+def test_a_refusal_names_the_change_as_the_user_gave_it(run):
+    """An unset parameter is shown as what it means (evaluate's maps: every map), and a changed method alone,
+    not the other method's parameters that differ with it."""
+    assert cli("evaluate", run, "--quiet").exit_code == 0
+    result = cli("evaluate", run, "--map", "pca")
+    assert result.exit_code == 1 and "(maps every map -> pca)" in result.output, result.output
+    assert cli("clusters", run, "--levels", "1", "--quiet").exit_code == 0
+    result = cli("clusters", run, "--on", "pca", "--name", "leiden", "--min-cluster-size", "100")
+    assert result.exit_code == 1 and "(method leiden -> hdbscan)" in result.output, result.output
+
+
+def test_a_preset_equals_its_filters_given_one_by_one(tmp_path):
+    """`--preset landscape` reads what its filters given one by one read: the same corpus, kept as it is."""
+    run = tmp_path / "run"
+    cli(*EMBED, "-o", run, "--preset", "landscape", ok=True)
+    before = tree(run)
+    result = cli(*EMBED, "-o", run, "--min-chars", "251", "--max-chars", "3999", "--english-only",
+                 "--cut-truncated", "--finished-only")
+    assert result.exit_code == 0, result.output
+    assert tree(run) == before
+
+
+def test_staging_removes_the_folders_of_killed_writers_of_its_own_output_only(run):
+    """A map named tsne-2 is staged in maps_tsne-2-PID: staging map tsne must not take it for its own orphan."""
+    r = Run(run)
+    tmp = r.meta_dir / "tmp"
+    orphan, other = tmp / "maps_tsne-999999", tmp / "maps_tsne-2-999998"
+    for folder in (orphan, other):
+        folder.mkdir(parents=True)
+        (folder / "x.parquet").write_bytes(b"partial")
+    with r.staging("maps/tsne") as folder:
+        assert folder.is_dir() and not orphan.exists() and (other / "x.parquet").is_file()
+    assert not folder.exists() and (other / "x.parquet").is_file()
+
+
+def test_a_removal_cut_short_is_finished_by_the_next_stage(run, monkeypatch):
+    """A process killed while removing what a replaced graph made stale leaves the rest recognisably stale (the
+    most derived outputs go first), and the next stage that runs removes it before anything else."""
+    cli("clusters", run, "--levels", "1", "--quiet", ok=True)
+    cli("evaluate", run, "--quiet", ok=True)
+    remove = Run._remove
+
+    def killed_after_one(self, output):
+        remove(self, output)
+        monkeypatch.setattr(Run, "_remove", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+
+    monkeypatch.setattr(Run, "_remove", killed_after_one)
+    result = cli("neighbors", run, "-k", "11", "--overwrite", "--quiet")
+    assert result.exit_code == 130  # (an interrupt, as a kill would leave it)
+    monkeypatch.setattr(Run, "_remove", remove)
+    assert not (run / "eval").exists() and (run / "clusters" / "leiden.json").is_file()  # eval went first
+    result = cli("map", run, "--method", "pca")  # current: nothing to compute, but the removal is finished
+    assert result.exit_code == 0 and "current" in result.output, result.output
+    assert not (run / "clusters" / "leiden.json").exists() and (run / "knn" / "manifest.json").is_file()
+
+
+def test_a_lost_corpus_record_is_rebuilt_by_the_same_inputs_and_never_replaced_silently(run):
+    """Without corpus.json, other reader options would read another corpus than the vectors were computed from:
+    refused without --overwrite, nothing lost. The inputs and options it was read with rebuild the record and keep
+    everything."""
+    (run / "corpus.json").unlink()
+    before = tree(run)
+    result = cli(*EMBED, "-o", run, "--min-chars", "900")
+    assert result.exit_code == 1 and "corpus.json is missing or damaged, and the inputs give another corpus" in \
+        result.output and "--overwrite" in result.output, result.output
+    assert tree(run) == before
+    result = cli(*EMBED, "-o", run)
+    assert result.exit_code == 0, result.output
+    after = tree(run)
+    assert "corpus.json" in after and {k: v for k, v in after.items() if k != "corpus.json"} == before
+
+
+def test_a_damaged_corpus_record_removes_nothing_computed_from_the_corpus(run):
+    """A corpus.json that cannot be read is a missing record, not another corpus: no stage takes it as a reason
+    to remove the vectors, the graph, the maps or the report."""
+    (run / "corpus.json").write_text('{"rows": 18')
+    before = tree(run)
+    result = cli("neighbors", run, "-k", "10")
+    assert result.exit_code == 1 and "corpus.json" in result.output, result.output
+    assert Run(run).invalidate() == [] and tree(run) == before
