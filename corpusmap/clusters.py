@@ -310,6 +310,26 @@ def default_of(names: list[str]) -> Optional[str]:
     return names[0] if len(names) == 1 else ("leiden" if names else None)
 
 
+def named_clustering(name: Optional[str]) -> set:
+    """The clustering a ``--clusters NAME`` names, as a set of at most one run output key (none for the default
+    and for ``none``)."""
+    return {f"clusters/{name}"} if name and name != "none" else set()
+
+
+def check_planned_clustering(run: Run, earlier: list, name: Optional[str], what: str) -> None:
+    """In a pipeline, before any job runs: a usage error when the clustering ``name`` (None: the default) that
+    ``what`` needs is neither held by the run nor made by a job before it (``earlier``: (stage, run, params))."""
+    if name == "none":
+        return
+    made = [p.name for stage, r, p in earlier if isinstance(stage, ClustersStage)
+            and r.path.resolve() == run.path.resolve()]
+    held = run.list_clusterings() if run.path.is_dir() else []
+    name = name or (default_clustering(run) if held or not made else default_of(sorted(set(made))))
+    if name not in held and name not in made:
+        raise UsageProblem(f"{what} needs the clustering {name!r}, which the run does not hold and no job before it "
+                           "makes: add a [clusters] table (or name a clustering the run holds)")
+
+
 def planned_clustering(planned: set, name: Optional[str]) -> set:
     """The clustering (as a set of at most one run output key) that a stage given ``name`` will read when the run
     holds the outputs ``planned``: that name, none for ``none``, else the default (the only one, else leiden)."""

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from corpusmap.atomic import sha256_file
-from corpusmap.clusters import chosen_clustering
+from corpusmap.clusters import chosen_clustering, named_clustering
 from corpusmap.errors import UsageProblem
 from corpusmap.run import Run, check_name
 from corpusmap.stage import Stage
@@ -54,7 +54,7 @@ class ExportStage(Stage):
         return f"renders/{params.map}"
 
     def needs(self, params: ExportParams) -> set:
-        return {f"maps/{params.map}", "knn"}
+        return {f"maps/{params.map}", "knn"} | named_clustering(params.clusters)
 
     def where(self, run: Run, params: ExportParams) -> Path:
         return params.out_path(run)

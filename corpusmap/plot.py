@@ -172,7 +172,7 @@ class PlotStage(Stage):
             _clustering(run, name).level(level, "--color")
 
     def check_plan(self, run: Run, params: PlotParams, earlier: list) -> None:
-        from corpusmap.clusters import ClustersStage, default_clustering, default_of
+        from corpusmap.clusters import check_planned_clustering
         from corpusmap.maps import AddStage, MapStage
 
         mine = [stage for stage, r, p in earlier if isinstance(stage, (MapStage, AddStage))
@@ -183,15 +183,9 @@ class PlotStage(Stage):
         mode, detail = parse_color(params.color)
         if mode == "excess" or not (mode == "cluster" or params.labels in ("keywords", "label")):
             return
-        made = [p.name for stage, r, p in earlier if isinstance(stage, ClustersStage)
-                and r.path.resolve() == run.path.resolve()]
-        held = run.list_clusterings() if run.path.is_dir() else []
-        name = detail[0] if mode == "cluster" and detail[0] else (
-            default_clustering(run) if held or not made else default_of(sorted(set(made))))
-        if name not in held and name not in made:
-            what = f"--color {params.color}" if mode == "cluster" else f"--labels {params.labels}"
-            raise UsageProblem(f"a [[plot]] of {params.map} with {what} needs the clustering {name!r}, which the run "
-                               "does not hold and no job before it makes: add a [clusters] table")
+        what = f"--color {params.color}" if mode == "cluster" else f"--labels {params.labels}"
+        check_planned_clustering(run, earlier, detail[0] if mode == "cluster" else None,
+                                 f"a [[plot]] of {params.map} with {what}")
 
     def will_read(self, run: Run, params: PlotParams, planned: set) -> set:
         """Also the clustering of --color cluster[:NAME] or --labels (the default one as the run will hold it)."""

@@ -132,6 +132,9 @@ def test_changing_a_stage_reruns_it_and_its_dependents(folder, stage):
     after = fingerprints(folder / "out")
     assert set(after) == set(before)  # everything is there again
     assert {key for key in after if after[key] != before[key]} == rerun
+    if stage == "embed":  # pipeline.json says what its job removed: the old vectors and all computed from them
+        job = json.loads((folder / "out" / "pipeline.json").read_text())["jobs"][0]
+        assert set(job["removed"]) == rerun, job
 
 
 def test_a_new_map_is_planned_into_the_evaluation_of_every_map(folder):
@@ -394,6 +397,8 @@ def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
 @pytest.mark.parametrize("text, message", [
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\nbatchsize = 3\n', "[embed] has no option 'batchsize'"),
     ('run = "x"\n[mapz]\n', "unknown table(s) mapz"),
+    ('run = "x"\n[embed]\ninputs = ["nope.jsonl"]\n', "bad.toml: [embed] inputs: "),
+    ('run = "x"\n[embed]\ninputs = ["nope/*.jsonl"]\n', "nope/*.jsonl matches nothing (paths in a config are relative"),
     ('[embed]\ninputs = ["a.jsonl"]\n', "name the run directory"),
     ('run = "x"\n[embed\n', "not valid TOML"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\noverwrite = "false"\n', "overwrite = 'false': expected true or false"),
@@ -417,6 +422,15 @@ def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
      'color = "cluster:topics:0"\n', "plot pca cluster:topics:0 needs clusters/topics of"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
      'color = "cluster:topics:0"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
+    # a clustering named by a page, an export or an evaluation, which no job makes
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[view]\nmap = "pca"\n'
+     'clusters = "topics"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[export]\nmap = "pca"\n'
+     'clusters = "topics"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[clusters]\n[evaluate]\nclusters = ["leiden", "topics"]\n',
+     "no job before it makes: add a [clusters] table named 'topics' before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
+     'labels = "keywords"\noutput = "named.png"\n', "with --labels keywords needs the clustering 'leiden', which the run does not hold"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
      'color = "excess:style:2024"\n', "which the run does not hold and no job before it makes: add [excess] before it"),
     # what a table cannot say: another run directory, opening a page, one option twice, a date for a text

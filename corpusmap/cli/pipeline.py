@@ -102,6 +102,19 @@ def _expected(param: click.Parameter) -> str:
     return (name or "a string") + (" (or a list of them)" if getattr(param, "multiple", False) else "")
 
 
+def _check_inputs(stage: str, paths: list[str]) -> list[str]:
+    """The inputs of a table, each a file, a folder or a glob that matches something (resolved against the config
+    file's folder, which the message says)."""
+    import glob
+
+    for path in paths:
+        if not (glob.has_magic(path) and glob.glob(path)) and not Path(path).exists():
+            raise UsageProblem(f"[{stage}] {POSITIONAL[stage]}: {path} "
+                               f"{'matches nothing' if glob.has_magic(path) else 'does not exist'} (paths in a "
+                               "config are relative to its folder)")
+    return paths
+
+
 def command_args(command: click.Command, stage: str, table: dict, base: Path) -> list[str]:
     """A TOML table as the command line of ``command``, checking every value's type."""
     options = {p.name: p for p in command.params if isinstance(p, click.Option)}
@@ -118,7 +131,7 @@ def command_args(command: click.Command, stage: str, table: dict, base: Path) ->
         values = [values] if isinstance(values, str) else values
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise UsageProblem(f"[{stage}] {POSITIONAL[stage]} must be a list of paths (strings)")
-        args += [_resolve(v, base) for v in values]
+        args += _check_inputs(stage, [_resolve(v, base) for v in values])
     seen: dict = {}
     for key, value in table.items():
         name = key if key in by_flag else key.replace("_", "-")

@@ -55,7 +55,9 @@ class ViewStage(Stage):
         return f"renders/{params.map}"
 
     def needs(self, params: ViewParams) -> set:
-        return {f"maps/{params.map}"}
+        from corpusmap.clusters import named_clustering
+
+        return {f"maps/{params.map}"} | named_clustering(params.clusters)
 
     def where(self, run: Run, params: ViewParams) -> Path:
         return params.out_path(run)
