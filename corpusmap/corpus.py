@@ -374,7 +374,9 @@ def _loads(line: str, where: Callable[[], str]) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
-        raise CorpusmapError(f"{where()}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        # (some of json's messages end in "at": "Unterminated string starting at")
+        raise CorpusmapError(f"{where()}: not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})") \
+            from None
     except RecursionError:
         raise CorpusmapError(f"{where()}: JSON nested too deeply (over ~1,000 levels) to be a corpus record") \
             from None

@@ -17,7 +17,7 @@ import numpy as np
 from corpusmap.errors import CorpusmapError, UsageProblem
 from corpusmap.knn import INDEXES, METRICS, KnnGraph, _check_metric, build_knn_graph
 from corpusmap.manifests import canonical_hash, file_record, try_read_manifest
-from corpusmap.progress import Progress
+from corpusmap.progress import Progress, warn
 from corpusmap.run import Run
 from corpusmap.stage import Stage, changed_flags, check_numbers, refuse_unused
 from corpusmap.vectors import as_vectors, iter_float32_blocks, take_float32
@@ -107,6 +107,11 @@ class NeighborsStage(Stage):
         for path in (params.from_indices, params.from_distances):
             if path and not Path(path).is_file():
                 raise UsageProblem(f"--from {path}: no such file")
+        unused = changed_flags(params, "target_recall", "recall_queries", "seed")
+        if params.index == "auto" and params.from_indices is None and n < params.exact_threshold and unused:
+            warn(f"{', '.join(unused)}: {n:,} vectors are fewer than --exact-threshold {params.exact_threshold:,}, "
+                 "so --index auto compares every pair (an exact graph: no recall to tune, no sample); "
+                 f"{'they make' if len(unused) > 1 else 'it makes'} no difference")
 
     def inputs(self, run: Run, params) -> dict:
         return {"embeddings": vectors_fingerprint(run)}
@@ -160,8 +165,6 @@ def graph_hubs(indices: np.ndarray) -> dict:
 
 
 def _warn_hubs(run: Run, hubs: dict, params: NeighborsParams) -> None:
-    from corpusmap.progress import warn
-
     ids = run.read_corpus(["id"]).column("id").take(hubs["rows"][:3]).to_pylist()
     n = run.n_rows
     shown = ", ".join(f"id {i} in {d:,} ({d / n:.0%})" for i, d in zip(ids, hubs["in_degrees"]))

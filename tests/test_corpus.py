@@ -287,6 +287,8 @@ def test_a_json_nan_label_is_no_label(tmp_path):
     (lambda d: d / "missing.jsonl", "no such file"),
     (lambda d: _write(d / "corpus.docx", "x"), "unknown format"),
     (lambda d: _write(d / "bad.jsonl", '{"abstract": "ok"}\n{"abstract": '), "bad.jsonl:2: not valid JSON"),
+    (lambda d: _write(d / "open.jsonl", '{"abstract": "ok"}\n{"abstract": "never closed}\n'),
+     r"open.jsonl:2: not valid JSON \(Unterminated string starting at column 14\)"),
     (lambda d: _write(d / "none.jsonl", '{"id": 1, "body": "x"}\n'), "no text column"),
     (lambda d: _write(d / "empty.jsonl", '{"id": 1, "abstract": ""}\n'), "no abstracts with text"),
     (lambda d: _write_bytes(d / "trunc.jsonl.gz", gzip.compress(b'{"abstract": "a"}\n' * 1000)[:60]),
