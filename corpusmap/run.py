@@ -298,8 +298,14 @@ class Run:
         yield from self._corpus_file.iter_batches(batch_size=batch_rows, columns=columns)
 
     def read_corpus_rows(self, start: int, stop: int, columns: list[str]) -> pa.Table:
-        """Rows ``start:stop`` of some columns, reading only the row groups that hold them."""
-        parquet = self._corpus_file
+        """Rows ``start:stop`` of some columns, reading only the row groups that hold them. Each call reads through
+        its own reader: a pyarrow reader is not safe for the concurrent calls of an encoder's overlapped shards
+        (``ReadRangeCache did not find matching cache entry``)."""
+        self._corpus_file  # (checked against its checksum once)
+        try:
+            parquet = pq.ParquetFile(self.corpus_path, memory_map=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise CorpusmapError(f"{self.corpus_path} is damaged ({exc}); {self.rebuild_corpus_hint}") from None
         groups, offsets, offset = [], [], 0
         for g in range(parquet.num_row_groups):
             rows = parquet.metadata.row_group(g).num_rows
