@@ -186,6 +186,25 @@ def test_study_csv_shape(tmp_path):
     assert "2023" in pd.read_csv(tmp_path / "out" / "summary.csv")["target"].astype(str).tolist()
 
 
+def test_a_report_of_the_capped_counterfactual_is_recomputed(tmp_path):
+    """A report stored by a corpusmap that capped q at 1 (definitions 2) is not current: the same command computes
+    it again, with the study's uncapped q."""
+    from corpusmap.excess.stage import ExcessParams, ExcessStage
+
+    csv, out = study_csv(tmp_path / "counts.csv"), tmp_path / "out"
+    params = ExcessParams(counts=str(csv), output=str(out), figures=False)
+    cli("excess", "--counts", csv, "-o", out, "--no-figures", "-q", ok=True)
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["stage"]["definitions"] == 3 and ExcessStage().status(params.workspace(), params).current
+    manifest["stage"]["definitions"] = 2
+    path.write_text(json.dumps(manifest))
+    status = ExcessStage().status(params.workspace(), params)
+    assert not status.current and "(2 -> 3)" in status.reason
+    cli("excess", "--counts", csv, "-o", out, "--no-figures", "-q", ok=True)  # no --overwrite needed
+    assert json.loads(path.read_text())["stage"]["definitions"] == 3
+
+
 def test_bad_inputs(tmp_path, example_run):
     csv = study_csv(tmp_path / "counts.csv")
     res = cli("excess", "--counts", csv, "-o", tmp_path / "o1", "--target", "2022")

@@ -179,7 +179,7 @@ class ExcessStage(Stage):
 
     name = "excess"
     what = "an excess report"
-    definitions = 2  # 2: the study's lower bound (style words, cut-offs), subgroup δ and size window
+    definitions = 3  # 2: the study's lower bound (style words, cut-offs), subgroup δ and size window; 3: q uncapped
     elsewhere = "another output directory (-o)"
     packages = ("pandas", "polars", "matplotlib", "scikit-learn", "lemminflect", "breame")
 
