@@ -205,6 +205,27 @@ def test_a_report_of_the_capped_counterfactual_is_recomputed(tmp_path):
     assert json.loads(path.read_text())["stage"]["definitions"] == 3
 
 
+def test_an_output_folder_of_other_files_is_refused_and_kept(example_run, tmp_path):
+    """The report replaces its folder as a whole: -o onto a folder of other files (the user's, or the RUN itself)
+    is refused in one line naming it, and nothing in it is lost; an empty folder and an excess report are fine."""
+    csv, mine = study_csv(tmp_path / "counts.csv"), tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    res = cli("excess", "--counts", csv, "-o", mine, "--no-figures")
+    assert res.exit_code == 2 and f"-o {mine}: " in res.output and "choose an empty or new folder" in res.output
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
+    before = sorted(str(p.relative_to(example_run)) for p in example_run.rglob("*") if ".corpusmap" not in p.parts)
+    res = cli("excess", example_run, "-o", example_run, "--target", "2015", "--no-figures")
+    assert res.exit_code == 2 and f"-o {example_run}: " in res.output, res.output
+    assert sorted(str(p.relative_to(example_run)) for p in example_run.rglob("*")
+                  if ".corpusmap" not in p.parts) == before
+    (tmp_path / "empty").mkdir()
+    cli("excess", "--counts", csv, "-o", tmp_path / "empty", "--no-figures", "-q", ok=True)
+    cli("excess", "--counts", csv, "-o", tmp_path / "empty", "--no-figures", "--top", "5", "--overwrite", "-q",
+        ok=True)  # an excess report's folder is replaced
+    assert json.loads((tmp_path / "empty" / "manifest.json").read_text())["parameters"]["top"] == 5
+
+
 def test_bad_inputs(tmp_path, example_run):
     csv = study_csv(tmp_path / "counts.csv")
     res = cli("excess", "--counts", csv, "-o", tmp_path / "o1", "--target", "2022")
