@@ -7,6 +7,7 @@ import collections
 import gzip
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -224,6 +225,24 @@ def test_an_output_folder_of_other_files_is_refused_and_kept(example_run, tmp_pa
     cli("excess", "--counts", csv, "-o", tmp_path / "empty", "--no-figures", "--top", "5", "--overwrite", "-q",
         ok=True)  # an excess report's folder is replaced
     assert json.loads((tmp_path / "empty" / "manifest.json").read_text())["parameters"]["top"] == 5
+
+
+def test_a_report_computed_again_in_a_moved_run_has_the_same_fingerprint(example_run, tmp_path):
+    """report.md names the run's path, so it differs in a moved (copied) run; the tables do not, and the output's
+    fingerprint is theirs: a page or figure drawn from the report stays current when it is computed again there."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(example_run, first)
+    shutil.rmtree(first / "excess", ignore_errors=True)
+    args = ("--target", "2015", "--group-words", STYLE, "-q")
+    cli("excess", first, *args, ok=True)
+    shutil.copytree(first, moved)
+    shutil.rmtree(moved / "excess")
+    cli("excess", moved, *args, ok=True)
+    report = (moved / "excess" / "report.md").read_text()
+    assert str(moved) in report and report != (first / "excess" / "report.md").read_text()
+    stored = [json.loads((run / "excess" / "manifest.json").read_text()) for run in (first, moved)]
+    assert stored[0]["files"].keys() == stored[1]["files"].keys() and "report.md" in stored[1]["files"]
+    assert stored[0]["stage"]["fingerprint"] == stored[1]["stage"]["fingerprint"]
 
 
 def test_bad_inputs(tmp_path, example_run):

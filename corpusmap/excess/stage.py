@@ -672,11 +672,16 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         "files": records,
     }
     if block is not None:
-        manifest["stage"] = dict(block, fingerprint=canonical_hash(records))
+        manifest["stage"] = dict(block, fingerprint=_fingerprint(records))
     from corpusmap.atomic import write_json
 
     write_json(out_dir / Run.MANIFEST, manifest)
     return ExcessRun(analysis, presence, groups_df, subgroups, manifest, out_dir, bound_df, style_df, lemmas)
+
+
+def _fingerprint(records: dict) -> str:
+    """Of the tables and figures, not of report.md: its text names the source's path, which a moved run changes."""
+    return canonical_hash({name: record for name, record in records.items() if name != "report.md"})
 
 
 def lemma_counts(lemmas: pd.DataFrame) -> dict:
