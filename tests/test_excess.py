@@ -183,13 +183,18 @@ def test_group_delta_equals_hand_computation():
     assert res["n_with"] == 400 and res["n_docs"] == 1300
 
 
-def test_a_group_in_nearly_every_abstract_is_not_projected_above_all_of_them():
-    n_docs = {"2020": 1000, "2021": 1000, "2022": 1000, "2023": 1000}
-    with_any = {"2020": 800, "2021": 950, "2022": 990, "2023": 999}  # the trend would give q = 1.25
-    frame = pd.DataFrame([("common", None, p, with_any[p], n_docs[p]) for p in n_docs],
+def test_a_group_in_nearly_every_abstract_is_projected_as_the_study_does_above_one():
+    """q is the study's trend, uncapped (03-figures.ipynb: ``f[-3] + np.maximum(0, f[-3] - f[-4]) * 2``): a group
+    of common words in nearly every abstract can be projected above all of them, and its δ is that of the study."""
+    n_docs = np.array([1000, 1000, 1000, 1000])
+    with_any = np.array([800, 950, 990, 999])      # 2020..2023
+    f = (with_any + 1) / (n_docs + 1)
+    q = f[-3] + np.maximum(0, f[-3] - f[-4]) * 2   # about 1.25
+    frame = pd.DataFrame([("common", None, str(2020 + i), with_any[i], n_docs[i]) for i in range(4)],
                          columns=["group", "subgroup", "period", "n_with", "n_docs"])
     res = group_excess(PresenceTable(frame, {"common": ["the"]}, "journal"), "common", "2023")
-    assert res["q"] == 1.0 and res["delta"] == pytest.approx(1000 / 1001 - 1) and res["delta"] < 0
+    assert q > 1.2 and res["q"] == pytest.approx(q) and res["delta"] == pytest.approx(f[-1] - q)
+    assert res["ratio"] == pytest.approx(f[-1] / q)
 
 
 def test_subgroups_need_the_minimum_size_in_all_four_periods():

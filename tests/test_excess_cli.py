@@ -7,6 +7,7 @@ import collections
 import gzip
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -184,6 +185,64 @@ def test_study_csv_shape(tmp_path):
     assert table.loc["delves", "is_excess"] and table.loc["showcasing", "is_excess"]
     assert not table.loc["these", "is_excess"] and not table.loc["pandemic", "is_excess"]
     assert "2023" in pd.read_csv(tmp_path / "out" / "summary.csv")["target"].astype(str).tolist()
+
+
+def test_a_report_of_the_capped_counterfactual_is_recomputed(tmp_path):
+    """A report stored by a corpusmap that capped q at 1 (definitions 2) is not current: the same command computes
+    it again, with the study's uncapped q."""
+    from corpusmap.excess.stage import ExcessParams, ExcessStage
+
+    csv, out = study_csv(tmp_path / "counts.csv"), tmp_path / "out"
+    params = ExcessParams(counts=str(csv), output=str(out), figures=False)
+    cli("excess", "--counts", csv, "-o", out, "--no-figures", "-q", ok=True)
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["stage"]["definitions"] == 3 and ExcessStage().status(params.workspace(), params).current
+    manifest["stage"]["definitions"] = 2
+    path.write_text(json.dumps(manifest))
+    status = ExcessStage().status(params.workspace(), params)
+    assert not status.current and "(2 -> 3)" in status.reason
+    cli("excess", "--counts", csv, "-o", out, "--no-figures", "-q", ok=True)  # no --overwrite needed
+    assert json.loads(path.read_text())["stage"]["definitions"] == 3
+
+
+def test_an_output_folder_of_other_files_is_refused_and_kept(example_run, tmp_path):
+    """The report replaces its folder as a whole: -o onto a folder of other files (the user's, or the RUN itself)
+    is refused in one line naming it, and nothing in it is lost; an empty folder and an excess report are fine."""
+    csv, mine = study_csv(tmp_path / "counts.csv"), tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    res = cli("excess", "--counts", csv, "-o", mine, "--no-figures")
+    assert res.exit_code == 2 and f"-o {mine}: " in res.output and "choose an empty or new folder" in res.output
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
+    before = sorted(str(p.relative_to(example_run)) for p in example_run.rglob("*") if ".corpusmap" not in p.parts)
+    res = cli("excess", example_run, "-o", example_run, "--target", "2015", "--no-figures")
+    assert res.exit_code == 2 and f"-o {example_run}: " in res.output, res.output
+    assert sorted(str(p.relative_to(example_run)) for p in example_run.rglob("*")
+                  if ".corpusmap" not in p.parts) == before
+    (tmp_path / "empty").mkdir()
+    cli("excess", "--counts", csv, "-o", tmp_path / "empty", "--no-figures", "-q", ok=True)
+    cli("excess", "--counts", csv, "-o", tmp_path / "empty", "--no-figures", "--top", "5", "--overwrite", "-q",
+        ok=True)  # an excess report's folder is replaced
+    assert json.loads((tmp_path / "empty" / "manifest.json").read_text())["parameters"]["top"] == 5
+
+
+def test_a_report_computed_again_in_a_moved_run_has_the_same_fingerprint(example_run, tmp_path):
+    """report.md names the run's path, so it differs in a moved (copied) run; the tables do not, and the output's
+    fingerprint is theirs: a page or figure drawn from the report stays current when it is computed again there."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(example_run, first)
+    shutil.rmtree(first / "excess", ignore_errors=True)
+    args = ("--target", "2015", "--group-words", STYLE, "-q")
+    cli("excess", first, *args, ok=True)
+    shutil.copytree(first, moved)
+    shutil.rmtree(moved / "excess")
+    cli("excess", moved, *args, ok=True)
+    report = (moved / "excess" / "report.md").read_text()
+    assert str(moved) in report and report != (first / "excess" / "report.md").read_text()
+    stored = [json.loads((run / "excess" / "manifest.json").read_text()) for run in (first, moved)]
+    assert stored[0]["files"].keys() == stored[1]["files"].keys() and "report.md" in stored[1]["files"]
+    assert stored[0]["stage"]["fingerprint"] == stored[1]["stage"]["fingerprint"]
 
 
 def test_bad_inputs(tmp_path, example_run):

@@ -58,10 +58,10 @@ def smoothed_frequency(counts, totals) -> np.ndarray:
 
 
 def counterfactual(p_t2, p_t3, trend_steps: float = 2.0) -> np.ndarray:
-    """``q = p_{t−2} + max(0, p_{t−2} − p_{t−3}) · 2``: linear trend, never a projected decline; at most 1 (a
-    group of common words can be in nearly every abstract: a share cannot be projected above all of them)."""
+    """``q = p_{t−2} + max(0, p_{t−2} − p_{t−3}) · 2``: linear trend, never a projected decline, and not capped, as
+    in the study (a group in nearly every abstract can be projected above 1, and its δ is the study's)."""
     p_t2, p_t3 = np.asarray(p_t2, dtype=float), np.asarray(p_t3, dtype=float)
-    return np.minimum(p_t2 + np.maximum((p_t2 - p_t3) * trend_steps, 0), 1.0)
+    return p_t2 + np.maximum((p_t2 - p_t3) * trend_steps, 0)
 
 
 def excess_mask(p_t, q, params: Criteria = Criteria()) -> np.ndarray:

@@ -179,7 +179,7 @@ class ExcessStage(Stage):
 
     name = "excess"
     what = "an excess report"
-    definitions = 2  # 2: the study's lower bound (style words, cut-offs), subgroup δ and size window
+    definitions = 3  # 2: the study's lower bound (style words, cut-offs), subgroup δ and size window; 3: q uncapped
     elsewhere = "another output directory (-o)"
     packages = ("pandas", "polars", "matplotlib", "scikit-learn", "lemminflect", "breame")
 
@@ -224,6 +224,7 @@ class ExcessStage(Stage):
                                f"groups (--group, --group-words, --by): leave {given} out, or ask for a word group")
         if params.output is None and source is None:
             raise UsageProblem("give an output directory with -o OUT (the default RUN/excess needs a RUN)")
+        _check_output_folder(params)
         if by_region(params.by) and source is None:
             raise UsageProblem(f"--by {params.by}: regions belong to a RUN (corpusmap clusters RUN); give the RUN")
         if source is not None:
@@ -347,6 +348,26 @@ def _check_run_columns(corpus: Run, params: ExcessParams) -> None:
                                   date_col=None if params.date_col in ("", "none") else params.date_col)
         for t in params.targets if periods else ():   # no period at all: the scan says why
             check_target(sorted(periods), t, source=f"the abstracts of {corpus.corpus_path}")
+
+
+def _check_output_folder(params: ExcessParams) -> None:
+    """The report replaces its folder as a whole: ``-o`` onto a folder of other files (the user's, a RUN) is
+    refused, which leaves it as it is; a new or empty folder, or an excess report's, is replaced."""
+    out = params.out_dir
+    if params.output is None or not out.exists() or _is_excess_folder(out):
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    raise UsageProblem(f"-o {params.output}: a folder of other files than an excess report, which the report would "
+                       "replace as a whole; choose an empty or new folder, or an existing excess report folder")
+
+
+def _is_excess_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds an excess report (by its manifest) or is a RUN's own ``excess`` folder."""
+    if (try_read_manifest(folder / Run.MANIFEST) or {}).get("command") == "excess":
+        return True
+    run = Run(folder.resolve().parent)
+    return run.excess_dir.resolve() == folder.resolve() and run.has_corpus()
 
 
 def by_region(by: Optional[str]) -> bool:
@@ -651,11 +672,16 @@ def compute_excess(out_dir: Path, params: ExcessParams, *, open_batches: Optiona
         "files": records,
     }
     if block is not None:
-        manifest["stage"] = dict(block, fingerprint=canonical_hash(records))
+        manifest["stage"] = dict(block, fingerprint=_fingerprint(records))
     from corpusmap.atomic import write_json
 
     write_json(out_dir / Run.MANIFEST, manifest)
     return ExcessRun(analysis, presence, groups_df, subgroups, manifest, out_dir, bound_df, style_df, lemmas)
+
+
+def _fingerprint(records: dict) -> str:
+    """Of the tables and figures, not of report.md: its text names the source's path, which a moved run changes."""
+    return canonical_hash({name: record for name, record in records.items() if name != "report.md"})
 
 
 def lemma_counts(lemmas: pd.DataFrame) -> dict:
