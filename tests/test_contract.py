@@ -385,6 +385,8 @@ def test_a_refusal_names_the_change_as_the_user_gave_it(run):
     assert cli("evaluate", run, "--quiet").exit_code == 0
     result = cli("evaluate", run, "--map", "pca")
     assert result.exit_code == 1 and "(maps every map -> pca)" in result.output, result.output
+    result = cli("excess", run, "--no-figures")
+    assert result.exit_code == 1 and "(targets 2015,2016 -> every period)" in result.output, result.output
     assert cli("clusters", run, "--levels", "1", "--quiet").exit_code == 0
     result = cli("clusters", run, "--on", "pca", "--name", "leiden", "--min-cluster-size", "100")
     assert result.exit_code == 1 and "(method leiden -> hdbscan)" in result.output, result.output

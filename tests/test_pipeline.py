@@ -422,7 +422,11 @@ def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
      'color = "cluster:topics:0"\n', "plot pca cluster:topics:0 needs clusters/topics of"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
      'color = "cluster:topics:0"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
-    # a clustering named by a page, an export or an evaluation, which no job makes
+    # a clustering named by a page, an export, an evaluation or an excess report, which no job makes
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[excess]\nby = "cluster:topics"\n',
+     "[excess] with --by cluster:topics needs the clustering 'topics', which the run does not hold"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[excess]\nby = "cluster"\n',
+     "[excess] with --by cluster needs the clustering 'leiden', which the run does not hold"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[view]\nmap = "pca"\n'
      'clusters = "topics"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[export]\nmap = "pca"\n'

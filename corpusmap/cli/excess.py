@@ -137,7 +137,8 @@ def report(result) -> None:
 @click.command()
 @click.argument("inputs", nargs=-1, metavar="[INPUT...|RUN]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Output directory (default: RUN/excess when given a RUN; required otherwise).")
+              help="Output directory (default: RUN/excess when given a RUN; required otherwise); a new or empty "
+                   "folder, or an excess report's (a folder of other files is refused).")
 @click.option("--counts", "counts_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Analyse a count table made elsewhere: our counts.parquet, or a CSV (.gz) with a word column, "
                    "one column per period and a last row of totals with an empty word (the study's shape).")

@@ -181,6 +181,7 @@ class ExcessStage(Stage):
     what = "an excess report"
     definitions = 3  # 2: the study's lower bound (style words, cut-offs), subgroup δ and size window; 3: q uncapped
     elsewhere = "another output directory (-o)"
+    unset = {"by": "none", "targets": "every period"}
     packages = ("pandas", "polars", "matplotlib", "scikit-learn", "lemminflect", "breame")
 
     def __post_init__(self):
@@ -207,6 +208,17 @@ class ExcessStage(Stage):
         from corpusmap.neighbors import missing_files
 
         return missing_files(run, params.out_dir, manifest)
+
+    def check_plan(self, run: Run, params: ExcessParams, earlier: list) -> None:
+        """The clustering of ``--by cluster[:NAME]``: held by the RUN or made by a job before it (the RUN may be the
+        pipeline's, with no corpus yet)."""
+        from corpusmap.clusters import check_planned_clustering, parse_cluster_spec
+
+        own = [Path(s) for s in params.source if Path(s).resolve() == run.path.resolve()]
+        source = params.run_dir or (own[0] if len(params.source) == 1 and own else None)
+        if by_region(params.by) and source is not None:
+            check_planned_clustering(Run(source), earlier, parse_cluster_spec(params.by)[0],
+                                     f"[excess] with --by {params.by}")
 
     def prepare(self, run: Run, params: ExcessParams) -> None:
         source = params.run_dir
