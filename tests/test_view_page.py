@@ -1175,3 +1175,203 @@ def test_years_outside_the_data_resizing_keys_and_zooming_out(browser, tmp_path)
         assert page.errors == []
     finally:
         page.close()
+
+
+def test_a_paper_panned_down_into_view_is_not_left_under_the_controls(browser, pages):
+    """A paper opened (as from a list) while it lies above the window, at the controls' left and right: the
+    vertical pan that brings it into view would leave it under the controls, so the page pans it sideways too
+    (whether it is under a panel is judged where the vertical pan leaves it)."""
+    page = Opened(browser, pages["single"].html)
+    try:
+        controls = _box(page, "#cm-controls")
+        height = page.js("document.getElementById('cm-canvas').getBoundingClientRect().height")
+        width = page.js("document.getElementById('cm-canvas').getBoundingClientRect().width")
+        assert controls[3] > height / 2 + 40, controls  # (a panel reaching below the middle, where the pan ends)
+        row = 100
+        px, py = page.js(f"window.corpusmap.dataPosition({row})")
+        d = 0.05
+        unit = 2 * d / height  # data units per pixel
+        goal = [(controls[0] + controls[2]) / 2, -150]  # over the controls' column, above the window
+        target = [px - (goal[0] - width / 2) * unit, py - (height / 2 - goal[1]) * unit]
+        page.js("([t, d]) => window.corpusmap.lookAt(t, d)", [target, d])
+        page.page.wait_for_timeout(200)
+        x, y = page.js(f"window.corpusmap.screenPosition({row})")
+        assert abs(x - goal[0]) < 2 and abs(y - goal[1]) < 2, (x, y, goal)
+        page.js(f"window.corpusmap.pick({row})")
+        page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{row}'")
+        clear = f"""(([x, y]) => {{ const c = document.getElementById('cm-controls').getBoundingClientRect();
+            return 0 < y && y < window.innerHeight && !(c.left <= x && x <= c.right && c.top <= y && y <= c.bottom);
+            }})(window.corpusmap.screenPosition({row}))"""
+        page.page.wait_for_function(clear, timeout=10_000)  # (the 300 ms pan, however slow the frames come)
+        _wait_until_still(page)
+        x, y = page.js(f"window.corpusmap.screenPosition({row})")
+        controls = _box(page, "#cm-controls")
+        details = _box(page, "#cm-details")
+        assert not (controls[0] <= x <= controls[2] and controls[1] <= y <= controls[3]), (x, y, controls)
+        assert not (details[0] <= x <= details[2] and details[1] <= y <= details[3]), (x, y, details)
+        assert 0 < x < width and 0 < y < height
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+def _manifest_of(html) -> dict:
+    return json.loads(html.read_text().split('id="corpusmap-manifest">')[1].split("</script>")[0])
+
+
+def test_odd_pages_one_point_blank_and_endless_titles_negative_years(browser, tmp_path):
+    """Odd data a page must still show sanely: a map of one point (or of points all at one place) at a
+    whole-map scale (no zero extent to divide by), "1 abstract" and one year "1999" in the subtitle; titles of
+    blank space only as "(no title)" wherever a title shows; a title of one endless word (and an endless label)
+    kept inside a tooltip of at most 6 + 2 lines and 360 px; negative years through the URL's fragment."""
+    camera = "[...window.corpusmap.scatter().get('cameraTarget'), window.corpusmap.scatter().get('cameraDistance')]"
+    one = write_page(tmp_path / "one.html", PageData(x=np.array([3.0]), y=np.array([-2.0]), titles=[" \t  "],
+                                                     years=np.array([1999.0]), ids=["only"]))
+    assert _manifest_of(one.html)["subtitle"] == "1 abstract · 1999"
+    page = Opened(browser, one.html)
+    try:
+        assert page.errors == [] and page.js("window.corpusmap.error") is None
+        assert page.page.text_content(".cm-subtitle") == "1 abstract · 1999"
+        distance = page.js(camera)[2]
+        assert 0.5 <= distance <= 5, distance  # about the whole [-1, 1] square, not a millionth of it
+        x, y = page.js("window.corpusmap.screenPosition(0)")
+        controls = _box(page, "#cm-controls")
+        assert controls[2] < x < VIEWPORT["width"] and 0 < y < VIEWPORT["height"]
+        page.page.mouse.move(x, y)
+        page.page.wait_for_function("!document.getElementById('cm-tooltip').hidden", timeout=10_000)
+        assert page.page.text_content(".cm-tooltip-title") == "(no title)"
+        page.js("window.corpusmap.pick(0)")
+        page.page.wait_for_function("document.getElementById('cm-details').dataset.row === '0'")
+        assert page.page.text_content(".cm-details-title") == "(no title)"
+        page.page.keyboard.press("Escape")
+        for key in ("+", "-", "0"):  # the keys still zoom about it
+            page.js("document.getElementById('cm-canvas').focus()")
+            page.page.keyboard.press(key)
+        assert page.errors == []
+    finally:
+        page.close()
+    same = write_page(tmp_path / "same.html", PageData(x=np.full(40, 7.5), y=np.full(40, 7.5),
+                                                       titles=[f"paper {i}" for i in range(40)]))
+    assert _manifest_of(same.html)["subtitle"] == "40 abstracts"
+    page = Opened(browser, same.html)
+    try:
+        assert page.errors == [] and abs(page.js(camera)[2] - distance) < 1e-6 * distance
+        x, y = page.js("window.corpusmap.screenPosition(39)")
+        assert controls[2] < x < VIEWPORT["width"] and 0 < y < VIEWPORT["height"]
+    finally:
+        page.close()
+
+    # blank and endless titles, an endless label, negative years
+    rng = np.random.default_rng(8)
+    n = 300
+    xy = rng.uniform(-1, 1, size=(n, 2))
+    titles = [f"paper {i}" for i in range(n)]
+    titles[0], titles[1] = "   ", "x" * 2000
+    labels = ["plain"] * n
+    labels[1] = "L" * 600
+    years = rng.integers(-500, -99, size=n).astype(float)
+    neighbors = rng.integers(0, n, size=(n, 5))
+    neighbors[2] = [0, 1, 3, 4, 5]
+    odd = write_page(tmp_path / "odd.html", PageData(x=xy[:, 0], y=xy[:, 1], titles=titles, labels=labels,
+                                                     years=years, neighbors=neighbors))
+    lo, hi = int(years.min()), int(years.max())
+    assert _manifest_of(odd.html)["subtitle"] == f"300 abstracts · {lo}–{hi}"
+    page = Opened(browser, odd.html, "#y=-300--250")
+    try:
+        assert page.errors == []
+        shown = "[document.getElementById('cm-year-from').value, document.getElementById('cm-year-to').value]"
+        assert page.js(shown) == ["-300", "-250"]
+        inside = int(((years >= -300) & (years <= -250)).sum())
+        assert page.page.text_content("#cm-year-count") == f"{inside:,} points"
+        page.page.wait_for_function("location.hash === '#y=-300--250'")  # written back as it was read
+        page.js("window.corpusmap.years(-450, -120)")
+        page.page.wait_for_function("location.hash === '#y=-450--120'")
+        page.js("window.corpusmap.years(-500, -100)")  # all years again: every point can be hovered
+
+        # the blank title: "(no title)" in the tooltip, the details and a neighbour list
+        page.hover(0)
+        assert page.page.text_content(".cm-tooltip-title") == "(no title)"
+        page.js("window.corpusmap.pick(2)")
+        page.page.wait_for_function("document.querySelector('#cm-neighbours li[data-row=\"0\"] button')"
+                                    " && document.querySelector('#cm-neighbours li[data-row=\"0\"] button')"
+                                    ".textContent !== '…'")
+        assert page.page.text_content("#cm-neighbours li[data-row='0'] button") == "(no title)"
+        page.js("window.corpusmap.pick(0)")
+        page.page.wait_for_function("document.getElementById('cm-details').dataset.row === '0'")
+        assert page.page.text_content(".cm-details-title") == "(no title)"
+        page.page.keyboard.press("Escape")
+
+        # the endless title and label: clamped, wrapped anywhere, inside the window
+        page.hover(1)
+        tip = page.js("""(() => { const t = document.getElementById('cm-tooltip'); const r = t.getBoundingClientRect();
+            const part = (s) => { const e = t.querySelector(s); return [e.getBoundingClientRect().height,
+              e.scrollWidth, e.clientWidth, parseFloat(getComputedStyle(e).lineHeight)]; };
+            return { box: [r.left, r.top, r.right, r.bottom], title: part('.cm-tooltip-title'),
+              meta: part('.cm-tooltip-meta') }; })()""")
+        left, top, right, bottom = tip["box"]
+        assert right - left <= 360.5 and 0 <= left and right <= VIEWPORT["width"], tip
+        assert 0 <= top and bottom <= VIEWPORT["height"], tip
+        for part, lines in (("title", 6), ("meta", 2)):
+            h, scroll_width, client_width, line = tip[part]
+            assert h <= lines * line + 1 and scroll_width <= client_width, (part, tip)
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+def test_the_about_panel_shows_the_evaluation_notes_and_names_keep_clear_of_it(browser, tmp_path):
+    """The About panel lists the evaluation's notes (what it skipped, what its numbers mean), one row each; the
+    cluster names under it while it is open move out of its way, and come back when it closes."""
+    rng = np.random.default_rng(9)
+    n = 3000
+    xy = rng.uniform(-1, 1, size=(n, 2))
+    grid = (np.clip((xy[:, 0] + 1) * 2, 0, 3).astype(int) + 4 * np.clip((xy[:, 1] + 1) * 2, 0, 3).astype(int))
+    names = [f"region {c}" for c in range(16)]
+    notes = ["year column 'year' holds one year only (2019); year RMSE skipped",
+             "label column 'label' has 2,900 classes for 3,000 labelled rows: with labels of about one paper "
+             "each, kNN accuracy is near 0 whatever the map (choose a column of topics with --label-col)"]
+    info = {"evaluation": {"k": 10, "knn_recall": 0.31, "knn_accuracy": {"accuracy": 0.02, "chance": 0.01},
+                           "notes": notes}}
+    html = write_page(tmp_path / "about.html", PageData(x=xy[:, 0], y=xy[:, 1], info=info,
+                                                        clusters=[ClusterLevel("grid", grid, names)])).html
+    labels = """Array.from(document.querySelectorAll('.cm-label')).filter(n => n.style.display !== 'none')
+        .map(n => { const r = n.getBoundingClientRect(); return [n.textContent, r.left, r.top, r.right, r.bottom]; })"""
+    page = Opened(browser, html)
+    try:
+        before = page.js(labels)
+        page.page.click("#cm-about")
+        assert page.page.is_visible("#cm-info")
+        rows = page.js("Array.from(document.querySelectorAll('#cm-info tr'))"
+                       ".map(r => [r.cells[0].textContent, r.cells[1].textContent])")
+        assert [v for k, v in rows if k == "note"] == notes
+        assert ["kNN recall@10", "31.0%"] in rows
+        panel = _box(page, "#cm-info")
+        assert any(_overlap(b[1:], panel) for b in before), (before, panel)  # (names were under it)
+        shown = page.js(labels)
+        assert shown and not any(_overlap(b[1:], panel) for b in shown), (shown, panel)
+        page.page.click("#cm-info .cm-close")
+        assert not page.page.is_visible("#cm-info")
+        assert page.js(labels) == before  # the names back where they were
+        assert page.errors == []
+    finally:
+        page.close()
+
+
+def test_the_runs_evaluation_notes_go_into_the_page_data(acl_map, tmp_path):
+    """The notes of RUN/eval/metrics.json (a year column of one year, a label column near chance whatever the
+    map, ...) are passed to the page's About panel with the numbers they qualify."""
+    from conftest import copy_run
+    from corpusmap.run import Run
+    from corpusmap.view.info import info_sections
+    from corpusmap.view.stage import ViewParams, page_data
+
+    run = copy_run(acl_map, tmp_path)
+    notes = ["year column 'year' holds one year only (2019); year RMSE skipped"]
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text(json.dumps({
+        "k": 10, "notes": notes, "spaces": [{"space": "high-D (300 dims)", "kind": "vectors", "knn_recall": None},
+                                            {"space": "tsne", "kind": "map", "knn_recall": 0.25}]}))
+    evaluation = page_data(Run(run), ViewParams(map="tsne"), None).info["evaluation"]
+    assert evaluation["notes"] == notes
+    rows = [row for section in info_sections({"evaluation": evaluation}, []) for row in section["rows"]]
+    assert ["note", notes[0]] in rows and ["tsne: kNN recall@10", "25.0%"] in rows

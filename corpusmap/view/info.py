@@ -34,11 +34,16 @@ PARAMETER_NAMES = {"k": "k (neighbours in t-SNE's affinities)", "neighbours_used
 
 
 def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
-    """kNN recall, kNN accuracy with its chance level, year RMSE with its chance level, then anything else.
+    """kNN recall, kNN accuracy with its chance level, year RMSE with its chance level, then anything else, and
+    last the evaluation's notes (``notes``: what it skipped or what its numbers mean, e.g. a year column of one
+    year, a label column where kNN accuracy is near chance whatever the map), one row each.
 
     Takes one space's metrics (as in ``eval/metrics.json``) or a dict with a ``spaces`` list of them (and the k
     they share beside it).
     """
+    notes = evaluation.get("notes")
+    notes = [notes] if isinstance(notes, str) else list(notes or [])
+    note_rows = [["note", str(note)] for note in notes if note is not None and str(note).strip()]
     if isinstance(evaluation.get("spaces"), list):
         rows = []
         for space in evaluation["spaces"]:
@@ -47,12 +52,12 @@ def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
             own.setdefault("k", evaluation.get("k"))
             rows += [[f"{name}: {k}", v] for k, v in evaluation_rows(own)]
         return rows + [[str(key), format_value(value)] for key, value in evaluation.items()
-                       if key not in ("spaces", "k") and value is not None]
+                       if key not in ("spaces", "k", "notes") and value is not None] + note_rows
     rows = []
     k = evaluation.get("k")
     suffix = f"@{k}" if k else ""
     for key, value in evaluation.items():
-        if value is None or key == "k":
+        if value is None or key in ("k", "notes"):
             continue
         if key == "knn_recall":
             rows.append([f"kNN recall{suffix}", _pct(value)])
@@ -67,7 +72,7 @@ def evaluation_rows(evaluation: Mapping[str, Any]) -> list[list[str]]:
             rows.append(["year RMSE", f"{rmse:.2f}" + (f" (chance {chance:.2f})" if chance is not None else "")])
         else:
             rows.append([str(key), format_value(value)])
-    return rows
+    return rows + note_rows
 
 
 def _pair(value: Any, main: str) -> tuple[float, Any]:

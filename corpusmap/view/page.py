@@ -174,9 +174,10 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
               title_rows, label_title, search_max_points, style) -> dict:
     years = meta["years"]
     k = 0 if data.neighbors is None else int(np.asarray(data.neighbors).shape[1])
-    subtitle = f"{n:,} abstracts"
+    subtitle = f"{n:,} abstract{'s' * (n != 1)}"
     if years:
-        subtitle += f" · {years['min']:.0f}–{years['max']:.0f}"
+        first, last = f"{years['min']:.0f}", f"{years['max']:.0f}"
+        subtitle += f" · {first}" if first == last else f" · {first}–{last}"
     if rows is not None:
         subtitle += f" · {m:,} drawn"
     labels = meta["labels"]

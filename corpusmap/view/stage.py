@@ -220,6 +220,8 @@ def _info(run: Run, params: ViewParams, stored) -> dict:
                 info_["evaluation"]["kNN accuracy of"] = (
                     f"column {column}" + (f" ({source})" if source != column else "") +
                     f", {accuracy['n_classes']} classes, {accuracy['n_test']:,} test points")
+            if result.get("notes"):  # (what it skipped, what its numbers mean: as the report says them)
+                info_["evaluation"]["notes"] = [str(note) for note in result["notes"]]
     return info_
 
 

@@ -10,7 +10,7 @@ import { buildControls, setFolded, syncPicks } from './controls.js';
 import { typed } from './decode.js';
 import { DensityLayer } from './density.js';
 import { DetailsPanel } from './details.js';
-import { clear, el, fmt, plural } from './dom.js';
+import { clear, el, fmt, plural, shownTitle } from './dom.js';
 import { hashWriter, parseHash } from './hashstate.js';
 import { renderLegend } from './legend.js';
 import { idLink } from './links.js';
@@ -115,6 +115,7 @@ class App {
 
   toggleInfo(on) {
     this.infoNode.hidden = !on;
+    this.placeLabels();  // the cluster names move out of its way (and back)
   }
 
   async start() {
@@ -281,7 +282,7 @@ class App {
    * them. */
   obstacles() {
     const origin = this.mapNode.getBoundingClientRect();
-    const boxes = [this.controls.panel, this.detailsNode, this.status]
+    const boxes = [this.controls.panel, this.detailsNode, this.infoNode, this.status]
       .filter((node) => !node.hidden)
       .map((node) => {
         const r = node.getBoundingClientRect();
@@ -305,7 +306,10 @@ class App {
       if (y < y0) y0 = y;
       if (y > y1) y1 = y;
     }
-    if (this.m.sampled) [x0, x1, y0, y1] = [-1, 1, -1, 1];
+    if (this.m.sampled || !(x0 <= x1)) [x0, x1, y0, y1] = [-1, 1, -1, 1];
+    if (x1 - x0 < 1e-6 && y1 - y0 < 1e-6) {  // one point, or all at one place: the whole [-1, 1] square around it
+      [x0, x1, y0, y1] = [x0 - 1, x1 + 1, y0 - 1, y1 + 1];
+    }
     const W = this.width;
     const H = this.height;
     const pad = 24;
@@ -370,8 +374,14 @@ class App {
   onView() {
     if (!this.scatter) return;
     this.saveState();
-    this.labels.update(this.zoom() / this.homeZoom, this.width, this.height, this.obstacles());
+    this.placeLabels();
     if (this.density) this.density.draw((x, y) => this.project(x, y), this.width, this.height);
+  }
+
+  /** The cluster names placed again, clear of the panels open now. */
+  placeLabels() {
+    if (!this.scatter) return;
+    this.labels.update(this.zoom() / this.homeZoom, this.width, this.height, this.obstacles());
   }
 
   redraw() {
@@ -620,7 +630,7 @@ class App {
     const tip = this.tooltip;
     const title = this.texts.titleNow(row);
     clear(tip).append(
-      el('div', { class: 'cm-tooltip-title' }, title === undefined ? '…' : title || '(no title)'),
+      el('div', { class: 'cm-tooltip-title' }, title === undefined ? '…' : shownTitle(title)),
       el('div', { class: 'cm-tooltip-meta' }, this.metaOf(row).join(' · ')),
     );
     tip.dataset.row = String(row);
@@ -628,7 +638,7 @@ class App {
     this.placeTooltip();
     if (title === undefined) {
       this.texts.title(row).then((t) => {
-        if (this.hovered === row) tip.firstChild.textContent = t || '(no title)';
+        if (this.hovered === row) tip.firstChild.textContent = shownTitle(t);
       });
     }
   }
@@ -737,14 +747,15 @@ class App {
     const details = this.detailsNode.hidden ? null : box(this.detailsNode);
     const [sx, sy] = this.project(this.x[row], this.y[row]);
     const m = 12;
-    const under = (b) => b !== null && sx > b[0] - m && sx < b[2] + m && sy > b[1] - m && sy < b[3] + m;
     const top = folded ? controls[3] : 0;
-    const offX = sx < m || sx > this.width - m || under(details) || (!folded && under(controls));
     const offY = sy < top + m || sy > this.height - m;
+    const goalY = (top + this.height) / 2;
+    const atY = offY ? goalY : sy;  // where the vertical pan (if any) leaves it: the panels there count
+    const under = (b) => b !== null && sx > b[0] - m && sx < b[2] + m && atY > b[1] - m && atY < b[3] + m;
+    const offX = sx < m || sx > this.width - m || under(details) || (!folded && under(controls));
     if (!offX && !offY) return;
     const [left, right] = [folded ? 0 : controls[2], details ? details[0] : this.width];
     const goalX = right - left >= 60 ? (left + right) / 2 : right / 2;
-    const goalY = (top + this.height) / 2;
     const [tx, ty] = this.scatter.get('cameraTarget');
     const d = this.scatter.get('cameraDistance');
     const unit = (2 * d) / this.height;  // the map moves 2 d / height data units per pixel

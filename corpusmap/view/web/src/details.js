@@ -1,7 +1,7 @@
 // The panel of a clicked point: title, year, label, clusters, id (as a link where the scheme is known), the
 // abstract, and its k nearest neighbours in the high-D space (listed in the stored order, clickable).
 
-import { clear, el } from './dom.js';
+import { clear, el, hasTitle, shownTitle } from './dom.js';
 import { idLink } from './links.js';
 import { markWords } from './tokens.js';
 
@@ -29,7 +29,8 @@ export class DetailsPanel {
       el('button', { class: 'cm-close', type: 'button', title: 'Close (Esc)', 'aria-label': 'Close', onclick: () => this.onClose() }, '×'),
     );
     const marked = (text) => markWords(text, info.marks, (word) => el('mark', {}, word));  // searched words
-    const heading = el('h2', { class: 'cm-details-title', tabindex: '-1' }, info.title ? marked(info.title) : '(no title)');
+    const heading = el('h2', { class: 'cm-details-title', tabindex: '-1' },
+      hasTitle(info.title) ? marked(info.title) : shownTitle(info.title));
     node.appendChild(heading);
     if (info.meta.length) node.appendChild(el('div', { class: 'cm-details-meta' }, info.meta.join(' · ')));
     const rec = info.record;
@@ -61,13 +62,14 @@ export class DetailsPanel {
     if (nb.row < 0) {
       const why = hidden(nb) ? ' (not drawn; outside the year range)' : ' (not drawn)';
       return el('li', { dataset: { row: '-1' }, class: 'cm-outside', title: 'not among the drawn sample' },
-        nb.title || String(nb.id ?? ''), el('span', { class: 'cm-muted' }, why));
+        shownTitle(nb.title), hasTitle(nb.title) || nb.id === null || nb.id === undefined ? null : ` · id ${nb.id}`,
+        el('span', { class: 'cm-muted' }, why));
     }
     // a real button: Enter and Space pick it, and it is in the tab order (not for a paper the year filter hides)
     const label = el('button', { class: 'cm-link', type: 'button', disabled: hidden(nb),
       onclick: () => this.onPick(nb.row) }, '…');
     nbrTitle(nb.row).then((t) => {
-      label.textContent = t || '(no title)';
+      label.textContent = shownTitle(t);
     });
     const out = label.disabled ? el('span', { class: 'cm-muted' }, ' (outside the year range)') : null;
     const share = hubs[String(nb.row)];  // near everything: a neighbour that says little about this paper

@@ -34,3 +34,13 @@ export const fmt = new Intl.NumberFormat('en-US');
 export function plural(n, one, many = `${one}s`) {
   return `${fmt.format(n)} ${n === 1 ? one : many}`;
 }
+
+/** A paper's title as the page shows it: "(no title)" for none, an empty one or one of blank space only. */
+export function shownTitle(title) {
+  return typeof title === 'string' && title.trim() ? title : '(no title)';
+}
+
+/** Whether a title is worth showing (not missing, not blank space only). */
+export function hasTitle(title) {
+  return typeof title === 'string' && title.trim() !== '';
+}

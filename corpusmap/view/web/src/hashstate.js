@@ -11,7 +11,10 @@ export function parseHash(hash) {
   if (params.get('w')) out.w = params.get('w');
   if (params.get('q')) out.q = params.get('q');
   const numbers = (key, n) => {
-    const parts = (params.get(key) || '').split(key === 'y' ? '-' : ',').map(Number);
+    const text = params.get(key) || '';
+    // a year range is FROM-TO, either of them negative (-300--250: 300 to 250 BCE)
+    const match = key === 'y' ? /^(-?[^-]+)-(-?[^-]+)$/.exec(text) : null;
+    const parts = (key === 'y' ? (match ? match.slice(1) : []) : text.split(',')).map(Number);
     return parts.length === n && parts.every(Number.isFinite) ? parts : null;
   };
   if (numbers('y', 2)) out.y = numbers('y', 2);
