@@ -434,7 +434,8 @@ def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[clusters]\n[evaluate]\nclusters = ["leiden", "topics"]\n',
      "no job before it makes: add a [clusters] table named 'topics' before it"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
-     'labels = "keywords"\noutput = "named.png"\n', "with --labels keywords needs the clustering 'leiden', which the run does not hold"),
+     'labels = "keywords"\noutput = "named.png"\n',
+     "with --labels keywords needs the clustering 'leiden', which the run does not hold"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[[map]]\nmethod = "pca"\n[[plot]]\nmap = "pca"\n'
      'color = "excess:style:2024"\n', "which the run does not hold and no job before it makes: add [excess] before it"),
     # what a table cannot say: another run directory, opening a page, one option twice, a date for a text

@@ -848,7 +848,7 @@ def test_a_narrow_window_keeps_the_fold_button_free_and_escape_closes_the_top_pa
         assert page.page.is_visible("#cm-info")
         page.page.keyboard.press("Escape")
         assert not page.page.is_visible("#cm-info") and page.page.is_visible("#cm-details")
-        assert "p=5" in page.js("location.hash")
+        page.page.wait_for_function("location.hash.includes('p=5')", timeout=10_000)  # (written after a pause)
         page.page.keyboard.press("Escape")
         assert not page.page.is_visible("#cm-details")
     finally:
@@ -1008,6 +1008,7 @@ def test_a_link_shows_only_what_it_can_and_says_so(browser, pages, acl):
 def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_stay_on_top(browser, pages):
     page = Opened(browser, pages["single"].html)
     try:
+        _wait_until_still(page)  # (positions read while the first view still settles would miss the point)
         pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
         width = page.js("window.innerWidth")
         right = max((i for i in page.isolated_points(radius=8, count=40) if pos[i, 0] > width - 380),
@@ -1057,6 +1058,7 @@ def _wait_until_in_the_free_part(page, row: int) -> None:
 def _click_the_rightmost_point(page) -> int:
     """Click the right-most isolated point (under the details panel once they open) and wait until the page has
     brought it into the free part; returns its row."""
+    _wait_until_still(page)  # (positions read while the first view still settles would miss the point)
     pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
     right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
     page.page.mouse.click(*pos[right])
