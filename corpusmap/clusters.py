@@ -324,7 +324,11 @@ def check_planned_clustering(run: Run, earlier: list, name: Optional[str], what:
     made = [p.name for stage, r, p in earlier if isinstance(stage, ClustersStage)
             and r.path.resolve() == run.path.resolve()]
     held = run.list_clusterings() if run.path.is_dir() else []
-    name = name or (default_clustering(run) if held or not made else default_of(sorted(set(made))))
+    names = sorted(set(held) | set(made))
+    if not name and len(names) > 1 and "leiden" not in names:
+        raise UsageProblem(f"{what} needs the default clustering, and the run will hold {', '.join(names)}, none of "
+                           "them the default (leiden): name one")
+    name = name or default_of(names) or "leiden"
     if name not in held and name not in made:
         raise UsageProblem(f"{what} needs the clustering {name!r}, which the run does not hold and no job before it "
                            "makes: add a [clusters] table (or name a clustering the run holds)")

@@ -256,12 +256,13 @@ def _remove_if_only_bookkeeping(path: Path) -> None:
 
 
 def _refuse_replacing_unrecorded(run: Run, sha: str) -> None:
-    """A corpus whose record (corpus.json) is missing or damaged is replaced by another only with --overwrite when
-    outputs were computed from it: what they were computed from is known only from their own manifests."""
+    """A corpus whose file or record (corpus.json) is missing or damaged is replaced by another only with
+    --overwrite when outputs were computed from it: what they were computed from is known from their manifests."""
     used = {o.inputs.get("corpus") for o in run.outputs() if o.key != "corpus"} - {None}
     if used and sha not in used:
+        lost = run.corpus_manifest_path if run.corpus_path.is_file() else run.corpus_path
         raise CorpusmapError(
-            f"{run.corpus_manifest_path} is missing or damaged, and the inputs give another corpus than the one "
+            f"{lost} is missing or damaged, and the inputs give another corpus than the one "
             f"the outputs in {run.path} were computed from; give the inputs and reader options it was read with "
             "(that rebuilds the record and keeps everything), or add --overwrite to replace it (this deletes "
             "everything computed from it)")
@@ -957,7 +958,7 @@ class EmbedStage(Stage):
                 _remove_if_only_bookkeeping(run.path)
             raise
         if self.prepare_only:
-            return Result(self.name, "corpus", True, before.reason, corpus, where=run.corpus_path)
+            return Result(self.name, "corpus", True, before.reason, corpus, run.removed[start:], run.corpus_path)
         try:
             if self.engine == "ray":
                 from corpusmap.ray_engine import embed_with_ray

@@ -637,21 +637,30 @@ class Run:
                 break
         removed = []
         for output in sorted((o for o in outputs if o.key in depth), key=lambda o: (-depth[o.key], o.key)):
-            self._remove(output)
+            if not self._remove(output):  # (a read-only run: nothing is said to be removed that is still there)
+                continue
             kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
             removed.append(f"the record of {output.key[len('render:'):]} (a file outside the run: kept, out of "
                            "date)" if kept else output.key)
         self.removed += removed
         return removed
 
-    def _remove(self, output: Output) -> None:
+    def _remove(self, output: Output) -> bool:
+        """Delete the output's files (and forget a render's record); whether it is gone."""
         for path in output.paths:
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                path.unlink(missing_ok=True)
-        if output.forget is not None:
-            output.forget()
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+        if any(path.exists() for path in output.paths):
+            return False
+        try:
+            if output.forget is not None:
+                output.forget()
+        except OSError:
+            return False
+        return True
 
     def resolve(self, rel: str) -> Path:
         """The path that :meth:`relative` gave ``rel``."""

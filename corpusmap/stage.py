@@ -380,13 +380,8 @@ class Stage:
         return Result(self.name, key, True, status.reason, manifest, run.removed[start:], self.where(run, params))
 
     def _finish_invalidation(self, run: Run) -> None:
-        """Remove what is stale before reading anything: the rest of a removal a killed process left unfinished,
-        or outputs copied in from another run."""
-        if not run.path.is_dir():
-            return
-        try:
-            removed = run.invalidate()
-        except OSError:  # a read-only run: it is only read, and what is stale is refused as such where it is read
-            return
+        """Remove what is stale: the rest of a removal a killed process left unfinished, or outputs copied in from
+        another run (in a read-only run nothing goes, and what is stale is refused as such where it is read)."""
+        removed = run.invalidate() if run.path.is_dir() else []
         if removed:
             info(f"{self.name}: removed {', '.join(removed)} (computed from outputs that have been replaced since)")

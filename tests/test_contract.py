@@ -451,6 +451,9 @@ def test_a_lost_corpus_record_is_rebuilt_by_the_same_inputs_and_never_replaced_s
     assert result.exit_code == 0, result.output
     after = tree(run)
     assert "corpus.json" in after and {k: v for k, v in after.items() if k != "corpus.json"} == before
+    (run / "corpus.parquet").unlink()  # the record kept, the corpus lost: the message names what is lost
+    result = cli(*EMBED, "-o", run, "--min-chars", "900")
+    assert result.exit_code == 1 and "corpus.parquet is missing or damaged" in result.output, result.output
 
 
 def test_a_damaged_corpus_record_removes_nothing_computed_from_the_corpus(run):
@@ -461,3 +464,26 @@ def test_a_damaged_corpus_record_removes_nothing_computed_from_the_corpus(run):
     result = cli("neighbors", run, "-k", "10")
     assert result.exit_code == 1 and "corpus.json" in result.output, result.output
     assert Run(run).invalidate() == [] and tree(run) == before
+
+
+def test_a_read_only_run_never_says_it_removed_what_it_could_not(run):
+    """A stale output in a run the user may not write stays, and no command reports it removed."""
+    import os
+
+    cli("evaluate", run, "--quiet", ok=True)
+    manifest = json.loads((run / "eval" / "manifest.json").read_text())
+    manifest["stage"]["inputs"]["embeddings"] = "an earlier one"
+    (run / "eval" / "manifest.json").write_text(json.dumps(manifest))
+    wrap = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot drop the override capabilities")
+        wrap = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    subprocess.run(["chmod", "-R", "a-w", str(run)], check=True)
+    try:
+        done = subprocess.run(wrap + CORPUSMAP + ["map", str(run), "--method", "pca"], capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(run)], check=True)
+    assert done.returncode == 0, done.stderr
+    assert "removed" not in done.stderr + done.stdout and (run / "eval" / "metrics.json").is_file()

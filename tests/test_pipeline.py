@@ -424,7 +424,9 @@ def test_a_damaged_corpus_is_read_again_by_the_pipelines_embed(folder, name):
      'color = "cluster:topics:0"\n', "no job before it makes: add a [clusters] table named 'topics' before it"),
     # a clustering named by a page, an export, an evaluation or an excess report, which no job makes
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[excess]\nby = "cluster:topics"\n',
-     "[excess] with --by cluster:topics needs the clustering 'topics', which the run does not hold"),
+     "no job before it makes: add a [clusters] table named 'topics' before it"),
+    ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[excess]\nby = "cluster:foo"\noutput = "report"\n',
+     "[excess] with --by cluster:foo needs the clustering 'foo', which the run does not hold"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[excess]\nby = "cluster"\n',
      "[excess] with --by cluster needs the clustering 'leiden', which the run does not hold"),
     ('run = "x"\n[embed]\ninputs = ["a.jsonl"]\n[neighbors]\n[[map]]\nmethod = "pca"\n[view]\nmap = "pca"\n'
@@ -504,3 +506,24 @@ def test_an_export_table(folder):
     assert result.exit_code == 0 and "run: export pca" in result.output, result.output
     assert (folder / "out" / "exports" / "pca.atlas.parquet").is_file()
     assert "skip (current): export pca" in cli("run", config).output
+
+
+def test_the_plan_knows_the_clusterings_the_run_will_hold(folder):
+    """The default clustering is chosen among those the run holds and those the jobs before make (a and b, none
+    of them leiden: no default); a clustering that a job before removes (a graph recomputed) is missing; inputs
+    may be recursive globs."""
+    out = folder / "out"
+    assert cli("clusters", out, "--name", "a", "--levels", "1", "-q").exit_code == 0
+    config = write_config(folder)
+    text = config.read_text().replace('inputs = ["data/', 'inputs = ["data/**/')
+    assert 'inputs = ["data/**/' in text
+    config.write_text(text + '[[clusters]]\nname = "b"\nlevels = 1\n[[plot]]\nmap = "tsne"\ncolor = "cluster"\n')
+    dry = cli("run", config, "--dry-run")
+    assert dry.exit_code == 2 and "will hold a, b, none of them the default (leiden): name one" in dry.output, \
+        dry.output
+    config = write_config(folder, k=12)
+    config.write_text(config.read_text().replace("[neighbors]\n", "[neighbors]\noverwrite = true\n")
+                      .replace("[excess]\n", '[excess]\nby = "cluster:a"\n'))
+    dry = cli("run", config, "--dry-run")
+    assert dry.exit_code == 2 and "needs clusters/a of" in dry.output and "which the neighbors job before it may " \
+        "remove" in dry.output, dry.output

@@ -108,7 +108,7 @@ def _check_inputs(stage: str, paths: list[str]) -> list[str]:
     import glob
 
     for path in paths:
-        if not (glob.has_magic(path) and glob.glob(path)) and not Path(path).exists():
+        if not (glob.has_magic(path) and glob.glob(path, recursive=True)) and not Path(path).exists():
             raise UsageProblem(f"[{stage}] {POSITIONAL[stage]}: {path} "
                                f"{'matches nothing' if glob.has_magic(path) else 'does not exist'} (paths in a "
                                "config are relative to its folder)")

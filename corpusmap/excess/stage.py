@@ -209,12 +209,21 @@ class ExcessStage(Stage):
 
         return missing_files(run, params.out_dir, manifest)
 
+    def needs(self, params: ExcessParams) -> set:
+        """The clustering of ``--by cluster:NAME`` when the report is its RUN's own (``RUN/excess``)."""
+        from corpusmap.clusters import named_clustering, parse_cluster_spec
+
+        if not by_region(params.by) or params.output is not None:
+            return set()
+        return named_clustering(parse_cluster_spec(params.by)[0])
+
     def check_plan(self, run: Run, params: ExcessParams, earlier: list) -> None:
         """The clustering of ``--by cluster[:NAME]``: held by the RUN or made by a job before it (the RUN may be the
         pipeline's, with no corpus yet)."""
         from corpusmap.clusters import check_planned_clustering, parse_cluster_spec
 
-        own = [Path(s) for s in params.source if Path(s).resolve() == run.path.resolve()]
+        runs = {r.path.resolve() for _, r, _ in earlier} | {run.path.resolve()}
+        own = [Path(s) for s in params.source if Path(s).resolve() in runs]
         source = params.run_dir or (own[0] if len(params.source) == 1 and own else None)
         if by_region(params.by) and source is not None:
             check_planned_clustering(Run(source), earlier, parse_cluster_spec(params.by)[0],
