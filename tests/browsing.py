@@ -73,5 +73,13 @@ class Opened:
             " && t.querySelector('.cm-tooltip-title').textContent !== '…'; }", arg=i, timeout=10_000)
         return x, y
 
+    def click(self, i: int) -> tuple[float, float]:
+        """Click point i as a mouse does: onto it first (its tooltip shown), then the click. (Playwright's click
+        alone jumps from wherever the mouse was and presses at once: on a busy machine the camera took the jump
+        for a drag and panned instead of picking.)"""
+        x, y = self.hover(i)
+        self.page.mouse.click(x, y)
+        return x, y
+
     def close(self):
         self.context.close()

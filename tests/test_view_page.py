@@ -269,8 +269,7 @@ def test_hover_shows_the_title_of_the_point_under_the_mouse(opened, acl):
 
 def test_click_lists_exactly_the_high_d_neighbours(opened, acl):
     i = opened.isolated_points(count=1)[0]
-    x, y = opened.hover(i)
-    opened.page.mouse.click(x, y)
+    opened.click(i)
     opened.page.wait_for_function("i => document.getElementById('cm-details').dataset.row === String(i)", arg=i,
                                   timeout=10_000)
     listed = opened.js("Array.from(document.querySelectorAll('#cm-neighbours li')).map(li => +li.dataset.row)")
@@ -1013,7 +1012,7 @@ def test_a_picked_point_is_moved_out_from_under_the_details_and_word_matches_sta
         width = page.js("window.innerWidth")
         right = max((i for i in page.isolated_points(radius=8, count=40) if pos[i, 0] > width - 380),
                     key=lambda i: pos[i, 0])  # a point where the details panel will open
-        page.page.mouse.click(*pos[right])
+        page.click(right)
         page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
         # the 300 ms pan (slower in software WebGL on a busy machine: waited for, not timed)
         clear = (f"window.corpusmap.screenPosition({right})[0] < "
@@ -1061,7 +1060,7 @@ def _click_the_rightmost_point(page) -> int:
     _wait_until_still(page)  # (positions read while the first view still settles would miss the point)
     pos = np.asarray(page.js("window.corpusmap.screenPositions()")).reshape(-1, 2)
     right = max(page.isolated_points(radius=6, count=40), key=lambda i: pos[i, 0])
-    page.page.mouse.click(*pos[right])
+    page.click(right)
     page.page.wait_for_function(f"document.getElementById('cm-details').dataset.row === '{right}'")
     _wait_until_in_the_free_part(page, right)
     return right
