@@ -750,3 +750,11 @@ def test_hnsw_below_target_recall_warns_and_says_so_in_the_manifest(tmp_path):
     assert manifest["recall"]["reached_target"] is False and manifest["recall"]["value"] < 0.9999
     assert manifest["index"]["params"]["tuning_reached_target"] is False
     assert manifest["index"]["params"]["efSearch"] == 16
+
+
+def test_a_value_holding_a_newline_keeps_the_error_on_one_line(tmp_path):
+    """A path (or any value) with a line break in it is shown escaped: the error stays one line."""
+    folder = tmp_path / "no\nrun"
+    code, output = invoke("neighbors", folder)
+    assert code == 1 and output.count("\n") == 1, output
+    assert f"no run directory at {str(folder).replace(chr(10), chr(92) + 'n')}" in output

@@ -79,6 +79,13 @@ class CorpusmapGroup(click.Group):
 
     def invoke(self, ctx):
         try:
+            return self._invoke(ctx)
+        except click.exceptions.ClickException as exc:  # one line, whatever a value in it holds (a path with \n)
+            exc.message = exc.message.replace("\r", "\\r").replace("\n", "\\n")
+            raise
+
+    def _invoke(self, ctx):
+        try:
             return super().invoke(ctx)
         except UsageProblem as exc:
             raise BadUsage(str(exc)) from (exc if _debug() else None)
