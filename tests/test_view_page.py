@@ -1127,8 +1127,9 @@ def test_years_outside_the_data_resizing_keys_and_zooming_out(browser, tmp_path)
         names_become(["north east"])  # only its region has papers of 2017
         page.page.fill("#cm-year-from", "2011")
         page.page.press("#cm-year-from", "Enter")
-        page.page.fill("#cm-year-to", "2012")
+        page.page.fill("#cm-year-to", "2011.6")  # (a whole year: 2012)
         page.page.press("#cm-year-to", "Enter")
+        assert page.js(shown) == ["2011", "2012"]
         names_become(["south east", "south west"])
         page.page.click(".cm-years button")  # "all"
         names_become(sorted(names))

@@ -570,7 +570,8 @@ class App {
     this.unhover();  // the hovered point may leave the range
     const { min, max } = this.m.years;
     if (!(from <= to)) [from, to] = [to, from];
-    const clamp = (year) => Math.min(Math.max(year, Math.floor(min)), Math.ceil(max));  // the boxes show what applies
+    // whole years (a typed 2011.6 is 2012), within the map's: the boxes show what applies
+    const clamp = (year) => Math.min(Math.max(Math.round(year), Math.floor(min)), Math.ceil(max));
     [from, to] = [clamp(from), clamp(to)];
     [this.controls.yearFrom.value, this.controls.yearTo.value] = [String(from), String(to)];
     this.yearRange = [from, to];
