@@ -141,7 +141,7 @@ class ClustersStage(Stage):
 
         return missing_files(run, run.clusters_dir, manifest)
 
-    def check_plan(self, run: Run, params: ClustersParams, earlier: list) -> None:
+    def check_plan(self, run: Run, params: ClustersParams, earlier: list, planned: Optional[dict] = None) -> None:
         from corpusmap.neighbors import planned_k
 
         problem = planned_k(run, earlier, params.k) if params.on is None and params.k is not None else None
@@ -316,22 +316,33 @@ def named_clustering(name: Optional[str]) -> set:
     return {f"clusters/{name}"} if name and name != "none" else set()
 
 
-def check_planned_clustering(run: Run, earlier: list, name: Optional[str], what: str) -> None:
+def check_planned_clustering(run: Run, earlier: list, name: Optional[str], what: str,
+                             planned: Optional[dict] = None) -> None:
     """In a pipeline, before any job runs: a usage error when the clustering ``name`` (None: the default) that
-    ``what`` needs is neither held by the run nor made by a job before it (``earlier``: (stage, run, params))."""
+    ``what`` needs is not among those the run will hold when its turn comes (``planned``: run path -> output keys,
+    as :func:`corpusmap.pipeline.plan` foresees them; for a run it does not know, those held now and those the
+    jobs ``earlier`` ((stage, run, params)) make)."""
     if name == "none":
         return
-    made = [p.name for stage, r, p in earlier if isinstance(stage, ClustersStage)
-            and r.path.resolve() == run.path.resolve()]
     held = run.list_clusterings() if run.path.is_dir() else []
-    names = sorted(set(held) | set(made))
+    keys = (planned or {}).get(run.path.resolve())
+    if keys is None:
+        made = [p.name for stage, r, p in earlier if isinstance(stage, ClustersStage)
+                and r.path.resolve() == run.path.resolve()]
+        names = sorted(set(held) | set(made))
+    else:
+        names = sorted(k[len("clusters/"):] for k in keys if k.startswith("clusters/"))
     if not name and len(names) > 1 and "leiden" not in names:
         raise UsageProblem(f"{what} needs the default clustering, and the run will hold {', '.join(names)}, none of "
                            "them the default (leiden): name one")
-    name = name or default_of(names) or "leiden"
-    if name not in held and name not in made:
-        raise UsageProblem(f"{what} needs the clustering {name!r}, which the run does not hold and no job before it "
-                           "makes: add a [clusters] table (or name a clustering the run holds)")
+    name = name or default_of(names) or default_of(held) or "leiden"  # (the default held now, if jobs remove it)
+    if name in names:
+        return
+    if name in held:
+        raise UsageProblem(f"{what} needs the clustering {name!r}, which a job before it removes (it recomputes what "
+                           "the clustering was computed from): add a [clusters] table after that job")
+    raise UsageProblem(f"{what} needs the clustering {name!r}, which the run does not hold and no job before it "
+                       "makes: add a [clusters] table (or name a clustering the run holds)")
 
 
 def planned_clustering(planned: set, name: Optional[str]) -> set:

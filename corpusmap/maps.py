@@ -329,7 +329,7 @@ class MapStage(Stage):
     def check_files(self, run: Run, params: MapParams, manifest: dict) -> Optional[str]:
         return _damaged(run, params.name)
 
-    def check_plan(self, run: Run, params: MapParams, earlier: list) -> None:
+    def check_plan(self, run: Run, params: MapParams, earlier: list, planned: Optional[dict] = None) -> None:
         from corpusmap.neighbors import planned_k
 
         need = neighbours_needed(params)

@@ -147,7 +147,8 @@ def plan(jobs: list[Job]) -> list[tuple[Job, Status]]:
                    if gone else
                    f"which the run does not hold and no job before it makes: add {table} before it")
             raise UsageProblem(f"{name} needs {key} of {job.run.path}, {why}")
-        job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]])
+        job.stage.check_plan(job.run, job.params, [(j.stage, j.run, j.params) for j in jobs[:i]],
+                             {run_path: set(keys) for run_path, keys in held.items()})
         status = job.status()
         writes = job.stage.writes(job.run, job.params)
         gone = [removed_by[(where, key)] for key in writes if (where, key) in removed_by and key not in outputs]

@@ -171,7 +171,7 @@ class PlotStage(Stage):
             name, level = _cluster_choice(run, params)
             _clustering(run, name).level(level, "--color")
 
-    def check_plan(self, run: Run, params: PlotParams, earlier: list) -> None:
+    def check_plan(self, run: Run, params: PlotParams, earlier: list, planned: Optional[dict] = None) -> None:
         from corpusmap.clusters import check_planned_clustering
         from corpusmap.maps import AddStage, MapStage
 
@@ -185,7 +185,7 @@ class PlotStage(Stage):
             return
         what = f"--color {params.color}" if mode == "cluster" else f"--labels {params.labels}"
         check_planned_clustering(run, earlier, detail[0] if mode == "cluster" else None,
-                                 f"a [[plot]] of {params.map} with {what}")
+                                 f"a [[plot]] of {params.map} with {what}", planned)
 
     def will_read(self, run: Run, params: PlotParams, planned: set) -> set:
         """Also the clustering of --color cluster[:NAME] or --labels (the default one as the run will hold it)."""

@@ -245,10 +245,10 @@ class Stage:
         """Checks that need none of what the jobs before it make (a figure's clustering before its map is
         computed): a command runs those of all its jobs before its first job."""
 
-    def check_plan(self, run: Run, params, earlier: list) -> None:
+    def check_plan(self, run: Run, params, earlier: list, planned: Optional[dict] = None) -> None:
         """In a pipeline, before any job runs: an error when ``params`` cannot work on what the jobs before it
         (``(stage, run, params)`` tuples, in order) will leave, e.g. a map needing more neighbours than the
-        configured graph has."""
+        configured graph has; ``planned``: run path -> the output keys it will hold when this job's turn comes."""
 
     def inputs(self, run: Run, params) -> dict:
         """Fingerprints of the run outputs this stage reads; an error naming the command to run when one is

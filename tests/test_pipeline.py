@@ -527,3 +527,9 @@ def test_the_plan_knows_the_clusterings_the_run_will_hold(folder):
     dry = cli("run", config, "--dry-run")
     assert dry.exit_code == 2 and "needs clusters/a of" in dry.output and "which the neighbors job before it may " \
         "remove" in dry.output, dry.output
+    config = write_config(folder, k=12)  # the default clustering (the only one, a) goes the same way
+    config.write_text(config.read_text().replace("[neighbors]\n", "[neighbors]\noverwrite = true\n")
+                      + '[[plot]]\nmap = "tsne"\ncolor = "cluster"\n')
+    dry = cli("run", config, "--dry-run")
+    assert dry.exit_code == 2 and "with --color cluster needs the clustering 'a', which a job before it removes" \
+        in dry.output, dry.output

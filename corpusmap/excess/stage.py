@@ -217,7 +217,7 @@ class ExcessStage(Stage):
             return set()
         return named_clustering(parse_cluster_spec(params.by)[0])
 
-    def check_plan(self, run: Run, params: ExcessParams, earlier: list) -> None:
+    def check_plan(self, run: Run, params: ExcessParams, earlier: list, planned: Optional[dict] = None) -> None:
         """The clustering of ``--by cluster[:NAME]``: held by the RUN or made by a job before it (the RUN may be the
         pipeline's, with no corpus yet)."""
         from corpusmap.clusters import check_planned_clustering, parse_cluster_spec
@@ -227,7 +227,7 @@ class ExcessStage(Stage):
         source = params.run_dir or (own[0] if len(params.source) == 1 and own else None)
         if by_region(params.by) and source is not None:
             check_planned_clustering(Run(source), earlier, parse_cluster_spec(params.by)[0],
-                                     f"[excess] with --by {params.by}")
+                                     f"[excess] with --by {params.by}", planned)
 
     def prepare(self, run: Run, params: ExcessParams) -> None:
         source = params.run_dir
