@@ -372,7 +372,7 @@ class Stage:
                                          f"command again")
                 self.commit(run, params, staging)
         removed = run.invalidate()
-        if key in removed:  # its input was replaced between the check above and the commit
+        if self.stored(run, params) is None:  # its input was replaced between the check above and the commit
             raise CorpusmapError(f"an input of {self.what} in {run.path} was replaced by another command while it "
                                  "was computed; the output was removed as stale, run the command again")
         if removed:

@@ -487,3 +487,22 @@ def test_a_read_only_run_never_says_it_removed_what_it_could_not(run):
         subprocess.run(["chmod", "-R", "u+w", str(run)], check=True)
     assert done.returncode == 0, done.stderr
     assert "removed" not in done.stderr + done.stdout and (run / "eval" / "metrics.json").is_file()
+
+
+def test_an_input_replaced_while_a_figure_was_drawn_fails_the_command(run, monkeypatch):
+    """Another command replaces the map while a figure of it is being written: the figure, stale at once, is
+    removed and the command fails (it does not report a figure it no longer has)."""
+    from corpusmap.plot import PlotStage
+
+    commit = PlotStage.commit
+
+    def replaced_meanwhile(self, r, params, staging):
+        commit(self, r, params, staging)
+        cli("map", run, "--method", "tsne", "--name", "pca", "--perplexity", "3", "--n-iter", "10",
+            "--early-exaggeration-iter", "10", "--no-plot", "--overwrite", "--quiet", ok=True)
+
+    monkeypatch.setattr(PlotStage, "commit", replaced_meanwhile)
+    result = cli("plot", run, "--map", "pca", "--color", "year", "-o", run / "maps" / "pca.year.png")
+    assert result.exit_code == 1 and "was replaced by another command while it was computed" in result.output, \
+        result.output
+    assert not (run / "maps" / "pca.year.png").exists()
