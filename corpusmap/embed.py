@@ -438,10 +438,12 @@ def plan_shards(run: Run, options: EmbedOptions, overwrite: bool = False) -> Sha
                     f"{run.path} already holds vectors made with other parameters ({describe_changes(changed)}); "
                     "add --overwrite to replace them (this deletes them and everything computed from them) or "
                     "choose another -o directory")
+            # what was computed from them goes first: a kill between the two leaves the old vectors, not a graph
+            # and maps that no vectors account for
+            removed = run.invalidate(gone=["embeddings"]) + ["embeddings"]
             with writing(run.embeddings_dir):
                 shutil.rmtree(run.embeddings_dir)
             run.removed.append("embeddings")
-            removed = ["embeddings"] + run.invalidate(gone=["embeddings"])
             progress.info(f"--overwrite: removed {', '.join(removed)} from {run.path}")
             existing = None
         plan = ShardPlan(request, canonical_hash(request)[:16], corpus["rows"], options.shard_rows)
