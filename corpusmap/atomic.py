@@ -5,21 +5,51 @@ A crash or kill at any moment leaves either the old file or the new one, never h
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's process)
+        return True
+    return True
+
+
+def _remove_left_by_the_dead(path: Path) -> None:
+    """Temporary files of ``path`` left by killed writers on this machine (``.NAME.tmp-HOST-PID`` whose process
+    is gone); those of live writers, or of other machines sharing the folder, are left alone."""
+    prefix = f".{path.name}.tmp-{_host()}-"
+    for leftover in path.parent.glob(glob.escape(prefix) + "*"):
+        pid = leftover.name[len(prefix):]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds (temporary files of
+    killed writers of ``path`` go first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(OSError):
+        _remove_left_by_the_dead(path)
+    tmp = path.with_name(f".{path.name}.tmp-{_host()}-{os.getpid()}")
     try:
         yield tmp
         if tmp.exists():

@@ -4,6 +4,7 @@ where the data is used. All on the bundled example corpus."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -506,3 +507,20 @@ def test_an_input_replaced_while_a_figure_was_drawn_fails_the_command(run, monke
     assert result.exit_code == 1 and "was replaced by another command while it was computed" in result.output, \
         result.output
     assert not (run / "maps" / "pca.year.png").exists()
+
+
+def test_an_atomic_write_removes_the_temporary_files_of_killed_writers_only(tmp_path):
+    """``.NAME.tmp-HOST-PID`` of a process that is gone is removed by the next write of NAME; a live writer's, or
+    one of another machine sharing the folder, is kept."""
+    from corpusmap.atomic import _host, write_json
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f".x.json.tmp-{_host()}-{dead.pid}"
+    live = tmp_path / f".x.json.tmp-{_host()}-{os.getppid()}"
+    other = tmp_path / f".x.json.tmp-elsewhere-{dead.pid}"
+    for path in (left, live, other):
+        path.write_text("{")
+    write_json(tmp_path / "x.json", {"a": 1})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+    assert not left.exists() and live.exists() and other.exists()
