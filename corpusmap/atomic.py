@@ -9,16 +9,20 @@ import glob
 import hashlib
 import json
 import os
-import re
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 
+LEFTOVER_AGE_S = 600  # a temporary file untouched this long, of a process gone, was left by a killed writer
+
+
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname()) or "host"
+    """A short tag of this machine (temporary names stay short whatever the host name's length)."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _alive(pid: int) -> bool:
@@ -26,18 +30,20 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # (another user's process)
+    except (OSError, OverflowError):  # (another user's process; a number no process can have)
         return True
     return True
 
 
 def _remove_left_by_the_dead(path: Path) -> None:
-    """Temporary files of ``path`` left by killed writers on this machine (``.NAME.tmp-HOST-PID`` whose process
-    is gone); those of live writers, or of other machines sharing the folder, are left alone."""
+    """Temporary files of ``path`` left by killed writers on this machine: ``.NAME.tmp-HOST-PID`` whose process
+    is gone and which nothing has written for :data:`LEFTOVER_AGE_S` (a writer in another PID namespace of a
+    host of the same name is still writing its file). Those of other machines sharing the folder are left alone."""
     prefix = f".{path.name}.tmp-{_host()}-"
     for leftover in path.parent.glob(glob.escape(prefix) + "*"):
         pid = leftover.name[len(prefix):]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isascii() and pid.isdigit() and not _alive(int(pid)) \
+                and time.time() - leftover.stat().st_mtime > LEFTOVER_AGE_S:
             leftover.unlink(missing_ok=True)
 
 

@@ -754,7 +754,8 @@ def test_hnsw_below_target_recall_warns_and_says_so_in_the_manifest(tmp_path):
 
 def test_a_value_holding_a_newline_keeps_the_error_on_one_line(tmp_path):
     """A path (or any value) with a line break in it is shown escaped: the error stays one line."""
-    folder = tmp_path / "no\nrun"
-    code, output = invoke("neighbors", folder)
-    assert code == 1 and output.count("\n") == 1, output
-    assert f"no run directory at {str(folder).replace(chr(10), chr(92) + 'n')}" in output
+    for brk, shown in (("\n", "\\n"), ("\x0b", "\\x0b"), ("\u2028", "\\u2028")):
+        folder = tmp_path / f"no{brk}run"
+        code, output = invoke("neighbors", folder)
+        assert code == 1 and len(output.splitlines()) == 1, output
+        assert f"no run directory at {tmp_path}/no{shown}run" in output

@@ -30,6 +30,14 @@ COMMANDS = {
 }
 
 
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines breaks at
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break escaped as Python writes it (``\\n``, ``\\x0b``, ``\\u2028``)."""
+    return "".join(repr(ch)[1:-1] if ch in LINE_BREAKS else ch for ch in text)
+
+
 class BadUsage(click.ClickException):
     """A flag or argument that cannot work: one line, exit 2 (click's usage errors print the usage too)."""
 
@@ -81,7 +89,7 @@ class CorpusmapGroup(click.Group):
         try:
             return self._invoke(ctx)
         except click.exceptions.ClickException as exc:  # one line, whatever a value in it holds (a path with \n)
-            exc.message = exc.message.replace("\r", "\\r").replace("\n", "\\n")
+            exc.message = one_line(exc.message)
             raise
 
     def _invoke(self, ctx):
