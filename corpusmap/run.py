@@ -683,17 +683,19 @@ class Run:
             write_json(renders_file, data)
 
     def forget_render(self, map_name: str, rel: str) -> None:
-        """Drop the record of one render (and the record file once it lists none)."""
+        """Drop the record of one render (and the record file once it lists none), under the lock its writers
+        hold, so that a figure another process records meanwhile keeps its record."""
         from corpusmap.atomic import write_json
 
         renders_file = self.renders_path(map_name)
-        data = try_read_manifest(renders_file)
-        if data and rel in data.get("renders", {}):
-            del data["renders"][rel]
-            if data["renders"]:
-                write_json(renders_file, data)
-            else:
-                renders_file.unlink(missing_ok=True)
+        with self.lock(f"renders/{map_name}"):
+            data = try_read_manifest(renders_file)
+            if data and rel in data.get("renders", {}):
+                del data["renders"][rel]
+                if data["renders"]:
+                    write_json(renders_file, data)
+                else:
+                    renders_file.unlink(missing_ok=True)
 
     def render_block(self, map_name: str, path: Path) -> Optional[dict]:
         data = try_read_manifest(self.renders_path(map_name)) or {}
