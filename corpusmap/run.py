@@ -622,26 +622,26 @@ class Run:
         the rest still recognisably stale (the next stage run finishes the work)."""
         outputs = self.outputs()
         current = {o.key: o.fingerprint for o in outputs if o.fingerprint is not None}
-        gone, depth = set(gone), {}
-        while True:  # depth: 0 for an output whose own input changed, 1 + the deepest stale input otherwise
+        gone = set(gone)
+        stale, grown = set(gone), True
+        while grown:  # the closure: computed from a changed output, or from one that goes
             grown = False
             for o in outputs:
-                below = [depth.get(k, -1) for k, fp in o.inputs.items()
-                         if k in depth or k in gone or (k in current and current[k] != fp)]
-                if below and depth.get(o.key) != 1 + max(below):
-                    depth[o.key], grown = 1 + max(below), True
-                    if depth[o.key] > len(outputs):  # (a cycle of recorded inputs cannot grow forever)
-                        grown = False
-                        break
-            if not grown:
-                break
+                if o.key not in stale and any(k in stale or (k in current and current[k] != fp)
+                                              for k, fp in o.inputs.items()):
+                    stale.add(o.key)
+                    grown = True
+        left = sorted((o for o in outputs if o.key in stale - gone), key=lambda o: o.key)  # (gone: the caller removes)
         removed = []
-        for output in sorted((o for o in outputs if o.key in depth), key=lambda o: (-depth[o.key], o.key)):
-            if not self._remove(output):  # (a read-only run: nothing is said to be removed that is still there)
-                continue
-            kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
-            removed.append(f"the record of {output.key[len('render:'):]} (a file outside the run: kept, out of "
-                           "date)" if kept else output.key)
+        while left:  # those no other stale output was computed from first (all at once in a cycle)
+            first = [o for o in left if not any(o.key in other.inputs for other in left)] or left
+            for output in first:
+                if not self._remove(output):  # (a read-only run: nothing is said to be removed that is still there)
+                    continue
+                kept = output.key.startswith("render:") and not output.paths  # a figure outside the run
+                removed.append(f"the record of {output.key[len('render:'):]} (a file outside the run: kept, out "
+                               "of date)" if kept else output.key)
+            left = [o for o in left if o not in first]
         self.removed += removed
         return removed
 
