@@ -35,13 +35,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove_left_by_the_dead(path: Path) -> None:
-    """Temporary files of ``path`` left by killed writers on this machine: ``.NAME.tmp-HOST-PID`` whose process
+_CLEANED: set = set()  # folders this process has cleaned (once: a folder of thousands of shards is not listed
+#                        again for every file written into it)
+
+
+def _remove_left_by_the_dead(folder: Path) -> None:
+    """Temporary files in ``folder`` left by killed writers on this machine: ``.NAME.tmp-HOST-PID`` whose process
     is gone and which nothing has written for :data:`LEFTOVER_AGE_S` (a writer in another PID namespace of a
     host of the same name is still writing its file). Those of other machines sharing the folder are left alone."""
-    prefix = f".{path.name}.tmp-{_host()}-"
-    for leftover in path.parent.glob(glob.escape(prefix) + "*"):
-        pid = leftover.name[len(prefix):]
+    if folder in _CLEANED:
+        return
+    _CLEANED.add(folder)
+    marker = f".tmp-{_host()}-"
+    for leftover in folder.glob(".*" + glob.escape(marker) + "*"):
+        pid = leftover.name.rpartition(marker)[2]
         if pid.isascii() and pid.isdigit() and not _alive(int(pid)) \
                 and time.time() - leftover.stat().st_mtime > LEFTOVER_AGE_S:
             leftover.unlink(missing_ok=True)
@@ -49,12 +56,12 @@ def _remove_left_by_the_dead(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds (temporary files of
-    killed writers of ``path`` go first)."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds (temporary files that
+    killed writers left in its folder go first, once per process)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
-        _remove_left_by_the_dead(path)
+        _remove_left_by_the_dead(path.parent.resolve())
     tmp = path.with_name(f".{path.name}.tmp-{_host()}-{os.getpid()}")
     try:
         yield tmp

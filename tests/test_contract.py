@@ -512,8 +512,9 @@ def test_an_input_replaced_while_a_figure_was_drawn_fails_the_command(run, monke
 
 
 def test_an_atomic_write_removes_the_temporary_files_of_killed_writers_only(tmp_path):
-    """``.NAME.tmp-HOST-PID`` of a process that is gone, untouched for a while, is removed by the next write of
-    NAME; a live writer's, a recently written one, or one of another machine sharing the folder, is kept."""
+    """``.NAME.tmp-HOST-PID`` of a process that is gone, untouched for a while, is removed by this process's first
+    write into its folder; a live writer's, a recently written one, or one of another machine sharing the folder,
+    is kept."""
     from corpusmap.atomic import _host, write_json
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -522,10 +523,12 @@ def test_an_atomic_write_removes_the_temporary_files_of_killed_writers_only(tmp_
     live = tmp_path / f".x.json.tmp-{_host()}-{os.getppid()}"
     other = tmp_path / f".x.json.tmp-elsewhere-{dead.pid}"
     recent = tmp_path / f".x.json.tmp-{_host()}-{dead.pid + 100_000_000}"  # (written a moment ago: kept)
-    for path in (left, live, other, recent):
+    beside = tmp_path / f".y.parquet.tmp-{_host()}-{dead.pid}"  # (another file's, in the same folder)
+    for path in (left, live, other, recent, beside):
         path.write_text("{")
         if path is not recent:
             os.utime(path, (time.time() - 3600, time.time() - 3600))
     write_json(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
     assert not left.exists() and live.exists() and other.exists() and recent.exists()
+    assert not beside.exists()
