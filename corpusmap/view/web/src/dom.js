@@ -37,7 +37,7 @@ export function plural(n, one, many = `${one}s`) {
 
 /** A paper's title as the page shows it: "(no title)" for none, an empty one or one of blank space only. */
 export function shownTitle(title) {
-  return typeof title === 'string' && title.trim() ? title : '(no title)';
+  return hasTitle(title) ? title : '(no title)';
 }
 
 /** Whether a title is worth showing (not missing, not blank space only). */
