@@ -1277,7 +1277,7 @@ def test_odd_pages_one_point_blank_and_endless_titles_negative_years(browser, tm
     odd = write_page(tmp_path / "odd.html", PageData(x=xy[:, 0], y=xy[:, 1], titles=titles, labels=labels,
                                                      years=years, neighbors=neighbors))
     lo, hi = int(years.min()), int(years.max())
-    assert _manifest_of(odd.html)["subtitle"] == f"300 abstracts · {lo}–{hi}"
+    assert _manifest_of(odd.html)["subtitle"] == f"300 abstracts · {lo} – {hi}"  # (spaced: -499 – -101)
     page = Opened(browser, odd.html, "#y=-300--250")
     try:
         assert page.errors == []

@@ -177,7 +177,8 @@ def _manifest(data: PageData, title, m, n, rows, meta, transform, folder_url, in
     subtitle = f"{n:,} abstract{'s' * (n != 1)}"
     if years:
         first, last = f"{years['min']:.0f}", f"{years['max']:.0f}"
-        subtitle += f" · {first}" if first == last else f" · {first}–{last}"
+        dash = " – " if years["min"] < 0 else "–"  # (-499 – -101, not -499–-101)
+        subtitle += f" · {first}" if first == last else f" · {first}{dash}{last}"
     if rows is not None:
         subtitle += f" · {m:,} drawn"
     labels = meta["labels"]
